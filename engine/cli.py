@@ -1,0 +1,192 @@
+"""The ``hardbench`` command line.
+
+hardbench run SPEC [--set section.field=value ...] [--runs-dir DIR] [--run-id ID]
+hardbench validate SPEC [--set ...]
+hardbench ls [--runs-dir DIR]
+hardbench models [PATTERN]
+hardbench scores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2  # the spec or arguments are invalid; nothing was written
+EXIT_FAILED = 1  # the run started and failed; run.json says why
+RUNS_DIR_ENV = "HARDBENCH_RUNS_DIR"  # default parent of run directories
+
+
+def _default_runs_dir() -> str:
+    return os.environ.get(RUNS_DIR_ENV, "runs")
+
+
+def _add_spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", type=Path, help="benchmark spec (YAML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, e.g. --set replicas.epochs=5 (repeatable)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hardbench", description="Build hard benchmarks from seed-ensemble training dynamics."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train replicas, score, build splits, evaluate, log to MLflow")
+    _add_spec_args(run)
+    run.add_argument(
+        "--runs-dir",
+        default=None,
+        help=f"parent of run directories (default ${RUNS_DIR_ENV} or ./runs)",
+    )
+    run.add_argument(
+        "--run-id", default=None, help="run directory name (default: <spec>-<timestamp>-<hex>)"
+    )
+    run.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: all)"
+    )
+
+    val = sub.add_parser("validate", help="check a spec without running it")
+    _add_spec_args(val)
+
+    ls = sub.add_parser("ls", help="list runs with their status")
+    ls.add_argument("--runs-dir", default=None)
+
+    models = sub.add_parser("models", help="list registered models")
+    models.add_argument("pattern", nargs="?", default="*")
+
+    sub.add_parser("scores", help="list registered scores with direction and inputs")
+    return parser
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from engine.splits import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    r = spec.replicas
+    print(
+        f"{args.spec}: valid spec {spec.metadata.name!r}: {r.count} x {r.recipe.model} replicas, "
+        f"{r.recipe.epochs} epochs, scores {', '.join(spec.scores)}, "
+        f"hard = top {spec.splits.hard.top_fraction:g} by {spec.splits.score}, {spec.splits.bins.count} bins, "
+        f"evaluating {', '.join([m.name for m in spec.evaluate.models] + (['ensemble'] if spec.evaluate.ensemble else []))}"
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from engine.pipeline import RunSetupError, run_benchmark
+    from engine.splits import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        result = run_benchmark(
+            spec,
+            runs_dir=args.runs_dir or _default_runs_dir(),
+            run_id=args.run_id,
+            num_cpus=args.num_cpus,
+            log=lambda line: print(line, flush=True),
+        )
+    except RunSetupError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print()
+    print(result.table)
+    print()
+    t = result.timings
+    print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
+    print(f"run: {result.run_dir}")
+    print(f"card: {result.card_paths['md']}")
+    print(
+        f"mlflow: {result.mlflow['tracking_uri']} (experiment {spec.tracking.experiment}, run {result.mlflow['parent_run_id']})"
+    )
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    runs = Path(args.runs_dir or _default_runs_dir())
+    if not runs.is_dir():
+        print(f"no runs under {runs}")
+        return 0
+    rows = []
+    for run_file in sorted(runs.glob("*/run.json")):
+        status = json.loads(run_file.read_text())
+        rows.append(
+            (
+                status["run_id"],
+                status["status"],
+                f"{status.get('timings_s', {}).get('total', float('nan')):.1f}",
+            )
+        )
+    if not rows:
+        print(f"no runs under {runs}")
+        return 0
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"{'run':<{width}}{'status':<10}{'total s':>8}")
+    for run_id, state, total in rows:
+        print(f"{run_id:<{width}}{state:<10}{total:>8}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from engine.models import get_model_config, list_models
+
+    for name in list_models(args.pattern):
+        cfg = get_model_config(name)
+        print(f"{name:<18}{cfg.family:<8}{cfg.description}")
+    return 0
+
+
+def _cmd_scores(args: argparse.Namespace) -> int:
+    from engine.scores import get_score, list_scores
+
+    for name in list_scores():
+        info = get_score(name)
+        direction = "higher = harder" if info.higher_is_harder else "lower = harder"
+        print(
+            f"{name:<12}{direction:<17}input={info.input:<6}labels={'yes' if info.needs_labels else 'no'}"
+        )
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "validate": _cmd_validate,
+    "ls": _cmd_ls,
+    "models": _cmd_models,
+    "scores": _cmd_scores,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hardbench`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    from engine.splits import SpecError
+
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as exc:
+        print(f"hardbench: invalid spec: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("hardbench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"hardbench: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

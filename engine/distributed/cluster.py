@@ -1,0 +1,61 @@
+"""Connect to Ray: an existing cluster when ``RAY_ADDRESS`` is set, else a local one."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+RAY_ADDRESS_ENV = "RAY_ADDRESS"  # when set, attach to this cluster instead of starting one
+# Driver-side loggers whose INFO/WARNING chatter (token notice, executor summaries)
+# drowns the CLI's own progress lines in quiet mode.
+QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray._private")
+
+
+@contextlib.contextmanager
+def ray_session(num_cpus: int | None = None, *, quiet: bool = True) -> Iterator[dict]:
+    """Make sure Ray is initialised for the duration of the block.
+
+    Reuses an already-initialised Ray (tests, notebooks, Ray jobs); otherwise attaches
+    to ``RAY_ADDRESS`` or starts a local cluster with ``address="local"`` (a bare
+    ``ray.init()`` can hang on a stale ``/tmp/ray`` session). Only a cluster this
+    function started is shut down on exit.
+
+    Args:
+        num_cpus: CPUs of a local cluster (default: all cores); ignored when attaching.
+        quiet: Keep worker logs and Ray Data progress bars off the driver's terminal.
+
+    Yields:
+        ``{"address": ..., "started": bool, "cpus": float}``.
+    """
+    import ray
+    from ray.data import DataContext
+
+    if quiet:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    started = False
+    if not ray.is_initialized():
+        address = os.environ.get(RAY_ADDRESS_ENV)
+        kwargs: dict = {
+            "log_to_driver": not quiet,
+            "logging_level": logging.WARNING if quiet else logging.INFO,
+        }
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        started = True
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = not quiet
+    ctx.print_on_execution_start = not quiet
+    try:
+        yield {
+            "address": ray.get_runtime_context().gcs_address,
+            "started": started,
+            "cpus": float(ray.cluster_resources().get("CPU", 0)),
+        }
+    finally:
+        if started:
+            ray.shutdown()

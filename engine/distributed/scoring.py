@@ -1,0 +1,138 @@
+"""The scoring pool: Ray Data actors turn sample blocks of shards into per-sample scores.
+
+``score_block`` is the plain per-block function; ``BlockScorer`` wraps it as the
+callable class Ray Data runs as actors; ``score_run`` drives the pool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from engine.scores import get_score
+from engine.shards import BlockReader
+from engine.shards.manifest import ShardManifestError
+
+POOL_CPUS_PER_ACTOR = 0.5  # leaves CPU for Ray Data's read tasks on a 2-core machine
+
+
+def score_block(
+    run_dir: Path | str, block: int, *, replicas: list[int], epochs: list[int], scores: list[str]
+) -> pa.Table:
+    """Scores of the samples in one block, streaming one epoch (R shards) at a time.
+
+    Args:
+        run_dir: The run directory.
+        block: Block index.
+        replicas: Replica indices to use.
+        epochs: Epoch indices to use, ascending.
+        scores: Registered score names.
+
+    Returns:
+        Table with ``sample_id``, ``label`` (nullable), one float64 column per score, and
+        ``ensemble_pred``: the argmax of the replica-mean probabilities at the last epoch.
+
+    Raises:
+        ShardManifestError: On missing or inconsistent shards (the message names the file).
+        ValueError: On invalid values (NaN, rows not summing to 1), naming the shard.
+    """
+    infos = [get_score(name) for name in scores]
+    accs = {info.name: info.accumulator() for info in infos}
+    reader = BlockReader(run_dir, block, replicas, epochs)
+    last = None
+    for eb in reader:
+        for info in infos:
+            try:
+                if info.input == "probs":
+                    accs[info.name].update(eb.probs)
+                elif eb.loss is None:
+                    raise ShardManifestError(
+                        f"score {info.name!r} needs labels but the shards of block {block} hold none"
+                    )
+                else:
+                    accs[info.name].update(eb.loss[:, None, :], replica_ids=replicas)
+            except ValueError as exc:
+                raise ValueError(
+                    f"block={block} epoch={eb.epoch} (sample ids {eb.sample_ids[0]}..{eb.sample_ids[-1]}): {exc}"
+                ) from None
+        last = eb
+    assert last is not None  # epochs is non-empty
+    columns = {
+        "sample_id": pa.array(last.sample_ids, pa.int64()),
+        "label": pa.array(last.labels, pa.int64())
+        if last.labels is not None
+        else pa.nulls(len(last.sample_ids), pa.int64()),
+    }
+    for info in infos:
+        columns[info.name] = pa.array(accs[info.name].result(), pa.float64())
+    columns["ensemble_pred"] = pa.array(last.probs.mean(axis=0).argmax(axis=1).astype(np.int64))
+    return pa.table(columns)
+
+
+class BlockScorer:
+    """Callable class for ``map_batches``: a batch of block ids in, their score rows out."""
+
+    def __init__(
+        self, run_dir: str, replicas: list[int], epochs: list[int], scores: list[str]
+    ) -> None:
+        self.kwargs = {"replicas": replicas, "epochs": epochs, "scores": scores}
+        self.run_dir = run_dir
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Score every block id in ``batch["block"]``."""
+        blocks = batch.column("block").to_pylist()
+        return pa.concat_tables([score_block(self.run_dir, b, **self.kwargs) for b in blocks])
+
+
+def pool_size(num_blocks: int, cluster_cpus: float) -> int:
+    """Scoring actors: one per block, up to half the cluster's CPUs (reads need the rest)."""
+    return max(1, min(num_blocks, int(cluster_cpus // 2)))
+
+
+def score_run(
+    run_dir: Path | str,
+    *,
+    replicas: list[int],
+    epochs: list[int],
+    num_blocks: int,
+    scores: list[str],
+) -> pa.Table:
+    """Score every block of a run through a Ray Data actor pool.
+
+    Each actor holds one block across the R shards of one epoch at a time, so memory is
+    bounded by the block size, not by N, R or E.
+
+    Returns:
+        The scores table sorted by ``sample_id`` (columns as in :func:`score_block`).
+    """
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    size = pool_size(num_blocks, float(ray.cluster_resources().get("CPU", 1)))
+    ds = ray.data.from_items(
+        [{"block": b} for b in range(num_blocks)], override_num_blocks=num_blocks
+    )
+    ds = ds.map_batches(
+        BlockScorer,
+        fn_constructor_kwargs={
+            "run_dir": str(Path(run_dir).resolve()),
+            "replicas": list(replicas),
+            "epochs": list(epochs),
+            "scores": list(scores),
+        },
+        batch_format="pyarrow",
+        batch_size=1,
+        compute=ActorPoolStrategy(size=size),
+        num_cpus=POOL_CPUS_PER_ACTOR,
+    )
+    tables = [
+        pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
+        for b in ds.iter_batches(batch_format="pyarrow", batch_size=None)
+    ]
+    table = pa.concat_tables(tables).sort_by("sample_id")
+    ids = table.column("sample_id").to_numpy()
+    if len(np.unique(ids)) != len(ids):
+        raise ShardManifestError("the scoring pool returned duplicate sample ids")
+    return table

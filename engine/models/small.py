@@ -1,0 +1,101 @@
+"""Small recipes trained by the engine: seed replicas and the models evaluated on digits."""
+
+from __future__ import annotations
+
+import math
+
+import torchvision
+from torch import nn
+
+from engine.models.registry import ModelConfig, register_model
+
+
+def _flat_dim(input_shape: tuple[int, ...]) -> int:
+    return math.prod(input_shape)
+
+
+class MLP(nn.Module):
+    """Flatten, then ``depth`` hidden ReLU layers of ``hidden`` units, then a linear head."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int, depth: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):  # noqa: D102
+        return self.net(x)
+
+
+class ConvNet(nn.Module):
+    """Two conv blocks (conv-BN-ReLU x2, then 2x2 max-pool) and a linear head."""
+
+    def __init__(self, in_chans: int, num_classes: int, width: int) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
+
+        self.features = nn.Sequential(block(in_chans, width), block(width, 2 * width))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes)
+        )
+
+    def forward(self, x):  # noqa: D102
+        return self.head(self.features(x))
+
+
+@register_model(ModelConfig("mlp", "mlp", "one-hidden-layer MLP; the default seed replica"))
+def mlp(
+    *, num_classes: int, input_shape: tuple[int, ...], hidden: int = 64, depth: int = 1
+) -> nn.Module:
+    """Small MLP replica."""
+    return MLP(_flat_dim(input_shape), num_classes, hidden, depth)
+
+
+@register_model(ModelConfig("small_cnn", "cnn", "2-block CNN, width 16", min_input_size=(4, 4)))
+def small_cnn(*, num_classes: int, input_shape: tuple[int, ...], width: int = 16) -> nn.Module:
+    """Small CNN replica."""
+    return ConvNet(input_shape[0], num_classes, width)
+
+
+@register_model(
+    ModelConfig("wide_cnn", "cnn", "2-block CNN, width 128 (~0.9M params)", min_input_size=(4, 4))
+)
+def wide_cnn(*, num_classes: int, input_shape: tuple[int, ...], width: int = 128) -> nn.Module:
+    """Wide CNN evaluated against the replicas."""
+    return ConvNet(input_shape[0], num_classes, width)
+
+
+@register_model(
+    ModelConfig(
+        "resnet18_small",
+        "resnet",
+        "torchvision ResNet-18, 3x3 stride-1 stem and no max-pool for tiny (8x8..32x32) inputs",
+        min_input_size=(8, 8),
+    )
+)
+def resnet18_small(*, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """Torchvision ResNet-18 (11M params) with a stem adapted to small inputs."""
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+@register_model(ModelConfig("test_tiny", "mlp", "8-unit MLP for fast tests"))
+def test_tiny(*, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """Tiny MLP used by the test suite."""
+    return MLP(_flat_dim(input_shape), num_classes, hidden=8, depth=1)

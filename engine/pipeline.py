@@ -1,0 +1,347 @@
+"""``hardbench run``: train replicas, score, build splits, evaluate, log; stage by stage.
+
+This module imports no Ray; the distributed stages live in ``engine.distributed``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from engine.data import load_dataset
+from engine.distributed.cluster import ray_session
+from engine.distributed.models import train_eval_models
+from engine.distributed.replicas import train_replicas
+from engine.distributed.scoring import score_run
+from engine.evaluation import evaluate_predictions
+from engine.shards import atomic_write_bytes, atomic_write_table, consolidate_manifest, num_blocks
+from engine.shards.provenance import provenance
+from engine.splits.builder import BENCHMARK_DIR, BuiltSplits, build_splits
+from engine.splits.card import make_card, write_card
+from engine.splits.spec import BenchmarkSpec
+from engine.tracking import log_benchmark_run
+from engine.tracking.plots import plot_error_by_bin, plot_score_histogram
+
+RUN_FILE = "run.json"  # status, timings and outputs of a run, rewritten after each stage
+SPEC_FILE = "spec.yaml"  # the resolved spec, next to every result
+SCORES_FILE = "scores.parquet"  # one row per sample: sample_id, split, label, scores
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # safe directory names
+
+
+class RunSetupError(ValueError):
+    """The run cannot start (bad run id, directory already there); nothing was written."""
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_id: str
+    run_dir: Path
+    evaluations: list[dict]
+    built: BuiltSplits
+    mlflow: dict
+    timings: dict[str, float]
+    table: str
+    card_paths: dict[str, Path] = field(default_factory=dict)
+
+
+def new_run_id(spec: BenchmarkSpec) -> str:
+    """``<name>-<UTC timestamp>-<4 hex>``: sortable and unique."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{spec.metadata.name}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _write_status(run_dir: Path, status: dict) -> None:
+    atomic_write_bytes(run_dir / RUN_FILE, json.dumps(status, indent=2, default=str).encode())
+
+
+def format_results_table(built: BuiltSplits, evaluations: list[dict], score: str) -> str:
+    """The table printed at the end of a run: count and each model's error per bin, then correlations."""
+    names = [ev["model"] for ev in evaluations]
+    width = max(10, *(len(n) + 2 for n in names))
+    head = f"{'bin':<6}{score + ' range':<22}{'count':>7}" + "".join(f"{n:>{width}}" for n in names)
+    rows = [head, "-" * len(head)]
+
+    def pct(x: float) -> str:
+        return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
+
+    for b, (lo, hi) in enumerate(built.bin_edges):
+        count = int((built.bins == b).sum())
+        rows.append(
+            f"{b:<6}{f'{lo:.4f} .. {hi:.4f}':<22}{count:>7}"
+            + "".join(f"{pct(ev['error_per_bin'][b]):>{width}}" for ev in evaluations)
+        )
+    rows.append("-" * len(head))
+    n_hard = int(built.is_hard.sum())
+    for label, key, count in (
+        ("hard", "error_hard", n_hard),
+        ("rest", "error_rest", len(built.is_hard) - n_hard),
+        ("all", "error_all", len(built.is_hard)),
+    ):
+        rows.append(
+            f"{label:<28}{count:>7}" + "".join(f"{pct(ev[key]):>{width}}" for ev in evaluations)
+        )
+    rows.append("")
+
+    def num(x: float) -> str:
+        return "n/a" if math.isnan(x) else f"{x:+.3f}"
+
+    def auc(x: float) -> str:
+        return "n/a (no errors)" if math.isnan(x) else f"{x:.3f}"
+
+    for ev in evaluations:
+        rows.append(
+            f"{ev['model']}: Pearson rho(bin, error) = {num(ev['pearson_rho'])} (p={ev['pearson_p']:.3g}), "
+            f"hard - rest = {num(100 * ev['hard_minus_rest'])} pts, "
+            f"AUROC({score} -> error) = {auc(ev['auroc_score_error'])}"
+        )
+    return "\n".join(rows)
+
+
+def run_benchmark(
+    spec: BenchmarkSpec,
+    *,
+    runs_dir: Path | str = "runs",
+    run_id: str | None = None,
+    num_cpus: int | None = None,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Run a validated spec end to end.
+
+    The run directory is created only after the spec has validated, so bad input
+    leaves nothing behind; a failure later marks ``run.json`` as failed with the
+    error and keeps every finished stage's outputs.
+
+    Args:
+        spec: A validated spec (``load_spec``).
+        runs_dir: Parent directory of run directories.
+        run_id: Run directory name; a fresh timestamped id by default.
+        num_cpus: CPUs of the local Ray cluster (ignored when ``RAY_ADDRESS`` is set).
+        log: Where progress lines go.
+
+    Returns:
+        The run's result, including the printed table.
+
+    Raises:
+        RunSetupError: For a run id that is not a safe directory name, or a run
+            directory that already exists.
+    """
+    run_id = run_id or new_run_id(spec)
+    if not RUN_ID_PATTERN.match(run_id):
+        raise RunSetupError(f"run id must match {RUN_ID_PATTERN.pattern}, got {run_id!r}")
+    run_dir = Path(runs_dir).resolve() / run_id
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(exist_ok=False)
+    except FileExistsError:
+        raise RunSetupError(f"run directory already exists: {run_dir}") from None
+    atomic_write_bytes(run_dir / SPEC_FILE, spec.to_yaml().encode())
+    prov = provenance()
+    status: dict = {
+        "run_id": run_id,
+        "status": "running",
+        "started": time.time(),
+        "timings_s": {},
+        "provenance": prov,
+    }
+    _write_status(run_dir, status)
+    timings: dict[str, float] = status["timings_s"]
+    log(f"[run] {run_id} -> {run_dir}")
+    try:
+        result = _run_stages(spec, run_dir, run_id, num_cpus, prov, timings, status, log)
+    except BaseException as exc:
+        status.update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+        )
+        _write_status(run_dir, status)
+        raise
+    status.update(status="complete", finished=time.time(), mlflow=result.mlflow)
+    _write_status(run_dir, status)
+    return result
+
+
+def _run_stages(
+    spec: BenchmarkSpec,
+    run_dir: Path,
+    run_id: str,
+    num_cpus: int | None,
+    prov: dict,
+    timings: dict[str, float],
+    status: dict,
+    log: Callable[[str], None],
+) -> RunResult:
+    def stage_done(name: str, start: float) -> None:
+        timings[name] = round(time.perf_counter() - start, 3)
+        _write_status(run_dir, status)
+
+    t_total = time.perf_counter()
+    data = load_dataset(
+        spec.data.source,
+        heldout_fraction=spec.data.heldout_fraction,
+        split_seed=spec.data.split_seed,
+    )
+    n_blocks = num_blocks(len(data.labels), spec.shards.block_size)
+    t = time.perf_counter()
+    with ray_session(num_cpus) as cluster:
+        stage_done("ray_init", t)
+        log(
+            f"[ray] {'started local cluster' if cluster['started'] else 'attached to'} {cluster['address']} ({cluster['cpus']:.0f} CPUs)"
+        )
+        t = time.perf_counter()
+        train_replicas(run_dir, spec, log=log)
+        stage_done("train_replicas", t)
+
+        t = time.perf_counter()
+        manifest = consolidate_manifest(
+            run_dir,
+            replicas=spec.replicas.count,
+            epochs=spec.replicas.recipe.epochs,
+            blocks=n_blocks,
+        )
+        table = score_run(
+            run_dir,
+            replicas=manifest["replicas"],
+            epochs=manifest["epochs"],
+            num_blocks=n_blocks,
+            scores=spec.scores,
+        )
+        if table.num_rows != len(data.labels):
+            raise RuntimeError(
+                f"scores table has {table.num_rows} rows for {len(data.labels)} samples"
+            )
+        table = table.add_column(
+            1, "split", pa.array(data.split[table.column("sample_id").to_numpy()])
+        )
+        scored_on = {
+            "replicas": manifest["replicas"],
+            "epochs": manifest["epochs"],
+            "complete": manifest["complete"],
+        }
+        table = table.replace_schema_metadata(
+            {b"hardbench": json.dumps({"run_id": run_id, **scored_on}).encode()}
+        )
+        atomic_write_table(run_dir / SCORES_FILE, table)
+        stage_done("score", t)
+        log(
+            f"[score] {table.num_rows} samples x {len(spec.scores)} scores ({', '.join(spec.scores)}) -> {SCORES_FILE}"
+        )
+
+        t = time.perf_counter()
+        built = build_splits(run_dir, spec.splits, data, table)
+        stage_done("build", t)
+        log(
+            f"[build] pool {spec.splits.pool}: {len(built.sample_ids)} samples, hard split {int(built.is_hard.sum())}, "
+            f"{len(built.bin_edges)} bins -> {BENCHMARK_DIR}/splits"
+        )
+
+        t = time.perf_counter()
+        logits = train_eval_models(run_dir, spec, log=log) if spec.evaluate.models else {}
+        stage_done("train_models", t)
+
+    t = time.perf_counter()
+    evaluations = []
+    pool_pos = built.sample_ids
+    if spec.evaluate.ensemble:
+        ens = table.column("ensemble_pred").to_numpy()
+        evaluations.append(evaluate_predictions("ensemble", ens[pool_pos], built))
+    for name, lg in logits.items():
+        evaluations.append(evaluate_predictions(name, lg[pool_pos].argmax(axis=1), built))
+    eval_dir = run_dir / "eval"
+    eval_dir.mkdir(exist_ok=True)
+    preds = {"sample_id": pa.array(pool_pos), "label": pa.array(built.labels)}
+    if spec.evaluate.ensemble:
+        preds["pred_ensemble"] = pa.array(table.column("ensemble_pred").to_numpy()[pool_pos])
+    for name, lg in logits.items():
+        preds[f"pred_{name}"] = pa.array(lg[pool_pos].argmax(axis=1))
+    atomic_write_table(eval_dir / "predictions.parquet", pa.table(preds))
+    atomic_write_bytes(eval_dir / "metrics.json", json.dumps(evaluations, indent=2).encode())
+    stage_done("evaluate", t)
+
+    t = time.perf_counter()
+    split_values = np.asarray(table.column("split").to_pylist())
+    score_values = table.column(spec.splits.score).to_numpy()
+    plots = [
+        plot_error_by_bin(evaluations, spec.splits.score, eval_dir / "error_by_bin.png"),
+        plot_score_histogram(
+            {s: score_values[split_values == s] for s in sorted(set(split_values))},
+            spec.splits.score,
+            eval_dir / f"{spec.splits.score}_histogram.png",
+        ),
+    ]
+    seeds = {
+        "replicas": spec.replicas.seeds(),
+        "split": spec.data.split_seed,
+        "models": {m.name: m.recipe.seed for m in spec.evaluate.models},
+    }
+    card = make_card(
+        spec_dict=spec.to_dict(),
+        run_id=run_id,
+        seeds=seeds,
+        provenance=prov,
+        scores=table,
+        score_names=spec.scores,
+        built=built,
+        class_names=data.class_names,
+        evaluations=evaluations,
+        timings=dict(timings),
+        scored_on=scored_on,
+    )
+    card_paths = write_card(run_dir, card)
+    summary = {f"time_{k}_s": v for k, v in timings.items()}
+    summary.update(
+        {
+            "num_samples": len(data.labels),
+            "pool_size": len(built.sample_ids),
+            "hard_size": int(built.is_hard.sum()),
+        }
+    )
+    for name, parts in card["score_statistics"].items():
+        for part, s in parts.items():
+            summary[f"{name}_{part}_mean"] = s["mean"]
+    for ev in evaluations:
+        summary[f"{ev['model']}_error_hard"] = ev["error_hard"]
+        summary[f"{ev['model']}_error_all"] = ev["error_all"]
+    mlflow_info = log_benchmark_run(
+        run_dir=run_dir,
+        run_id=run_id,
+        experiment=spec.tracking.experiment,
+        spec_dict=spec.to_dict(),
+        evaluations=evaluations,
+        summary_metrics=summary,
+        artifacts=[
+            card_paths["json"],
+            card_paths["md"],
+            run_dir / SCORES_FILE,
+            run_dir / SPEC_FILE,
+            *plots,
+        ],
+        tags={
+            "hardbench.git_commit": str(prov["git"]["commit"]),
+            "hardbench.spec": spec.metadata.name,
+        },
+    )
+    stage_done("track", t)
+    timings["total"] = round(time.perf_counter() - t_total, 3)
+    log(f"[mlflow] parent run {mlflow_info['parent_run_id']} in {mlflow_info['tracking_uri']}")
+    return RunResult(
+        run_id=run_id,
+        run_dir=run_dir,
+        evaluations=evaluations,
+        built=built,
+        mlflow=mlflow_info,
+        timings=dict(timings),
+        table=format_results_table(built, evaluations, spec.splits.score),
+        card_paths=card_paths,
+    )

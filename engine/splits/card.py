@@ -1,0 +1,188 @@
+"""The benchmark card: what was built, how, from what, and how models fared (JSON + Markdown)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from engine.shards import atomic_write_bytes
+from engine.splits.builder import BENCHMARK_DIR, BuiltSplits
+
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # score quantiles reported per split
+
+
+def score_statistics(scores: pa.Table, names: list[str]) -> dict:
+    """Per score and per data split: count, mean, std and quantiles."""
+    split = np.asarray(scores.column("split").to_pylist())
+    stats: dict = {}
+    for name in names:
+        values = scores.column(name).to_numpy()
+        stats[name] = {}
+        for part in sorted(set(split)):
+            v = values[split == part]
+            stats[name][part] = {
+                "count": len(v),
+                "mean": float(v.mean()),
+                "std": float(v.std()),
+                **{f"q{int(q * 100)}": float(np.quantile(v, q)) for q in QUANTILES},
+            }
+    return stats
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
+    """Samples per class, classes 0..K-1."""
+    return np.bincount(labels, minlength=num_classes).astype(int).tolist()
+
+
+def make_card(
+    *,
+    spec_dict: dict,
+    run_id: str,
+    seeds: dict,
+    provenance: dict,
+    scores: pa.Table,
+    score_names: list[str],
+    built: BuiltSplits,
+    class_names: list[str],
+    evaluations: list[dict],
+    timings: dict,
+    scored_on: dict,
+) -> dict:
+    """Assemble the card as plain data."""
+    k = len(class_names)
+    return {
+        "name": spec_dict["metadata"]["name"],
+        "description": spec_dict["metadata"]["description"],
+        "run_id": run_id,
+        "seeds": seeds,
+        "provenance": provenance,
+        "scored_on": scored_on,
+        "splits": {
+            "score": spec_dict["splits"]["score"],
+            "pool": spec_dict["splits"]["pool"],
+            "pool_size": len(built.sample_ids),
+            "hard": {
+                "top_fraction": spec_dict["splits"]["hard"]["top_fraction"],
+                "count": int(built.is_hard.sum()),
+                "min_score": float(built.score[built.is_hard].min()),
+            },
+            "bins": [
+                {
+                    "bin": b,
+                    "count": int((built.bins == b).sum()),
+                    "min_score": float(lo),
+                    "max_score": float(hi),
+                }
+                for b, (lo, hi) in enumerate(built.bin_edges)
+            ],
+            "files": {name: str(path) for name, path in built.files.items()},
+        },
+        "class_names": class_names,
+        "per_class_counts": {
+            "pool": class_counts(built.labels, k),
+            "hard": class_counts(built.labels[built.is_hard], k),
+            **{
+                f"bin_{b}": class_counts(built.labels[built.bins == b], k)
+                for b in range(len(built.bin_edges))
+            },
+        },
+        "score_statistics": score_statistics(scores, score_names),
+        "evaluation": evaluations,
+        "timings_s": timings,
+        "spec": spec_dict,
+    }
+
+
+def _fmt(x: float, pct: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
+
+
+def card_markdown(card: dict) -> str:
+    """Render the card as Markdown."""
+    sp = card["splits"]
+    lines = [
+        f"# Benchmark card: {card['name']}",
+        "",
+        card["description"],
+        "",
+        f"- run: `{card['run_id']}`",
+        f"- git: `{card['provenance']['git']['commit']}` (dirty: {card['provenance']['git']['dirty']})",
+        f"- packages: {', '.join(f'{k} {v}' for k, v in card['provenance']['packages'].items())}",
+        f"- seeds: {json.dumps(card['seeds'])}",
+        f"- scored on replicas {card['scored_on']['replicas']} and epochs "
+        f"{card['scored_on']['epochs'][0]}..{card['scored_on']['epochs'][-1]} (complete: {card['scored_on']['complete']})",
+        "",
+        f"## Splits (score `{sp['score']}`, pool `{sp['pool']}`, {sp['pool_size']} samples)",
+        "",
+        f"Hard split: top {100 * sp['hard']['top_fraction']:.0f}% = {sp['hard']['count']} samples, "
+        f"score >= {sp['hard']['min_score']:.4f}.",
+        "",
+        "| bin | count | score range |",
+        "|---|---|---|",
+        *[
+            f"| {b['bin']} | {b['count']} | {b['min_score']:.4f} .. {b['max_score']:.4f} |"
+            for b in sp["bins"]
+        ],
+        "",
+        "## Per-class counts",
+        "",
+        "| split | " + " | ".join(card["class_names"]) + " |",
+        "|---|" + "---|" * len(card["class_names"]),
+        *[
+            f"| {name} | " + " | ".join(str(c) for c in counts) + " |"
+            for name, counts in card["per_class_counts"].items()
+        ],
+        "",
+        "## Score statistics",
+        "",
+        "| score | split | count | mean | std | median | q90 | max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for score, parts in card["score_statistics"].items():
+        for part, s in parts.items():
+            lines.append(
+                f"| {score} | {part} | {s['count']} | {s['mean']:.4f} | {s['std']:.4f} | {s['q50']:.4f} | {s['q90']:.4f} | {s['q100']:.4f} |"
+            )
+    if card["evaluation"]:
+        nb = len(sp["bins"])
+        lines += [
+            "",
+            "## Evaluation (top-1 error)",
+            "",
+            "| model | all | hard | rest | "
+            + " | ".join(f"bin {b}" for b in range(nb))
+            + " | Pearson rho | AUROC |",
+            "|---|---|---|---|" + "---|" * nb + "---|---|",
+        ]
+        for ev in card["evaluation"]:
+            lines.append(
+                f"| {ev['model']} | {_fmt(ev['error_all'], True)} | {_fmt(ev['error_hard'], True)} | "
+                f"{_fmt(ev['error_rest'], True)} | "
+                + " | ".join(_fmt(e, True) for e in ev["error_per_bin"])
+                + f" | {_fmt(ev['pearson_rho'])} | {_fmt(ev['auroc_score_error'])} |"
+            )
+    lines += ["", "## Resolved spec", "", "```json", json.dumps(card["spec"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def write_card(run_dir: Path | str, card: dict) -> dict[str, Path]:
+    """Write ``benchmark/card.json`` and ``benchmark/card.md`` atomically."""
+    out = Path(run_dir) / BENCHMARK_DIR
+    paths = {"json": out / "card.json", "md": out / "card.md"}
+    atomic_write_bytes(paths["json"], json.dumps(card, indent=2, default=_json_default).encode())
+    atomic_write_bytes(paths["md"], card_markdown(card).encode())
+    return paths
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,406 @@
+"""Benchmark specs: YAML parsed into validated dataclasses.
+
+A spec file may name a base with ``include: other.yaml`` (resolved relative to
+the including file); its keys are deep-merged over the base. ``load_spec`` also
+takes ``--set``-style overrides (``replicas.epochs=3``). Every field error names
+the field's dotted path and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from engine._util import FieldError
+from engine.data import list_sources
+from engine.scores import get_score
+from engine.training import TrainRecipe
+
+SPLIT_POOLS = ("heldout", "train", "all")  # which samples hard splits and bins are cut from
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # spec and model labels
+MAX_INCLUDE_DEPTH = 8  # guards against include cycles
+SPEC_VERSION = 1  # the spec format this engine reads
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run; the message names the field and allowed values."""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Who the benchmark is: ``name`` labels runs; ``version`` is the spec format."""
+
+    name: str
+    version: int = SPEC_VERSION
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise FieldError("name", f"must match {NAME_PATTERN.pattern}, got {self.name!r}")
+        if self.version != SPEC_VERSION:
+            raise FieldError(
+                "version", f"this engine reads spec version {SPEC_VERSION}, got {self.version}"
+            )
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The dataset source and its fixed train/held-out split."""
+
+    source: str = "sklearn_digits"
+    heldout_fraction: float = 0.4
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in list_sources():
+            raise FieldError(
+                "source", f"must be one of {', '.join(list_sources())}, got {self.source!r}"
+            )
+        if not 0 < self.heldout_fraction < 1:
+            raise FieldError("heldout_fraction", f"must be in (0, 1), got {self.heldout_fraction}")
+
+
+@dataclass(frozen=True)
+class ReplicasSpec:
+    """The seed ensemble: ``count`` replicas of ``recipe``; replica r uses seed ``recipe.seed + r``.
+
+    ``num_workers`` Ray Train workers share the replicas round-robin (``"auto"``:
+    one per replica, capped by the cluster's CPUs); each worker asks for
+    ``cpus_per_worker`` CPUs.
+    """
+
+    count: int
+    recipe: TrainRecipe
+    num_workers: int | str = "auto"
+    cpus_per_worker: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise FieldError("count", f"must be >= 1, got {self.count}")
+        if self.num_workers != "auto" and not (
+            isinstance(self.num_workers, int) and self.num_workers >= 1
+        ):
+            raise FieldError(
+                "num_workers", f"must be 'auto' or an integer >= 1, got {self.num_workers!r}"
+            )
+        if not self.cpus_per_worker > 0:
+            raise FieldError("cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
+
+    def seeds(self) -> list[int]:
+        """The seed of every replica, in replica order."""
+        return [self.recipe.seed + r for r in range(self.count)]
+
+
+@dataclass(frozen=True)
+class ShardsSpec:
+    """Shard layout: samples per block and storage type of probabilities."""
+
+    block_size: int = 1024
+    probs_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.block_size < 1:
+            raise FieldError("block_size", f"must be >= 1, got {self.block_size}")
+        if self.probs_dtype not in ("float32", "float16"):
+            raise FieldError(
+                "probs_dtype", f"must be one of float32, float16, got {self.probs_dtype!r}"
+            )
+
+
+@dataclass(frozen=True)
+class HardSpec:
+    """The hard split: the ``top_fraction`` of the pool with the highest score."""
+
+    top_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.top_fraction < 1:
+            raise FieldError("top_fraction", f"must be in (0, 1), got {self.top_fraction}")
+
+
+@dataclass(frozen=True)
+class BinsSpec:
+    """Equal-count score bins over the pool (bin 0 = lowest scores)."""
+
+    count: int = 5
+
+    def __post_init__(self) -> None:
+        if self.count < 2:
+            raise FieldError("count", f"must be >= 2, got {self.count}")
+
+
+@dataclass(frozen=True)
+class SplitsSpec:
+    """How hard splits are cut: which score, from which pool."""
+
+    score: str = "confusion"
+    pool: str = "heldout"
+    hard: HardSpec = field(default_factory=HardSpec)
+    bins: BinsSpec = field(default_factory=BinsSpec)
+
+    def __post_init__(self) -> None:
+        if self.pool not in SPLIT_POOLS:
+            raise FieldError("pool", f"must be one of {', '.join(SPLIT_POOLS)}, got {self.pool!r}")
+
+
+@dataclass(frozen=True)
+class EvalModelSpec:
+    """A model trained by the engine on the training split and evaluated on the splits."""
+
+    name: str
+    recipe: TrainRecipe
+    cpus: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise FieldError("name", f"must match {NAME_PATTERN.pattern}, got {self.name!r}")
+        if not self.cpus > 0:
+            raise FieldError("cpus", f"must be > 0, got {self.cpus}")
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """Which models are evaluated; ``ensemble`` adds the replicas' final-epoch ensemble."""
+
+    models: list[EvalModelSpec] = field(default_factory=list)
+    ensemble: bool = True
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise FieldError("models", f"model names must be unique, repeated: {', '.join(dupes)}")
+        if "ensemble" in names:
+            raise FieldError("models", "'ensemble' is reserved for the replicas' ensemble")
+        if not self.models and not self.ensemble:
+            raise FieldError("models", "nothing to evaluate: list models or set ensemble: true")
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """MLflow experiment; the store is ``MLFLOW_TRACKING_URI`` or a sqlite db in the run dir."""
+
+    experiment: str = "hardbench"
+
+    def __post_init__(self) -> None:
+        if not self.experiment.strip():
+            raise FieldError("experiment", "must be a non-empty name")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A whole benchmark: data, seed ensemble, scores, splits, evaluation, tracking."""
+
+    metadata: Metadata
+    replicas: ReplicasSpec
+    data: DataSpec = field(default_factory=DataSpec)
+    scores: list[str] = field(default_factory=lambda: ["confusion", "action"])
+    shards: ShardsSpec = field(default_factory=ShardsSpec)
+    splits: SplitsSpec = field(default_factory=SplitsSpec)
+    evaluate: EvaluateSpec = field(default_factory=EvaluateSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+
+    def __post_init__(self) -> None:
+        if not self.scores:
+            raise FieldError("scores", "must list at least one score")
+        for i, name in enumerate(self.scores):
+            try:
+                get_score(name)
+            except ValueError as exc:
+                raise FieldError(f"scores[{i}]", str(exc)) from None
+        if len(set(self.scores)) != len(self.scores):
+            raise FieldError("scores", f"must not repeat a score, got {self.scores}")
+        if self.splits.score not in self.scores:
+            raise FieldError(
+                "splits.score",
+                f"must be one of the computed scores ({', '.join(self.scores)}), got {self.splits.score!r}",
+            )
+
+    def to_dict(self) -> dict:
+        """The resolved spec as plain YAML-ready data (recipes flattened as in the files)."""
+        out = asdict(self)
+        out["replicas"] = _flatten_recipe(out["replicas"])
+        out["evaluate"]["models"] = [_flatten_recipe(m) for m in out["evaluate"]["models"]]
+        return out
+
+    def to_yaml(self) -> str:
+        """The resolved spec as YAML (includes and overrides applied)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _flatten_recipe(section: dict) -> dict:
+    recipe = section.pop("recipe")
+    return {**section, **recipe}
+
+
+def _recipe_sections() -> dict[type, str]:
+    """Dataclasses whose YAML mapping also carries the fields of a TrainRecipe."""
+    return {ReplicasSpec: "recipe", EvalModelSpec: "recipe"}
+
+
+def _coerce(value: object, hint: object, path: str) -> object:
+    """Convert YAML ``value`` to the annotated type ``hint`` or raise a FieldError."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(value, option, path)
+            except FieldError as exc:
+                errors.append(exc.reason)
+        raise FieldError(path, " or ".join(errors))
+    if origin is list:
+        if not isinstance(value, list):
+            raise FieldError(path, f"must be a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(hint) or (object,)
+        return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise FieldError(path, f"must be a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise FieldError(path, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FieldError(path, f"must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldError(path, f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise FieldError(path, f"must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, data: object, path: str) -> object:
+    """Build dataclass ``cls`` from a YAML mapping, naming unknown and missing fields."""
+    if not isinstance(data, dict):
+        raise FieldError(path, f"must be a mapping, got {type(data).__name__} {data!r}")
+    data = dict(data)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    nested_recipe = _recipe_sections().get(cls)
+    kwargs: dict[str, object] = {}
+    if nested_recipe:
+        recipe_fields = {f.name for f in dataclasses.fields(TrainRecipe)}
+        recipe_data = {k: data.pop(k) for k in list(data) if k in recipe_fields}
+        kwargs[nested_recipe] = _build(TrainRecipe, recipe_data, path)
+    allowed = sorted(set(fields) - {nested_recipe}) + (
+        sorted(recipe_fields) if nested_recipe else []
+    )
+    for key, value in data.items():
+        if key not in fields or key == nested_recipe:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise FieldError(
+                _join(path, str(key)), f"unknown field{hint}; allowed fields: {', '.join(allowed)}"
+            )
+        kwargs[key] = _coerce(value, hints[key], _join(path, key))
+    for name, f in fields.items():
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in kwargs and no_default:
+            raise FieldError(_join(path, name), "is required")
+    try:
+        return cls(**kwargs)
+    except FieldError as exc:
+        raise exc.prefixed(path) from None
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path, depth: int = 0) -> dict:
+    if depth > MAX_INCLUDE_DEPTH:
+        raise SpecError(f"{path}: include chain deeper than {MAX_INCLUDE_DEPTH} (a cycle?)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping, got {type(data).__name__}")
+    include = data.pop("include", None)
+    if include is None:
+        return data
+    if not isinstance(include, str):
+        raise SpecError(f"{path}: include must be a file name, got {include!r}")
+    base = _read_yaml((path.parent / include).resolve(), depth + 1)
+    return _deep_merge(base, data)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to spec data.
+
+    Raises:
+        SpecError: On an override without ``=`` or that descends into a non-mapping.
+    """
+    data = _deep_merge({}, data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"override {item!r} must look like section.field=value")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"override {item!r}: {part!r} is not a mapping")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def parse_spec(data: dict, source: str = "<spec>") -> BenchmarkSpec:
+    """Validate spec data (a mapping as read from YAML) into a :class:`BenchmarkSpec`.
+
+    Raises:
+        SpecError: With ``source``, the field's dotted path, and what is allowed.
+    """
+    try:
+        spec = _build(BenchmarkSpec, data, "")
+    except FieldError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+    return spec  # type: ignore[return-value]
+
+
+def load_spec(path: Path | str, overrides: list[str] | None = None) -> BenchmarkSpec:
+    """Read, resolve (includes, overrides) and validate a spec file.
+
+    Args:
+        path: YAML file.
+        overrides: ``section.field=value`` strings applied after includes.
+
+    Returns:
+        The validated spec.
+
+    Raises:
+        SpecError: For a missing file, bad YAML, or an invalid field.
+    """
+    path = Path(path)
+    data = apply_overrides(_read_yaml(path.resolve()), overrides or [])
+    return parse_spec(data, str(path))

@@ -1,0 +1,5 @@
+"""Plain training loops (no Ray): one per task. ``infer`` returns logits for all inputs."""
+
+from engine.training.classification import TrainRecipe, infer, train
+
+__all__ = ["TrainRecipe", "infer", "train"]

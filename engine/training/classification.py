@@ -1,0 +1,222 @@
+"""The classification recipe: a plain train loop that reports scoring-set logits every epoch.
+
+It runs with no cluster; Ray Train workers and Ray tasks call it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine._util import FieldError
+from engine.models import create_model
+
+OPTIMIZERS = ("sgd", "adamw")  # the optimizers a recipe may name
+INFER_BATCH_SIZE = 1024  # inputs per forward pass when predicting on the scoring set
+
+# Defaults of the replica recipe, tuned on digits so a 1-hidden-layer MLP reaches
+# ~96% held-out accuracy in 20 epochs while replicas still disagree on hard digits.
+HYPERPARAMS = {
+    "batch_size": 64,  # SGD mini-batch
+    "optimizer": "sgd",  # sgd with Nesterov momentum, or adamw
+    "lr": 0.05,  # peak learning rate, cosine-annealed to 0 over the run
+    "momentum": 0.9,  # SGD momentum (ignored by adamw)
+    "weight_decay": 5e-4,  # L2 penalty / decoupled decay for adamw
+}
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """Everything that decides how one model is trained.
+
+    Attributes:
+        model: Registered model name.
+        epochs: Passes over the training split (>= 1).
+        batch_size: Mini-batch size.
+        optimizer: One of ``OPTIMIZERS``.
+        lr: Peak learning rate (> 0).
+        momentum: SGD momentum in [0, 1).
+        weight_decay: Weight decay (>= 0).
+        seed: Seed of initialisation and data order.
+        model_kwargs: Extra options for the model entrypoint.
+    """
+
+    model: str
+    epochs: int
+    batch_size: int = HYPERPARAMS["batch_size"]
+    optimizer: str = HYPERPARAMS["optimizer"]
+    lr: float = HYPERPARAMS["lr"]
+    momentum: float = HYPERPARAMS["momentum"]
+    weight_decay: float = HYPERPARAMS["weight_decay"]
+    seed: int = 0
+    model_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise FieldError("epochs", f"must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise FieldError("batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise FieldError(
+                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if not self.lr > 0:
+            raise FieldError("lr", f"must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise FieldError("momentum", f"must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
+        from engine.models import check_model_kwargs, get_model_config
+
+        try:
+            get_model_config(self.model)
+        except ValueError as exc:
+            raise FieldError("model", str(exc)) from None
+        try:
+            check_model_kwargs(self.model, self.model_kwargs)
+        except ValueError as exc:
+            raise FieldError("model_kwargs", str(exc)) from None
+
+    def with_seed(self, seed: int) -> TrainRecipe:
+        """Return a copy of this recipe with another seed."""
+        return TrainRecipe(**{**asdict(self), "seed": seed})
+
+
+EpochCallback = Callable[[int, np.ndarray], None]
+
+
+def _make_optimizer(recipe: TrainRecipe, model: nn.Module) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.momentum > 0,
+            weight_decay=recipe.weight_decay,
+        )
+    return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def train(
+    recipe: TrainRecipe,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    num_classes: int,
+    x_score: np.ndarray | None = None,
+    on_epoch: EpochCallback | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """Train ``recipe.model`` on (x_train, y_train), reporting scoring-set logits each epoch.
+
+    Initialisation and data order depend only on ``recipe.seed``: the same recipe on
+    the same inputs, device and thread count gives the same weights.
+
+    Args:
+        recipe: Model and optimisation settings.
+        x_train: Float32 inputs of shape (N_train, *input_shape).
+        y_train: Int labels of shape (N_train,) in [0, num_classes).
+        num_classes: K.
+        x_score: Inputs of shape (N_score, *input_shape) predicted after every epoch.
+        on_epoch: Called as ``on_epoch(epoch, logits)`` after each epoch (epoch is
+            0-based, logits float32 of shape (N_score, K)); needs ``x_score``.
+        device: Torch device to train on.
+
+    Returns:
+        The trained model in eval mode.
+    """
+    if on_epoch is not None and x_score is None:
+        raise ValueError("on_epoch needs x_score, the inputs to predict on after every epoch")
+    torch.manual_seed(recipe.seed)
+    model = create_model(
+        recipe.model,
+        num_classes=num_classes,
+        input_shape=tuple(x_train.shape[1:]),
+        **recipe.model_kwargs,
+    ).to(device)
+    optimizer = _make_optimizer(recipe, model)
+    steps_per_epoch = max(1, -(-len(x_train) // recipe.batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=recipe.epochs * steps_per_epoch
+    )
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
+    order_gen = torch.Generator().manual_seed(recipe.seed)
+    for epoch in range(recipe.epochs):
+        model.train()
+        perm = torch.randperm(len(xt), generator=order_gen).to(device)
+        for start in range(0, len(xt), recipe.batch_size):
+            idx = perm[start : start + recipe.batch_size]
+            if len(idx) < 2 and _has_batchnorm(model):
+                continue  # BatchNorm cannot normalise a batch of one
+            loss = F.cross_entropy(model(xt[idx]), yt[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        if on_epoch is not None:
+            on_epoch(epoch, infer(model, x_score, device=device))
+    model.eval()
+    return model
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@torch.no_grad()
+def infer(
+    model: nn.Module,
+    inputs: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = INFER_BATCH_SIZE,
+) -> np.ndarray:
+    """Predict logits for every input, in eval mode.
+
+    Args:
+        model: A classifier mapping (B, ...) to (B, K).
+        inputs: Float32 array of shape (N, ...).
+        device: Torch device.
+        batch_size: Inputs per forward pass.
+
+    Returns:
+        Float32 logits of shape (N, K).
+    """
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        batch = torch.as_tensor(
+            inputs[start : start + batch_size], dtype=torch.float32, device=device
+        )
+        outputs.append(model(batch).float().cpu())
+    model.train(was_training)
+    return torch.cat(outputs).numpy()
+
+
+def softmax_and_loss(
+    logits: np.ndarray, labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities and per-sample cross-entropy from logits.
+
+    Args:
+        logits: Float array of shape (N, K).
+        labels: Int array of shape (N,), or None for unlabeled data.
+
+    Returns:
+        ``(probs, loss)``: float32 (N, K) probabilities and float32 (N,) natural-log
+        cross-entropy (None without labels).
+    """
+    t = torch.as_tensor(logits, dtype=torch.float64)
+    logp = torch.log_softmax(t, dim=1)
+    probs = logp.exp().float().numpy()
+    if labels is None:
+        return probs, None
+    loss = -logp[torch.arange(len(t)), torch.as_tensor(labels, dtype=torch.long)]
+    return probs, loss.float().numpy()

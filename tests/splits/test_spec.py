@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+
+from engine.splits import SpecError, load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ROOT / "benchmarks" / "digits.yaml"
+TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
+
+
+def test_digits_spec_is_the_issue_default():
+    spec = load_spec(DIGITS)
+    assert spec.metadata.name == "digits"
+    assert spec.replicas.count == 5 and spec.replicas.recipe.epochs == 20
+    assert spec.replicas.seeds() == [0, 1, 2, 3, 4]
+    assert spec.splits.hard.top_fraction == 0.1 and spec.splits.bins.count == 5
+    assert spec.scores == ["confusion", "action"]
+    assert [m.recipe.model for m in spec.evaluate.models] == ["wide_cnn", "resnet18_small"]
+
+
+def test_include_and_overrides_merge():
+    spec = load_spec(TINY, ["replicas.epochs=5", "splits.bins.count=4"])
+    assert spec.metadata.name == "tiny"
+    assert spec.replicas.recipe.epochs == 5
+    assert spec.replicas.recipe.model == "mlp"  # inherited from digits.yaml
+    assert spec.replicas.recipe.model_kwargs == {"hidden": 16}
+    assert spec.splits.bins.count == 4
+
+
+def test_resolved_spec_round_trips():
+    spec = load_spec(TINY)
+    import yaml
+
+    again = parse_spec(yaml.safe_load(spec.to_yaml()))
+    assert again == spec
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("replicas.lr=-1", r"replicas\.lr: must be > 0, got -1"),
+        ("replicas.optimizer=adam", r"replicas\.optimizer: must be one of sgd, adamw, got 'adam'"),
+        ("replicas.epochs=two", r"replicas\.epochs: must be an integer"),
+        (
+            "replicas.modle=mlp",
+            r"replicas\.modle: unknown field \(did you mean 'model'\?\); allowed fields:",
+        ),
+        ("replicas.model=resnet", r"replicas\.model: unknown model 'resnet'.*Valid models:"),
+        (
+            "replicas.model_kwargs={depth: 2, width: 3}",
+            r"replicas\.model_kwargs: model 'mlp' takes no option 'width'",
+        ),
+        (
+            "scores=[confusion, actoin]",
+            r"scores\[1\]: unknown score 'actoin'. Did you mean 'action'",
+        ),
+        ("splits.pool=test", r"splits\.pool: must be one of heldout, train, all, got 'test'"),
+        ("splits.score=action", None),
+        ("splits.hard.top_fraction=1.5", r"splits\.hard\.top_fraction: must be in \(0, 1\)"),
+        ("data.source=mnist", r"data\.source: must be one of sklearn_digits"),
+        ("evaluate.models=[{name: a}]", r"evaluate\.models\[0\]\.model: is required"),
+        ("metadata.version=2", r"metadata\.version: this engine reads spec version 1"),
+        ("replicas.num_workers=zero", r"replicas\.num_workers: must be 'auto' or an integer"),
+    ],
+)
+def test_bad_fields_name_the_field_and_allowed_values(override, match):
+    if match is None:
+        assert load_spec(DIGITS, [override]).splits.score == "action"
+        return
+    with pytest.raises(SpecError, match=match):
+        load_spec(DIGITS, [override])
+
+
+def test_split_score_must_be_computed():
+    with pytest.raises(SpecError, match=r"splits\.score: must be one of the computed scores"):
+        load_spec(DIGITS, ["scores=[action]"])
+
+
+def test_missing_file_bad_yaml_and_include_cycle(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metadata: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("include: b.yaml\n")
+    b.write_text("include: a.yaml\n")
+    with pytest.raises(SpecError, match="include chain"):
+        load_spec(a)
+
+
+def test_bad_override_syntax():
+    with pytest.raises(SpecError, match="must look like"):
+        load_spec(DIGITS, ["replicas.epochs"])

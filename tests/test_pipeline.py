@@ -1,0 +1,162 @@
+"""End to end through a real local Ray: Ray Train replicas, Ray Data scoring, MLflow."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from engine.pipeline import run_benchmark
+from engine.splits import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(ray_local, tmp_path_factory):
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    runs = tmp_path_factory.mktemp("runs")
+    spec = load_spec(TINY)
+    result = run_benchmark(spec, runs_dir=runs, run_id="first", log=lambda line: None)
+    return spec, runs, result
+
+
+def test_one_shard_per_replica_epoch_block(tiny_run):
+    _, _, result = tiny_run
+    found = sorted(
+        p.relative_to(result.run_dir / "preds").as_posix()
+        for p in result.run_dir.glob("preds/**/*.parquet")
+    )
+    expected = sorted(
+        f"replica={r}/epoch={e}/block={b}.parquet"
+        for r in range(2)
+        for e in range(3)
+        for b in range(4)
+    )
+    assert found == expected
+    manifest = json.loads((result.run_dir / "preds" / "_manifest.json").read_text())
+    assert (
+        manifest["complete"] and manifest["replicas"] == [0, 1] and manifest["epochs"] == [0, 1, 2]
+    )
+    assert {(row["replica"], row["epoch"]) for row in manifest["rows"]} == {
+        (r, e) for r in range(2) for e in range(3)
+    }
+    assert all(row["seed"] == row["replica"] for row in manifest["rows"])
+
+
+def test_scores_table_complete(tiny_run):
+    _, _, result = tiny_run
+    table = pq.read_table(result.run_dir / "scores.parquet")
+    assert table.column_names[:3] == ["sample_id", "split", "label"]
+    assert {"confusion", "action", "ensemble_pred"} <= set(table.column_names)
+    assert table.column("sample_id").to_pylist() == list(range(1797))
+    for name in ("confusion", "action"):
+        values = table.column(name).to_numpy()
+        assert (
+            table.column(name).null_count == 0
+            and np.all(np.isfinite(values))
+            and np.all(values >= 0)
+        )
+    assert np.all(table.column("confusion").to_numpy() <= np.log(10) + 1e-9)
+    assert set(table.column("split").to_pylist()) == {"train", "heldout"}
+
+
+def test_hard_split_is_top_ten_percent_of_heldout(tiny_run):
+    _, _, result = tiny_run
+    scores = pq.read_table(result.run_dir / "scores.parquet").to_pandas()
+    held = scores[scores.split == "heldout"]
+    hard = pq.read_table(result.run_dir / "benchmark" / "splits" / "hard.parquet").to_pandas()
+    assert len(hard) == round(0.1 * len(held)) == 72
+    expected = held.sort_values(["confusion", "sample_id"], ascending=[False, True]).sample_id[:72]
+    assert set(hard.sample_id) == set(expected)
+    rest = pq.read_table(result.run_dir / "benchmark" / "splits" / "rest.parquet").to_pandas()
+    assert hard.confusion.min() >= rest.confusion.max()
+    assert hard.input.map(len).eq(64).all() and set(hard.label) <= set(range(10))
+    counts = [
+        pq.read_metadata(result.run_dir / "benchmark" / "splits" / f"bin_{b}.parquet").num_rows
+        for b in range(5)
+    ]
+    assert sum(counts) == 719 and max(counts) - min(counts) <= 1
+
+
+def test_card_has_provenance_and_evaluation(tiny_run):
+    _, _, result = tiny_run
+    card = json.loads((result.run_dir / "benchmark" / "card.json").read_text())
+    assert card["seeds"]["replicas"] == [0, 1] and card["seeds"]["models"] == {"small_mlp": 11}
+    assert card["provenance"]["packages"]["torch"] == "2.14.1"
+    assert "commit" in card["provenance"]["git"]
+    assert sum(card["per_class_counts"]["hard"]) == 72
+    assert {ev["model"] for ev in card["evaluation"]} == {"ensemble", "small_mlp"}
+    assert (
+        (result.run_dir / "benchmark" / "card.md").read_text().startswith("# Benchmark card: tiny")
+    )
+    status = json.loads((result.run_dir / "run.json").read_text())
+    assert status["status"] == "complete" and status["timings_s"]["train_replicas"] > 0
+
+
+def test_mlflow_parent_and_nested_runs(tiny_run):
+    _, _, result = tiny_run
+    client = MlflowClient(tracking_uri=f"sqlite:///{result.run_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("hardbench-tests")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.mlflow["parent_run_id"]
+    ]
+    assert len(parents) == 1 and parents[0].info.run_name == "first"
+    assert parents[0].data.params["replicas.count"] == "2"
+    assert parents[0].data.metrics["hard_size"] == 72
+    assert {c.data.tags["hardbench.model"] for c in children} == {"ensemble", "small_mlp"}
+    for child in children:
+        m = child.data.metrics
+        assert {
+            "error_all",
+            "error_hard",
+            "error_rest",
+            "error_bin_0",
+            "error_bin_4",
+            "pearson_rho",
+        } <= set(m)
+        ev = next(e for e in result.evaluations if e["model"] == child.data.tags["hardbench.model"])
+        assert m["error_hard"] == pytest.approx(ev["error_hard"])
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"card.json", "card.md", "scores.parquet", "spec.yaml", "error_by_bin.png"} <= artifacts
+
+
+def test_cli_rerun_with_same_seeds_gives_same_scores(tiny_run, tmp_path):
+    _, _, first = tiny_run
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "run",
+            str(TINY),
+            "--runs-dir",
+            str(tmp_path),
+            "--run-id",
+            "second",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "[train] 6/6 (replica, epoch) pairs done" in out
+    assert "Pearson rho(bin, error)" in out and "small_mlp" in out and "hard" in out
+    a = pq.read_table(first.run_dir / "scores.parquet")
+    b = pq.read_table(tmp_path / "second" / "scores.parquet")
+    for name in ("confusion", "action", "ensemble_pred"):
+        np.testing.assert_array_equal(a.column(name).to_numpy(), b.column(name).to_numpy())
