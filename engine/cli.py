@@ -89,8 +89,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from engine.splits import load_spec
 
     spec = load_spec(args.spec, args.overrides)
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow configures its own INFO logger on import; keep its schema chatter off the table.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         result = run_benchmark(
             spec,
