@@ -57,6 +57,24 @@ def _parser() -> argparse.ArgumentParser:
         "--num-cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: all)"
     )
 
+    score = sub.add_parser("score", help="re-score a run's shards (other scores, or a partial run)")
+    score.add_argument("run_dir", type=Path, help="a run directory")
+    score.add_argument(
+        "--scores", default=None, help="comma-separated score names (default: the spec's)"
+    )
+    score.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="score the finished (replica, epoch) pairs of an unfinished run",
+    )
+    score.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output Parquet (default <run>/scores.rescored.parquet)",
+    )
+    score.add_argument("--num-cpus", type=int, default=None)
+
     val = sub.add_parser("validate", help="check a spec without running it")
     _add_spec_args(val)
 
@@ -116,6 +134,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from engine.pipeline import RunSetupError, score_existing_run
+    from engine.shards import ShardManifestError
+
+    scores = [s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None
+    try:
+        out, used = score_existing_run(
+            args.run_dir,
+            scores=scores,
+            allow_partial=args.allow_partial,
+            out=args.out,
+            num_cpus=args.num_cpus,
+        )
+    except (RunSetupError, ShardManifestError, ValueError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    state = "complete run" if used["complete"] else "PARTIAL run"
+    print(
+        f"scored {state}: replicas {used['replicas']}, epochs {used['epochs'][0]}..{used['epochs'][-1]} -> {out}"
+    )
+    return 0
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     runs = Path(args.runs_dir or _default_runs_dir())
     if not runs.is_dir():
@@ -156,13 +197,13 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     for name in list_scores():
         info = get_score(name)
         direction = "higher = harder" if info.higher_is_harder else "lower = harder"
-        print(
-            f"{name:<12}{direction:<17}input={info.input:<6}labels={'yes' if info.needs_labels else 'no'}"
-        )
+        labels = "labels" if info.needs_labels else "label-free"
+        print(f"{name:<19}{direction:<17}{labels:<12}{info.description}")
     return 0
 
 
 COMMANDS = {
+    "score": _cmd_score,
     "run": _cmd_run,
     "validate": _cmd_validate,
     "ls": _cmd_ls,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.data import load_dataset
+from engine.data import ClassificationData, load_dataset
 from engine.distributed.cluster import ray_session
 from engine.distributed.models import train_eval_models
 from engine.distributed.replicas import train_replicas
@@ -110,6 +110,109 @@ def format_results_table(built: BuiltSplits, evaluations: list[dict], score: str
     return "\n".join(rows)
 
 
+def _score_stage(
+    run_dir: Path,
+    run_id: str,
+    spec: BenchmarkSpec,
+    data: ClassificationData,
+    *,
+    allow_partial: bool,
+    scores: list[str] | None = None,
+    out: Path | None = None,
+) -> tuple[pa.Table, dict]:
+    """Consolidate the manifest, score through the Ray Data pool, write the scores table.
+
+    Needs Ray to be initialised. The table's schema metadata records the scores, the
+    replicas and epochs used, and whether the run was complete.
+    """
+    n_blocks = num_blocks(len(data.labels), spec.shards.block_size)
+    manifest = consolidate_manifest(
+        run_dir,
+        replicas=spec.replicas.count,
+        epochs=spec.replicas.recipe.epochs,
+        blocks=n_blocks,
+        allow_partial=allow_partial,
+    )
+    names = scores or spec.scores
+    table = score_run(
+        run_dir,
+        replicas=manifest["replicas"],
+        epochs=manifest["epochs"],
+        num_blocks=n_blocks,
+        scores=names,
+    )
+    if table.num_rows != len(data.labels):
+        raise RuntimeError(f"scores table has {table.num_rows} rows for {len(data.labels)} samples")
+    table = table.add_column(1, "split", pa.array(data.split[table.column("sample_id").to_numpy()]))
+    scored_on = {
+        "replicas": manifest["replicas"],
+        "epochs": manifest["epochs"],
+        "complete": manifest["complete"],
+    }
+    meta = {"run_id": run_id, "scores": names, **scored_on}
+    table = table.replace_schema_metadata({b"hardbench": json.dumps(meta).encode()})
+    atomic_write_table(out or run_dir / SCORES_FILE, table)
+    return table, scored_on
+
+
+def score_existing_run(
+    run_dir: Path | str,
+    *,
+    scores: list[str] | None = None,
+    allow_partial: bool = False,
+    out: Path | str | None = None,
+    num_cpus: int | None = None,
+) -> tuple[Path, dict]:
+    """Re-score a run's shards (other scores, or a partial run) into a new scores table.
+
+    Args:
+        run_dir: A run directory holding ``spec.yaml`` and ``preds/``.
+        scores: Score names (default: the spec's).
+        allow_partial: Score the finished (replica, epoch) pairs of an unfinished run;
+            the output's metadata lists which were used.
+        out: Output Parquet path (default ``<run>/scores.rescored.parquet``); an existing
+            file is never overwritten.
+        num_cpus: CPUs of a local Ray cluster.
+
+    Returns:
+        The output path and ``{"replicas", "epochs", "complete"}`` actually used.
+
+    Raises:
+        RunSetupError: For a directory that is not a run, or an existing output file.
+        ValueError: For an unknown score name.
+    """
+    from engine.scores import get_score
+    from engine.splits import load_spec
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / SPEC_FILE).exists():
+        raise RunSetupError(f"{run_dir} is not a run directory (no {SPEC_FILE})")
+    out_path = Path(out) if out else run_dir / "scores.rescored.parquet"
+    if out_path.exists():
+        raise RunSetupError(
+            f"{out_path} exists; pass another --out (outputs are never overwritten)"
+        )
+    spec = load_spec(run_dir / SPEC_FILE)
+    for name in scores or []:
+        get_score(name)
+    data = load_dataset(
+        spec.data.source,
+        heldout_fraction=spec.data.heldout_fraction,
+        split_seed=spec.data.split_seed,
+    )
+    with ray_session(num_cpus):
+        _, scored_on = _score_stage(
+            run_dir,
+            run_dir.name,
+            spec,
+            data,
+            allow_partial=allow_partial,
+            scores=scores,
+            out=out_path,
+        )
+    return out_path, scored_on
+
+
 def run_benchmark(
     spec: BenchmarkSpec,
     *,
@@ -192,7 +295,6 @@ def _run_stages(
         heldout_fraction=spec.data.heldout_fraction,
         split_seed=spec.data.split_seed,
     )
-    n_blocks = num_blocks(len(data.labels), spec.shards.block_size)
     t = time.perf_counter()
     with ray_session(num_cpus) as cluster:
         stage_done("ray_init", t)
@@ -204,35 +306,7 @@ def _run_stages(
         stage_done("train_replicas", t)
 
         t = time.perf_counter()
-        manifest = consolidate_manifest(
-            run_dir,
-            replicas=spec.replicas.count,
-            epochs=spec.replicas.recipe.epochs,
-            blocks=n_blocks,
-        )
-        table = score_run(
-            run_dir,
-            replicas=manifest["replicas"],
-            epochs=manifest["epochs"],
-            num_blocks=n_blocks,
-            scores=spec.scores,
-        )
-        if table.num_rows != len(data.labels):
-            raise RuntimeError(
-                f"scores table has {table.num_rows} rows for {len(data.labels)} samples"
-            )
-        table = table.add_column(
-            1, "split", pa.array(data.split[table.column("sample_id").to_numpy()])
-        )
-        scored_on = {
-            "replicas": manifest["replicas"],
-            "epochs": manifest["epochs"],
-            "complete": manifest["complete"],
-        }
-        table = table.replace_schema_metadata(
-            {b"hardbench": json.dumps({"run_id": run_id, **scored_on}).encode()}
-        )
-        atomic_write_table(run_dir / SCORES_FILE, table)
+        table, scored_on = _score_stage(run_dir, run_id, spec, data, allow_partial=False)
         stage_done("score", t)
         log(
             f"[score] {table.num_rows} samples x {len(spec.scores)} scores ({', '.join(spec.scores)}) -> {SCORES_FILE}"

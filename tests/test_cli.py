@@ -19,7 +19,7 @@ DIGITS = ROOT / "benchmarks" / "digits.yaml"
             "evaluate.models[0].model: unknown model 'resnet_9000'",
         ),
         (["replicas.model=wide_cn"], "Did you mean 'wide_cnn'"),
-        (["scores=[confusion, aum]"], "scores[1]: unknown score 'aum'"),
+        (["scores=[confusion, amu]"], "scores[1]: unknown score 'amu'. Did you mean 'aum'"),
     ],
 )
 def test_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys, overrides, message):
@@ -59,6 +59,8 @@ def test_listing_commands(capsys, tmp_path):
     assert main(["models", "*cnn"]) == 0
     assert capsys.readouterr().out.split()[0] == "small_cnn"
     assert main(["scores"]) == 0
-    assert "confusion   higher = harder" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "confusion          higher = harder  label-free" in out
+    assert "aum                lower = harder   labels" in out
     assert main(["ls", "--runs-dir", str(tmp_path)]) == 0
     assert "no runs" in capsys.readouterr().out

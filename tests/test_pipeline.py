@@ -56,7 +56,9 @@ def test_scores_table_complete(tiny_run):
     _, _, result = tiny_run
     table = pq.read_table(result.run_dir / "scores.parquet")
     assert table.column_names[:3] == ["sample_id", "split", "label"]
-    assert {"confusion", "action", "ensemble_pred"} <= set(table.column_names)
+    assert {"confusion", "action", "aum", "vog", "variability", "ensemble_pred"} <= set(
+        table.column_names
+    )
     assert table.column("sample_id").to_pylist() == list(range(1797))
     for name in ("confusion", "action"):
         values = table.column(name).to_numpy()
@@ -160,3 +162,28 @@ def test_cli_rerun_with_same_seeds_gives_same_scores(tiny_run, tmp_path):
     b = pq.read_table(tmp_path / "second" / "scores.parquet")
     for name in ("confusion", "action", "ensemble_pred"):
         np.testing.assert_array_equal(a.column(name).to_numpy(), b.column(name).to_numpy())
+
+
+def test_rescoring_a_partial_run_needs_the_flag_and_records_what_it_used(
+    tiny_run, tmp_path, capsys
+):
+    import shutil
+
+    from engine.cli import EXIT_BAD_INPUT, main
+
+    _, _, result = tiny_run
+    partial = tmp_path / "partial"
+    shutil.copytree(
+        result.run_dir, partial, ignore=shutil.ignore_patterns("mlflow.db", "ray_train", "models")
+    )
+    (partial / "preds" / "replica=1" / "_manifest.json").unlink()
+    assert main(["score", str(partial), "--scores", "confusion,aum"]) == EXIT_BAD_INPUT
+    assert "first missing: replica=1 epoch=0" in capsys.readouterr().err
+    assert main(["score", str(partial), "--scores", "confusion,aum", "--allow-partial"]) == 0
+    assert "PARTIAL run: replicas [0], epochs 0..2" in capsys.readouterr().out
+    table = pq.read_table(partial / "scores.rescored.parquet")
+    meta = json.loads(table.schema.metadata[b"hardbench"])
+    assert meta["replicas"] == [0] and meta["epochs"] == [0, 1, 2] and meta["complete"] is False
+    assert meta["scores"] == ["confusion", "aum"] and table.num_rows == 1797
+    assert main(["score", str(partial), "--allow-partial"]) == EXIT_BAD_INPUT  # never overwrites
+    assert "exists" in capsys.readouterr().err

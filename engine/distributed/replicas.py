@@ -53,8 +53,8 @@ def train_replica(
     }
     clock = {"t": time.perf_counter()}
 
-    def on_epoch(epoch: int, logits: np.ndarray) -> None:
-        probs, loss = softmax_and_loss(logits, data.labels)
+    def on_epoch(epoch: int, logits: np.ndarray, input_grads: np.ndarray | None) -> None:
+        probs, loss, margin = softmax_and_loss(logits, data.labels)
         blocks = write_epoch_shards(
             run_dir,
             replica=replica,
@@ -62,6 +62,8 @@ def train_replica(
             probs=probs,
             loss=loss,
             labels=data.labels,
+            margin=margin,
+            input_grad=input_grads,
             block_size=spec.shards.block_size,
             probs_dtype=spec.shards.probs_dtype,
             metadata=meta,
@@ -87,6 +89,8 @@ def train_replica(
         x_score=data.inputs,
         on_epoch=on_epoch,
         device=device,
+        y_score=data.labels,
+        grad_epochs=set(spec.shards.grad_epochs),
     )
 
 

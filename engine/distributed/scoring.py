@@ -12,8 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.scores import get_score
-from engine.shards import BlockReader
-from engine.shards.manifest import ShardManifestError
+from engine.shards import BlockReader, ShardManifestError
 
 POOL_CPUS_PER_ACTOR = 0.5  # leaves CPU for Ray Data's read tasks on a 2-core machine
 
@@ -35,39 +34,41 @@ def score_block(
         ``ensemble_pred``: the argmax of the replica-mean probabilities at the last epoch.
 
     Raises:
-        ShardManifestError: On missing or inconsistent shards (the message names the file).
-        ValueError: On invalid values (NaN, rows not summing to 1), naming the shard.
+        ShardManifestError: On missing or inconsistent shards, or a score whose inputs the
+            shards do not hold (the message names the file or the missing column).
+        ShardValueError: On invalid values, naming the shard and the first bad sample id.
     """
     infos = [get_score(name) for name in scores]
     accs = {info.name: info.accumulator() for info in infos}
-    reader = BlockReader(run_dir, block, replicas, epochs)
     last = None
-    for eb in reader:
+    for eb in BlockReader(run_dir, block, replicas, epochs):
         for info in infos:
-            try:
-                if info.input == "probs":
-                    accs[info.name].update(eb.probs)
-                elif eb.loss is None:
-                    raise ShardManifestError(
-                        f"score {info.name!r} needs labels but the shards of block {block} hold none"
-                    )
-                else:
-                    accs[info.name].update(eb.loss[:, None, :], replica_ids=replicas)
-            except ValueError as exc:
-                raise ValueError(
-                    f"block={block} epoch={eb.epoch} (sample ids {eb.sample_ids[0]}..{eb.sample_ids[-1]}): {exc}"
-                ) from None
+            missing = [
+                need for need in info.needs if need != "input_grad" and getattr(eb, need) is None
+            ]
+            if info.needs_labels and eb.labels is None:
+                missing.insert(0, "labels")
+            if missing:
+                raise ShardManifestError(
+                    f"score {info.name!r} needs {', '.join(missing)}, which the shards of block "
+                    f"{block} epoch {eb.epoch} do not hold"
+                )
+            info.feed(accs[info.name], eb)
         last = eb
     assert last is not None  # epochs is non-empty
+    n = len(last.sample_ids)
     columns = {
         "sample_id": pa.array(last.sample_ids, pa.int64()),
         "label": pa.array(last.labels, pa.int64())
         if last.labels is not None
-        else pa.nulls(len(last.sample_ids), pa.int64()),
+        else pa.nulls(n, pa.int64()),
     }
     for info in infos:
-        columns[info.name] = pa.array(accs[info.name].result(), pa.float64())
-    columns["ensemble_pred"] = pa.array(last.probs.mean(axis=0).argmax(axis=1).astype(np.int64))
+        try:
+            columns[info.name] = pa.array(info.result(accs[info.name]), pa.float64())
+        except ValueError as exc:
+            raise ShardManifestError(f"score {info.name!r} on block {block}: {exc}") from None
+    columns["ensemble_pred"] = pa.array(last.mean_probs.argmax(axis=1).astype(np.int64))
     return pa.table(columns)
 
 

@@ -1,6 +1,7 @@
 """Pure NumPy difficulty scores, their streaming accumulators and the score registry.
 
-Nothing in this package imports torch, Ray or does I/O.
+Nothing in this package imports torch, Ray or does I/O. Shapes: R replicas, E epochs,
+N samples, K classes. Each function's docstring gives its direction.
 """
 
 from engine.scores.classification import (
@@ -9,15 +10,54 @@ from engine.scores.classification import (
     action,
     confusion,
 )
+from engine.scores.dynamics import (
+    AUMAccumulator,
+    DataMapAccumulator,
+    EL2NAccumulator,
+    ForgettingAccumulator,
+    aum,
+    data_map,
+    el2n,
+    forgetting_events,
+    margins_from_logits,
+    replica_scalars,
+)
+from engine.scores.label_quality import (
+    EnsembleAccumulator,
+    FinalEpochAccumulator,
+    ensemble_margin,
+    ensemble_max_prob,
+    normalized_margin,
+    self_confidence,
+)
 from engine.scores.registry import ScoreInfo, get_score, list_scores, register_score
+from engine.scores.vog import VoGAccumulator, vog
 
 __all__ = [
+    "AUMAccumulator",
     "ActionAccumulator",
     "ConfusionAccumulator",
+    "DataMapAccumulator",
+    "EL2NAccumulator",
+    "EnsembleAccumulator",
+    "FinalEpochAccumulator",
+    "ForgettingAccumulator",
     "ScoreInfo",
+    "VoGAccumulator",
     "action",
+    "aum",
     "confusion",
+    "data_map",
+    "el2n",
+    "ensemble_margin",
+    "ensemble_max_prob",
+    "forgetting_events",
     "get_score",
     "list_scores",
+    "margins_from_logits",
+    "normalized_margin",
     "register_score",
+    "replica_scalars",
+    "self_confidence",
+    "vog",
 ]

@@ -82,3 +82,29 @@ def add_per_sample(total: np.ndarray | None, chunk: np.ndarray) -> np.ndarray:
             f"every chunk must cover the same N={total.shape[0]} samples, got N={chunk.shape[0]}"
         )
     return total + chunk
+
+
+def as_labels(labels: object, n: int, k: int | None = None) -> np.ndarray:
+    """Return ``labels`` as an int64 (N,) array after checking shape and range.
+
+    Args:
+        labels: Array-like of class indices.
+        n: Expected number of samples N.
+        k: Number of classes K; when given, every label must lie in [0, K).
+
+    Raises:
+        ValueError: On a wrong shape, non-integer values, or the first out-of-range label.
+    """
+    arr = np.asarray(labels)
+    if arr.shape != (n,):
+        raise ValueError(f"labels must have shape (N,) = ({n},), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"labels must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if k is not None:
+        bad = (arr < 0) | (arr >= k)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"labels must lie in [0, {k}), got {arr[i]} at sample index {i}")
+    return arr

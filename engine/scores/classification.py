@@ -96,9 +96,17 @@ class ConfusionAccumulator:
             arr = arr[:, None]
         probs = as_float_array("pred_probs", arr, 4, "(R, N, K) or (R, E_chunk, N, K)")
         check_probabilities("pred_probs", probs)
-        entropies = _entropy(probs.mean(axis=0))  # (E_chunk, N)
+        self.update_mean(probs.mean(axis=0))
+
+    def update_mean(self, mean_probs: np.ndarray) -> None:
+        """Add replica-mean probabilities of shape (E_chunk, N, K) (already validated)."""
+        self.update_entropy(_entropy(np.asarray(mean_probs, dtype=np.float64)))
+
+    def update_entropy(self, entropies: np.ndarray) -> None:
+        """Add precomputed entropies of the replica-mean distribution, shape (E_chunk, N)."""
+        entropies = np.asarray(entropies, dtype=np.float64)
         self._entropy_sum = add_per_sample(self._entropy_sum, entropies.sum(axis=0))
-        self._epochs += probs.shape[1]
+        self._epochs += entropies.shape[0]
 
     def result(self) -> np.ndarray:
         """Return the (N,) confusion scores of all epochs seen. Higher = harder."""

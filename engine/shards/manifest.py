@@ -11,12 +11,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.shards.layout import MANIFEST_NAME, preds_dir, replica_manifest_path
+from engine.shards.layout import (
+    MANIFEST_NAME,
+    packed_manifest_path,
+    preds_dir,
+    replica_manifest_path,
+)
 from engine.shards.writer import atomic_write_bytes
 
 
 class ShardManifestError(RuntimeError):
     """A run's shards are missing or do not match their manifest."""
+
+
+def _upsert(path: Path, row: dict) -> None:
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = [r for r in rows if r["epoch"] != row["epoch"]]
+    rows.append(row)
+    rows.sort(key=lambda r: r["epoch"])
+    atomic_write_bytes(path, json.dumps({"rows": rows}, indent=1).encode())
 
 
 def record_epoch(
@@ -31,20 +44,33 @@ def record_epoch(
         blocks: Entries from ``write_epoch_shards``.
         **extra: JSON-serialisable facts about the epoch (seed, accuracy, seconds).
     """
-    path = replica_manifest_path(run_dir, replica)
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    rows = [r for r in rows if r["epoch"] != epoch]
-    rows.append({"replica": replica, "epoch": epoch, "blocks": blocks, **extra})
-    rows.sort(key=lambda r: r["epoch"])
-    atomic_write_bytes(path, json.dumps({"rows": rows}, indent=1).encode())
+    _upsert(
+        replica_manifest_path(run_dir, replica),
+        {"replica": replica, "epoch": epoch, "blocks": blocks, **extra},
+    )
+
+
+def record_packed_epoch(
+    run_dir: Path | str, *, replicas: list[int], epoch: int, blocks: list[dict], **extra: object
+) -> None:
+    """Mark an epoch of a packed ensemble finished for all its ``replicas`` at once."""
+    _upsert(
+        packed_manifest_path(run_dir),
+        {"replicas": list(replicas), "epoch": epoch, "blocks": blocks, **extra},
+    )
 
 
 def read_manifest(run_dir: Path | str) -> dict[tuple[int, int], dict]:
-    """All finished (replica, epoch) rows found in the per-replica manifests."""
+    """All finished (replica, epoch) rows found in the per-replica or packed manifests."""
     found: dict[tuple[int, int], dict] = {}
     for path in sorted(preds_dir(run_dir).glob(f"replica=*/{MANIFEST_NAME}")):
         for row in json.loads(path.read_text())["rows"]:
             found[(row["replica"], row["epoch"])] = row
+    packed = packed_manifest_path(run_dir)
+    if packed.exists():
+        for row in json.loads(packed.read_text())["rows"]:
+            for replica in row["replicas"]:
+                found[(replica, row["epoch"])] = row
     return found
 
 
@@ -95,7 +121,11 @@ def consolidate_manifest(
         "epochs": used_epochs,
         "blocks": blocks,
         "complete": not missing,
-        "rows": [found[(r, e)] for r in used_replicas for e in used_epochs],
+        "rows": list(
+            {
+                id(row): row for row in (found[(r, e)] for r in used_replicas for e in used_epochs)
+            }.values()
+        ),
     }
     atomic_write_bytes(preds_dir(run_dir) / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
     return manifest

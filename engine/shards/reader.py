@@ -1,39 +1,142 @@
-"""Read one sample block across all (replica, epoch) shards, epoch by epoch."""
+"""Read one sample block across all (replica, epoch) shards, one epoch at a time.
+
+Every shard is checked as it is read; an error names the file and the first
+offending sample id. Both shard forms (per-replica and packed) give the same
+:class:`EpochBlock`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.shards.layout import block_path
+from engine.scores import replica_scalars
+from engine.scores._validation import PROBS_SUM_ATOL
+from engine.shards.layout import block_path, is_packed, packed_block_path
 from engine.shards.manifest import ShardManifestError
+from engine.shards.schema import PACKED_SCALARS
 
 
-@dataclass
+class ShardValueError(ValueError):
+    """A shard holds values no score can use (NaN, bad probabilities, bad labels)."""
+
+
 class EpochBlock:
     """All replicas' predictions for one epoch of one sample block.
 
-    Attributes:
+    Attributes (R replicas, N_b samples, K classes):
         epoch: Epoch index.
         sample_ids: Int64 (N_b,).
-        probs: Float32 (R, N_b, K).
-        loss: Float32 (R, N_b), or None when the shards hold no labels.
-        labels: Int64 (N_b,), or None.
+        labels: Int64 (N_b,), or None without labels.
+        probs: Float32 (R, N_b, K), or None in the packed form.
+        mean_probs: Float (N_b, K) replica mean.
+        loss, margin, p_true, el2n: Float (R, N_b), or None.
+        correct: Bool (R, N_b), or None.
+        input_grad: Float32 (R, N_b, D), or None on epochs without gradients.
     """
 
-    epoch: int
-    sample_ids: np.ndarray
-    probs: np.ndarray
-    loss: np.ndarray | None
-    labels: np.ndarray | None
+    def __init__(
+        self,
+        epoch: int,
+        sample_ids: np.ndarray,
+        labels: np.ndarray | None,
+        *,
+        probs: np.ndarray | None = None,
+        mean_probs: np.ndarray | None = None,
+        per_replica: dict[str, np.ndarray | None] | None = None,
+        input_grad: np.ndarray | None = None,
+    ) -> None:
+        self.epoch = epoch
+        self.sample_ids = sample_ids
+        self.labels = labels
+        self.probs = probs
+        self._mean_probs = mean_probs
+        self._given = per_replica or {}
+        self.input_grad = input_grad
+
+    @cached_property
+    def mean_probs(self) -> np.ndarray:
+        """Replica-mean probabilities (N_b, K)."""
+        return self._mean_probs if self._mean_probs is not None else self.probs.mean(axis=0)
+
+    @cached_property
+    def _derived(self) -> dict[str, np.ndarray]:
+        if self.probs is None or self.labels is None:
+            return {}
+        s = replica_scalars(self.labels, self.probs[:, None].astype(np.float64))
+        return {k: v[:, 0] for k, v in s.items()}
+
+    def _scalar(self, name: str) -> np.ndarray | None:
+        value = self._given.get(name)
+        return value if value is not None else self._derived.get(name)
+
+    loss = property(lambda self: self._scalar("loss"))
+    margin = property(lambda self: self._scalar("margin"))
+    p_true = property(lambda self: self._scalar("p_true"))
+    correct = property(lambda self: self._scalar("correct"))
+    el2n = property(lambda self: self._scalar("el2n"))
+
+
+def _list_column(table: pa.Table, name: str) -> np.ndarray:
+    col = table.column(name).combine_chunks()
+    width = col.type.list_size
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def _optional(table: pa.Table, name: str) -> np.ndarray | None:
+    if name not in table.column_names or table.column(name).null_count == len(table):
+        return None
+    col = table.column(name)
+    if col.null_count:
+        raise ShardValueError(f"column {name!r} is partly null")
+    if pa.types.is_fixed_size_list(col.type):
+        return _list_column(table, name)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def _first_bad(path: Path, ids: np.ndarray, bad: np.ndarray, what: str) -> None:
+    if bad.any():
+        row = int(np.flatnonzero(bad.reshape(len(ids), -1).any(axis=1))[0])
+        raise ShardValueError(f"shard {path}: sample_id {int(ids[row])} (row {row}): {what}")
+
+
+def check_shard_values(
+    path: Path, ids: np.ndarray, probs: np.ndarray | None, labels: np.ndarray | None, scalars: dict
+) -> None:
+    """Raise :class:`ShardValueError` naming ``path`` and the first bad sample.
+
+    Checks: probabilities finite, non-negative and summing to 1 within
+    ``PROBS_SUM_ATOL``; labels in [0, K); losses finite and >= 0; margins finite.
+    """
+    if probs is not None:
+        _first_bad(path, ids, ~np.isfinite(probs), "probabilities hold NaN or inf")
+        _first_bad(path, ids, probs < 0, "probabilities hold a negative value")
+        sums = probs.sum(axis=-1, dtype=np.float64)
+        off = np.abs(sums - 1.0) > PROBS_SUM_ATOL
+        if off.any():
+            row = int(np.flatnonzero(off)[0])
+            raise ShardValueError(
+                f"shard {path}: sample_id {int(ids[row])} (row {row}): probabilities sum to "
+                f"{sums[row]:.6f}, not 1 (tolerance {PROBS_SUM_ATOL})"
+            )
+        k = probs.shape[-1]
+        if labels is not None:
+            _first_bad(path, ids, (labels < 0) | (labels >= k), f"label out of range [0, {k})")
+    for name in ("loss", "margin", "p_true", "el2n"):
+        value = scalars.get(name)
+        if value is not None:
+            _first_bad(path, ids, ~np.isfinite(value), f"{name} holds NaN or inf")
+    if scalars.get("loss") is not None:
+        _first_bad(path, ids, scalars["loss"] < 0, "loss is negative")
 
 
 class BlockReader:
-    """Iterates a block's shards one epoch at a time, holding R files at once.
+    """Iterates a block's shards one epoch at a time, holding R files (or one packed file).
 
     Args:
         run_dir: The run directory.
@@ -49,42 +152,89 @@ class BlockReader:
         self.block = block
         self.replicas = list(replicas)
         self.epochs = list(epochs)
+        self.packed = is_packed(self.run_dir)
 
-    def _read(self, replica: int, epoch: int) -> tuple[Path, dict[str, np.ndarray]]:
-        path = block_path(self.run_dir, replica, epoch, self.block)
+    def _read_table(self, path: Path) -> pa.Table:
         if not path.exists():
             raise ShardManifestError(f"missing shard {path}")
-        table = pq.read_table(path)
-        k = table.schema.field("probs").type.list_size
-        probs = table.column("probs").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        loss_col, label_col = table.column("loss"), table.column("label")
-        return path, {
-            "sample_id": table.column("sample_id").to_numpy(),
-            "probs": probs.reshape(-1, k).astype(np.float32, copy=False),
-            "loss": None
-            if loss_col.null_count == len(table)
-            else loss_col.to_numpy(zero_copy_only=False),
-            "label": None
-            if label_col.null_count == len(table)
-            else label_col.to_numpy(zero_copy_only=False),
+        return pq.read_table(path)
+
+    def _read_replica(self, replica: int, epoch: int) -> tuple[Path, dict]:
+        path = block_path(self.run_dir, replica, epoch, self.block)
+        table = self._read_table(path)
+        ids = table.column("sample_id").to_numpy()
+        part = {
+            "sample_id": ids,
+            "probs": _list_column(table, "probs").astype(np.float32, copy=False),
+            "label": _optional(table, "label"),
+            "loss": _optional(table, "loss"),
+            "margin": _optional(table, "margin"),
+            "input_grad": _optional(table, "input_grad"),
         }
+        check_shard_values(path, ids, part["probs"], part["label"], part)
+        return path, part
+
+    def _read_packed(self, epoch: int) -> EpochBlock:
+        path = packed_block_path(self.run_dir, epoch, self.block)
+        table = self._read_table(path)
+        ids = table.column("sample_id").to_numpy()
+        labels = _optional(table, "label")
+        mean_probs = _list_column(table, "mean_probs").astype(np.float64)
+        per_replica: dict[str, np.ndarray | None] = {}
+        width = table.schema.field("correct").type.list_size
+        if max(self.replicas) >= width:
+            raise ShardManifestError(
+                f"shard {path} holds {width} replicas, asked for {self.replicas}"
+            )
+        if len(self.replicas) != width:
+            raise ShardManifestError(
+                f"shard {path} stores the mean of all {width} replicas; a packed run cannot be "
+                f"scored on a subset {self.replicas}"
+            )
+        for name in (*PACKED_SCALARS, "correct"):
+            value = _optional(table, name)
+            per_replica[name] = None if value is None else value.T[self.replicas]
+        if per_replica["correct"] is not None:
+            per_replica["correct"] = per_replica["correct"].astype(bool)
+        check_shard_values(
+            path,
+            ids,
+            mean_probs,
+            labels,
+            {k: v.T if v is not None else None for k, v in per_replica.items()},
+        )
+        return EpochBlock(
+            epoch,
+            ids,
+            None if labels is None else labels.astype(np.int64),
+            mean_probs=mean_probs,
+            per_replica=per_replica,
+        )
 
     def __iter__(self) -> Iterator[EpochBlock]:
         """Yield one :class:`EpochBlock` per epoch, checking the replicas agree."""
         for epoch in self.epochs:
-            parts = [self._read(r, epoch) for r in self.replicas]
+            if self.packed:
+                yield self._read_packed(epoch)
+                continue
+            parts = [self._read_replica(r, epoch) for r in self.replicas]
             ref_path, ref = parts[0]
             for path, part in parts[1:]:
                 _check_same(ref_path, ref, path, part)
-            has_loss = all(p["loss"] is not None for _, p in parts)
+            stacked = {
+                name: np.stack([p[name] for _, p in parts]).astype(np.float64)
+                if all(p[name] is not None for _, p in parts)
+                else None
+                for name in ("loss", "margin")
+            }
+            grads = [p["input_grad"] for _, p in parts]
             yield EpochBlock(
-                epoch=epoch,
-                sample_ids=ref["sample_id"],
+                epoch,
+                ref["sample_id"],
+                None if ref["label"] is None else ref["label"].astype(np.int64),
                 probs=np.stack([p["probs"] for _, p in parts]),
-                loss=np.stack([p["loss"] for _, p in parts]).astype(np.float32)
-                if has_loss
-                else None,
-                labels=None if ref["label"] is None else ref["label"].astype(np.int64),
+                per_replica=stacked,
+                input_grad=np.stack(grads) if all(g is not None for g in grads) else None,
             )
 
 

@@ -1,4 +1,4 @@
-"""Arrow schema of a prediction shard."""
+"""Arrow schemas of prediction shards (per-replica and packed forms)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,67 @@ import pyarrow as pa
 
 PROBS_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}  # allowed probs storage types
 METADATA_KEY = b"hardbench"  # schema-metadata key holding the shard's provenance JSON
+PACKED_SCALARS = ("loss", "margin", "p_true", "el2n")  # per-replica float columns of a packed shard
+
+
+def _meta(metadata: dict | None) -> dict[bytes, bytes]:
+    return {METADATA_KEY: json.dumps(metadata or {}, sort_keys=True).encode()}
+
+
+def _probs_type(probs_dtype: str) -> pa.DataType:
+    if probs_dtype not in PROBS_DTYPES:
+        raise ValueError(f"probs_dtype must be one of {sorted(PROBS_DTYPES)}, got {probs_dtype!r}")
+    return PROBS_DTYPES[probs_dtype]
 
 
 def shard_schema(
-    num_classes: int, probs_dtype: str = "float32", metadata: dict | None = None
+    num_classes: int,
+    probs_dtype: str = "float32",
+    metadata: dict | None = None,
+    *,
+    grad_dim: int | None = None,
 ) -> pa.Schema:
-    """Schema of one shard: ``sample_id, probs[K], loss, label``.
+    """Schema of one per-replica shard.
+
+    Columns: ``sample_id``, ``probs[K]``, ``loss`` (nullable), ``label`` (nullable),
+    ``margin`` (given logit minus largest other, nullable) and, on epochs where input
+    gradients were recorded, ``input_grad[D]`` (float32).
 
     Args:
         num_classes: K, the fixed list size of ``probs``.
         probs_dtype: ``"float32"`` or ``"float16"``.
         metadata: Provenance stored as JSON under the ``hardbench`` schema-metadata key.
+        grad_dim: D, when the shard carries input gradients.
 
     Returns:
         The Arrow schema.
     """
-    if probs_dtype not in PROBS_DTYPES:
-        raise ValueError(f"probs_dtype must be one of {sorted(PROBS_DTYPES)}, got {probs_dtype!r}")
     fields = [
         pa.field("sample_id", pa.int64(), nullable=False),
-        pa.field("probs", pa.list_(PROBS_DTYPES[probs_dtype], num_classes), nullable=False),
+        pa.field("probs", pa.list_(_probs_type(probs_dtype), num_classes), nullable=False),
         pa.field("loss", pa.float32()),
         pa.field("label", pa.int32()),
+        pa.field("margin", pa.float32()),
     ]
-    meta = {METADATA_KEY: json.dumps(metadata or {}, sort_keys=True).encode()}
-    return pa.schema(fields, metadata=meta)
+    if grad_dim is not None:
+        fields.append(pa.field("input_grad", pa.list_(pa.float32(), grad_dim)))
+    return pa.schema(fields, metadata=_meta(metadata))
+
+
+def packed_schema(
+    num_classes: int, num_replicas: int, probs_dtype: str = "float32", metadata: dict | None = None
+) -> pa.Schema:
+    """Schema of one packed-form shard: the ensemble mean and per-replica scalars.
+
+    Columns: ``sample_id``, ``label`` (nullable), ``mean_probs[K]``, and for each of
+    ``loss, margin, p_true, el2n`` a float32 list of length R, plus ``correct`` (int8
+    list of length R). Storage is O(N*(K + 5R)) per epoch instead of O(N*K*R).
+    """
+    fields = [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("label", pa.int32()),
+        pa.field("mean_probs", pa.list_(_probs_type(probs_dtype), num_classes), nullable=False),
+        *[pa.field(name, pa.list_(pa.float32(), num_replicas)) for name in PACKED_SCALARS],
+        pa.field("correct", pa.list_(pa.int8(), num_replicas)),
+    ]
+    return pa.schema(fields, metadata=_meta(metadata))

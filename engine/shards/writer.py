@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.shards.layout import block_path
-from engine.shards.schema import PROBS_DTYPES, shard_schema
+from engine.shards.layout import block_path, packed_block_path
+from engine.shards.schema import PACKED_SCALARS, PROBS_DTYPES, packed_schema, shard_schema
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -43,6 +43,25 @@ def atomic_write_table(path: Path | str, table: pa.Table) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _fixed_list(values: np.ndarray, value_type: pa.DataType) -> pa.FixedSizeListArray:
+    """(n, w) array -> Arrow fixed_size_list<value_type>[w] column."""
+    values = np.ascontiguousarray(values)
+    flat = pa.array(values.reshape(-1).astype(value_type.to_pandas_dtype()), type=value_type)
+    return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+
+
+def _nullable(values: np.ndarray | None, n: int, value_type: pa.DataType) -> pa.Array:
+    if values is None:
+        return pa.nulls(n, value_type)
+    return pa.array(np.asarray(values).astype(value_type.to_pandas_dtype()), type=value_type)
+
+
+def _blocks(n: int, block_size: int) -> list[tuple[int, int, int]]:
+    return [
+        (b, start, min(start + block_size, n)) for b, start in enumerate(range(0, n, block_size))
+    ]
+
+
 def write_epoch_shards(
     run_dir: Path | str,
     *,
@@ -53,6 +72,8 @@ def write_epoch_shards(
     labels: np.ndarray | None,
     block_size: int,
     probs_dtype: str = "float32",
+    margin: np.ndarray | None = None,
+    input_grad: np.ndarray | None = None,
     metadata: dict | None = None,
 ) -> list[dict]:
     """Write one (replica, epoch) of predictions as fixed sample-id blocks.
@@ -66,29 +87,84 @@ def write_epoch_shards(
         labels: Int array (N,), or None without labels.
         block_size: Samples per block.
         probs_dtype: Storage type of ``probs``.
+        margin: Float (N,) given logit minus largest other logit, or None.
+        input_grad: Float (N, D) input gradients of the true-class logit, or None.
         metadata: Provenance stored in each file's schema metadata.
 
     Returns:
         One manifest entry per block: ``{"block", "rows", "sha256"}``.
     """
     n, k = probs.shape
-    schema = shard_schema(k, probs_dtype, {**(metadata or {}), "replica": replica, "epoch": epoch})
-    np_dtype = np.dtype(PROBS_DTYPES[probs_dtype].to_pandas_dtype())
+    grad_dim = None if input_grad is None else int(np.prod(input_grad.shape[1:]))
+    schema = shard_schema(
+        k, probs_dtype, {**(metadata or {}), "replica": replica, "epoch": epoch}, grad_dim=grad_dim
+    )
     entries = []
-    for block, start in enumerate(range(0, n, block_size)):
-        stop = min(start + block_size, n)
-        flat = pa.array(probs[start:stop].astype(np_dtype).reshape(-1))
+    for block, start, stop in _blocks(n, block_size):
         columns = [
             pa.array(np.arange(start, stop, dtype=np.int64)),
-            pa.FixedSizeListArray.from_arrays(flat, k),
-            pa.array(loss[start:stop].astype(np.float32))
-            if loss is not None
-            else pa.nulls(stop - start, pa.float32()),
-            pa.array(labels[start:stop].astype(np.int32))
-            if labels is not None
-            else pa.nulls(stop - start, pa.int32()),
+            _fixed_list(probs[start:stop], PROBS_DTYPES[probs_dtype]),
+            _nullable(None if loss is None else loss[start:stop], stop - start, pa.float32()),
+            _nullable(None if labels is None else labels[start:stop], stop - start, pa.int32()),
+            _nullable(None if margin is None else margin[start:stop], stop - start, pa.float32()),
         ]
+        if input_grad is not None:
+            columns.append(
+                _fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
+            )
         table = pa.Table.from_arrays(columns, schema=schema)
         digest = atomic_write_table(block_path(run_dir, replica, epoch, block), table)
         entries.append({"block": block, "rows": stop - start, "sha256": digest})
+    return entries
+
+
+def write_packed_epoch_shards(
+    run_dir: Path | str,
+    *,
+    epoch: int,
+    mean_probs: np.ndarray,
+    scalars: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    block_size: int,
+    probs_dtype: str = "float32",
+    metadata: dict | None = None,
+) -> list[dict]:
+    """Write one epoch of a packed ensemble: the replica mean and per-replica scalars.
+
+    Args:
+        run_dir: The run directory.
+        epoch: Epoch index.
+        mean_probs: Float (N, K) replica-mean probabilities.
+        scalars: ``loss, margin, p_true, el2n`` as float (R, N) and ``correct`` as bool
+            (R, N); all required when ``labels`` is given, ignored otherwise.
+        labels: Int (N,), or None without labels.
+        block_size: Samples per block.
+        probs_dtype: Storage type of ``mean_probs``.
+        metadata: Provenance stored in each file's schema metadata.
+
+    Returns:
+        One manifest entry per block: ``{"block", "rows", "sha256"}``.
+    """
+    n, k = mean_probs.shape
+    r = scalars["loss"].shape[0] if labels is not None else int((metadata or {}).get("replicas", 1))
+    schema = packed_schema(k, r, probs_dtype, {**(metadata or {}), "epoch": epoch})
+    entries = []
+    for block, start, stop in _blocks(n, block_size):
+        m = stop - start
+        columns = [
+            pa.array(np.arange(start, stop, dtype=np.int64)),
+            _nullable(None if labels is None else labels[start:stop], m, pa.int32()),
+            _fixed_list(mean_probs[start:stop], PROBS_DTYPES[probs_dtype]),
+        ]
+        for name, value_type in [
+            *((s, pa.float32()) for s in PACKED_SCALARS),
+            ("correct", pa.int8()),
+        ]:
+            if labels is None:
+                columns.append(pa.nulls(m, schema.field(name).type))
+            else:
+                columns.append(_fixed_list(np.asarray(scalars[name])[:, start:stop].T, value_type))
+        table = pa.Table.from_arrays(columns, schema=schema)
+        digest = atomic_write_table(packed_block_path(run_dir, epoch, block), table)
+        entries.append({"block": block, "rows": m, "sha256": digest})
     return entries

@@ -100,12 +100,23 @@ class ReplicasSpec:
 
 @dataclass(frozen=True)
 class ShardsSpec:
-    """Shard layout: samples per block and storage type of probabilities."""
+    """Shard layout: samples per block, storage type of probabilities, gradient epochs.
+
+    ``grad_epochs`` lists the epochs after which input gradients are recorded (the
+    ``vog`` score needs at least two).
+    """
 
     block_size: int = 1024
     probs_dtype: str = "float32"
+    grad_epochs: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if any(e < 0 for e in self.grad_epochs) or len(set(self.grad_epochs)) != len(
+            self.grad_epochs
+        ):
+            raise FieldError(
+                "grad_epochs", f"must be distinct epoch indices >= 0, got {self.grad_epochs}"
+            )
         if self.block_size < 1:
             raise FieldError("block_size", f"must be >= 1, got {self.block_size}")
         if self.probs_dtype not in ("float32", "float16"):
@@ -217,6 +228,17 @@ class BenchmarkSpec:
                 raise FieldError(f"scores[{i}]", str(exc)) from None
         if len(set(self.scores)) != len(self.scores):
             raise FieldError("scores", f"must not repeat a score, got {self.scores}")
+        epochs = self.replicas.recipe.epochs
+        if any(e >= epochs for e in self.shards.grad_epochs):
+            raise FieldError(
+                "shards.grad_epochs",
+                f"must be epoch indices below replicas.epochs={epochs}, got {self.shards.grad_epochs}",
+            )
+        if "vog" in self.scores and len(self.shards.grad_epochs) < 2:
+            raise FieldError(
+                "shards.grad_epochs",
+                "the vog score needs input gradients from at least 2 epochs: list them here",
+            )
         if self.splits.score not in self.scores:
             raise FieldError(
                 "splits.score",

@@ -5,7 +5,7 @@ It runs with no cluster; Ray Train workers and Ray tasks call it unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -87,7 +87,7 @@ class TrainRecipe:
         return TrainRecipe(**{**asdict(self), "seed": seed})
 
 
-EpochCallback = Callable[[int, np.ndarray], None]
+EpochCallback = Callable[[int, np.ndarray, "np.ndarray | None"], None]
 
 
 def _make_optimizer(recipe: TrainRecipe, model: nn.Module) -> torch.optim.Optimizer:
@@ -111,6 +111,8 @@ def train(
     x_score: np.ndarray | None = None,
     on_epoch: EpochCallback | None = None,
     device: str | torch.device = "cpu",
+    y_score: np.ndarray | None = None,
+    grad_epochs: Collection[int] = (),
 ) -> nn.Module:
     """Train ``recipe.model`` on (x_train, y_train), reporting scoring-set logits each epoch.
 
@@ -123,15 +125,21 @@ def train(
         y_train: Int labels of shape (N_train,) in [0, num_classes).
         num_classes: K.
         x_score: Inputs of shape (N_score, *input_shape) predicted after every epoch.
-        on_epoch: Called as ``on_epoch(epoch, logits)`` after each epoch (epoch is
-            0-based, logits float32 of shape (N_score, K)); needs ``x_score``.
+        on_epoch: Called as ``on_epoch(epoch, logits, input_grads)`` after each epoch
+            (epoch is 0-based, logits float32 of shape (N_score, K)); ``input_grads`` is
+            the (N_score, *input_shape) gradient of the ``y_score`` logit w.r.t. the
+            input on ``grad_epochs`` and None otherwise. Needs ``x_score``.
         device: Torch device to train on.
+        y_score: Labels of the scoring set, needed for ``grad_epochs``.
+        grad_epochs: Epochs (0-based) after which input gradients are recorded (VoG).
 
     Returns:
         The trained model in eval mode.
     """
     if on_epoch is not None and x_score is None:
         raise ValueError("on_epoch needs x_score, the inputs to predict on after every epoch")
+    if grad_epochs and y_score is None:
+        raise ValueError("grad_epochs needs y_score, the labels whose logits are differentiated")
     torch.manual_seed(recipe.seed)
     model = create_model(
         recipe.model,
@@ -160,7 +168,12 @@ def train(
             optimizer.step()
             scheduler.step()
         if on_epoch is not None:
-            on_epoch(epoch, infer(model, x_score, device=device))
+            grads = (
+                input_gradients(model, x_score, y_score, device=device)
+                if epoch in grad_epochs
+                else None
+            )
+            on_epoch(epoch, infer(model, x_score, device=device), grads)
     model.eval()
     return model
 
@@ -200,23 +213,63 @@ def infer(
     return torch.cat(outputs).numpy()
 
 
+def input_gradients(
+    model: nn.Module,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = INFER_BATCH_SIZE,
+) -> np.ndarray:
+    """Gradient of each sample's given-label logit w.r.t. its input, in eval mode.
+
+    Args:
+        model: A classifier mapping (B, ...) to (B, K).
+        inputs: Float32 (N, ...).
+        labels: Int (N,).
+        device: Torch device.
+        batch_size: Inputs per pass.
+
+    Returns:
+        Float32 (N, ...) gradients, the shape of ``inputs``.
+    """
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(inputs), batch_size):
+        x = torch.as_tensor(inputs[start : start + batch_size], dtype=torch.float32, device=device)
+        x.requires_grad_(True)
+        y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long, device=device)
+        logits = model(x)
+        (grad,) = torch.autograd.grad(logits.gather(1, y[:, None]).sum(), x)
+        out.append(grad.detach().float().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
 def softmax_and_loss(
     logits: np.ndarray, labels: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Class probabilities and per-sample cross-entropy from logits.
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Class probabilities, per-sample cross-entropy and logit margin from logits.
 
     Args:
         logits: Float array of shape (N, K).
         labels: Int array of shape (N,), or None for unlabeled data.
 
     Returns:
-        ``(probs, loss)``: float32 (N, K) probabilities and float32 (N,) natural-log
-        cross-entropy (None without labels).
+        ``(probs, loss, margin)``: float32 (N, K) probabilities, float32 (N,) natural-log
+        cross-entropy, and float32 (N,) given logit minus largest other logit (both
+        None without labels).
     """
     t = torch.as_tensor(logits, dtype=torch.float64)
     logp = torch.log_softmax(t, dim=1)
     probs = logp.exp().float().numpy()
     if labels is None:
-        return probs, None
-    loss = -logp[torch.arange(len(t)), torch.as_tensor(labels, dtype=torch.long)]
-    return probs, loss.float().numpy()
+        return probs, None, None
+    y = torch.as_tensor(labels, dtype=torch.long)
+    rows = torch.arange(len(t))
+    loss = -logp[rows, y]
+    others = t.clone()
+    others[rows, y] = -torch.inf
+    margin = t[rows, y] - others.max(dim=1).values
+    return probs, loss.float().numpy(), margin.float().numpy()

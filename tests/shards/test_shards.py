@@ -54,7 +54,7 @@ def test_layout_schema_and_manifest(tmp_path):
     assert len(files) == 2 * 3 * num_blocks(10, 4) == 18
     assert "preds/replica=1/epoch=2/block=2.parquet" in files
     table = pq.read_table(block_path(tmp_path, 1, 2, 2))
-    assert table.column_names == ["sample_id", "probs", "loss", "label"]
+    assert table.column_names == ["sample_id", "probs", "loss", "label", "margin"]
     assert table.column("sample_id").to_pylist() == [8, 9]
     probs_type = table.schema.field("probs").type
     assert pa.types.is_fixed_size_list(probs_type) and probs_type.list_size == 4
@@ -128,7 +128,10 @@ def test_missing_shard_and_bad_probabilities_are_named(tmp_path):
         labels=labels,
         block_size=4,
     )
-    with pytest.raises(ValueError, match=r"block=0 epoch=0 .*sum to 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"replica=1/epoch=0/block=0.parquet: sample_id 0 \(row 0\): probabilities sum to 1.4",
+    ):
         score_block(tmp_path, 0, replicas=[0, 1], epochs=[0], scores=["confusion"])
     block_path(tmp_path, 1, 0, 0).unlink()
     with pytest.raises(
@@ -145,5 +148,158 @@ def test_unlabeled_shards_cannot_give_action(tmp_path):
     assert blocks[0]["rows"] == 3
     table = score_block(tmp_path, 0, replicas=[0], epochs=[0], scores=["confusion"])
     assert table.column("label").null_count == 3
-    with pytest.raises(ShardManifestError, match="needs labels"):
+    with pytest.raises(ShardManifestError, match="needs labels, loss"):
         score_block(tmp_path, 0, replicas=[0], epochs=[0], scores=["action"])
+
+
+ALL_BUT_VOG = [
+    "confusion", "action", "aum", "forgetting", "el2n", "confidence", "variability",
+    "correctness", "self_confidence", "normalized_margin", "ensemble_max_prob", "ensemble_margin",
+]  # fmt: skip
+
+
+def _full_run(tmp_path, r=3, e=4, n=13, k=4, block_size=5, grad_epochs=(1, 3)):
+    from engine.scores import margins_from_logits
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(r, e, n, k)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    labels = rng.integers(0, k, size=n)
+    losses = -np.log(probs[:, :, np.arange(n), labels])
+    margins = margins_from_logits(labels, logits)
+    grads = rng.normal(size=(r, e, n, 6))
+    for ri in range(r):
+        for ei in range(e):
+            blocks = write_epoch_shards(
+                tmp_path,
+                replica=ri,
+                epoch=ei,
+                probs=probs[ri, ei],
+                loss=losses[ri, ei],
+                labels=labels,
+                margin=margins[ri, ei],
+                input_grad=grads[ri, ei] if ei in grad_epochs else None,
+                block_size=block_size,
+            )
+            record_epoch(tmp_path, replica=ri, epoch=ei, blocks=blocks)
+    return {
+        "logits": logits,
+        "probs": probs,
+        "labels": labels,
+        "losses": losses,
+        "grads": grads[:, list(grad_epochs)],
+    }
+
+
+def _score_all(run_dir, names, r, e, blocks):
+    parts = [
+        score_block(run_dir, b, replicas=list(range(r)), epochs=list(range(e)), scores=names)
+        for b in range(blocks)
+    ]
+    return pa.concat_tables(parts)
+
+
+def _reference(arrays):
+    from engine.scores import (
+        aum,
+        data_map,
+        el2n,
+        ensemble_margin,
+        ensemble_max_prob,
+        forgetting_events,
+        normalized_margin,
+        self_confidence,
+        vog,
+    )  # fmt: skip
+
+    p, y = arrays["probs"].astype(np.float32).astype(np.float64), arrays["labels"]
+    p /= p.sum(-1, keepdims=True)
+    final = p[:, -1].mean(0)
+    dm = data_map(y, p)
+    return {
+        "confusion": confusion(p), "action": action(arrays["losses"]), "aum": aum(y, arrays["logits"]),
+        "forgetting": forgetting_events(y, p), "el2n": el2n(y, p), **dm,
+        "self_confidence": self_confidence(y, final), "normalized_margin": normalized_margin(y, final),
+        "ensemble_max_prob": ensemble_max_prob(p), "ensemble_margin": ensemble_margin(p),
+        "vog": vog(arrays["grads"]),
+    }  # fmt: skip
+
+
+def test_pool_path_equals_in_memory_function_for_every_score(tmp_path):
+    arrays = _full_run(tmp_path)
+    table = _score_all(tmp_path, [*ALL_BUT_VOG, "vog"], 3, 4, 3)
+    ref = _reference(arrays)
+    for name, expected in ref.items():
+        np.testing.assert_allclose(
+            table.column(name).to_numpy(), expected, atol=2e-6, rtol=1e-5, err_msg=name
+        )
+
+
+def test_packed_form_gives_the_same_scores(tmp_path):
+    from engine.scores import replica_scalars
+    from engine.shards import record_packed_epoch, write_packed_epoch_shards
+
+    full_dir, packed_dir = tmp_path / "full", tmp_path / "packed"
+    arrays = _full_run(full_dir, grad_epochs=())
+    p, y = arrays["probs"], arrays["labels"]
+    from engine.scores import margins_from_logits
+
+    for e in range(p.shape[1]):
+        s = replica_scalars(y, p[:, [e]])
+        scalars = {k: v[:, 0] for k, v in s.items()}
+        scalars["loss"] = arrays["losses"][:, e]
+        scalars["margin"] = margins_from_logits(y, arrays["logits"][:, e])
+        blocks = write_packed_epoch_shards(
+            packed_dir, epoch=e, mean_probs=p[:, e].mean(0), scalars=scalars, labels=y, block_size=5
+        )
+        record_packed_epoch(packed_dir, replicas=[0, 1, 2], epoch=e, blocks=blocks)
+    manifest = consolidate_manifest(packed_dir, replicas=3, epochs=4, blocks=3)
+    assert manifest["complete"] and len(manifest["rows"]) == 4
+    a = _score_all(full_dir, ALL_BUT_VOG, 3, 4, 3)
+    b = _score_all(packed_dir, ALL_BUT_VOG, 3, 4, 3)
+    for name in ALL_BUT_VOG:
+        np.testing.assert_allclose(
+            b.column(name).to_numpy(), a.column(name).to_numpy(), atol=1e-5, err_msg=name
+        )
+    full_bytes = sum(f.stat().st_size for f in (full_dir / "preds").rglob("*.parquet"))
+    packed_bytes = sum(f.stat().st_size for f in (packed_dir / "preds").rglob("*.parquet"))
+    assert packed_bytes < full_bytes
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [
+        ("probs", np.nan, r"sample_id 2 \(row 2\): probabilities hold NaN or inf"),
+        ("probs", -0.5, r"sample_id 2 \(row 2\): probabilities hold a negative value"),
+        ("label", 9, r"sample_id 2 \(row 2\): label out of range \[0, 4\)"),
+        ("loss", np.inf, r"sample_id 2 \(row 2\): loss holds NaN or inf"),
+    ],
+)
+def test_bad_values_name_shard_and_first_sample(tmp_path, column, value, match):
+    from engine.shards import ShardValueError
+
+    arrays = _full_run(tmp_path, grad_epochs=())
+    probs = arrays["probs"][1, 2].copy()
+    labels = arrays["labels"].copy()
+    loss = arrays["losses"][1, 2].copy()
+    if column == "probs":
+        probs[2, 0] = value
+    elif column == "label":
+        labels[2] = value
+    else:
+        loss[2] = value
+    write_epoch_shards(
+        tmp_path, replica=1, epoch=2, probs=probs, loss=loss, labels=labels, block_size=5
+    )
+    with pytest.raises(ShardValueError, match="replica=1/epoch=2/block=0.parquet: " + match):
+        score_block(tmp_path, 0, replicas=[0, 1, 2], epochs=[0, 1, 2, 3], scores=["confusion"])
+
+
+def test_scores_without_their_inputs_are_refused(tmp_path):
+    _write_run(tmp_path, r=2, e=2, n=4, k=2, block_size=4)  # no margin column
+    with pytest.raises(ShardManifestError, match="score 'aum' needs margin"):
+        score_block(tmp_path, 0, replicas=[0, 1], epochs=[0, 1], scores=["aum"])
+    with pytest.raises(
+        ShardManifestError, match="score 'vog' on block 0: VoG needs at least 2 checkpoints"
+    ):
+        score_block(tmp_path, 0, replicas=[0, 1], epochs=[0, 1], scores=["vog"])

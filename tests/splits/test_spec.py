@@ -15,7 +15,8 @@ def test_digits_spec_is_the_issue_default():
     assert spec.replicas.count == 5 and spec.replicas.recipe.epochs == 20
     assert spec.replicas.seeds() == [0, 1, 2, 3, 4]
     assert spec.splits.hard.top_fraction == 0.1 and spec.splits.bins.count == 5
-    assert spec.scores == ["confusion", "action"]
+    assert spec.scores[:2] == ["confusion", "action"] and "vog" in spec.scores
+    assert spec.shards.grad_epochs == [4, 9, 14, 19]
     assert [m.recipe.model for m in spec.evaluate.models] == ["wide_cnn", "resnet18_small"]
 
 
@@ -62,6 +63,14 @@ def test_resolved_spec_round_trips():
         ("evaluate.models=[{name: a}]", r"evaluate\.models\[0\]\.model: is required"),
         ("metadata.version=2", r"metadata\.version: this engine reads spec version 1"),
         ("replicas.num_workers=zero", r"replicas\.num_workers: must be 'auto' or an integer"),
+        (
+            "shards.grad_epochs=[3]",
+            r"shards\.grad_epochs: the vog score needs input gradients from at least 2",
+        ),
+        (
+            "shards.grad_epochs=[3, 25]",
+            r"shards\.grad_epochs: must be epoch indices below replicas\.epochs=20",
+        ),
     ],
 )
 def test_bad_fields_name_the_field_and_allowed_values(override, match):
@@ -74,7 +83,7 @@ def test_bad_fields_name_the_field_and_allowed_values(override, match):
 
 def test_split_score_must_be_computed():
     with pytest.raises(SpecError, match=r"splits\.score: must be one of the computed scores"):
-        load_spec(DIGITS, ["scores=[action]"])
+        load_spec(DIGITS, ["scores=[action]", "shards.grad_epochs=[]"])
 
 
 def test_missing_file_bad_yaml_and_include_cycle(tmp_path):

@@ -22,7 +22,7 @@ def _run(digits, seed, epochs=3):
         digits.labels[tr],
         num_classes=10,
         x_score=digits.inputs,
-        on_epoch=lambda e, logits: seen.append((e, logits)),
+        on_epoch=lambda e, logits, grads: seen.append((e, logits)),
     )
     return seen
 
@@ -45,10 +45,29 @@ def test_same_seed_same_logits_other_seed_differs(digits):
 
 def test_softmax_and_loss():
     logits = np.array([[0.0, np.log(3.0)], [2.0, 2.0]])
-    probs, loss = softmax_and_loss(logits, np.array([1, 0]))
+    probs, loss, margin = softmax_and_loss(logits, np.array([1, 0]))
     np.testing.assert_allclose(probs, [[0.25, 0.75], [0.5, 0.5]], atol=1e-7)
     np.testing.assert_allclose(loss, [-np.log(0.75), np.log(2.0)], atol=1e-6)
-    assert softmax_and_loss(logits, None)[1] is None
+    np.testing.assert_allclose(margin, [np.log(3.0), 0.0], atol=1e-6)
+    assert softmax_and_loss(logits, None)[1:] == (None, None)
+
+
+def test_input_gradients_on_requested_epochs(digits):
+    tr = digits.indices("train")
+    got = {}
+    train(
+        TrainRecipe(model="mlp", epochs=3, seed=0),
+        digits.inputs[tr],
+        digits.labels[tr],
+        num_classes=10,
+        x_score=digits.inputs[:50],
+        y_score=digits.labels[:50],
+        grad_epochs={0, 2},
+        on_epoch=lambda e, logits, grads: got.__setitem__(e, grads),
+    )
+    assert got[1] is None
+    assert got[0].shape == got[2].shape == (50, 1, 8, 8)
+    assert np.abs(got[2]).sum() > 0 and not np.array_equal(got[0], got[2])
 
 
 def test_recipe_validation_names_field():
