@@ -14,7 +14,7 @@ import pyarrow as pa
 from engine.scores import get_score
 from engine.shards import BlockReader, ShardManifestError
 
-POOL_CPUS_PER_ACTOR = 0.5  # leaves CPU for Ray Data's read tasks on a 2-core machine
+POOL_CPUS_PER_ACTOR = 0.5  # CPUs each scoring actor reserves; one CPU stays free for reads
 
 
 def score_block(
@@ -88,8 +88,8 @@ class BlockScorer:
 
 
 def pool_size(num_blocks: int, cluster_cpus: float) -> int:
-    """Scoring actors: one per block, up to half the cluster's CPUs (reads need the rest)."""
-    return max(1, min(num_blocks, int(cluster_cpus // 2)))
+    """Scoring actors: one per block, as many as fit in all CPUs but one (reads need it)."""
+    return max(1, min(num_blocks, int(max(cluster_cpus - 1, 0) / POOL_CPUS_PER_ACTOR)))
 
 
 def score_run(

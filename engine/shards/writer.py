@@ -30,14 +30,21 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_table(path: Path | str, table: pa.Table) -> str:
-    """Write ``table`` as Parquet to ``path`` atomically.
+def atomic_write_table(path: Path | str, table: pa.Table, *, use_dictionary: bool = True) -> str:
+    """Write ``table`` as zstd-compressed Parquet to ``path`` atomically.
+
+    Args:
+        path: Destination file.
+        table: The table.
+        use_dictionary: Dictionary-encode columns. Shards turn it off: their float
+            columns have no repeats to exploit, and dictionary pages made reading them
+            3x slower (measured on a 65,536-row float16 shard: 9.9 ms vs 3.2 ms).
 
     Returns:
         The SHA-256 hex digest of the written file.
     """
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", use_dictionary=use_dictionary)
     data = sink.getvalue().to_pybytes()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
@@ -113,7 +120,9 @@ def write_epoch_shards(
                 _fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
             )
         table = pa.Table.from_arrays(columns, schema=schema)
-        digest = atomic_write_table(block_path(run_dir, replica, epoch, block), table)
+        digest = atomic_write_table(
+            block_path(run_dir, replica, epoch, block), table, use_dictionary=False
+        )
         entries.append({"block": block, "rows": stop - start, "sha256": digest})
     return entries
 
@@ -165,6 +174,8 @@ def write_packed_epoch_shards(
             else:
                 columns.append(_fixed_list(np.asarray(scalars[name])[:, start:stop].T, value_type))
         table = pa.Table.from_arrays(columns, schema=schema)
-        digest = atomic_write_table(packed_block_path(run_dir, epoch, block), table)
+        digest = atomic_write_table(
+            packed_block_path(run_dir, epoch, block), table, use_dictionary=False
+        )
         entries.append({"block": block, "rows": m, "sha256": digest})
     return entries
