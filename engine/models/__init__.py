@@ -1,20 +1,30 @@
-"""Model registry: ``create_model(name)``, ``list_models(pattern)`` and the built-in recipes."""
+"""Model registry: ``create_model(name)``, ``list_models(pattern)`` and the built-in recipes.
 
-from engine.models import small as _small  # noqa: F401  (registers the built-in models)
+Small recipes (trained by the engine), torchvision's pretrained image models (weights
+from the local torch hub cache) and Hugging Face sequence classifiers from a local
+directory.
+"""
+
 from engine.models.registry import (
     ModelConfig,
+    Preprocess,
     check_model_kwargs,
     create_model,
     get_model_config,
     list_models,
+    load_state_dict,
     register_model,
+    weights_file,
 )
 
 __all__ = [
     "ModelConfig",
+    "Preprocess",
     "check_model_kwargs",
     "create_model",
     "get_model_config",
     "list_models",
+    "load_state_dict",
     "register_model",
+    "weights_file",
 ]

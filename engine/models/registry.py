@@ -1,27 +1,62 @@
-"""timm-style model registry: ``@register_model`` entrypoints, ``create_model``, ``list_models``."""
+"""timm-style model registry: ``@register_model`` entrypoints, ``create_model``, ``list_models``.
+
+Pretrained weights are only ever read from local disk: torchvision weights from the
+torch hub cache (``$TORCH_HOME/hub/checkpoints``) under the file name of the weights
+enum's URL, or from an explicit file. Nothing downloads at run time, and every
+checkpoint is loaded with ``torch.load(..., weights_only=True)``.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import inspect
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
 
+import torch
 from torch import nn
 
 from engine._util import unknown_name_error
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Evaluation preprocessing of a model: resize, centre crop, normalise.
+
+    Attributes:
+        resize_size: Shorter side after resizing (None: no resize).
+        crop_size: Side of the centre crop (None: no crop).
+        mean: Per-channel mean subtracted after scaling to [0, 1].
+        std: Per-channel std divided by.
+        interpolation: ``"bilinear"`` or ``"bicubic"``.
+    """
+
+    resize_size: int | None = None
+    crop_size: int | None = None
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    interpolation: str = "bilinear"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """How a registered model is built and fed.
+    """How a registered model is built, where its weights come from, and how it is fed.
 
     Attributes:
         name: Registry name.
-        family: Short family tag (``"mlp"``, ``"cnn"``, ``"resnet"``).
+        family: Short family tag (``"mlp"``, ``"cnn"``, ``"resnet"``, ``"regnet"``, ``"vit"``, ``"hf"``).
         description: One line for ``list_models`` users.
-        weights: Weights source; ``None`` means randomly initialised (trained by the engine).
+        weights: Pretrained weights source: a torchvision weights enum member such as
+            ``"ResNet50_Weights.IMAGENET1K_V2"``; None = trained by the engine.
         min_input_size: Smallest (H, W) the architecture accepts.
+        num_classes: Default output size (the pretrained head's, for pretrained models).
+        preprocess: Evaluation preprocessing (None: inputs are used as stored).
     """
 
     name: str
@@ -29,6 +64,8 @@ class ModelConfig:
     description: str
     weights: str | None = None
     min_input_size: tuple[int, int] = (1, 1)
+    num_classes: int | None = None
+    preprocess: Preprocess | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -38,6 +75,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+_ENTRYPOINT_ARGS = ("num_classes", "input_shape")  # passed by create_model, not model options
 
 
 def register_model(config: ModelConfig) -> Callable[[Callable[..., nn.Module]], Callable]:
@@ -59,9 +97,19 @@ def register_model(config: ModelConfig) -> Callable[[Callable[..., nn.Module]], 
     return decorator
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
+    """Registered model names matching a shell-style ``pattern``, sorted.
+
+    Args:
+        pattern: e.g. ``"resnet*"``.
+        pretrained: Only models with a pretrained weights source.
+    """
+    _ensure_builtin_models()
+    return sorted(
+        n
+        for n, e in _REGISTRY.items()
+        if fnmatch.fnmatchcase(n, pattern) and (not pretrained or e.config.weights)
+    )
 
 
 def get_model_config(name: str) -> ModelConfig:
@@ -76,35 +124,6 @@ def get_model_config(name: str) -> ModelConfig:
     return _REGISTRY[name].config
 
 
-def create_model(
-    name: str, *, num_classes: int, input_shape: tuple[int, ...], **kwargs: object
-) -> nn.Module:
-    """Build registered model ``name``.
-
-    Args:
-        name: Registry name (see ``list_models()``).
-        num_classes: K, the size of the output layer.
-        input_shape: Shape of one input, e.g. (1, 8, 8).
-        **kwargs: Model-specific options (widths, depth), passed to the entrypoint.
-
-    Returns:
-        The model, mapping (B, *input_shape) inputs to (B, K) logits.
-
-    Raises:
-        ValueError: For an unknown name or an input smaller than the model accepts.
-    """
-    config = get_model_config(name)
-    if len(input_shape) == 3:
-        h, w = input_shape[1:]
-        mh, mw = config.min_input_size
-        if h < mh or w < mw:
-            raise ValueError(f"model {name!r} needs inputs of at least {mh}x{mw}, got {h}x{w}")
-    try:
-        return _REGISTRY[name].fn(num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad options for model {name!r}: {exc}") from exc
-
-
 def check_model_kwargs(name: str, kwargs: dict) -> None:
     """Check that model ``name`` accepts options ``kwargs`` without building it.
 
@@ -114,7 +133,7 @@ def check_model_kwargs(name: str, kwargs: dict) -> None:
     """
     get_model_config(name)
     params = inspect.signature(_REGISTRY[name].fn).parameters
-    accepted = sorted(p for p in params if p not in ("num_classes", "input_shape"))
+    accepted = sorted(p for p in params if p not in _ENTRYPOINT_ARGS)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(
@@ -123,6 +142,98 @@ def check_model_kwargs(name: str, kwargs: dict) -> None:
         )
 
 
+def weights_file(name: str) -> Path:
+    """Where the pretrained weights of ``name`` must lie in the local torch hub cache.
+
+    Raises:
+        ValueError: If the model has no pretrained weights source.
+    """
+    config = get_model_config(name)
+    if not config.weights:
+        raise ValueError(f"model {name!r} has no pretrained weights source")
+    import torchvision.models
+
+    enum_name, _, member = config.weights.partition(".")
+    enum = getattr(torchvision.models, enum_name)[member]
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(enum.url).path)
+
+
+def load_state_dict(path: Path | str, *, name: str = "") -> dict:
+    """Load a checkpoint's state dict from local disk with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: Naming the file and the directory it looked in.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights for model {name!r} not found: {path} (looked in {path.parent}; TORCH_HOME="
+            f"{os.environ.get('TORCH_HOME', '<unset>')}). Nothing is downloaded at run time: "
+            f"put the file there or pass weights_file=."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    return state
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    pretrained: bool = False,
+    weights_file: Path | str | None = None,
+    **kwargs: object,
+) -> nn.Module:
+    """Build registered model ``name``.
+
+    Args:
+        name: Registry name (see ``list_models()``).
+        num_classes: K, the size of the output layer (default: the config's).
+        input_shape: Shape of one input, e.g. (1, 8, 8) (used by small recipes).
+        pretrained: Load the config's weights from the local torch hub cache.
+        weights_file: Load this local checkpoint instead (implies pretrained).
+        **kwargs: Model-specific options (widths, depth), passed to the entrypoint.
+
+    Returns:
+        The model, mapping (B, *input_shape) inputs to (B, K) logits.
+
+    Raises:
+        ValueError: For an unknown name, bad options, or an input smaller than the model accepts.
+        FileNotFoundError: For missing pretrained weights (the message says where it looked).
+    """
+    config = get_model_config(name)
+    num_classes = num_classes if num_classes is not None else config.num_classes
+    if num_classes is None:
+        raise ValueError(f"model {name!r} needs num_classes")
+    if input_shape is not None and len(input_shape) == 3:
+        h, w = input_shape[1:]
+        mh, mw = config.min_input_size
+        if h < mh or w < mw:
+            raise ValueError(f"model {name!r} needs inputs of at least {mh}x{mw}, got {h}x{w}")
+    check_model_kwargs(name, kwargs)
+    entry_args = inspect.signature(_REGISTRY[name].fn).parameters
+    call = {"num_classes": num_classes, **kwargs}
+    if "input_shape" in entry_args:
+        if input_shape is None:
+            raise ValueError(f"model {name!r} needs input_shape")
+        call["input_shape"] = tuple(input_shape)
+    model = _REGISTRY[name].fn(**call)
+    if pretrained or weights_file is not None:
+        path = Path(weights_file) if weights_file is not None else globals()["weights_file"](name)
+        state = load_state_dict(path, name=name)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"weights {path} do not fit model {name!r} (num_classes={num_classes}): {exc}"
+            ) from None
+    return model
+
+
 def _ensure_builtin_models() -> None:
     """Import the modules that register the built-in models (idempotent)."""
-    import engine.models.small  # noqa: F401
+    import engine.models.hf
+    import engine.models.small
+    import engine.models.torchvision_models  # noqa: F401
