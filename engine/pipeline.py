@@ -24,7 +24,7 @@ from engine.distributed.cluster import ray_session
 from engine.distributed.models import train_eval_models
 from engine.distributed.replicas import train_replicas
 from engine.distributed.scoring import score_run
-from engine.evaluation import evaluate_predictions
+from engine.evaluation import evaluate_predictions, kendall_tau
 from engine.shards import atomic_write_bytes, atomic_write_table, consolidate_manifest, num_blocks
 from engine.shards.provenance import provenance
 from engine.splits.builder import BENCHMARK_DIR, BuiltSplits, build_splits
@@ -67,7 +67,9 @@ def _write_status(run_dir: Path, status: dict) -> None:
     atomic_write_bytes(run_dir / RUN_FILE, json.dumps(status, indent=2, default=str).encode())
 
 
-def format_results_table(built: BuiltSplits, evaluations: list[dict], score: str) -> str:
+def format_results_table(
+    built: BuiltSplits, evaluations: list[dict], score: str, transfer: dict | None = None
+) -> str:
     """The table printed at the end of a run: count and each model's error per bin, then correlations."""
     names = [ev["model"] for ev in evaluations]
     width = max(10, *(len(n) + 2 for n in names))
@@ -102,10 +104,17 @@ def format_results_table(built: BuiltSplits, evaluations: list[dict], score: str
         return "n/a (no errors)" if math.isnan(x) else f"{x:.3f}"
 
     for ev in evaluations:
+        lo, hi = ev["error_hard_ci95"]
         rows.append(
             f"{ev['model']}: Pearson rho(bin, error) = {num(ev['pearson_rho'])} (p={ev['pearson_p']:.3g}), "
-            f"hard - rest = {num(100 * ev['hard_minus_rest'])} pts, "
-            f"AUROC({score} -> error) = {auc(ev['auroc_score_error'])}"
+            f"hard - rest = {num(100 * ev['hard_minus_rest'])} pts "
+            f"(hard error 95% CI {pct(lo)}..{pct(hi)}), "
+            f"AUROC({score} -> error) = {auc(ev['auroc_score_error'])}, ECE = {auc(ev['ece'])}"
+        )
+    if transfer and "kendall_tau_small_large" in transfer:
+        rows.append(
+            f"Kendall tau between the small ensemble's {score} and the large models' "
+            f"({', '.join(transfer['large_models'])}) = {num(transfer['kendall_tau_small_large'])}"
         )
     return "\n".join(rows)
 
@@ -211,6 +220,34 @@ def score_existing_run(
             out=out_path,
         )
     return out_path, scored_on
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _transfer_metrics(built: BuiltSplits, model_probs: dict[str, np.ndarray]) -> dict:
+    """Rank agreement between the small ensemble and the evaluated (large) models.
+
+    The large models' confusion is the entropy of their mean predicted distribution
+    (one prediction per model, after training); Kendall's tau compares it with the
+    small ensemble's score on the pool.
+    """
+    if not model_probs:
+        return {}
+    from engine.scores import confusion
+
+    stacked = np.stack(list(model_probs.values()))[:, None]  # (M, 1, P, K)
+    large = confusion(stacked / stacked.sum(axis=-1, keepdims=True))
+    tau, p = kendall_tau(built.score, large)
+    return {
+        "kendall_tau_small_large": tau,
+        "kendall_p": p,
+        "large_models": list(model_probs),
+        "large_confusion": large,
+    }
 
 
 def run_benchmark(
@@ -325,20 +362,32 @@ def _run_stages(
         stage_done("train_models", t)
 
     t = time.perf_counter()
-    evaluations = []
     pool_pos = built.sample_ids
+    outputs: dict[
+        str, tuple[np.ndarray, np.ndarray]
+    ] = {}  # model -> (pred, confidence) on the pool
     if spec.evaluate.ensemble:
-        ens = table.column("ensemble_pred").to_numpy()
-        evaluations.append(evaluate_predictions("ensemble", ens[pool_pos], built))
-    for name, lg in logits.items():
-        evaluations.append(evaluate_predictions(name, lg[pool_pos].argmax(axis=1), built))
+        outputs["ensemble"] = (
+            table.column("ensemble_pred").to_numpy()[pool_pos],
+            table.column("ensemble_conf").to_numpy()[pool_pos],
+        )
+    model_probs = {name: _softmax(lg[pool_pos]) for name, lg in logits.items()}
+    for name, probs in model_probs.items():
+        outputs[name] = (probs.argmax(axis=1), probs.max(axis=1))
+    evaluations = [
+        evaluate_predictions(name, pred, built, confidence=conf, seed=spec.replicas.recipe.seed)
+        for name, (pred, conf) in outputs.items()
+    ]
+    transfer = _transfer_metrics(built, model_probs)
     eval_dir = run_dir / "eval"
     eval_dir.mkdir(exist_ok=True)
     preds = {"sample_id": pa.array(pool_pos), "label": pa.array(built.labels)}
-    if spec.evaluate.ensemble:
-        preds["pred_ensemble"] = pa.array(table.column("ensemble_pred").to_numpy()[pool_pos])
-    for name, lg in logits.items():
-        preds[f"pred_{name}"] = pa.array(lg[pool_pos].argmax(axis=1))
+    for name, (pred, conf) in outputs.items():
+        preds[f"pred_{name}"] = pa.array(pred)
+        preds[f"conf_{name}"] = pa.array(conf)
+    if "large_confusion" in transfer:
+        preds["large_confusion"] = pa.array(transfer.pop("large_confusion"))
+    atomic_write_bytes(eval_dir / "transfer.json", json.dumps(transfer, indent=2).encode())
     atomic_write_table(eval_dir / "predictions.parquet", pa.table(preds))
     atomic_write_bytes(eval_dir / "metrics.json", json.dumps(evaluations, indent=2).encode())
     stage_done("evaluate", t)
@@ -371,6 +420,7 @@ def _run_stages(
         evaluations=evaluations,
         timings=dict(timings),
         scored_on=scored_on,
+        transfer=transfer,
     )
     card_paths = write_card(run_dir, card)
     summary = {f"time_{k}_s": v for k, v in timings.items()}
@@ -384,6 +434,8 @@ def _run_stages(
     for name, parts in card["score_statistics"].items():
         for part, s in parts.items():
             summary[f"{name}_{part}_mean"] = s["mean"]
+    if "kendall_tau_small_large" in transfer:
+        summary["kendall_tau_small_large"] = transfer["kendall_tau_small_large"]
     for ev in evaluations:
         summary[f"{ev['model']}_error_hard"] = ev["error_hard"]
         summary[f"{ev['model']}_error_all"] = ev["error_all"]
@@ -416,6 +468,6 @@ def _run_stages(
         built=built,
         mlflow=mlflow_info,
         timings=dict(timings),
-        table=format_results_table(built, evaluations, spec.splits.score),
+        table=format_results_table(built, evaluations, spec.splits.score, transfer),
         card_paths=card_paths,
     )

@@ -97,6 +97,8 @@ def test_card_has_provenance_and_evaluation(tiny_run):
     assert "commit" in card["provenance"]["git"]
     assert sum(card["per_class_counts"]["hard"]) == 72
     assert {ev["model"] for ev in card["evaluation"]} == {"ensemble", "small_mlp"}
+    assert -1 <= card["transfer"]["kendall_tau_small_large"] <= 1
+    assert card["transfer"]["large_models"] == ["small_mlp"]
     assert (
         (result.run_dir / "benchmark" / "card.md").read_text().startswith("# Benchmark card: tiny")
     )
@@ -158,6 +160,10 @@ def test_cli_rerun_with_same_seeds_gives_same_scores(tiny_run, tmp_path):
     out = proc.stdout
     assert "[train] 6/6 (replica, epoch) pairs done" in out
     assert "Pearson rho(bin, error)" in out and "small_mlp" in out and "hard" in out
+    assert (
+        "Kendall tau between the small ensemble's confusion and the large models' (small_mlp)"
+        in out
+    )
     a = pq.read_table(first.run_dir / "scores.parquet")
     b = pq.read_table(tmp_path / "second" / "scores.parquet")
     for name in ("confusion", "action", "ensemble_pred"):

@@ -31,7 +31,8 @@ def score_block(
 
     Returns:
         Table with ``sample_id``, ``label`` (nullable), one float64 column per score, and
-        ``ensemble_pred``: the argmax of the replica-mean probabilities at the last epoch.
+        ``ensemble_pred`` and ``ensemble_conf``: the argmax and max of the replica-mean
+        probabilities at the last epoch.
 
     Raises:
         ShardManifestError: On missing or inconsistent shards, or a score whose inputs the
@@ -69,6 +70,7 @@ def score_block(
         except ValueError as exc:
             raise ShardManifestError(f"score {info.name!r} on block {block}: {exc}") from None
     columns["ensemble_pred"] = pa.array(last.mean_probs.argmax(axis=1).astype(np.int64))
+    columns["ensemble_conf"] = pa.array(last.mean_probs.max(axis=1).astype(np.float64))
     return pa.table(columns)
 
 

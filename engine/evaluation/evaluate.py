@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
-from engine.evaluation.metrics import auroc, error_per_bin, pearson_bin_error, top1_error
+from engine.evaluation.metrics import (
+    auroc,
+    bootstrap_ci,
+    error_per_bin,
+    expected_calibration_error,
+    pearson_bin_error,
+    top1_error,
+)
 from engine.splits.builder import BuiltSplits
 
+BOOTSTRAP_RESAMPLES = 1000  # resamples behind each error's 95% confidence interval
 
-def evaluate_predictions(name: str, preds: np.ndarray, splits: BuiltSplits) -> dict:
+
+def evaluate_predictions(
+    name: str,
+    preds: np.ndarray,
+    splits: BuiltSplits,
+    *,
+    confidence: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict:
     """Transfer metrics of one model on the pool of a built benchmark.
 
     Args:
         name: Model label.
         preds: Int (P,) predicted classes, aligned with ``splits.sample_ids``.
         splits: The built benchmark.
+        confidence: Float (P,) predicted-class probability, for the calibration error.
+        seed: Seed of the bootstrap resampling.
 
     Returns:
         ``{"model", "error_all", "error_hard", "error_rest", "hard_minus_rest",
         "error_per_bin" (list), "pearson_rho", "pearson_p", "auroc_score_error",
-        "num_errors"}``.
+        "num_errors", "error_all_ci95", "error_hard_ci95" (pairs), "ece"}``.
     """
     preds = np.asarray(preds)
     if preds.shape != splits.labels.shape:
@@ -36,8 +55,14 @@ def evaluate_predictions(name: str, preds: np.ndarray, splits: BuiltSplits) -> d
         roc = auroc(splits.score, wrong)
     hard = top1_error(splits.labels[splits.is_hard], preds[splits.is_hard])
     rest = top1_error(splits.labels[~splits.is_hard], preds[~splits.is_hard])
+    hard_ci = bootstrap_ci(wrong[splits.is_hard], n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
+    all_ci = bootstrap_ci(wrong, n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
+    ece = math.nan if confidence is None else expected_calibration_error(confidence, ~wrong)
     return {
         "model": name,
+        "error_all_ci95": list(all_ci),
+        "error_hard_ci95": list(hard_ci),
+        "ece": ece,
         "error_all": top1_error(splits.labels, preds),
         "error_hard": hard,
         "error_rest": rest,

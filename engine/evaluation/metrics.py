@@ -89,3 +89,97 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     ranks = stats.rankdata(scores)
     u = ranks[positives].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Kendall's tau-b (and two-sided p-value) between two score vectors.
+
+    E.g. the confusion scores of a small and a large ensemble on the same samples:
+    tau near 1 means both rank the samples' difficulty alike.
+
+    Returns:
+        ``(tau, p)``; NaN when either vector is constant.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    _same_length(a=a, b=b)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan, math.nan
+    result = stats.kendalltau(a, b)
+    return float(result.statistic), float(result.pvalue)
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = 15
+) -> float:
+    """Expected calibration error with equal-width confidence bins.
+
+    ``ECE = sum_b (n_b / N) * |accuracy_b - mean confidence_b|`` over bins (0, 1/B],
+    ..., ((B-1)/B, 1].
+
+    Args:
+        confidence: Float (N,) predicted-class probability in [0, 1].
+        correct: Bool (N,) whether the prediction was right.
+        n_bins: B.
+
+    Returns:
+        ECE in [0, 1]; lower = better calibrated.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    n = _same_length(confidence=confidence, correct=correct)
+    if n == 0:
+        return math.nan
+    if confidence.min() < 0 or confidence.max() > 1:
+        raise ValueError(
+            f"confidence must lie in [0, 1], got [{confidence.min()}, {confidence.max()}]"
+        )
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        members = bins == b
+        if members.any():
+            ece += members.sum() / n * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def bootstrap_ci(
+    wrong: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of an error rate.
+
+    Args:
+        wrong: Bool (N,) per-sample errors.
+        n_boot: Resamples.
+        level: Coverage, e.g. 0.95.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(low, high)``; NaN for an empty input.
+    """
+    wrong = np.asarray(wrong, dtype=np.float64)
+    if len(wrong) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = wrong[rng.integers(0, len(wrong), size=(n_boot, len(wrong)))].mean(axis=1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+METRICS = {
+    "top1_error": top1_error,
+    "error_per_bin": error_per_bin,
+    "pearson_bin_error": pearson_bin_error,
+    "kendall_tau": kendall_tau,
+    "auroc": auroc,
+    "expected_calibration_error": expected_calibration_error,
+    "bootstrap_ci": bootstrap_ci,
+}  # the metrics registry: name -> function
+
+
+def get_metric(name: str):
+    """Return the registered metric ``name`` (an unknown name lists close matches)."""
+    from engine._util import unknown_name_error
+
+    if name not in METRICS:
+        raise unknown_name_error("metric", name, METRICS)
+    return METRICS[name]

@@ -51,6 +51,7 @@ def make_card(
     evaluations: list[dict],
     timings: dict,
     scored_on: dict,
+    transfer: dict | None = None,
 ) -> dict:
     """Assemble the card as plain data."""
     k = len(class_names)
@@ -92,6 +93,7 @@ def make_card(
         },
         "score_statistics": score_statistics(scores, score_names),
         "evaluation": evaluations,
+        "transfer": transfer or {},
         "timings_s": timings,
         "spec": spec_dict,
     }
@@ -167,6 +169,13 @@ def card_markdown(card: dict) -> str:
                 + " | ".join(_fmt(e, True) for e in ev["error_per_bin"])
                 + f" | {_fmt(ev['pearson_rho'])} | {_fmt(ev['auroc_score_error'])} |"
             )
+    if card.get("transfer", {}).get("kendall_tau_small_large") is not None:
+        tr = card["transfer"]
+        lines += [
+            "",
+            f"Kendall tau between the small ensemble's score and the large models' "
+            f"({', '.join(tr['large_models'])}) confusion: {_fmt(tr['kendall_tau_small_large'])}.",
+        ]
     lines += ["", "## Resolved spec", "", "```json", json.dumps(card["spec"], indent=2), "```", ""]
     return "\n".join(lines)
 

@@ -110,6 +110,9 @@ def log_benchmark_run(
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             }
             values.update({f"error_bin_{b}": e for b, e in enumerate(ev["error_per_bin"])})
+            for key in ("error_all_ci95", "error_hard_ci95"):
+                if key in ev:
+                    values[f"{key}_low"], values[f"{key}_high"] = ev[key]
             client.log_batch(
                 cid,
                 metrics=_metrics(values),
