@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a spec without running it")
     _add_spec_args(val)
 
+    cmp_ = sub.add_parser(
+        "compare", help="robustness table across models from an MLflow experiment"
+    )
+    cmp_.add_argument("experiment", help="MLflow experiment name (the spec's tracking.experiment)")
+    cmp_.add_argument(
+        "--tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI)"
+    )
+    cmp_.add_argument("--run-id", default=None, help="only this hardbench run")
+
     ls = sub.add_parser("ls", help="list runs with their status")
     ls.add_argument("--runs-dir", default=None)
 
@@ -157,6 +166,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from engine.tracking.compare import fetch_model_runs, format_compare_table
+
+    try:
+        rows = fetch_model_runs(args.experiment, tracking_uri=args.tracking_uri, build=args.run_id)
+    except ValueError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(format_compare_table(rows))
+    return 0
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     runs = Path(args.runs_dir or _default_runs_dir())
     if not runs.is_dir():
@@ -203,6 +225,7 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "compare": _cmd_compare,
     "score": _cmd_score,
     "run": _cmd_run,
     "validate": _cmd_validate,
