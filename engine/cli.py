@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmp_.add_argument("--run-id", default=None, help="only this hardbench run")
 
+    rep = sub.add_parser(
+        "report", help="(re)build a run's HTML report and log it to its MLflow run"
+    )
+    rep.add_argument("run_dir", type=Path)
+
     ls = sub.add_parser("ls", help="list runs with their status")
     ls.add_argument("--runs-dir", default=None)
 
@@ -179,6 +184,32 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from engine.tracking.report import build_report
+
+    try:
+        path = build_report(args.run_dir)
+    except FileNotFoundError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"report: {path}")
+    status_file = args.run_dir / "run.json"
+    mlflow_info = (
+        json.loads(status_file.read_text()).get("mlflow") if status_file.exists() else None
+    )
+    if mlflow_info:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=mlflow_info["tracking_uri"]).log_artifact(
+            mlflow_info["parent_run_id"], str(path)
+        )
+        print(
+            f"logged to MLflow run {mlflow_info['parent_run_id']} in {mlflow_info['tracking_uri']}"
+        )
+    return 0
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     runs = Path(args.runs_dir or _default_runs_dir())
     if not runs.is_dir():
@@ -225,6 +256,7 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "report": _cmd_report,
     "compare": _cmd_compare,
     "score": _cmd_score,
     "run": _cmd_run,

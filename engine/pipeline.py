@@ -32,6 +32,7 @@ from engine.splits.card import make_card, write_card
 from engine.splits.spec import BenchmarkSpec
 from engine.tracking import log_benchmark_run
 from engine.tracking.plots import plot_error_by_bin, plot_score_histogram
+from engine.tracking.report import build_report
 
 RUN_FILE = "run.json"  # status, timings and outputs of a run, rewritten after each stage
 SPEC_FILE = "spec.yaml"  # the resolved spec, next to every result
@@ -423,6 +424,7 @@ def _run_stages(
         transfer=transfer,
     )
     card_paths = write_card(run_dir, card)
+    report = build_report(run_dir)
     summary = {f"time_{k}_s": v for k, v in timings.items()}
     summary.update(
         {
@@ -449,6 +451,7 @@ def _run_stages(
         artifacts=[
             card_paths["json"],
             card_paths["md"],
+            report,
             run_dir / SCORES_FILE,
             run_dir / SPEC_FILE,
             *plots,

@@ -132,7 +132,34 @@ def test_mlflow_parent_and_nested_runs(tiny_run):
         ev = next(e for e in result.evaluations if e["model"] == child.data.tags["hardbench.model"])
         assert m["error_hard"] == pytest.approx(ev["error_hard"])
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"card.json", "card.md", "scores.parquet", "spec.yaml", "error_by_bin.png"} <= artifacts
+    assert {
+        "card.json",
+        "card.md",
+        "report.html",
+        "scores.parquet",
+        "spec.yaml",
+        "error_by_bin.png",
+    } <= artifacts
+
+
+def test_html_report_has_every_figure(tiny_run, capsys):
+    from engine.cli import main
+
+    _, _, result = tiny_run
+    page = (result.run_dir / "report.html").read_text()
+    for title in (
+        "Score histogram",
+        "Error by score bin",
+        "Small vs large ensemble",
+        "Data map",
+        "Hardest and easiest samples",
+    ):
+        assert f'<h2>{title}</h2><img src="data:image/png;base64,' in page, title
+    assert "<td>small_mlp</td>" in page
+    (result.run_dir / "report.html").unlink()
+    assert main(["report", str(result.run_dir)]) == 0
+    assert (result.run_dir / "report.html").exists()
+    assert "logged to MLflow run" in capsys.readouterr().out
 
 
 def test_cli_rerun_with_same_seeds_gives_same_scores(tiny_run, tmp_path):

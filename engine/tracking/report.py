@@ -1,0 +1,198 @@
+"""The static HTML report of a run: the paper's figures plus the hardest and easiest samples.
+
+Everything is read back from the run directory (scores table, built splits, evaluation
+outputs, card), so ``hardbench report RUN_DIR`` can rebuild it at any time. Figures are
+PNGs embedded as base64, so the report is one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from engine.tracking.plots import _pyplot, plot_error_by_bin, plot_score_histogram
+
+REPORT_FILE = "report.html"  # under the run directory
+SAMPLES_PER_CLASS = 6  # hardest and easiest samples shown per class
+DATA_MAP_FIELDS = ("confidence", "variability", "correctness")
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
+
+
+def plot_kendall_scatter(
+    small: np.ndarray, large: np.ndarray, tau: float, models: list[str], path: Path
+) -> Path:
+    """Scatter of the small ensemble's confusion against the large models' (Figure 3)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(small, large, s=6, alpha=0.5)
+    ax.set_xlabel("small ensemble confusion")
+    ax.set_ylabel(f"large models' confusion ({', '.join(models)})")
+    ax.set_title(f"Kendall tau = {tau:.3f}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_data_map(
+    confidence: np.ndarray, variability: np.ndarray, correctness: np.ndarray, path: Path
+) -> Path:
+    """Data map (Swayamdipta et al.): confidence against variability, coloured by correctness."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sc = ax.scatter(
+        variability, confidence, c=correctness, cmap="viridis", s=6, alpha=0.7, vmin=0, vmax=1
+    )
+    fig.colorbar(sc, ax=ax, label="correctness")
+    ax.set_xlabel("variability")
+    ax.set_ylabel("confidence")
+    ax.set_title("Data map (all samples)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_extreme_samples(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    score: np.ndarray,
+    class_names: list[str],
+    score_name: str,
+    path: Path,
+) -> Path:
+    """Per class, the hardest (highest score) and easiest samples as images (Figure 1)."""
+    plt = _pyplot()
+    k = SAMPLES_PER_CLASS
+    classes = list(range(len(class_names)))
+    fig, axes = plt.subplots(len(classes), 2 * k, figsize=(2 * k * 0.9, len(classes) * 0.95))
+    axes = np.atleast_2d(axes)
+    for row, cls in enumerate(classes):
+        idx = np.flatnonzero(labels == cls)
+        order = idx[np.argsort(-score[idx], kind="stable")]
+        picks = list(order[:k]) + [None] * max(0, k - len(order)) + list(order[::-1][:k])
+        for col, i in enumerate(picks[: 2 * k]):
+            ax = axes[row, col]
+            ax.axis("off")
+            if i is None:
+                continue
+            img = inputs[i]
+            ax.imshow(img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1), cmap="gray")
+            ax.set_title(f"{score[i]:.2f}", fontsize=6)
+        axes[row, 0].text(
+            -0.5, 0.5, class_names[cls], transform=axes[row, 0].transAxes, ha="right", va="center"
+        )
+    fig.suptitle(
+        f"hardest {k} (left) and easiest {k} (right) per class by {score_name}", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _eval_table(evaluations: list[dict]) -> str:
+    def pct(x: float) -> str:
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+    nb = len(evaluations[0]["error_per_bin"]) if evaluations else 0
+    head = "".join(f"<th>bin {b}</th>" for b in range(nb))
+    rows = []
+    for ev in evaluations:
+        lo, hi = ev.get("error_hard_ci95", [math.nan, math.nan])
+        cells = "".join(f"<td>{pct(e)}</td>" for e in ev["error_per_bin"])
+        rows.append(
+            f"<tr><td>{html.escape(ev['model'])}</td><td>{pct(ev['error_all'])}</td>"
+            f"<td>{pct(ev['error_hard'])} [{pct(lo)}, {pct(hi)}]</td><td>{pct(ev['error_rest'])}</td>{cells}"
+            f"<td>{ev['pearson_rho']:.3f}</td><td>{ev['auroc_score_error']:.3f}</td></tr>"
+        )
+    return (
+        "<table><tr><th>model</th><th>all</th><th>hard [95% CI]</th><th>rest</th>"
+        f"{head}<th>Pearson rho</th><th>AUROC</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def build_report(run_dir: Path | str) -> Path:
+    """Write ``<run>/report.html`` from a finished run's outputs.
+
+    Raises:
+        FileNotFoundError: If the run has no benchmark card yet (not finished).
+    """
+    from engine.splits.builder import INPUT_SHAPE_KEY
+
+    run_dir = Path(run_dir)
+    card_path = run_dir / "benchmark" / "card.json"
+    if not card_path.exists():
+        raise FileNotFoundError(
+            f"{card_path} not found: the run has not finished building its benchmark"
+        )
+    card = json.loads(card_path.read_text())
+    score_name = card["splits"]["score"]
+    figures = run_dir / "report_figures"
+    figures.mkdir(exist_ok=True)
+    scores = pq.read_table(run_dir / "scores.parquet")
+    split = np.asarray(scores.column("split").to_pylist())
+    values = scores.column(score_name).to_numpy()
+    sections = [
+        ("Score histogram", plot_score_histogram(
+            {s: values[split == s] for s in sorted(set(split))}, score_name, figures / "histogram.png")),
+        ("Error by score bin", plot_error_by_bin(card["evaluation"], score_name, figures / "error_by_bin.png")),
+    ]  # fmt: skip
+    preds_path = run_dir / "eval" / "predictions.parquet"
+    transfer = card.get("transfer") or {}
+    if preds_path.exists() and "large_confusion" in pq.read_schema(preds_path).names:
+        preds = pq.read_table(preds_path)
+        small = scores.column(score_name).to_numpy()[preds.column("sample_id").to_numpy()]
+        sections.append(
+            ("Small vs large ensemble", plot_kendall_scatter(
+                small, preds.column("large_confusion").to_numpy(), transfer.get("kendall_tau_small_large", math.nan),
+                transfer.get("large_models", []), figures / "kendall.png")),
+        )  # fmt: skip
+    if all(f in scores.column_names for f in DATA_MAP_FIELDS):
+        sections.append(
+            (
+                "Data map",
+                plot_data_map(
+                    *(scores.column(f).to_numpy() for f in DATA_MAP_FIELDS),
+                    figures / "data_map.png",
+                ),
+            )
+        )
+    pool = pq.read_table(run_dir / "benchmark" / "splits" / "pool.parquet")
+    shape = tuple(int(d) for d in pool.schema.metadata[INPUT_SHAPE_KEY].decode().split(","))
+    if len(shape) == 3:
+        flat = pool.column("input").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        sections.append(
+            ("Hardest and easiest samples", plot_extreme_samples(
+                flat.reshape(-1, *shape), pool.column("label").to_numpy(), pool.column(score_name).to_numpy(),
+                card["class_names"], score_name, figures / "samples.png")),
+        )  # fmt: skip
+    body = "".join(f"<h2>{html.escape(title)}</h2>{_img(path)}" for title, path in sections)
+    sp = card["splits"]
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>hardbench report: {html.escape(card["name"])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
+<h1>hardbench report: {html.escape(card["name"])}</h1>
+<p>{html.escape(card["description"])}</p>
+<p>run <code>{html.escape(card["run_id"])}</code>, git <code>{html.escape(str(card["provenance"]["git"]["commit"]))}</code>;
+hard split: top {100 * sp["hard"]["top_fraction"]:.0f}% of the {html.escape(sp["pool"])} pool by
+<code>{html.escape(score_name)}</code> ({sp["hard"]["count"]} of {sp["pool_size"]} samples).</p>
+<h2>Top-1 error</h2>{_eval_table(card["evaluation"])}
+{body}
+</body></html>
+"""
+    out = run_dir / REPORT_FILE
+    out.write_text(page)
+    return out
