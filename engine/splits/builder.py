@@ -1,4 +1,9 @@
-"""Cut the hard split and the score bins from a scores table and write them as a dataset."""
+"""Cut the hard split and the score bins from a scores table and write them as a dataset.
+
+Outputs under ``<run>/benchmark/``: ``splits/{pool,hard,rest,bin_<b>}.parquet`` always,
+``imagefolder/<split>/<class>/<sample_id>.png`` and ``hf/`` (a ``datasets.DatasetDict``
+saved with ``save_to_disk``) when the spec's ``exports`` ask for them.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,19 @@ import pyarrow as pa
 
 from engine.data import ClassificationData
 from engine.shards import atomic_write_table
-from engine.splits.selectors import quantile_bins, top_fraction
-from engine.splits.spec import SplitsSpec
+from engine.splits.selectors import (
+    bottom_fraction,
+    edge_bins,
+    per_class,
+    quantile_bins,
+    threshold,
+    top_fraction,
+)
+from engine.splits.spec import HardSpec, SplitsSpec
 
-BENCHMARK_DIR = "benchmark"  # under the run directory: splits/ and the card
+BENCHMARK_DIR = "benchmark"  # under the run directory: splits/, exports and the card
 INPUT_SHAPE_KEY = b"input_shape"  # Parquet schema metadata: the shape of one input
+IMAGE_CHANNELS = (1, 3)  # inputs exportable as PNG images (grey or RGB, values in [0, 1])
 
 
 @dataclass
@@ -24,11 +37,11 @@ class BuiltSplits:
     Attributes:
         sample_ids: Int64 (P,) ids of the pool samples, ascending.
         labels: Int64 (P,).
-        score: Float64 (P,) the splitting score (higher = harder).
+        score: Float64 (P,) the splitting score.
         bins: Int64 (P,) bin index, 0 = lowest score.
         is_hard: Bool (P,).
-        bin_edges: (count, 2) min and max score in each bin.
-        files: Split name -> Parquet path written.
+        bin_edges: (count, 2) min and max score in each bin (NaN for an empty bin).
+        files: Split name -> path written (Parquet files and export directories).
     """
 
     sample_ids: np.ndarray
@@ -40,22 +53,53 @@ class BuiltSplits:
     files: dict[str, Path]
 
 
+def select_hard(
+    spec: HardSpec, score: np.ndarray, ids: np.ndarray, labels: np.ndarray | None
+) -> np.ndarray:
+    """Apply the spec's hard rule to a pool: Bool (P,) mask."""
+    rule = spec.rule
+    if rule in ("top_fraction", "bottom_fraction"):
+        fraction = getattr(spec, rule)
+        if spec.per_class:
+            return per_class(
+                score,
+                ids,
+                labels,
+                fraction=fraction,
+                descending=rule == "top_fraction",
+                min_per_class=spec.min_per_class,
+            )
+        return (top_fraction if rule == "top_fraction" else bottom_fraction)(score, ids, fraction)
+    return threshold(score, min_score=spec.min_score, max_score=spec.max_score)
+
+
+def _split_masks(is_hard: np.ndarray, bins: np.ndarray, count: int) -> dict[str, np.ndarray]:
+    masks = {"pool": np.ones(len(is_hard), bool), "hard": is_hard, "rest": ~is_hard}
+    masks.update({f"bin_{b}": bins == b for b in range(count)})
+    return masks
+
+
 def build_splits(
     run_dir: Path | str, spec: SplitsSpec, data: ClassificationData, scores: pa.Table
 ) -> BuiltSplits:
-    """Select the hard split and bins from ``scores`` and write them under ``benchmark/splits``.
+    """Select the hard split and bins from ``scores`` and write them under ``benchmark/``.
 
-    Each split file holds ``sample_id, label, input`` (flattened; the shape is in the
-    schema metadata), every score column, ``bin`` and ``is_hard``.
+    Each split file holds ``sample_id``, ``label`` (left out in label-free mode),
+    ``input`` (flattened; the shape is in the schema metadata), every score column,
+    ``bin`` and ``is_hard``.
 
     Args:
         run_dir: The run directory.
-        spec: Which score, pool, fraction and bin count.
+        spec: Which score, pool, rule, bins and exports.
         data: The dataset the scores were computed on.
         scores: Scores table with ``sample_id``, ``split`` and one column per score.
 
     Returns:
         The pool with its bins and hard flags, and the files written.
+
+    Raises:
+        ValueError: If the pool is empty, the hard rule selects nothing, or an export
+            does not fit the data (image folders need image inputs).
     """
     ids_all = scores.column("sample_id").to_numpy()
     split_all = np.asarray(scores.column("split").to_pylist())
@@ -65,39 +109,94 @@ def build_splits(
     pool = scores.filter(pa.array(pool_mask))
     ids = pool.column("sample_id").to_numpy()
     score = pool.column(spec.score).to_numpy().astype(np.float64)
-    is_hard = top_fraction(score, ids, spec.hard.top_fraction)
-    bins = quantile_bins(score, ids, spec.bins.count)
+    labels = pool.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
+    is_hard = select_hard(spec.hard, score, ids, None if spec.label_free else labels)
+    if not is_hard.any():
+        raise ValueError(
+            f"the hard rule {spec.hard.rule}={getattr(spec.hard, spec.hard.rule)} selects no sample; "
+            f"{spec.score} ranges over [{score.min():.4g}, {score.max():.4g}] in the {spec.pool} pool"
+        )
+    if spec.bins.edges is not None:
+        bins = edge_bins(score, spec.bins.edges)
+    else:
+        bins = quantile_bins(score, ids, spec.bins.count)
     edges = np.array(
-        [[score[bins == b].min(), score[bins == b].max()] for b in range(spec.bins.count)]
+        [
+            [score[bins == b].min(), score[bins == b].max()]
+            if (bins == b).any()
+            else [np.nan, np.nan]
+            for b in range(spec.bins.count)
+        ]
     )
 
     flat_inputs = data.inputs[ids].reshape(len(ids), -1).astype(np.float32)
-    width = flat_inputs.shape[1]
     table = pool.append_column("bin", pa.array(bins)).append_column("is_hard", pa.array(is_hard))
     table = table.append_column(
-        "input", pa.FixedSizeListArray.from_arrays(pa.array(flat_inputs.reshape(-1)), width)
+        "input",
+        pa.FixedSizeListArray.from_arrays(pa.array(flat_inputs.reshape(-1)), flat_inputs.shape[1]),
     )
+    if spec.label_free:
+        table = table.drop_columns(["label"])
     table = table.replace_schema_metadata(
         {INPUT_SHAPE_KEY: ",".join(str(d) for d in data.input_shape).encode()}
     )
-    out = Path(run_dir) / BENCHMARK_DIR / "splits"
-    files = {
-        "pool": out / "pool.parquet",
-        "hard": out / "hard.parquet",
-        "rest": out / "rest.parquet",
-    }
-    atomic_write_table(files["pool"], table)
-    atomic_write_table(files["hard"], table.filter(pa.array(is_hard)))
-    atomic_write_table(files["rest"], table.filter(pa.array(~is_hard)))
-    for b in range(spec.bins.count):
-        files[f"bin_{b}"] = out / f"bin_{b}.parquet"
-        atomic_write_table(files[f"bin_{b}"], table.filter(pa.array(bins == b)))
+    out = Path(run_dir) / BENCHMARK_DIR
+    masks = _split_masks(is_hard, bins, spec.bins.count)
+    files: dict[str, Path] = {}
+    for name, mask in masks.items():
+        files[name] = out / "splits" / f"{name}.parquet"
+        atomic_write_table(files[name], table.filter(pa.array(mask)))
+    if "imagefolder" in spec.exports:
+        files["imagefolder"] = export_imagefolder(out / "imagefolder", data, ids, labels, masks)
+    if "hf" in spec.exports:
+        files["hf"] = export_hf(out / "hf", table, masks)
     return BuiltSplits(
         sample_ids=ids,
-        labels=pool.column("label").to_numpy().astype(np.int64),
+        labels=labels,
         score=score,
         bins=bins,
         is_hard=is_hard,
         bin_edges=edges,
         files=files,
     )
+
+
+def export_imagefolder(
+    root: Path,
+    data: ClassificationData,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    masks: dict[str, np.ndarray],
+) -> Path:
+    """Write ``root/<split>/<class name>/<sample_id>.png`` for every split but the pool.
+
+    Inputs must be (C, H, W) with C in {1, 3} and values in [0, 1] (scaled to 8 bits).
+    """
+    from PIL import Image
+
+    shape = data.input_shape
+    if len(shape) != 3 or shape[0] not in IMAGE_CHANNELS:
+        raise ValueError(
+            f"imagefolder export needs (C, H, W) image inputs with C in {IMAGE_CHANNELS}, got {shape}"
+        )
+    for split, mask in masks.items():
+        if split == "pool":
+            continue
+        for i in np.flatnonzero(mask):
+            img = np.clip(data.inputs[ids[i]], 0.0, 1.0)
+            pixels = (img[0] if shape[0] == 1 else np.moveaxis(img, 0, -1)) * 255
+            path = root / split / data.class_names[labels[i]] / f"{ids[i]}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.round(pixels).astype(np.uint8)).save(path)
+    return root
+
+
+def export_hf(root: Path, table: pa.Table, masks: dict[str, np.ndarray]) -> Path:
+    """Save the splits as a Hugging Face ``DatasetDict`` with ``save_to_disk``."""
+    from datasets import Dataset, DatasetDict
+
+    plain = table.replace_schema_metadata(None)
+    DatasetDict(
+        {name: Dataset(plain.filter(pa.array(mask))) for name, mask in masks.items()}
+    ).save_to_disk(str(root))
+    return root

@@ -33,6 +33,30 @@ def score_statistics(scores: pa.Table, names: list[str]) -> dict:
     return stats
 
 
+HISTOGRAM_BINS = 30  # equal-width bins of the card's score histograms
+
+
+def score_histograms(scores: pa.Table, names: list[str]) -> dict:
+    """Per score: shared bin edges and the counts of each data split."""
+    split = np.asarray(scores.column("split").to_pylist())
+    out: dict = {}
+    for name in names:
+        values = scores.column(name).to_numpy()
+        edges = np.histogram_bin_edges(values, bins=HISTOGRAM_BINS)
+        out[name] = {
+            "edges": edges.tolist(),
+            "counts": {
+                part: np.histogram(values[split == part], bins=edges)[0].tolist()
+                for part in sorted(set(split))
+            },
+        }
+    return out
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
+
+
 def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
     """Samples per class, classes 0..K-1."""
     return np.bincount(labels, minlength=num_classes).astype(int).tolist()
@@ -70,16 +94,21 @@ def make_card(
                 "top_fraction": spec_dict["splits"]["hard"]["top_fraction"],
                 "count": int(built.is_hard.sum()),
                 "min_score": float(built.score[built.is_hard].min()),
+                "max_score": float(built.score[built.is_hard].max()),
             },
             "bins": [
                 {
                     "bin": b,
                     "count": int((built.bins == b).sum()),
-                    "min_score": float(lo),
-                    "max_score": float(hi),
+                    "min_score": _num(lo),
+                    "max_score": _num(hi),
                 }
                 for b, (lo, hi) in enumerate(built.bin_edges)
             ],
+            "hard_rule": {
+                k: v for k, v in spec_dict["splits"]["hard"].items() if v not in (None, False, 0)
+            },
+            "label_free": spec_dict["splits"]["label_free"],
             "files": {name: str(path) for name, path in built.files.items()},
         },
         "class_names": class_names,
@@ -92,6 +121,7 @@ def make_card(
             },
         },
         "score_statistics": score_statistics(scores, score_names),
+        "score_histograms": score_histograms(scores, score_names),
         "evaluation": evaluations,
         "transfer": transfer or {},
         "timings_s": timings,
@@ -122,13 +152,13 @@ def card_markdown(card: dict) -> str:
         "",
         f"## Splits (score `{sp['score']}`, pool `{sp['pool']}`, {sp['pool_size']} samples)",
         "",
-        f"Hard split: top {100 * sp['hard']['top_fraction']:.0f}% = {sp['hard']['count']} samples, "
-        f"score >= {sp['hard']['min_score']:.4f}.",
+        f"Hard split: {json.dumps(sp['hard_rule'])} -> {sp['hard']['count']} samples, "
+        f"score in [{_fmt(sp['hard']['min_score'])}, {_fmt(sp['hard']['max_score'])}].",
         "",
         "| bin | count | score range |",
         "|---|---|---|",
         *[
-            f"| {b['bin']} | {b['count']} | {b['min_score']:.4f} .. {b['max_score']:.4f} |"
+            f"| {b['bin']} | {b['count']} | {_fmt(b['min_score'])} .. {_fmt(b['max_score'])} |"
             for b in sp["bins"]
         ],
         "",

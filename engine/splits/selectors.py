@@ -53,3 +53,73 @@ def quantile_bins(scores: np.ndarray, sample_ids: np.ndarray, count: int) -> np.
     ranks = np.empty(n, dtype=np.int64)
     ranks[_order(scores, np.asarray(sample_ids), descending=False)] = np.arange(n)
     return (ranks * count // n).astype(np.int64)
+
+
+def bottom_fraction(scores: np.ndarray, sample_ids: np.ndarray, fraction: float) -> np.ndarray:
+    """Mask of the ``round(fraction * N)`` (at least 1) lowest-scored samples (ties: lower id)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    if len(scores) == 0:
+        raise ValueError("cannot select from an empty pool")
+    count = max(1, round(fraction * len(scores)))
+    mask = np.zeros(len(scores), dtype=bool)
+    mask[_order(scores, np.asarray(sample_ids), descending=False)[:count]] = True
+    return mask
+
+
+def threshold(
+    scores: np.ndarray, *, min_score: float | None = None, max_score: float | None = None
+) -> np.ndarray:
+    """Mask of samples with ``score >= min_score`` (or ``score <= max_score``)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if (min_score is None) == (max_score is None):
+        raise ValueError("give exactly one of min_score and max_score")
+    return scores >= min_score if min_score is not None else scores <= max_score
+
+
+def per_class(
+    scores: np.ndarray,
+    sample_ids: np.ndarray,
+    labels: np.ndarray,
+    *,
+    fraction: float,
+    descending: bool,
+    min_per_class: int = 0,
+) -> np.ndarray:
+    """A fraction rule applied inside each class, with a minimum per class.
+
+    Each class contributes its ``max(1, round(fraction * n_c), min(min_per_class, n_c))``
+    highest (``descending``) or lowest scored samples, ties broken by lower sample id.
+
+    Args:
+        scores: Float (N,).
+        sample_ids: Int (N,).
+        labels: Int (N,).
+        fraction: In (0, 1).
+        descending: True for a top-fraction rule, False for a bottom-fraction rule.
+        min_per_class: Minimum samples per class (a smaller class gives all of its).
+
+    Returns:
+        Bool (N,) mask.
+    """
+    scores, ids, labels = (
+        np.asarray(scores, dtype=np.float64),
+        np.asarray(sample_ids),
+        np.asarray(labels),
+    )
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    mask = np.zeros(len(scores), dtype=bool)
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        count = max(1, round(fraction * len(idx)), min(min_per_class, len(idx)))
+        mask[idx[_order(scores[idx], ids[idx], descending=descending)[:count]]] = True
+    return mask
+
+
+def edge_bins(scores: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Bin index by fixed thresholds: bin b holds ``edges[b-1] <= score < edges[b]``."""
+    return np.searchsorted(
+        np.asarray(edges, dtype=np.float64), np.asarray(scores, dtype=np.float64), side="right"
+    )

@@ -27,6 +27,8 @@ SPLIT_POOLS = ("heldout", "train", "all")  # which samples hard splits and bins 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # spec and model labels
 MAX_INCLUDE_DEPTH = 8  # guards against include cycles
 SPEC_VERSION = 1  # the spec format this engine reads
+HARD_RULES = ("top_fraction", "bottom_fraction", "min_score", "max_score")  # one per hard split
+EXPORTS = ("parquet", "imagefolder", "hf")  # formats the split builder can write
 
 
 class SpecError(ValueError):
@@ -127,38 +129,122 @@ class ShardsSpec:
 
 @dataclass(frozen=True)
 class HardSpec:
-    """The hard split: the ``top_fraction`` of the pool with the highest score."""
+    """The hard split: exactly one rule, optionally applied per class.
 
-    top_fraction: float = 0.1
+    Rules: ``top_fraction`` (highest scores), ``bottom_fraction`` (lowest scores, for
+    lower-is-harder scores such as ``aum``), ``min_score`` (score >= value) or
+    ``max_score`` (score <= value). With none given, ``top_fraction: 0.1``.
+    ``per_class`` applies a fraction rule inside each class, taking at least
+    ``min_per_class`` samples of every class (or the whole class if smaller).
+    """
+
+    top_fraction: float | None = None
+    bottom_fraction: float | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    per_class: bool = False
+    min_per_class: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.top_fraction < 1:
-            raise FieldError("top_fraction", f"must be in (0, 1), got {self.top_fraction}")
+        rules = [r for r in HARD_RULES if getattr(self, r) is not None]
+        if not rules:
+            object.__setattr__(self, "top_fraction", 0.1)
+            rules = ["top_fraction"]
+        if len(rules) > 1:
+            raise FieldError(
+                rules[1],
+                f"give exactly one of {', '.join(HARD_RULES)}; got {', '.join(rules)} "
+                "(set the others to null when overriding an included spec)",
+            )
+        for name in ("top_fraction", "bottom_fraction"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise FieldError(name, f"must be in (0, 1), got {value}")
+        if self.min_per_class < 0:
+            raise FieldError("min_per_class", f"must be >= 0, got {self.min_per_class}")
+        if self.per_class and rules[0] not in ("top_fraction", "bottom_fraction"):
+            raise FieldError(
+                "per_class", f"applies to top_fraction or bottom_fraction, not {rules[0]}"
+            )
+        if self.min_per_class and not self.per_class:
+            raise FieldError("min_per_class", "needs per_class: true")
+
+    @property
+    def rule(self) -> str:
+        """The rule in force, e.g. ``"top_fraction"``."""
+        return next(r for r in HARD_RULES if getattr(self, r) is not None)
 
 
 @dataclass(frozen=True)
 class BinsSpec:
-    """Equal-count score bins over the pool (bin 0 = lowest scores)."""
+    """Score bins over the pool (bin 0 = lowest scores).
 
-    count: int = 5
+    ``count`` equal-count bins by rank, or fixed thresholds ``edges`` (ascending):
+    bin b holds ``edges[b-1] <= score < edges[b]`` (the paper's confusion < 5 vs >= 5
+    is ``edges: [5]``).
+    """
+
+    count: int | None = None
+    edges: list[float] | None = None
 
     def __post_init__(self) -> None:
+        if self.edges is not None:
+            if not self.edges or any(
+                b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)
+            ):
+                raise FieldError(
+                    "edges", f"must be a non-empty strictly ascending list, got {self.edges}"
+                )
+            if self.count is not None and self.count != len(self.edges) + 1:
+                raise FieldError(
+                    "count",
+                    f"must be len(edges) + 1 = {len(self.edges) + 1} or unset, got {self.count}",
+                )
+            object.__setattr__(self, "count", len(self.edges) + 1)
+        elif self.count is None:
+            object.__setattr__(self, "count", 5)
         if self.count < 2:
             raise FieldError("count", f"must be >= 2, got {self.count}")
 
 
 @dataclass(frozen=True)
 class SplitsSpec:
-    """How hard splits are cut: which score, from which pool."""
+    """How hard splits are cut: which score, from which pool, how, and what is exported.
+
+    ``label_free``: the selection never looks at labels (the score must be label-free,
+    no per-class rule) and the exported splits carry no label column.
+    ``exports``: any of ``parquet`` (always written), ``imagefolder``
+    (``<split>/<class>/<id>.png``), ``hf`` (a ``datasets.DatasetDict`` saved to disk).
+    """
 
     score: str = "confusion"
     pool: str = "heldout"
     hard: HardSpec = field(default_factory=HardSpec)
     bins: BinsSpec = field(default_factory=BinsSpec)
+    label_free: bool = False
+    exports: list[str] = field(default_factory=lambda: ["parquet"])
 
     def __post_init__(self) -> None:
         if self.pool not in SPLIT_POOLS:
             raise FieldError("pool", f"must be one of {', '.join(SPLIT_POOLS)}, got {self.pool!r}")
+        for i, name in enumerate(self.exports):
+            if name not in EXPORTS:
+                raise FieldError(
+                    f"exports[{i}]", f"must be one of {', '.join(EXPORTS)}, got {name!r}"
+                )
+        if self.label_free and self.hard.per_class:
+            raise FieldError(
+                "hard.per_class", "needs labels; it cannot be used with label_free: true"
+            )
+        if self.label_free and "imagefolder" in self.exports:
+            raise FieldError(
+                "exports",
+                "imagefolder sorts images by class label; it cannot be used with label_free",
+            )
+        if get_score(self.score).needs_labels and self.label_free:
+            raise FieldError(
+                "score", f"{self.score!r} needs labels; label_free needs a label-free score"
+            )
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:10
 <h1>hardbench report: {html.escape(card["name"])}</h1>
 <p>{html.escape(card["description"])}</p>
 <p>run <code>{html.escape(card["run_id"])}</code>, git <code>{html.escape(str(card["provenance"]["git"]["commit"]))}</code>;
-hard split: top {100 * sp["hard"]["top_fraction"]:.0f}% of the {html.escape(sp["pool"])} pool by
+hard split: <code>{html.escape(json.dumps(sp["hard_rule"]))}</code> on the {html.escape(sp["pool"])} pool by
 <code>{html.escape(score_name)}</code> ({sp["hard"]["count"]} of {sp["pool_size"]} samples).</p>
 <h2>Top-1 error</h2>{_eval_table(card["evaluation"])}
 {body}

@@ -37,3 +37,39 @@ def test_quantile_bins_equal_count_and_ordered():
 def test_quantile_bins_constant_scores_deterministic():
     bins = quantile_bins(np.zeros(6), np.array([5, 4, 3, 2, 1, 0]), 3)
     np.testing.assert_array_equal(bins, [2, 2, 1, 1, 0, 0])
+
+
+def test_bottom_fraction_and_threshold():
+    from engine.splits.selectors import bottom_fraction, threshold
+
+    scores = np.array([0.5, -1.0, 2.0, -1.0, 0.0])
+    ids = np.arange(5)
+    assert set(ids[bottom_fraction(scores, ids, 0.4)]) == {1, 3}
+    np.testing.assert_array_equal(
+        threshold(scores, min_score=0.5), [True, False, True, False, False]
+    )
+    np.testing.assert_array_equal(
+        threshold(scores, max_score=-1.0), [False, True, False, True, False]
+    )
+    with pytest.raises(ValueError, match="exactly one"):
+        threshold(scores)
+
+
+def test_per_class_fraction_with_minimum():
+    from engine.splits.selectors import per_class
+
+    labels = np.array([0] * 10 + [1] * 4 + [2] * 1)
+    scores = np.r_[np.arange(10.0), np.array([5.0, 1.0, 3.0, 2.0]), np.array([0.0])]
+    ids = np.arange(15)
+    mask = per_class(scores, ids, labels, fraction=0.2, descending=True, min_per_class=3)
+    # class 0: round(0.2*10)=2 -> raised to 3 (ids 9, 8, 7); class 1: 3 highest (10, 12, 13); class 2: all it has
+    assert set(ids[mask]) == {9, 8, 7, 10, 12, 13, 14}
+    low = per_class(scores, ids, labels, fraction=0.2, descending=False)
+    assert set(ids[low]) == {0, 1, 11, 14}
+
+
+def test_edge_bins_match_the_papers_threshold_rule():
+    from engine.splits.selectors import edge_bins
+
+    np.testing.assert_array_equal(edge_bins(np.array([4.9, 5.0, 7.0, -1.0]), [5.0]), [0, 1, 1, 0])
+    np.testing.assert_array_equal(edge_bins(np.array([0.1, 0.5, 1.0]), [0.5, 1.0]), [0, 1, 2])

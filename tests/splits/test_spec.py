@@ -103,3 +103,25 @@ def test_missing_file_bad_yaml_and_include_cycle(tmp_path):
 def test_bad_override_syntax():
     with pytest.raises(SpecError, match="must look like"):
         load_spec(DIGITS, ["replicas.epochs"])
+
+
+def test_hard_rules_and_label_free_validation():
+    spec = load_spec(
+        DIGITS, ["splits.hard={top_fraction: null, bottom_fraction: 0.2}", "splits.score=aum"]
+    )
+    assert spec.splits.hard.rule == "bottom_fraction"
+    with pytest.raises(
+        SpecError, match=r"splits\.hard\.min_score: give exactly one of .* \(set the others to null"
+    ):
+        load_spec(DIGITS, ["splits.hard.min_score=1"])
+    with pytest.raises(
+        SpecError, match=r"splits\.score: 'aum' needs labels; label_free needs a label-free score"
+    ):
+        load_spec(DIGITS, ["splits.label_free=true", "splits.score=aum"])
+    with pytest.raises(SpecError, match=r"splits\.hard\.per_class: needs labels"):
+        load_spec(DIGITS, ["splits.label_free=true", "splits.hard.per_class=true"])
+    with pytest.raises(
+        SpecError, match=r"splits\.bins\.count: must be len\(edges\) \+ 1 = 2 or unset"
+    ):
+        load_spec(DIGITS, ["splits.bins={count: 5, edges: [5.0]}"])
+    assert load_spec(DIGITS, ["splits.bins={count: null, edges: [5.0]}"]).splits.bins.count == 2
