@@ -78,6 +78,25 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a spec without running it")
     _add_spec_args(val)
 
+    ev = sub.add_parser(
+        "eval", help="evaluate a registered or MLflow-logged model on a finished run's splits"
+    )
+    ev.add_argument("run_dir", type=Path)
+    which = ev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registered model name (hardbench models)")
+    which.add_argument(
+        "--model-uri", help="MLflow URI of a logged hardbench model, e.g. runs:/<id>/model"
+    )
+    ev.add_argument("--label", default=None, help="name in reports and MLflow")
+    ev.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="load the model's weights from the local torch hub cache",
+    )
+    ev.add_argument("--weights-file", default=None, help="load this local state dict")
+    ev.add_argument("--split", default="pool", help="pool (all metrics) or hard, rest, bin_<b>")
+    ev.add_argument("--num-cpus", type=int, default=None)
+
     cmp_ = sub.add_parser(
         "compare", help="robustness table across models from an MLflow experiment"
     )
@@ -171,6 +190,34 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from engine.pipeline import RunSetupError, evaluate_model_on_run
+
+    try:
+        ev = evaluate_model_on_run(
+            args.run_dir,
+            model=args.model,
+            model_uri=args.model_uri,
+            label=args.label,
+            pretrained=args.pretrained,
+            weights_file=args.weights_file,
+            split=args.split,
+            num_cpus=args.num_cpus,
+        )
+    except (RunSetupError, FileNotFoundError, ValueError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    lo, hi = ev["error_all_ci95"]
+    line = f"{ev['model']} on {ev['split']}: error {100 * ev['error_all']:.1f}% (95% CI {100 * lo:.1f}..{100 * hi:.1f}%)"
+    if "error_hard" in ev:
+        line += f", hard {100 * ev['error_hard']:.1f}%, rest {100 * ev['error_rest']:.1f}%, Pearson rho {ev['pearson_rho']:+.3f}"
+    print(line)
+    if ev.get("mlflow_run"):
+        print(f"logged as MLflow run {ev['mlflow_run']}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from engine.tracking.compare import fetch_model_runs, format_compare_table
@@ -256,6 +303,7 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "eval": _cmd_eval,
     "report": _cmd_report,
     "compare": _cmd_compare,
     "score": _cmd_score,

@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from engine.data import ClassificationData, load_dataset
 from engine.distributed.cluster import ray_session
-from engine.distributed.models import train_eval_models
+from engine.distributed.evaluation import predict_split
+from engine.distributed.models import MODELS_DIR, train_eval_models
 from engine.distributed.replicas import train_replicas
 from engine.distributed.scoring import score_run
 from engine.evaluation import evaluate_predictions, kendall_tau
@@ -251,6 +252,165 @@ def _transfer_metrics(built: BuiltSplits, model_probs: dict[str, np.ndarray]) ->
     }
 
 
+def _load_built(run_dir: Path, spec: BenchmarkSpec) -> tuple[BuiltSplits, dict]:
+    """Rebuild a run's BuiltSplits from its pool file (for evaluating new models later)."""
+    import pyarrow.parquet as pq
+
+    splits_dir = run_dir / BENCHMARK_DIR / "splits"
+    pool = pq.read_table(splits_dir / "pool.parquet")
+    if "label" not in pool.column_names:
+        raise RunSetupError(
+            f"{run_dir} is a label-free benchmark: its splits carry no labels to evaluate against"
+        )
+    bins = pool.column("bin").to_numpy()
+    score = pool.column(spec.splits.score).to_numpy()
+    edges = np.array(
+        [
+            [score[bins == b].min(), score[bins == b].max()]
+            if (bins == b).any()
+            else [np.nan, np.nan]
+            for b in range(spec.splits.bins.count)
+        ]
+    )
+    built = BuiltSplits(
+        sample_ids=pool.column("sample_id").to_numpy(),
+        labels=pool.column("label").to_numpy().astype(np.int64),
+        score=score,
+        bins=bins,
+        is_hard=pool.column("is_hard").to_numpy(zero_copy_only=False),
+        bin_edges=edges,
+        files={p.stem: p for p in splits_dir.glob("*.parquet")},
+    )
+    return built, {
+        "input_shape": tuple(
+            int(d) for d in pool.schema.metadata[b"input_shape"].decode().split(",")
+        )
+    }
+
+
+def evaluate_model_on_run(
+    run_dir: Path | str,
+    *,
+    model: str | None = None,
+    model_uri: str | None = None,
+    label: str | None = None,
+    pretrained: bool = False,
+    weights_file: str | None = None,
+    model_kwargs: dict | None = None,
+    num_classes: int | None = None,
+    split: str = "pool",
+    num_cpus: int | None = None,
+    gpus_per_actor: float = 0.0,
+) -> dict:
+    """Evaluate a registered model, or an MLflow-logged one, on a finished run's splits.
+
+    Predictions run on a Ray Data actor pool with the model's own preprocessing. On
+    the pool every transfer metric is computed (per bin, hard vs rest, AUROC); on
+    another split, its error with a bootstrap interval and the calibration error.
+    The result is logged as a nested MLflow run of the build, so ``hardbench
+    compare`` shows it next to the build's models.
+
+    Args:
+        run_dir: A finished run.
+        model: Registered model name.
+        model_uri: An MLflow URI of a logged hardbench model (``runs:/<id>/model``) or
+            a local model directory; replaces ``model``.
+        label: Name in reports and MLflow (default: the model name).
+        pretrained: Load the registry's pretrained weights (local hub cache).
+        weights_file: A local state dict.
+        model_kwargs: Model options.
+        num_classes: Output size (default: the dataset's).
+        split: ``pool`` or any built split (``hard``, ``rest``, ``bin_<b>``).
+        num_cpus: CPUs of a local Ray cluster.
+        gpus_per_actor: GPU share of the evaluation actor.
+
+    Returns:
+        The evaluation dict (as in ``evaluate_predictions``) plus ``split`` and ``mlflow_run``.
+    """
+    from engine.evaluation import bootstrap_ci, expected_calibration_error, top1_error
+    from engine.splits import load_spec
+    from engine.tracking.mlflow_log import log_model_run
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / RUN_FILE).exists():
+        raise RunSetupError(f"{run_dir} is not a run directory (no {RUN_FILE})")
+    status = json.loads((run_dir / RUN_FILE).read_text())
+    if status.get("status") != "complete":
+        raise RunSetupError(
+            f"run {run_dir.name} is {status.get('status')!r}, not complete: nothing to evaluate on"
+        )
+    spec = load_spec(run_dir / SPEC_FILE)
+    built, meta = _load_built(run_dir, spec)
+    if split not in built.files:
+        raise RunSetupError(
+            f"unknown split {split!r}; this run has {', '.join(sorted(built.files))}"
+        )
+    kwargs: dict = {
+        "input_shape": meta["input_shape"],
+        "num_classes": num_classes or int(built.labels.max()) + 1,
+    }
+    if model_uri:
+        model_dir = Path(model_uri)
+        if not model_dir.is_dir():
+            import mlflow.artifacts
+
+            model_dir = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=model_uri,
+                    tracking_uri=status.get("mlflow", {}).get("tracking_uri"),
+                )
+            )
+        kwargs["model_dir"] = str(model_dir)
+        label = label or model_uri.rstrip("/").split("/")[-2 if model_uri.endswith("model") else -1]
+    elif model:
+        from engine.models import get_model_config
+        from engine.models import weights_file as hub_weights_file
+
+        get_model_config(model)  # unknown names fail here, with close matches
+        if pretrained and weights_file is None:
+            # Resolve the hub cache path here: actors may not see this process's TORCH_HOME.
+            weights_file = str(hub_weights_file(model))
+        if weights_file is not None and not Path(weights_file).is_file():
+            where = "the local torch hub cache" if pretrained else "the given path"
+            raise FileNotFoundError(
+                f"weights for {model!r} not found: looked for {weights_file} ({where}); "
+                "nothing is downloaded at run time"
+            )
+        kwargs.update(model=model, weights_file=weights_file, model_kwargs=model_kwargs)
+        label = label or model
+    else:
+        raise RunSetupError("give a registered model name or a model URI")
+    with ray_session(num_cpus):
+        out = predict_split(built.files[split], kwargs, gpus_per_actor=gpus_per_actor)
+    if split == "pool":
+        if not np.array_equal(out["sample_id"], built.sample_ids):
+            raise RuntimeError("the evaluation pool returned other sample ids than the pool holds")
+        ev = evaluate_predictions(
+            label, out["pred"], built, confidence=out["conf"], seed=spec.replicas.recipe.seed
+        )
+    else:
+        pos = np.searchsorted(built.sample_ids, out["sample_id"])
+        wrong = out["pred"] != built.labels[pos]
+        ev = {
+            "model": label,
+            "error_all": top1_error(built.labels[pos], out["pred"]),
+            "error_all_ci95": list(bootstrap_ci(wrong, seed=spec.replicas.recipe.seed)),
+            "ece": expected_calibration_error(out["conf"], ~wrong),
+        }
+    ev["split"] = split
+    mlflow_info = status.get("mlflow")
+    if mlflow_info:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=mlflow_info["tracking_uri"])
+        ev["mlflow_run"] = log_model_run(
+            client, mlflow_info["experiment_id"], mlflow_info["parent_run_id"], status["run_id"], ev
+        )
+    evals_dir = run_dir / "eval" / "extra"
+    atomic_write_bytes(evals_dir / f"{label}-{split}.json", json.dumps(ev, indent=2).encode())
+    return ev
+
+
 def run_benchmark(
     spec: BenchmarkSpec,
     *,
@@ -456,6 +616,7 @@ def _run_stages(
             run_dir / SPEC_FILE,
             *plots,
         ],
+        model_dirs={m.name: run_dir / MODELS_DIR / m.name for m in spec.evaluate.models},
         tags={
             "hardbench.git_commit": str(prov["git"]["commit"]),
             "hardbench.spec": spec.metadata.name,

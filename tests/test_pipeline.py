@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,81 @@ def test_html_report_has_every_figure(tiny_run, capsys):
     assert "logged to MLflow run" in capsys.readouterr().out
 
 
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+)
+REPORT_FIGURES = ("histogram", "error_by_bin", "kendall", "data_map", "samples")
+
+
+def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "Debian's chromium is missing: `make test` installs it (make browser)"
+    return subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def test_report_renders_every_figure_in_headless_chromium(tiny_run, tmp_path):
+    """Chromium loads report.html; each figure decodes and paints non-blank pixels."""
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    _, _, result = tiny_run
+    url = (result.run_dir / "report.html").resolve().as_uri()
+    width, height = 1200, 9000
+    dom = _chromium(
+        "--virtual-time-budget=5000", f"--window-size={width},{height}", "--dump-dom", url,
+        profile=tmp_path / "profile-dom",
+    ).stdout  # fmt: skip
+
+    class Figures(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: dict[str, dict[str, str]] = {}
+            self.body: dict[str, str] = {}
+
+        def handle_starttag(self, tag, attrs):
+            a = {k: v or "" for k, v in attrs}
+            if tag == "figure" and "hb-figure" in a.get("class", ""):
+                self.found[a["id"].removeprefix("fig-")] = a
+            if tag == "body":
+                self.body = a
+
+    parsed = Figures()
+    parsed.feed(dom)
+    assert parsed.body.get("data-rendered") == "1", "the page's load handler never ran"
+    assert set(parsed.found) == set(REPORT_FIGURES)
+    shot = tmp_path / "report.png"
+    _chromium(
+        f"--window-size={width},{height}", f"--screenshot={shot}", url,
+        profile=tmp_path / "profile-shot",
+    )  # fmt: skip
+    page = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert page.shape == (height, width)
+    for name, attrs in parsed.found.items():
+        nat_w, nat_h = (int(v) for v in attrs["data-natural"].split("x"))
+        assert nat_w > 100 and nat_h > 100, f"{name} did not decode: {attrs['data-natural']}"
+        left, top, w, h = (int(v) for v in attrs["data-box"].split(","))
+        assert w > 100 and h > 100 and top + h <= height, f"{name} drawn at {attrs['data-box']}"
+        region = page[top : top + h, left : left + w]
+        ink = (region < 200).mean()  # share of clearly non-white pixels
+        assert region.std() > 10 and ink > 0.01, f"{name} is blank in the screenshot ({ink:.4f})"
+
+
 def test_cli_rerun_with_same_seeds_gives_same_scores(tiny_run, tmp_path):
     _, _, first = tiny_run
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
@@ -220,3 +296,53 @@ def test_rescoring_a_partial_run_needs_the_flag_and_records_what_it_used(
     assert meta["scores"] == ["confusion", "aum"] and table.num_rows == 1797
     assert main(["score", str(partial), "--allow-partial"]) == EXIT_BAD_INPUT  # never overwrites
     assert "exists" in capsys.readouterr().err
+
+
+def test_eval_an_mlflow_logged_model_reproduces_its_build_metrics(tiny_run, capsys):
+    from engine.cli import main
+    from engine.pipeline import evaluate_model_on_run
+
+    _, _, result = tiny_run
+    child = result.mlflow["model_runs"]["small_mlp"]
+    ev = evaluate_model_on_run(
+        result.run_dir, model_uri=f"runs:/{child}/model", label="small_mlp_from_mlflow"
+    )
+    built = next(e for e in result.evaluations if e["model"] == "small_mlp")
+    for key in ("error_all", "error_hard", "error_rest", "pearson_rho"):
+        assert ev[key] == pytest.approx(built[key], nan_ok=True), key
+    capsys.readouterr()
+    uri = f"sqlite:///{result.run_dir / 'mlflow.db'}"
+    assert main(["compare", "hardbench-tests", "--tracking-uri", uri, "--run-id", "first"]) == 0
+    assert "small_mlp_from_mlflow" in capsys.readouterr().out
+
+
+def test_eval_a_pretrained_registry_model_with_its_preprocessing(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    import torch
+    import torchvision
+
+    from engine.cli import main
+    from engine.models import weights_file
+
+    _, _, result = tiny_run
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    argv = [
+        "eval",
+        str(result.run_dir),
+        "--model",
+        "test_resnet",
+        "--pretrained",
+        "--split",
+        "hard",
+    ]
+    assert main(argv) == 2
+    assert "resnet18-f37072fd.pth" in capsys.readouterr().err
+    path = weights_file("test_resnet")
+    path.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), path)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("test_resnet on hard: error ") and "logged as MLflow run" in out
+    saved = json.loads((result.run_dir / "eval" / "extra" / "test_resnet-hard.json").read_text())
+    assert 0 <= saved["error_all"] <= 1 and saved["split"] == "hard"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,16 +10,21 @@ from pathlib import Path
 import numpy as np
 
 from engine.data import SPLIT_TRAIN, load_dataset
+from engine.shards import atomic_write_bytes
 from engine.splits.spec import BenchmarkSpec, EvalModelSpec, parse_spec
 from engine.training import infer, train
 
-MODELS_DIR = "models"  # under the run directory: trained weights of the evaluated models
+MODELS_DIR = "models"  # under the run directory: one folder per evaluated model
+WEIGHTS_FILE = "weights.pt"  # the state dict (loaded with weights_only=True)
+DESCRIPTOR_FILE = "model.json"  # registry name, options, classes, input shape: enough to rebuild it
 
 
 def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpec) -> dict:
     """Train one evaluated model on the training split and predict on every sample.
 
-    Plain function (no Ray). The state dict is saved under ``models/<name>.pt``.
+    Plain function (no Ray). The state dict and a descriptor that rebuilds the model
+    from the registry are saved under ``models/<name>/`` (and logged to MLflow, so the
+    model can be evaluated again from its ``runs:/<id>/model`` URI).
 
     Returns:
         ``{"name", "logits" (N, K) float32, "seconds", "weights"}``.
@@ -34,11 +40,20 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     idx = data.indices(SPLIT_TRAIN)
     net = train(model.recipe, data.inputs[idx], data.labels[idx], num_classes=data.num_classes)
     logits = infer(net, data.inputs)
-    weights = Path(run_dir) / MODELS_DIR / f"{model.name}.pt"
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(run_dir) / MODELS_DIR / model.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / WEIGHTS_FILE
     tmp = weights.with_suffix(".pt.tmp")
     torch.save(net.state_dict(), tmp)
     tmp.replace(weights)
+    descriptor = {
+        "model": model.recipe.model,
+        "model_kwargs": model.recipe.model_kwargs,
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+        "weights": WEIGHTS_FILE,
+    }
+    atomic_write_bytes(out_dir / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2).encode())
     return {
         "name": model.name,
         "logits": logits,

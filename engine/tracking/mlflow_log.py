@@ -45,6 +45,50 @@ def _metrics(values: dict[str, float], step: int = 0) -> list:
     ]
 
 
+def log_model_run(
+    client, exp_id: str, parent_id: str, run_id: str, ev: dict, *, model_dir: Path | None = None
+) -> str:
+    """Log one model's evaluation as a nested run of ``parent_id``; returns its run id.
+
+    Args:
+        client: An ``MlflowClient``.
+        exp_id: Experiment id.
+        parent_id: The build's parent run id.
+        run_id: hardbench run id.
+        ev: One dict from ``evaluate_predictions``.
+        model_dir: Saved model directory to log as the ``model`` artifact.
+    """
+    from mlflow.entities import Param, RunTag
+
+    child = client.create_run(
+        exp_id,
+        run_name=f"{run_id}/{ev['model']}",
+        tags={
+            "mlflow.parentRunId": parent_id,
+            "hardbench.run_id": run_id,
+            "hardbench.model": ev["model"],
+        },
+    )
+    cid = child.info.run_id
+    values = {
+        k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    values.update({f"error_bin_{b}": e for b, e in enumerate(ev.get("error_per_bin", []))})
+    for key in ("error_all_ci95", "error_hard_ci95"):
+        if key in ev:
+            values[f"{key}_low"], values[f"{key}_high"] = ev[key]
+    client.log_batch(
+        cid,
+        metrics=_metrics(values),
+        params=[Param("model", ev["model"])],
+        tags=[RunTag("hardbench.kind", "ensemble" if ev["model"] == "ensemble" else "model")],
+    )
+    if model_dir is not None:
+        client.log_artifacts(cid, str(model_dir), artifact_path="model")
+    client.set_terminated(cid)
+    return cid
+
+
 def log_benchmark_run(
     *,
     run_dir: Path | str,
@@ -55,6 +99,7 @@ def log_benchmark_run(
     summary_metrics: dict[str, float],
     artifacts: list[Path],
     tags: dict[str, str],
+    model_dirs: dict[str, Path] | None = None,
 ) -> dict:
     """Create the parent run (params, summary metrics, artifacts) and a nested run per model.
 
@@ -67,11 +112,13 @@ def log_benchmark_run(
         summary_metrics: Parent-run metrics (timings, score statistics).
         artifacts: Files logged on the parent run.
         tags: Extra parent-run tags (git commit, ...).
+        model_dirs: Model name -> saved model directory, logged as the nested run's
+            ``model`` artifact (so ``runs:/<id>/model`` can be evaluated again).
 
     Returns:
         ``{"tracking_uri", "experiment_id", "parent_run_id", "model_runs": {name: id}}``.
     """
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(run_dir)
@@ -94,35 +141,9 @@ def log_benchmark_run(
             client.log_artifact(pid, str(path))
         model_runs = {}
         for ev in evaluations:
-            child = client.create_run(
-                exp_id,
-                run_name=f"{run_id}/{ev['model']}",
-                tags={
-                    "mlflow.parentRunId": pid,
-                    "hardbench.run_id": run_id,
-                    "hardbench.model": ev["model"],
-                },
+            model_runs[ev["model"]] = log_model_run(
+                client, exp_id, pid, run_id, ev, model_dir=(model_dirs or {}).get(ev["model"])
             )
-            cid = child.info.run_id
-            values = {
-                k: v
-                for k, v in ev.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-            values.update({f"error_bin_{b}": e for b, e in enumerate(ev["error_per_bin"])})
-            for key in ("error_all_ci95", "error_hard_ci95"):
-                if key in ev:
-                    values[f"{key}_low"], values[f"{key}_high"] = ev[key]
-            client.log_batch(
-                cid,
-                metrics=_metrics(values),
-                params=[Param("model", ev["model"])],
-                tags=[
-                    RunTag("hardbench.kind", "ensemble" if ev["model"] == "ensemble" else "model")
-                ],
-            )
-            client.set_terminated(cid)
-            model_runs[ev["model"]] = cid
     except BaseException:
         client.set_terminated(pid, status="FAILED")
         raise

@@ -123,6 +123,18 @@ def _eval_table(evaluations: list[dict]) -> str:
     )
 
 
+# Records, once images are decoded, each figure's drawn size and position on the page as
+# data attributes, so a headless browser's DOM dump tells whether every figure rendered.
+_RENDER_CHECK = """window.addEventListener("load", () => {
+  for (const fig of document.querySelectorAll("figure.hb-figure")) {
+    const img = fig.querySelector("img"), r = img.getBoundingClientRect();
+    fig.dataset.natural = img.complete ? img.naturalWidth + "x" + img.naturalHeight : "0x0";
+    fig.dataset.box = [r.left + scrollX, r.top + scrollY, r.width, r.height].map(Math.round).join(",");
+  }
+  document.body.dataset.rendered = "1";
+});"""
+
+
 def build_report(run_dir: Path | str) -> Path:
     """Write ``<run>/report.html`` from a finished run's outputs.
 
@@ -178,12 +190,15 @@ def build_report(run_dir: Path | str) -> Path:
                 flat.reshape(-1, *shape), pool.column("label").to_numpy(), pool.column(score_name).to_numpy(),
                 card["class_names"], score_name, figures / "samples.png")),
         )  # fmt: skip
-    body = "".join(f"<h2>{html.escape(title)}</h2>{_img(path)}" for title, path in sections)
+    body = "".join(
+        f'<figure class="hb-figure" id="fig-{path.stem}"><h2>{html.escape(title)}</h2>{_img(path)}</figure>'
+        for title, path in sections
+    )
     sp = card["splits"]
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>hardbench report: {html.escape(card["name"])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}figure{{margin:0}}</style></head><body>
 <h1>hardbench report: {html.escape(card["name"])}</h1>
 <p>{html.escape(card["description"])}</p>
 <p>run <code>{html.escape(card["run_id"])}</code>, git <code>{html.escape(str(card["provenance"]["git"]["commit"]))}</code>;
@@ -191,6 +206,7 @@ hard split: <code>{html.escape(json.dumps(sp["hard_rule"]))}</code> on the {html
 <code>{html.escape(score_name)}</code> ({sp["hard"]["count"]} of {sp["pool_size"]} samples).</p>
 <h2>Top-1 error</h2>{_eval_table(card["evaluation"])}
 {body}
+<script>{_RENDER_CHECK}</script>
 </body></html>
 """
     out = run_dir / REPORT_FILE

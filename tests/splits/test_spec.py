@@ -17,7 +17,12 @@ def test_digits_spec_is_the_issue_default():
     assert spec.splits.hard.top_fraction == 0.1 and spec.splits.bins.count == 5
     assert spec.scores[:2] == ["confusion", "action"] and "vog" in spec.scores
     assert spec.shards.grad_epochs == [4, 9, 14, 19]
-    assert [m.recipe.model for m in spec.evaluate.models] == ["wide_cnn", "resnet18_small"]
+    assert [m.recipe.model for m in spec.evaluate.models] == [
+        "small_cnn",
+        "mlp",
+        "wide_cnn",
+        "resnet18_small",
+    ]
 
 
 def test_include_and_overrides_merge():
