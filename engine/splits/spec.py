@@ -1,7 +1,10 @@
 """Benchmark specs: YAML parsed into validated dataclasses.
 
 A spec file may name a base with ``include: other.yaml`` (resolved relative to
-the including file); its keys are deep-merged over the base. ``load_spec`` also
+the including file); its keys are deep-merged over the base. An include must be a
+``.yaml``/``.yml`` file inside the spec root: ``$HARDBENCH_SPEC_ROOT`` if set, else
+the top-level spec's project (nearest ancestor with ``pyproject.toml`` or ``.git``),
+else its directory, so a spec cannot make the engine read arbitrary files. ``load_spec`` also
 takes ``--set``-style overrides (``replicas.epochs=3``). Every field error names
 the field's dotted path and the allowed values.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import types
 import typing
@@ -442,7 +446,19 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def _read_yaml(path: Path, depth: int = 0) -> dict:
+def spec_root(top: Path) -> Path:
+    """The directory that includes of the spec ``top`` must stay inside (see module doc)."""
+    env = os.environ.get("HARDBENCH_SPEC_ROOT")
+    if env:
+        return Path(env).resolve()
+    for parent in top.resolve().parents:
+        if (parent / "pyproject.toml").exists() or (parent / ".git").exists():
+            return parent
+    return top.resolve().parent
+
+
+def _read_yaml(path: Path, depth: int = 0, root: Path | None = None) -> dict:
+    root = root or spec_root(path)
     if depth > MAX_INCLUDE_DEPTH:
         raise SpecError(f"{path}: include chain deeper than {MAX_INCLUDE_DEPTH} (a cycle?)")
     try:
@@ -458,7 +474,15 @@ def _read_yaml(path: Path, depth: int = 0) -> dict:
         return data
     if not isinstance(include, str):
         raise SpecError(f"{path}: include must be a file name, got {include!r}")
-    base = _read_yaml((path.parent / include).resolve(), depth + 1)
+    target = (path.parent / include).resolve()
+    if target.suffix not in (".yaml", ".yml"):
+        raise SpecError(f"{path}: include must name a .yaml or .yml file, got {include!r}")
+    if not target.is_relative_to(root):
+        raise SpecError(
+            f"{path}: include {include!r} resolves to {target}, outside the spec root {root} "
+            "(set HARDBENCH_SPEC_ROOT to widen it)"
+        )
+    base = _read_yaml(target, depth + 1, root)
     return _deep_merge(base, data)
 
 

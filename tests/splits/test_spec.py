@@ -130,3 +130,36 @@ def test_hard_rules_and_label_free_validation():
     ):
         load_spec(DIGITS, ["splits.bins={count: 5, edges: [5.0]}"])
     assert load_spec(DIGITS, ["splits.bins={count: null, edges: [5.0]}"]).splits.bins.count == 2
+
+
+@pytest.mark.parametrize(
+    "include",
+    ["../outside.yaml", "/etc/passwd", "../../../../../../etc/hosts", "sub/../../../x.yaml"],
+)
+def test_include_cannot_leave_the_spec_root(tmp_path, monkeypatch, include):
+    monkeypatch.delenv("HARDBENCH_SPEC_ROOT", raising=False)
+    project = tmp_path / "project"
+    (project / "specs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    (tmp_path / "outside.yaml").write_text("metadata: {name: stolen}\n")
+    (tmp_path / "x.yaml").write_text("metadata: {name: stolen}\n")
+    spec = project / "specs" / "s.yaml"
+    spec.write_text(f"include: {include}\n")
+    if include == "../outside.yaml":  # one level up from specs/ is still the project
+        spec.write_text("include: ../../outside.yaml\n")
+    with pytest.raises(SpecError, match=r"outside the spec root|must name a \.yaml"):
+        load_spec(spec)
+
+
+def test_include_inside_the_root_and_a_widened_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("HARDBENCH_SPEC_ROOT", raising=False)
+    base = tmp_path / "shared" / "base.yaml"
+    base.parent.mkdir()
+    base.write_text(DIGITS.read_text())
+    spec = tmp_path / "mine" / "s.yaml"
+    spec.parent.mkdir()
+    spec.write_text("include: ../shared/base.yaml\nmetadata: {name: mine}\n")
+    with pytest.raises(SpecError, match="outside the spec root"):
+        load_spec(spec)  # no project marker: the root is the spec's own directory
+    monkeypatch.setenv("HARDBENCH_SPEC_ROOT", str(tmp_path))
+    assert load_spec(spec).metadata.name == "mine"
