@@ -37,6 +37,15 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_address_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--address",
+        default=os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS"),
+        help="Ray Jobs API, e.g. http://127.0.0.1:8265 (default $RAY_API_SERVER_ADDRESS "
+        "or $RAY_ADDRESS)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hardbench", description="Build hard benchmarks from seed-ensemble training dynamics."
@@ -77,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a spec without running it")
     _add_spec_args(val)
+
+    sb = sub.add_parser("submit", help="run a spec on a Ray cluster as a Ray job and follow it")
+    _add_spec_args(sb)
+    _add_address_arg(sb)
+    sb.add_argument("--runs-dir", default=None, help="run directory on the cluster (shared path)")
+    sb.add_argument(
+        "--working-dir", type=Path, default=Path.cwd(), help="repository uploaded with the job"
+    )
+    sb.add_argument("--submission-id", default=None)
+    sb.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    for name, text in (("status", "a Ray job's status"), ("logs", "a Ray job's logs")):
+        jp = sub.add_parser(name, help=text)
+        jp.add_argument("job_id")
+        _add_address_arg(jp)
 
     ev = sub.add_parser(
         "eval", help="evaluate a registered or MLflow-logged model on a finished run's splits"
@@ -187,6 +210,53 @@ def _cmd_score(args: argparse.Namespace) -> int:
     print(
         f"scored {state}: replicas {used['replicas']}, epochs {used['epochs'][0]}..{used['epochs'][-1]} -> {out}"
     )
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from engine.distributed.jobs import JobSubmitError, follow, submit_build
+    from engine.splits import SpecError, load_spec
+
+    if not args.address:
+        print("hardbench: give --address (or set RAY_ADDRESS)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        load_spec(args.spec, args.overrides)  # a bad spec never reaches the cluster
+        job_id = submit_build(
+            args.spec,
+            args.address,
+            working_dir=args.working_dir,
+            runs_dir=args.runs_dir,
+            overrides=args.overrides,
+            submission_id=args.submission_id,
+        )
+    except (SpecError, JobSubmitError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"submitted job {job_id} to {args.address}", flush=True)
+    if args.no_wait:
+        return 0
+    outcome = follow(job_id, args.address)
+    print(f"job {job_id}: {outcome.status}")
+    if outcome.run_dir:
+        print(f"outputs: {outcome.run_dir}")
+    return 0 if outcome.status == "SUCCEEDED" else EXIT_FAILED
+
+
+def _cmd_job(args: argparse.Namespace) -> int:
+    from engine.distributed.jobs import JobSubmitError, job_logs, job_status
+
+    if not args.address:
+        print("hardbench: give --address (or set RAY_ADDRESS)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        if args.command == "status":
+            print(job_status(args.job_id, args.address))
+        else:
+            sys.stdout.write(job_logs(args.job_id, args.address))
+    except (JobSubmitError, RuntimeError) as exc:  # RuntimeError: unknown job id (HTTP 404)
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 
@@ -303,6 +373,9 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "submit": _cmd_submit,
+    "status": _cmd_job,
+    "logs": _cmd_job,
     "eval": _cmd_eval,
     "report": _cmd_report,
     "compare": _cmd_compare,

@@ -20,7 +20,7 @@ def ray_session(num_cpus: int | None = None, *, quiet: bool = True) -> Iterator[
     Reuses an already-initialised Ray (tests, notebooks, Ray jobs); otherwise attaches
     to ``RAY_ADDRESS`` or starts a local cluster with ``address="local"`` (a bare
     ``ray.init()`` can hang on a stale ``/tmp/ray`` session). Only a cluster this
-    function started is shut down on exit.
+    function started is shut down on exit; a connection to ``RAY_ADDRESS`` stays open.
 
     Args:
         num_cpus: CPUs of a local cluster (default: all cores); ignored when attaching.
@@ -43,10 +43,13 @@ def ray_session(num_cpus: int | None = None, *, quiet: bool = True) -> Iterator[
             "logging_level": logging.WARNING if quiet else logging.INFO,
         }
         if address:
+            # Attached, not started: stay connected until the process exits. Inside a
+            # Ray job, disconnecting lets Ray delete the job's working_dir, which is this
+            # process's cwd, while the run still has stages to go.
             ray.init(address=address, **kwargs)
         else:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
-        started = True
+            started = True
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = not quiet
     ctx.print_on_execution_start = not quiet
