@@ -213,12 +213,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_address(args: argparse.Namespace) -> bool:
+    if not args.address:
+        print("hardbench: give --address (or set RAY_ADDRESS)", file=sys.stderr)
+    return bool(args.address)
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
     from engine.distributed.jobs import JobSubmitError, follow, submit_build
     from engine.splits import SpecError, load_spec
 
-    if not args.address:
-        print("hardbench: give --address (or set RAY_ADDRESS)", file=sys.stderr)
+    if not _has_address(args):
         return EXIT_BAD_INPUT
     try:
         load_spec(args.spec, args.overrides)  # a bad spec never reaches the cluster
@@ -246,8 +251,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def _cmd_job(args: argparse.Namespace) -> int:
     from engine.distributed.jobs import JobSubmitError, job_logs, job_status
 
-    if not args.address:
-        print("hardbench: give --address (or set RAY_ADDRESS)", file=sys.stderr)
+    if not _has_address(args):
         return EXIT_BAD_INPUT
     try:
         if args.command == "status":

@@ -28,7 +28,13 @@ from engine.distributed.scoring import score_run
 from engine.evaluation import evaluate_predictions, kendall_tau
 from engine.shards import atomic_write_bytes, atomic_write_table, consolidate_manifest, num_blocks
 from engine.shards.provenance import provenance
-from engine.splits.builder import BENCHMARK_DIR, BuiltSplits, build_splits
+from engine.splits.builder import (
+    BENCHMARK_DIR,
+    BuiltSplits,
+    build_splits,
+    load_built_splits,
+    read_input_shape,
+)
 from engine.splits.card import make_card, write_card
 from engine.splits.spec import BenchmarkSpec
 from engine.tracking import log_benchmark_run
@@ -252,42 +258,6 @@ def _transfer_metrics(built: BuiltSplits, model_probs: dict[str, np.ndarray]) ->
     }
 
 
-def _load_built(run_dir: Path, spec: BenchmarkSpec) -> tuple[BuiltSplits, dict]:
-    """Rebuild a run's BuiltSplits from its pool file (for evaluating new models later)."""
-    import pyarrow.parquet as pq
-
-    splits_dir = run_dir / BENCHMARK_DIR / "splits"
-    pool = pq.read_table(splits_dir / "pool.parquet")
-    if "label" not in pool.column_names:
-        raise RunSetupError(
-            f"{run_dir} is a label-free benchmark: its splits carry no labels to evaluate against"
-        )
-    bins = pool.column("bin").to_numpy()
-    score = pool.column(spec.splits.score).to_numpy()
-    edges = np.array(
-        [
-            [score[bins == b].min(), score[bins == b].max()]
-            if (bins == b).any()
-            else [np.nan, np.nan]
-            for b in range(spec.splits.bins.count)
-        ]
-    )
-    built = BuiltSplits(
-        sample_ids=pool.column("sample_id").to_numpy(),
-        labels=pool.column("label").to_numpy().astype(np.int64),
-        score=score,
-        bins=bins,
-        is_hard=pool.column("is_hard").to_numpy(zero_copy_only=False),
-        bin_edges=edges,
-        files={p.stem: p for p in splits_dir.glob("*.parquet")},
-    )
-    return built, {
-        "input_shape": tuple(
-            int(d) for d in pool.schema.metadata[b"input_shape"].decode().split(",")
-        )
-    }
-
-
 def evaluate_model_on_run(
     run_dir: Path | str,
     *,
@@ -327,6 +297,8 @@ def evaluate_model_on_run(
     Returns:
         The evaluation dict (as in ``evaluate_predictions``) plus ``split`` and ``mlflow_run``.
     """
+    import pyarrow.parquet as pq
+
     from engine.evaluation import bootstrap_ci, expected_calibration_error, top1_error
     from engine.splits import load_spec
     from engine.tracking.mlflow_log import log_model_run
@@ -340,13 +312,16 @@ def evaluate_model_on_run(
             f"run {run_dir.name} is {status.get('status')!r}, not complete: nothing to evaluate on"
         )
     spec = load_spec(run_dir / SPEC_FILE)
-    built, meta = _load_built(run_dir, spec)
+    try:
+        built = load_built_splits(run_dir, spec.splits)
+    except ValueError as exc:  # label-free: nothing to measure errors against
+        raise RunSetupError(str(exc)) from None
     if split not in built.files:
         raise RunSetupError(
             f"unknown split {split!r}; this run has {', '.join(sorted(built.files))}"
         )
     kwargs: dict = {
-        "input_shape": meta["input_shape"],
+        "input_shape": read_input_shape(pq.read_schema(built.files["pool"])),
         "num_classes": num_classes or int(built.labels.max()) + 1,
     }
     if model_uri:
@@ -363,19 +338,15 @@ def evaluate_model_on_run(
         kwargs["model_dir"] = str(model_dir)
         label = label or model_uri.rstrip("/").split("/")[-2 if model_uri.endswith("model") else -1]
     elif model:
-        from engine.models import get_model_config
+        from engine.models import get_model_config, require_weights_file
         from engine.models import weights_file as hub_weights_file
 
         get_model_config(model)  # unknown names fail here, with close matches
         if pretrained and weights_file is None:
             # Resolve the hub cache path here: actors may not see this process's TORCH_HOME.
             weights_file = str(hub_weights_file(model))
-        if weights_file is not None and not Path(weights_file).is_file():
-            where = "the local torch hub cache" if pretrained else "the given path"
-            raise FileNotFoundError(
-                f"weights for {model!r} not found: looked for {weights_file} ({where}); "
-                "nothing is downloaded at run time"
-            )
+        if weights_file is not None:
+            require_weights_file(weights_file, name=model)  # fail before any actor starts
         kwargs.update(model=model, weights_file=weights_file, model_kwargs=model_kwargs)
         label = label or model
     else:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from engine.data import SPLIT_TRAIN, load_dataset
+from engine.evaluation.predictor import DESCRIPTOR_FILE
 from engine.shards import atomic_write_bytes
 from engine.splits.spec import BenchmarkSpec, EvalModelSpec, parse_spec
 from engine.training import infer, train
 
 MODELS_DIR = "models"  # under the run directory: one folder per evaluated model
 WEIGHTS_FILE = "weights.pt"  # the state dict (loaded with weights_only=True)
-DESCRIPTOR_FILE = "model.json"  # registry name, options, classes, input shape: enough to rebuild it
 
 
 def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpec) -> dict:

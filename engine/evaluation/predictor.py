@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from engine.models import Preprocess, create_model, get_model_config
 
-DESCRIPTOR_FILE = "model.json"  # written next to an engine-trained model's weights
+DESCRIPTOR_FILE = "model.json"  # registry name, options, classes, input shape, weights file
 
 
 def prepare_inputs(x: np.ndarray, preprocess: Preprocess | None) -> torch.Tensor:

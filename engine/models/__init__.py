@@ -14,6 +14,7 @@ from engine.models.registry import (
     list_models,
     load_state_dict,
     register_model,
+    require_weights_file,
     weights_file,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "list_models",
     "load_state_dict",
     "register_model",
+    "require_weights_file",
     "weights_file",
 ]

@@ -158,8 +158,8 @@ def weights_file(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(enum.url).path)
 
 
-def load_state_dict(path: Path | str, *, name: str = "") -> dict:
-    """Load a checkpoint's state dict from local disk with ``weights_only=True``.
+def require_weights_file(path: Path | str, *, name: str = "") -> Path:
+    """``path`` as a Path if it is a file.
 
     Raises:
         FileNotFoundError: Naming the file and the directory it looked in.
@@ -171,6 +171,16 @@ def load_state_dict(path: Path | str, *, name: str = "") -> dict:
             f"{os.environ.get('TORCH_HOME', '<unset>')}). Nothing is downloaded at run time: "
             f"put the file there or pass weights_file=."
         )
+    return path
+
+
+def load_state_dict(path: Path | str, *, name: str = "") -> dict:
+    """Load a checkpoint's state dict from local disk with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: Naming the file and the directory it looked in.
+    """
+    path = require_weights_file(path, name=name)
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

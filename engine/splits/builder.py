@@ -79,6 +79,48 @@ def _split_masks(is_hard: np.ndarray, bins: np.ndarray, count: int) -> dict[str,
     return masks
 
 
+def bin_ranges(score: np.ndarray, bins: np.ndarray, count: int) -> np.ndarray:
+    """(count, 2) min and max ``score`` in each bin; NaN for an empty bin."""
+    return np.array(
+        [
+            [score[bins == b].min(), score[bins == b].max()] if (bins == b).any() else [np.nan] * 2
+            for b in range(count)
+        ]
+    )
+
+
+def read_input_shape(schema: pa.Schema) -> tuple[int, ...]:
+    """The shape of one input, from a split file's schema metadata."""
+    return tuple(int(d) for d in schema.metadata[INPUT_SHAPE_KEY].decode().split(","))
+
+
+def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
+    """Rebuild a finished run's :class:`BuiltSplits` from its pool file.
+
+    Raises:
+        ValueError: For a label-free benchmark (its splits carry no labels).
+    """
+    import pyarrow.parquet as pq
+
+    splits_dir = Path(run_dir) / BENCHMARK_DIR / "splits"
+    pool = pq.read_table(splits_dir / "pool.parquet")
+    if "label" not in pool.column_names:
+        raise ValueError(
+            f"{run_dir} is a label-free benchmark: its splits carry no labels to evaluate against"
+        )
+    bins = pool.column("bin").to_numpy()
+    score = pool.column(spec.score).to_numpy()
+    return BuiltSplits(
+        sample_ids=pool.column("sample_id").to_numpy(),
+        labels=pool.column("label").to_numpy().astype(np.int64),
+        score=score,
+        bins=bins,
+        is_hard=pool.column("is_hard").to_numpy(zero_copy_only=False),
+        bin_edges=bin_ranges(score, bins, spec.bins.count),
+        files={p.stem: p for p in splits_dir.glob("*.parquet")},
+    )
+
+
 def build_splits(
     run_dir: Path | str, spec: SplitsSpec, data: ClassificationData, scores: pa.Table
 ) -> BuiltSplits:
@@ -120,14 +162,7 @@ def build_splits(
         bins = edge_bins(score, spec.bins.edges)
     else:
         bins = quantile_bins(score, ids, spec.bins.count)
-    edges = np.array(
-        [
-            [score[bins == b].min(), score[bins == b].max()]
-            if (bins == b).any()
-            else [np.nan, np.nan]
-            for b in range(spec.bins.count)
-        ]
-    )
+    edges = bin_ranges(score, bins, spec.bins.count)
 
     flat_inputs = data.inputs[ids].reshape(len(ids), -1).astype(np.float32)
     table = pool.append_column("bin", pa.array(bins)).append_column("is_hard", pa.array(is_hard))

@@ -141,7 +141,7 @@ def build_report(run_dir: Path | str) -> Path:
     Raises:
         FileNotFoundError: If the run has no benchmark card yet (not finished).
     """
-    from engine.splits.builder import INPUT_SHAPE_KEY
+    from engine.splits.builder import read_input_shape
 
     run_dir = Path(run_dir)
     card_path = run_dir / "benchmark" / "card.json"
@@ -182,7 +182,7 @@ def build_report(run_dir: Path | str) -> Path:
             )
         )
     pool = pq.read_table(run_dir / "benchmark" / "splits" / "pool.parquet")
-    shape = tuple(int(d) for d in pool.schema.metadata[INPUT_SHAPE_KEY].decode().split(","))
+    shape = read_input_shape(pool.schema)
     if len(shape) == 3:
         flat = pool.column("input").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         sections.append(

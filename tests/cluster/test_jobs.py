@@ -74,30 +74,27 @@ def loopback_cluster():
             env=env, check=True, capture_output=True, timeout=120,
         )  # fmt: skip
         address = f"http://127.0.0.1:{dash}"
-        from engine.distributed.jobs import _client
+        from engine.distributed.jobs import TERMINAL, _client
 
-        old = os.environ.get("RAY_AUTH_MODE")
-        os.environ["RAY_AUTH_MODE"] = "token"
-        deadline = time.monotonic() + 120
-        while True:  # ready when the job agent takes and runs a trivial job
-            try:
-                client = _client(address)
-                probe = client.submit_job(entrypoint="python -c pass")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(2)
-        while str(client.get_job_status(probe).value) not in ("SUCCEEDED", "FAILED", "STOPPED"):
-            assert time.monotonic() < deadline, "the probe job never finished"
-            time.sleep(1)
-        yield address, env, Path(temp)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("RAY_AUTH_MODE", "token")  # for this process's Jobs API clients
+            deadline = time.monotonic() + 120
+            while True:  # ready when the job agent takes and runs a trivial job
+                try:
+                    client = _client(address)
+                    probe = client.submit_job(entrypoint="python -c pass")
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(2)
+            while str(client.get_job_status(probe).value) not in TERMINAL:
+                assert time.monotonic() < deadline, "the probe job never finished"
+                time.sleep(1)
+            yield address, env, Path(temp)
     finally:
-        if "old" in locals():
-            os.environ.pop("RAY_AUTH_MODE") if old is None else os.environ.update(RAY_AUTH_MODE=old)
-        doomed = _pids_using(
-            temp, f":{gcs} "
-        )  # listed before any dies: orphans lose their parent link
+        # Listed before any dies: orphans lose their parent link.
+        doomed = _pids_using(temp, f":{gcs} ")
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in doomed:
                 try:
