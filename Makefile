@@ -41,6 +41,7 @@ test: lint browser
 
 # Performance benchmarks (not timed tests): results land in tests/perf/results/.
 bench: install
+	$(PY) tests/perf/bench_training.py
 	$(PY) tests/perf/bench_scoring.py
 
 clean:

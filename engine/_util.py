@@ -40,3 +40,39 @@ def unknown_name_error(kind: str, name: str, valid: Iterable[str]) -> ValueError
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return ValueError(f"unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(names)}")
+
+
+_SECRET_QUERY_KEYS = ("secret", "token", "password", "passwd", "key", "credential", "signature")
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with embedded credentials replaced by ``***`` (userinfo, secret query values).
+
+    Used for every URI the engine prints, writes to ``run.json`` or logs to MLflow:
+    ``https://u:pw@host/x?token=t`` becomes ``https://***@host/x?token=***``.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        redacted = [
+            (k, "***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs
+        ]
+        if redacted != pairs:
+            query = urlencode(redacted, safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return uri  # nothing secret: unchanged, not re-normalised
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def has_credentials(uri: str) -> bool:
+    """Whether ``uri`` embeds a user, password, key or token."""
+    return redact_uri(uri) != uri

@@ -1,6 +1,9 @@
 """The ``hardbench`` command line.
 
 hardbench run SPEC [--set section.field=value ...] [--runs-dir DIR] [--run-id ID]
+hardbench run SPEC --output URI      (mirror the run to a path or s3://, gs://, ... URI)
+hardbench run --resume RUN_DIR|URI
+hardbench verify RUN_DIR [--repair]
 hardbench validate SPEC [--set ...]
 hardbench ls [--runs-dir DIR]
 hardbench models [PATTERN]
@@ -25,8 +28,8 @@ def _default_runs_dir() -> str:
     return os.environ.get(RUNS_DIR_ENV, "runs")
 
 
-def _add_spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", type=Path, help="benchmark spec (YAML)")
+def _add_spec_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument("spec", type=Path, nargs="?" if optional else None, help="benchmark spec (YAML)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -53,7 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train replicas, score, build splits, evaluate, log to MLflow")
-    _add_spec_args(run)
+    _add_spec_args(run, optional=True)
+    run.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="finish a run whose driver died or failed (no SPEC): verifies its shards, "
+        "keeps every finished (replica, epoch) and model; a mirrored run's URI is "
+        "downloaded into --runs-dir first",
+    )
+    run.add_argument(
+        "--output",
+        default=None,
+        metavar="URI",
+        help="mirror the run to URI/<run_id>/ after every stage: a path or a pyarrow "
+        "filesystem URI such as s3://bucket/runs (default: the spec's output.uri)",
+    )
     run.add_argument(
         "--runs-dir",
         default=None,
@@ -83,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
         help="output Parquet (default <run>/scores.rescored.parquet)",
     )
     score.add_argument("--num-cpus", type=int, default=None)
+
+    ver = sub.add_parser(
+        "verify", help="check a run's shards against their manifest (sha256, rows, schema)"
+    )
+    ver.add_argument("run_dir", type=Path)
+    ver.add_argument(
+        "--repair", action="store_true", help="quarantine failed shards and regenerate them"
+    )
+    ver.add_argument("--num-cpus", type=int, default=None)
 
     val = sub.add_parser("validate", help="check a spec without running it")
     _add_spec_args(val)
@@ -119,6 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--weights-file", default=None, help="load this local state dict")
     ev.add_argument("--split", default="pool", help="pool (all metrics) or hard, rest, bin_<b>")
     ev.add_argument("--num-cpus", type=int, default=None)
+    ev.add_argument(
+        "--cpus-per-actor", type=float, default=None, help="default: evaluate.cpus_per_actor"
+    )
+    ev.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=None,
+        help="GPU share of each prediction actor (default: evaluate.gpus_per_actor)",
+    )
 
     cmp_ = sub.add_parser(
         "compare", help="robustness table across models from an MLflow experiment"
@@ -159,21 +195,45 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine.pipeline import RunSetupError, run_benchmark
+    from engine.pipeline import RunSetupError, resume_run, run_benchmark
     from engine.splits import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
+    if (args.spec is None) == (args.resume is None):
+        print("hardbench: give a SPEC, or --resume RUN_DIR (not both)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.resume is not None and (args.overrides or args.run_id or args.output):
+        print(
+            "hardbench: --resume takes the run's own spec and output; --set, --run-id and "
+            "--output do not apply",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     # MLflow configures its own INFO logger on import; keep its schema chatter off the table.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
     try:
-        result = run_benchmark(
-            spec,
-            runs_dir=args.runs_dir or _default_runs_dir(),
-            run_id=args.run_id,
-            num_cpus=args.num_cpus,
-            log=lambda line: print(line, flush=True),
-        )
+        if args.resume is not None:
+            result = resume_run(
+                args.resume,
+                num_cpus=args.num_cpus,
+                runs_dir=args.runs_dir or _default_runs_dir(),
+                log=log,
+            )
+            spec = load_spec(result.run_dir / "spec.yaml")
+        else:
+            spec = load_spec(args.spec, args.overrides)
+            result = run_benchmark(
+                spec,
+                runs_dir=args.runs_dir or _default_runs_dir(),
+                run_id=args.run_id,
+                num_cpus=args.num_cpus,
+                output=args.output,
+                log=log,
+            )
     except RunSetupError as exc:
         print(f"hardbench: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -183,6 +243,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t = result.timings
     print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
     print(f"run: {result.run_dir}")
+    if result.output:
+        print(f"output: {result.output}")
     print(f"card: {result.card_paths['md']}")
     print(
         f"mlflow: {result.mlflow['tracking_uri']} (experiment {spec.tracking.experiment}, run {result.mlflow['parent_run_id']})"
@@ -210,6 +272,26 @@ def _cmd_score(args: argparse.Namespace) -> int:
     print(
         f"scored {state}: replicas {used['replicas']}, epochs {used['epochs'][0]}..{used['epochs'][-1]} -> {out}"
     )
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from engine.pipeline import RunSetupError, verify_run
+
+    try:
+        out = verify_run(
+            args.run_dir,
+            repair=args.repair,
+            num_cpus=args.num_cpus,
+            log=lambda line: print(line, flush=True),
+        )
+    except RunSetupError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if out["remaining"]:
+        if not args.repair:
+            print("run `hardbench verify --repair` to regenerate the failed shards")
+        return EXIT_FAILED
     return 0
 
 
@@ -278,6 +360,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             weights_file=args.weights_file,
             split=args.split,
             num_cpus=args.num_cpus,
+            cpus_per_actor=args.cpus_per_actor,
+            gpus_per_actor=args.gpus_per_actor,
         )
     except (RunSetupError, FileNotFoundError, ValueError) as exc:
         print(f"hardbench: {exc}", file=sys.stderr)
@@ -322,7 +406,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if mlflow_info:
         from mlflow.tracking import MlflowClient
 
-        MlflowClient(tracking_uri=mlflow_info["tracking_uri"]).log_artifact(
+        from engine.tracking.mlflow_log import reconnect_uri
+
+        MlflowClient(tracking_uri=reconnect_uri(mlflow_info["tracking_uri"])).log_artifact(
             mlflow_info["parent_run_id"], str(path)
         )
         print(
@@ -385,6 +471,7 @@ COMMANDS = {
     "compare": _cmd_compare,
     "score": _cmd_score,
     "run": _cmd_run,
+    "verify": _cmd_verify,
     "validate": _cmd_validate,
     "ls": _cmd_ls,
     "models": _cmd_models,

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import secrets
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from engine._util import has_credentials, redact_uri
 from engine.data import ClassificationData, load_dataset
 from engine.distributed.cluster import ray_session
 from engine.distributed.evaluation import predict_split
@@ -36,8 +39,10 @@ from engine.splits.builder import (
     read_input_shape,
 )
 from engine.splits.card import make_card, write_card
-from engine.splits.spec import BenchmarkSpec
+from engine.splits.spec import CREDENTIALS_IN_URI, BenchmarkSpec
+from engine.storage import StorageError, check_new_destination, download_run, is_uri, mirror_run
 from engine.tracking import log_benchmark_run
+from engine.tracking.mlflow_log import reconnect_uri
 from engine.tracking.plots import plot_error_by_bin, plot_score_histogram
 from engine.tracking.report import build_report
 
@@ -63,6 +68,7 @@ class RunResult:
     timings: dict[str, float]
     table: str
     card_paths: dict[str, Path] = field(default_factory=dict)
+    output: str | None = None  # where the run is mirrored, if anywhere
 
 
 def new_run_id(spec: BenchmarkSpec) -> str:
@@ -157,6 +163,8 @@ def _score_stage(
         epochs=manifest["epochs"],
         num_blocks=n_blocks,
         scores=names,
+        cpus_per_actor=spec.scoring.cpus_per_actor,
+        num_actors=spec.scoring.num_actors,
     )
     if table.num_rows != len(data.labels):
         raise RuntimeError(f"scores table has {table.num_rows} rows for {len(data.labels)} samples")
@@ -270,7 +278,8 @@ def evaluate_model_on_run(
     num_classes: int | None = None,
     split: str = "pool",
     num_cpus: int | None = None,
-    gpus_per_actor: float = 0.0,
+    cpus_per_actor: float | None = None,
+    gpus_per_actor: float | None = None,
 ) -> dict:
     """Evaluate a registered model, or an MLflow-logged one, on a finished run's splits.
 
@@ -292,7 +301,10 @@ def evaluate_model_on_run(
         num_classes: Output size (default: the dataset's).
         split: ``pool`` or any built split (``hard``, ``rest``, ``bin_<b>``).
         num_cpus: CPUs of a local Ray cluster.
-        gpus_per_actor: GPU share of the evaluation actor.
+        cpus_per_actor: CPUs of each prediction actor (default: the spec's
+            ``evaluate.cpus_per_actor``).
+        gpus_per_actor: GPU share of each prediction actor (default: the spec's
+            ``evaluate.gpus_per_actor``).
 
     Returns:
         The evaluation dict (as in ``evaluate_predictions``) plus ``split`` and ``mlflow_run``.
@@ -332,7 +344,7 @@ def evaluate_model_on_run(
             model_dir = Path(
                 mlflow.artifacts.download_artifacts(
                     artifact_uri=model_uri,
-                    tracking_uri=status.get("mlflow", {}).get("tracking_uri"),
+                    tracking_uri=reconnect_uri(status.get("mlflow", {}).get("tracking_uri")),
                 )
             )
         kwargs["model_dir"] = str(model_dir)
@@ -352,7 +364,16 @@ def evaluate_model_on_run(
     else:
         raise RunSetupError("give a registered model name or a model URI")
     with ray_session(num_cpus):
-        out = predict_split(built.files[split], kwargs, gpus_per_actor=gpus_per_actor)
+        out = predict_split(
+            built.files[split],
+            kwargs,
+            cpus_per_actor=spec.evaluate.cpus_per_actor
+            if cpus_per_actor is None
+            else cpus_per_actor,
+            gpus_per_actor=spec.evaluate.gpus_per_actor
+            if gpus_per_actor is None
+            else gpus_per_actor,
+        )
     if split == "pool":
         if not np.array_equal(out["sample_id"], built.sample_ids):
             raise RuntimeError("the evaluation pool returned other sample ids than the pool holds")
@@ -373,7 +394,7 @@ def evaluate_model_on_run(
     if mlflow_info:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=mlflow_info["tracking_uri"])
+        client = MlflowClient(tracking_uri=reconnect_uri(mlflow_info["tracking_uri"]))
         ev["mlflow_run"] = log_model_run(
             client, mlflow_info["experiment_id"], mlflow_info["parent_run_id"], status["run_id"], ev
         )
@@ -382,81 +403,320 @@ def evaluate_model_on_run(
     return ev
 
 
+def _process_start(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (Linux ``/proc``), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the parenthesised name
+
+
+def _driver_record() -> dict:
+    """Who is driving this attempt: host, pid and the process's start time."""
+    return {
+        "started": time.time(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_start": _process_start(os.getpid()),
+    }
+
+
+def _driver_alive(record: dict) -> bool:
+    """Whether the driver in ``record`` still runs (same host, same pid and start time)."""
+    if record.get("host") != socket.gethostname() or record.get("pid") == os.getpid():
+        return False
+    try:
+        pid = int(record["pid"])
+        os.kill(pid, 0)
+    except (KeyError, TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    start = _process_start(pid)
+    return start is None or start == record.get("pid_start")
+
+
 def run_benchmark(
     spec: BenchmarkSpec,
     *,
     runs_dir: Path | str = "runs",
     run_id: str | None = None,
     num_cpus: int | None = None,
+    output: str | None = None,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Run a validated spec end to end.
 
     The run directory is created only after the spec has validated, so bad input
     leaves nothing behind; a failure later marks ``run.json`` as failed with the
-    error and keeps every finished stage's outputs.
+    error and keeps every finished stage's outputs, from which :func:`resume_run`
+    continues.
 
     Args:
         spec: A validated spec (``load_spec``).
         runs_dir: Parent directory of run directories.
         run_id: Run directory name; a fresh timestamped id by default.
         num_cpus: CPUs of the local Ray cluster (ignored when ``RAY_ADDRESS`` is set).
+        output: Mirror the run to ``<output>/<run_id>/`` after every stage (a path or
+            any pyarrow filesystem URI); default the spec's ``output.uri``.
         log: Where progress lines go.
 
     Returns:
         The run's result, including the printed table.
 
     Raises:
-        RunSetupError: For a run id that is not a safe directory name, or a run
-            directory that already exists.
+        RunSetupError: For a run id that is not a safe directory name, a run
+            directory that already exists, or an output that cannot be used.
     """
     run_id = run_id or new_run_id(spec)
     if not RUN_ID_PATTERN.match(run_id):
         raise RunSetupError(f"run id must match {RUN_ID_PATTERN.pattern}, got {run_id!r}")
     run_dir = Path(runs_dir).resolve() / run_id
+    output = output or spec.output.uri
+    dest = None
+    if output and has_credentials(output):
+        raise RunSetupError(f"output {redact_uri(output)} {CREDENTIALS_IN_URI}")
+    if output:
+        try:
+            dest = check_new_destination(run_id, output)
+        except StorageError as exc:
+            raise RunSetupError(str(exc)) from None
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_dir.mkdir(exist_ok=False)
     except FileExistsError:
         raise RunSetupError(f"run directory already exists: {run_dir}") from None
     atomic_write_bytes(run_dir / SPEC_FILE, spec.to_yaml().encode())
-    prov = provenance()
     status: dict = {
         "run_id": run_id,
         "status": "running",
         "started": time.time(),
         "timings_s": {},
-        "provenance": prov,
+        "provenance": provenance(),
+        "attempts": [_driver_record()],
     }
+    if dest is not None:
+        status["output"] = dest.uri
     _write_status(run_dir, status)
-    timings: dict[str, float] = status["timings_s"]
-    log(f"[run] {run_id} -> {run_dir}")
+    log(f"[run] {run_id} -> {run_dir}" + (f", mirrored to {dest.uri}" if dest else ""))
+    return _execute(spec, run_dir, status, num_cpus, log)
+
+
+def resume_run(
+    run_dir: Path | str,
+    *,
+    num_cpus: int | None = None,
+    runs_dir: Path | str = "runs",
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Finish a run whose driver died or failed, redoing only what is not done.
+
+    The run's shards are verified against their manifests first; corrupt or truncated
+    ones are moved to ``quarantine/`` and their (replica, epoch) pairs redone. Replicas
+    continue from their checkpoints and never retrain a finished (replica, epoch);
+    evaluated models that finished are loaded, not retrained; scoring, splits,
+    evaluation and tracking run again on the complete shards. With the same seeds the
+    final scores equal those of an uninterrupted run.
+
+    Args:
+        run_dir: The run directory (holds ``spec.yaml`` and ``run.json``), or the URI
+            of a mirrored run, which is first downloaded into ``runs_dir``.
+        num_cpus: CPUs of the local Ray cluster.
+        runs_dir: Where a mirrored run is downloaded to.
+        log: Where progress lines go.
+
+    Returns:
+        The run's result.
+
+    Raises:
+        RunSetupError: If the directory is not a run, the run is complete, or its
+            driver is still running.
+    """
+    from engine.shards.integrity import quarantine_shards, verify_shards
+    from engine.splits import load_spec
+
+    if is_uri(run_dir):
+        try:
+            run_dir = download_run(str(run_dir), runs_dir)
+        except StorageError as exc:
+            raise RunSetupError(str(exc)) from None
+        log(f"[run] downloaded the mirrored run to {run_dir}")
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / RUN_FILE).exists() or not (run_dir / SPEC_FILE).exists():
+        raise RunSetupError(f"{run_dir} is not a run directory (no {RUN_FILE} or {SPEC_FILE})")
+    status = json.loads((run_dir / RUN_FILE).read_text())
+    if status.get("status") == "complete":
+        raise RunSetupError(
+            f"run {run_dir.name} is complete; nothing to resume "
+            "(`hardbench verify RUN --repair` checks and regenerates its shards)"
+        )
+    attempts = status.setdefault("attempts", [])
+    if status.get("status") == "running" and attempts and _driver_alive(attempts[-1]):
+        last = attempts[-1]
+        raise RunSetupError(
+            f"run {run_dir.name} is still running (driver pid {last['pid']} on {last['host']}); "
+            "stop it before resuming"
+        )
+    spec = load_spec(run_dir / SPEC_FILE)
+    attempts[-1]["ended_as"] = status.get("status")
+    attempts[-1]["timings_s"] = status.get("timings_s", {})
+    attempts.append(_driver_record())
+    for key in ("error", "traceback", "finished"):
+        status.pop(key, None)
+    status.update(status="running", timings_s={})
+    log(f"[run] resuming {run_dir.name} (attempt {len(attempts)}) in {run_dir}")
+    checked, problems = verify_shards(run_dir)
+    for p in problems:
+        log(f"[verify] {p.path.relative_to(run_dir)}: {p.reason}")
+    dest = quarantine_shards(run_dir, problems)
+    log(
+        f"[verify] {checked} shards checked, {len(problems)} failed"
+        + (f"; moved to {dest.relative_to(run_dir)} and redone" if dest else "")
+    )
+    status["attempts"][-1]["quarantined"] = [str(p.path.relative_to(run_dir)) for p in problems]
+    _write_status(run_dir, status)
+    return _execute(spec, run_dir, status, num_cpus, log)
+
+
+def verify_run(
+    run_dir: Path | str,
+    *,
+    repair: bool = False,
+    num_cpus: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Check every shard of a run against its manifest; optionally regenerate bad ones.
+
+    With ``repair`` the failed shards are moved to ``quarantine/`` and their (replica,
+    epoch) pairs retrained from the replicas' checkpoints (or replayed from the start)
+    on Ray; each regenerated shard's checksum is compared with the one recorded when
+    it was first written, which tells whether the scores already computed from it
+    still hold.
+
+    Returns:
+        ``{"checked", "problems": [..], "quarantine": dir or None, "regenerated": n,
+        "identical": n regenerated with the original checksum, "remaining": n}``.
+
+    Raises:
+        RunSetupError: If the directory is not a run.
+    """
+    from engine.shards import read_manifest
+    from engine.shards.integrity import manifest_entries, quarantine_shards, verify_shards
+    from engine.splits import load_spec
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / SPEC_FILE).exists():
+        raise RunSetupError(f"{run_dir} is not a run directory (no {SPEC_FILE})")
+    original = {
+        str(path): entry["sha256"]
+        for path, entry, _ in manifest_entries(
+            run_dir, {id(r): r for r in read_manifest(run_dir).values()}.values()
+        )
+    }
+    checked, problems = verify_shards(run_dir)
+    for p in problems:
+        log(f"[verify] {p.path.relative_to(run_dir)}: {p.reason}")
+    log(f"[verify] {checked} shards checked, {len(problems)} failed")
+    out = {
+        "checked": checked,
+        "problems": [f"{p.path.relative_to(run_dir)}: {p.reason}" for p in problems],
+        "quarantine": None,
+        "regenerated": 0,
+        "identical": 0,
+        "remaining": len(problems),
+    }
+    if not problems or not repair:
+        return out
+    status = json.loads((run_dir / RUN_FILE).read_text()) if (run_dir / RUN_FILE).exists() else {}
+    attempts = status.get("attempts", [])
+    if status.get("status") == "running" and attempts and _driver_alive(attempts[-1]):
+        raise RunSetupError(
+            f"run {run_dir.name} is still running (driver pid {attempts[-1]['pid']}); "
+            "repair it once it has stopped"
+        )
+    spec = load_spec(run_dir / SPEC_FILE)
+    redo = {(r, p.epoch) for p in problems for r in p.replicas}
+    dest = quarantine_shards(run_dir, problems)
+    out["quarantine"] = str(dest)
+    log(
+        f"[verify] moved to {dest.relative_to(run_dir)}; regenerating {len(redo)} (replica, epoch) pairs"
+    )
+    with ray_session(num_cpus):
+        train_replicas(run_dir, spec, attempt=len(attempts) + 1, log=log)
+    now = {
+        str(path): entry["sha256"]
+        for path, entry, _ in manifest_entries(
+            run_dir, {id(r): r for r in read_manifest(run_dir).values()}.values()
+        )
+    }
+    for p in problems:
+        key = str(p.path)
+        if key in now:
+            out["regenerated"] += 1
+            out["identical"] += int(now[key] == original.get(key))
+    _, left = verify_shards(run_dir)
+    out["remaining"] = len(left)
+    log(
+        f"[verify] regenerated {out['regenerated']} of {len(problems)} shards, "
+        f"{out['identical']} byte-identical to the originals; {len(left)} still failing"
+    )
+    if out["identical"] < out["regenerated"] and (run_dir / SCORES_FILE).exists():
+        log(
+            f"[verify] some regenerated shards differ from the originals; {SCORES_FILE} was "
+            "computed from the originals: run `hardbench score` to re-score"
+        )
+    return out
+
+
+def _execute(
+    spec: BenchmarkSpec,
+    run_dir: Path,
+    status: dict,
+    num_cpus: int | None,
+    log: Callable[[str], None],
+) -> RunResult:
+    """Run the stages, recording the outcome in ``run.json`` (and its mirror) whatever happens."""
+
+    def mirror() -> None:
+        if status.get("output"):
+            mirror_run(run_dir, status["output"], log=log)
+
     try:
-        result = _run_stages(spec, run_dir, run_id, num_cpus, prov, timings, status, log)
+        result = _run_stages(spec, run_dir, num_cpus, status, log, mirror)
     except BaseException as exc:
         status.update(
             status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
         )
         _write_status(run_dir, status)
+        try:
+            mirror()
+        except Exception as mirror_exc:  # keep the run's own error; say the mirror failed too
+            log(f"[output] mirroring the failed run failed too: {mirror_exc}")
         raise
     status.update(status="complete", finished=time.time(), mlflow=result.mlflow)
     _write_status(run_dir, status)
+    mirror()
     return result
 
 
 def _run_stages(
     spec: BenchmarkSpec,
     run_dir: Path,
-    run_id: str,
     num_cpus: int | None,
-    prov: dict,
-    timings: dict[str, float],
     status: dict,
     log: Callable[[str], None],
+    mirror: Callable[[], None] = lambda: None,
 ) -> RunResult:
+    run_id = status["run_id"]
+    prov = status["provenance"]
+    timings: dict[str, float] = status["timings_s"]
+    attempt = len(status["attempts"])
+
     def stage_done(name: str, start: float) -> None:
         timings[name] = round(time.perf_counter() - start, 3)
         _write_status(run_dir, status)
+        mirror()
 
     t_total = time.perf_counter()
     data = load_dataset(
@@ -471,7 +731,7 @@ def _run_stages(
             f"[ray] {'started local cluster' if cluster['started'] else 'attached to'} {cluster['address']} ({cluster['cpus']:.0f} CPUs)"
         )
         t = time.perf_counter()
-        train_replicas(run_dir, spec, log=log)
+        train_replicas(run_dir, spec, attempt=attempt, log=log)
         stage_done("train_replicas", t)
 
         t = time.perf_counter()
@@ -605,4 +865,5 @@ def _run_stages(
         timings=dict(timings),
         table=format_results_table(built, evaluations, spec.splits.score, transfer),
         card_paths=card_paths,
+        output=status.get("output"),
     )

@@ -26,8 +26,28 @@ def tiny_run(ray_local, tmp_path_factory):
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     runs = tmp_path_factory.mktemp("runs")
     spec = load_spec(TINY)
-    result = run_benchmark(spec, runs_dir=runs, run_id="first", log=lambda line: None)
+    result = run_benchmark(
+        spec, runs_dir=runs, run_id="first", output=f"file://{runs}/mirror", log=lambda line: None
+    )
     return spec, runs, result
+
+
+def test_run_is_mirrored_to_its_output_uri(tiny_run):
+    _, runs, result = tiny_run
+    mirror = runs / "mirror" / "first"
+    local = {
+        p.relative_to(result.run_dir).as_posix(): p.read_bytes()
+        for p in result.run_dir.rglob("*")
+        if p.is_file() and "ray_train" not in p.parts and not p.name.startswith(".")
+    }
+    mirrored = {
+        p.relative_to(mirror).as_posix(): p.read_bytes() for p in mirror.rglob("*") if p.is_file()
+    }
+    assert mirrored.keys() == local.keys()
+    assert all(mirrored[k] == local[k] for k in local)
+    assert json.loads(mirrored["run.json"])["status"] == "complete"
+    assert json.loads(mirrored["run.json"])["output"] == f"file://{runs}/mirror/first"
+    assert result.output == f"file://{runs}/mirror/first"
 
 
 def test_one_shard_per_replica_epoch_block(tiny_run):

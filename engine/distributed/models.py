@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -17,6 +18,28 @@ from engine.training import infer, train
 
 MODELS_DIR = "models"  # under the run directory: one folder per evaluated model
 WEIGHTS_FILE = "weights.pt"  # the state dict (loaded with weights_only=True)
+LOGITS_FILE = "logits.npy"  # float32 (N, K) predictions on every sample, written last
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def finished_logits(run_dir: Path | str, name: str) -> np.ndarray | None:
+    """The logits of an evaluated model that finished in an earlier attempt, or None.
+
+    ``logits.npy`` is written after the weights and descriptor, so its presence
+    means the model's folder is complete.
+    """
+    folder = Path(run_dir) / MODELS_DIR / name
+    if not all((folder / f).exists() for f in (WEIGHTS_FILE, DESCRIPTOR_FILE, LOGITS_FILE)):
+        return None
+    try:
+        return np.load(folder / LOGITS_FILE, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
 
 
 def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpec) -> dict:
@@ -38,8 +61,15 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         split_seed=spec.data.split_seed,
     )
     idx = data.indices(SPLIT_TRAIN)
-    net = train(model.recipe, data.inputs[idx], data.labels[idx], num_classes=data.num_classes)
-    logits = infer(net, data.inputs)
+    device = "cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu"
+    net = train(
+        model.recipe,
+        data.inputs[idx],
+        data.labels[idx],
+        num_classes=data.num_classes,
+        device=device,
+    )
+    logits = infer(net, data.inputs, device=device)
     out_dir = Path(run_dir) / MODELS_DIR / model.name
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_FILE
@@ -54,6 +84,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         "weights": WEIGHTS_FILE,
     }
     atomic_write_bytes(out_dir / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2).encode())
+    _save_npy(out_dir / LOGITS_FILE, logits)
     return {
         "name": model.name,
         "logits": logits,
@@ -70,7 +101,10 @@ def _remote_entry(run_dir: str, spec_dict: dict, index: int) -> dict:
 def train_eval_models(
     run_dir: Path | str, spec: BenchmarkSpec, *, log: Callable[[str], None] = print
 ) -> dict[str, np.ndarray]:
-    """Train every ``evaluate.models`` entry as a Ray task (CPUs as the spec asks).
+    """Train every ``evaluate.models`` entry as a Ray task (CPUs and GPUs as the spec asks).
+
+    A model whose folder is complete from an earlier attempt of the run is loaded,
+    not retrained.
 
     Returns:
         Model name -> float32 logits of shape (N, K) for all samples.
@@ -79,12 +113,22 @@ def train_eval_models(
 
     run_dir = str(Path(run_dir).resolve())
     spec_dict = spec.to_dict()
-    pending = {
-        ray.remote(num_cpus=m.cpus)(_remote_entry).remote(run_dir, spec_dict, i): m.name
-        for i, m in enumerate(spec.evaluate.models)
-    }
-    log(f"[models] training {len(pending)} evaluated models: {', '.join(pending.values())}")
     out: dict[str, np.ndarray] = {}
+    for m in spec.evaluate.models:
+        logits = finished_logits(run_dir, m.name)
+        if logits is not None:
+            out[m.name] = logits
+    if out:
+        log(f"[models] finished before, not retrained: {', '.join(out)}")
+    pending = {
+        ray.remote(num_cpus=m.cpus, num_gpus=m.gpus)(_remote_entry).remote(
+            run_dir, spec_dict, i
+        ): m.name
+        for i, m in enumerate(spec.evaluate.models)
+        if m.name not in out
+    }
+    if pending:
+        log(f"[models] training {len(pending)} evaluated models: {', '.join(pending.values())}")
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         result = ray.get(done[0])

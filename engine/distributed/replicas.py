@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -13,30 +16,109 @@ from pathlib import Path
 import numpy as np
 
 from engine.data import SPLIT_TRAIN, load_dataset
-from engine.shards import read_manifest, record_epoch, write_epoch_shards
+from engine.scores import entropy, replica_scalars
+from engine.shards import (
+    read_manifest,
+    read_replica_manifest,
+    record_epoch,
+    record_packed_epoch,
+    replica_manifest_path,
+    write_epoch_shards,
+    write_packed_epoch_shards,
+)
+from engine.shards.layout import packed_manifest_path
 from engine.shards.provenance import git_revision
+from engine.shards.writer import write_reduced_epoch_shards
 from engine.splits.spec import BenchmarkSpec, parse_spec
 from engine.training import train
+from engine.training.checkpoints import load_checkpoint, replica_checkpoint_dir, save_checkpoint
 from engine.training.classification import softmax_and_loss
+from engine.training.packed import train_packed
 
 PROGRESS_POLL_S = 1.0  # how often the driver checks the manifests while replicas train
 PROGRESS_EVERY_S = 5.0  # print a progress line at least this often
 
 
+def _remove_stale_temp_files(run_dir: Path, replica: int) -> int:
+    """Delete temp files a killed writer of ``replica`` left behind; returns how many."""
+    removed = 0
+    for folder in (
+        replica_manifest_path(run_dir, replica).parent,
+        replica_checkpoint_dir(run_dir, replica),
+    ):
+        if folder.is_dir():
+            for tmp in folder.rglob(".*.tmp-*"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _resume_point(
+    run_dir: Path,
+    owner: int | str,
+    name: str,
+    done: set[int],
+    epochs: int,
+    stale: int,
+    log: Callable[[str], None],
+) -> tuple[list[int], dict | None]:
+    """Epochs still to write and the checkpoint to continue from (None: from scratch).
+
+    The checkpoint is the newest readable one at or before the first unfinished epoch.
+    """
+    todo = [e for e in range(epochs) if e not in done]
+    if not todo:
+        return todo, None
+    state = load_checkpoint(run_dir, owner, at_most=todo[0], log=log)
+    if done or state is not None or stale:
+        log(
+            f"[train] {name}: {len(done)}/{epochs} epochs already done, continuing from "
+            f"{'checkpoint of epoch ' + str(state['epoch']) if state else 'scratch'}"
+            f"{f', removed {stale} temp files' if stale else ''}"
+        )
+    return todo, state
+
+
 def train_replica(
-    run_dir: Path | str, spec: BenchmarkSpec, replica: int, device: object = "cpu"
-) -> None:
+    run_dir: Path | str,
+    spec: BenchmarkSpec,
+    replica: int,
+    device: object = "cpu",
+    *,
+    attempt: int = 1,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train replica ``replica`` and write its per-epoch shards and manifest rows.
 
-    After every epoch the replica predicts on every sample (train and held-out); the
-    shards are written atomically, then the (replica, epoch) row is recorded.
+    After every epoch the replica checkpoints, then predicts on every sample (train and
+    held-out); the shards are written atomically, then the (replica, epoch) row is
+    recorded. Epochs already in the replica's manifest are never predicted again: a
+    restarted replica continues from its newest checkpoint at or before its first
+    unfinished epoch (or replays from the start, writing only the missing epochs), so
+    its shards are the ones an uninterrupted run writes.
 
     Args:
         run_dir: The run directory.
         spec: The resolved spec.
         replica: Replica index r in [0, R); its seed is ``spec.replicas.seeds()[r]``.
         device: Torch device.
+        attempt: Which start of the run this is (1, then 2, ... after ``--resume``);
+            recorded in each manifest row.
+        log: Where progress lines go (a worker's log on Ray).
+
+    Returns:
+        ``{"replica", "written": epochs written now, "resumed_from": checkpoint epoch
+        or None, "skipped": epochs already done}``.
     """
+    run_dir = Path(run_dir)
+    epochs = spec.replicas.recipe.epochs
+    stale = _remove_stale_temp_files(run_dir, replica)
+    done = set(read_replica_manifest(run_dir, replica))
+    outcome = {"replica": replica, "written": 0, "resumed_from": None, "skipped": len(done)}
+    todo, state = _resume_point(run_dir, replica, f"replica {replica}", done, epochs, stale, log)
+    if not todo:
+        return outcome
+    outcome["resumed_from"] = None if state is None else int(state["epoch"])
     data = load_dataset(
         spec.data.source,
         heldout_fraction=spec.data.heldout_fraction,
@@ -52,6 +134,7 @@ def train_replica(
         "git": git_revision()["commit"],
     }
     clock = {"t": time.perf_counter()}
+    host = socket.gethostname()
 
     def on_epoch(epoch: int, logits: np.ndarray, input_grads: np.ndarray | None) -> None:
         probs, loss, margin = softmax_and_loss(logits, data.labels)
@@ -67,6 +150,7 @@ def train_replica(
             block_size=spec.shards.block_size,
             probs_dtype=spec.shards.probs_dtype,
             metadata=meta,
+            top_k=spec.shards.top_k,
         )
         heldout = data.split != SPLIT_TRAIN
         now = time.perf_counter()
@@ -78,8 +162,15 @@ def train_replica(
             seed=seed,
             heldout_accuracy=float(np.mean(probs[heldout].argmax(1) == data.labels[heldout])),
             seconds=round(now - clock["t"], 4),
+            attempt=attempt,
+            pid=os.getpid(),
+            host=host,
         )
+        outcome["written"] += 1
         clock["t"] = now
+
+    def on_checkpoint(epoch: int, state: dict) -> None:
+        save_checkpoint(run_dir, replica, epoch, state, keep=spec.replicas.keep_checkpoints)
 
     train(
         recipe,
@@ -91,11 +182,158 @@ def train_replica(
         device=device,
         y_score=data.labels,
         grad_epochs=set(spec.shards.grad_epochs),
+        resume=state,
+        on_checkpoint=on_checkpoint,
+        report_epochs=set(todo),
+        until_epoch=todo[-1],
+    )
+    return outcome
+
+
+def _packed_done_epochs(run_dir: Path) -> set[int]:
+    path = packed_manifest_path(run_dir)
+    return (
+        {row["epoch"] for row in json.loads(path.read_text())["rows"]} if path.exists() else set()
     )
 
 
+def train_pack(
+    run_dir: Path | str,
+    spec: BenchmarkSpec,
+    pack: int,
+    device: object = "cpu",
+    *,
+    attempt: int = 1,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train pack ``pack`` (replicas ``spec.replicas.packs()[pack]``) as one packed ensemble.
+
+    Shards follow ``spec.shards.mode``: ``full`` writes each replica's shards and
+    manifest rows exactly as unpacked replicas do; ``mean`` and ``reduced`` reduce over
+    the pack in the worker and write one packed-form shard per (epoch, block). The
+    pack checkpoints after every epoch and resumes like a replica: epochs already in
+    the manifests are never predicted again.
+
+    Returns:
+        ``{"pack", "replicas", "written", "resumed_from", "skipped"}``.
+    """
+    run_dir = Path(run_dir)
+    replicas = spec.replicas.packs()[pack]
+    owner = f"pack={pack}"
+    epochs = spec.replicas.recipe.epochs
+    mode = spec.shards.mode
+    stale = sum(_remove_stale_temp_files(run_dir, r) for r in replicas)
+    for folder in (packed_manifest_path(run_dir).parent, replica_checkpoint_dir(run_dir, owner)):
+        if folder.is_dir():
+            for tmp in folder.rglob(".*.tmp-*"):
+                tmp.unlink(missing_ok=True)
+                stale += 1
+    if mode == "full":
+        done_by_replica = {r: set(read_replica_manifest(run_dir, r)) for r in replicas}
+        done = set.intersection(*done_by_replica.values())
+    else:
+        done = _packed_done_epochs(run_dir)
+        done_by_replica = {r: done for r in replicas}
+    outcome = {"pack": pack, "replicas": replicas, "written": 0, "resumed_from": None,
+               "skipped": len(done)}  # fmt: skip
+    todo, state = _resume_point(run_dir, owner, f"pack {pack}", done, epochs, stale, log)
+    if not todo:
+        return outcome
+    outcome["resumed_from"] = None if state is None else int(state["epoch"])
+    data = load_dataset(
+        spec.data.source,
+        heldout_fraction=spec.data.heldout_fraction,
+        split_seed=spec.data.split_seed,
+    )
+    train_idx = data.indices(SPLIT_TRAIN)
+    all_seeds = spec.replicas.seeds()
+    seeds = [all_seeds[r] for r in replicas]
+    recipe = spec.replicas.recipe
+    host, clock = socket.gethostname(), {"t": time.perf_counter()}
+    heldout = data.split != SPLIT_TRAIN
+    labels = data.labels
+
+    def facts(epoch_probs: np.ndarray) -> dict:
+        now = time.perf_counter()
+        out = {
+            "heldout_accuracy": float(np.mean(epoch_probs[heldout].argmax(1) == labels[heldout])),
+            "seconds": round(now - clock["t"], 4),
+            "attempt": attempt,
+            "pid": os.getpid(),
+            "host": host,
+            "pack": pack,
+        }
+        clock["t"] = now
+        return out
+
+    def on_epoch(epoch: int, logits: np.ndarray) -> None:
+        parts = [softmax_and_loss(lg, labels) for lg in logits]  # per replica
+        probs = np.stack([p for p, _, _ in parts])  # (R, N, K)
+        meta = {"spec": spec.metadata.name, "model": recipe.model, "git": git_revision()["commit"]}
+        if mode == "full":
+            for i, r in enumerate(replicas):
+                if epoch in done_by_replica[r]:
+                    continue
+                blocks = write_epoch_shards(
+                    run_dir, replica=r, epoch=epoch, probs=probs[i], loss=parts[i][1],
+                    labels=labels, margin=parts[i][2], block_size=spec.shards.block_size,
+                    probs_dtype=spec.shards.probs_dtype, metadata={**meta, "seed": seeds[i]},
+                    top_k=spec.shards.top_k,
+                )  # fmt: skip
+                record_epoch(run_dir, replica=r, epoch=epoch, blocks=blocks, seed=seeds[i],
+                             **facts(probs[i]))  # fmt: skip
+        else:
+            mean = probs.mean(axis=0)
+            loss = np.stack([p[1] for p in parts])
+            margin = np.stack([p[2] for p in parts])
+            correct = probs.argmax(axis=-1) == labels
+            meta = {**meta, "seeds": seeds, "replicas": len(replicas)}
+            if mode == "mean":
+                extra = replica_scalars(labels, probs[:, None].astype(np.float64))
+                blocks = write_packed_epoch_shards(
+                    run_dir, epoch=epoch, mean_probs=mean, labels=labels,
+                    scalars={"loss": loss, "margin": margin, "p_true": extra["p_true"][:, 0],
+                             "el2n": extra["el2n"][:, 0], "correct": correct},
+                    block_size=spec.shards.block_size, probs_dtype=spec.shards.probs_dtype,
+                    metadata=meta,
+                )  # fmt: skip
+            else:
+                blocks = write_reduced_epoch_shards(
+                    run_dir, epoch=epoch, mean_entropy=entropy(mean),
+                    ensemble_pred=mean.argmax(axis=1), ensemble_conf=mean.max(axis=1),
+                    scalars={"loss": loss, "margin": margin, "correct": correct},
+                    labels=labels, num_replicas=len(replicas),
+                    block_size=spec.shards.block_size, metadata=meta,
+                )  # fmt: skip
+            record_packed_epoch(run_dir, replicas=replicas, epoch=epoch, blocks=blocks,
+                                seeds=seeds, form=mode, **facts(mean))  # fmt: skip
+        outcome["written"] += 1
+
+    def on_checkpoint(epoch: int, ckpt: dict) -> None:
+        save_checkpoint(run_dir, owner, epoch, ckpt, keep=spec.replicas.keep_checkpoints)
+
+    train_packed(
+        recipe,
+        seeds,
+        data.inputs[train_idx],
+        labels[train_idx],
+        num_classes=data.num_classes,
+        x_score=data.inputs,
+        on_epoch=on_epoch,
+        device=device,
+        resume=state,
+        on_checkpoint=on_checkpoint,
+        report_epochs=set(todo),
+        until_epoch=todo[-1],
+    )
+    return outcome
+
+
 def _worker_loop(config: dict) -> None:
-    """Ray Train worker: trains replicas rank, rank + W, rank + 2W, ..."""
+    """Ray Train worker: trains replicas rank, rank + W, rank + 2W, ...
+
+    After a worker-group restart each replica continues from its own checkpoint.
+    """
     import ray.train
     import ray.train.torch
 
@@ -103,56 +341,107 @@ def _worker_loop(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     spec = parse_spec(config["spec"])
     device = ray.train.torch.get_device()
-    for replica in range(rank, spec.replicas.count, world):
-        train_replica(config["run_dir"], spec, replica, device)
+    packs = spec.replicas.packs()
+    for pack in range(rank, len(packs), world):
+        if len(packs) == spec.replicas.count:  # unpacked: one replica per pack
+            train_replica(
+                config["run_dir"], spec, packs[pack][0], device, attempt=config["attempt"]
+            )
+        else:
+            train_pack(config["run_dir"], spec, pack, device, attempt=config["attempt"])
 
 
-def resolve_num_workers(spec: BenchmarkSpec, cluster_cpus: float) -> int:
-    """Workers to start: the spec's number, or for ``auto`` one per replica up to the CPUs."""
+def resolve_num_workers(spec: BenchmarkSpec, cluster_cpus: float, cluster_gpus: float = 0.0) -> int:
+    """Workers to start: the spec's number, or for ``auto`` one per pack up to what fits.
+
+    Unpacked, a pack is one replica.
+
+    Raises:
+        ValueError: If the spec asks for GPUs and the cluster has none.
+    """
+    gpus = spec.replicas.gpus_per_worker
+    if gpus > 0 and cluster_gpus <= 0:
+        raise ValueError(
+            f"replicas.gpus_per_worker is {gpus} but the Ray cluster has no GPUs; "
+            "set it to 0 to train on CPUs"
+        )
     if spec.replicas.num_workers != "auto":
         return int(spec.replicas.num_workers)
     fit = int(cluster_cpus // spec.replicas.cpus_per_worker)
-    return max(1, min(spec.replicas.count, fit))
+    if gpus > 0:
+        fit = min(fit, int(cluster_gpus // gpus))
+    return max(1, min(len(spec.replicas.packs()), fit))
+
+
+def replica_scaling_config(spec: BenchmarkSpec, workers: int) -> object:
+    """The Ray Train ``ScalingConfig`` for ``workers`` replica workers as the spec asks.
+
+    A fractional ``gpus_per_worker`` packs several replica workers onto one GPU.
+    """
+    from ray.train import ScalingConfig
+
+    resources = {"CPU": spec.replicas.cpus_per_worker}
+    if spec.replicas.gpus_per_worker > 0:
+        resources["GPU"] = spec.replicas.gpus_per_worker
+    return ScalingConfig(
+        num_workers=workers,
+        use_gpu=spec.replicas.gpus_per_worker > 0,
+        resources_per_worker=resources,
+    )
 
 
 def train_replicas(
-    run_dir: Path | str, spec: BenchmarkSpec, *, log: Callable[[str], None] = print
+    run_dir: Path | str,
+    spec: BenchmarkSpec,
+    *,
+    attempt: int = 1,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Train all R replicas with one Ray Train ``TorchTrainer`` fit, printing progress.
 
     Replicas are independent (no gradient sync): the worker group is a pool that trains
-    its replicas round-robin, which pays Ray Train's start-up cost once per run.
+    its replicas round-robin, which pays Ray Train's start-up cost once per run. When
+    a worker dies, Ray Train restarts the group (up to ``replicas.max_failures``
+    times) and every replica continues from its newest checkpoint; (replica, epoch)
+    pairs already in the manifest are never redone, so there is exactly one shard
+    per (replica, epoch, block) whatever fails.
 
     Args:
         run_dir: The run directory (shards go under ``preds/``).
         spec: The resolved spec.
+        attempt: Which start of the run this is (recorded in the manifest rows).
         log: Where progress lines go.
 
     Returns:
-        ``{"workers": W, "seconds": wall time}``.
+        ``{"workers": W, "seconds": wall time, "already_done": pairs done before}``.
 
     Raises:
         RuntimeError: If training failed; the worker's error is chained.
     """
     import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     run_dir = Path(run_dir).resolve()
-    workers = resolve_num_workers(spec, float(ray.cluster_resources().get("CPU", 1)))
-    trainer = TorchTrainer(
-        _worker_loop,
-        train_loop_config={"run_dir": str(run_dir), "spec": spec.to_dict()},
-        scaling_config=ScalingConfig(
-            num_workers=workers, resources_per_worker={"CPU": spec.replicas.cpus_per_worker}
-        ),
-        run_config=RunConfig(
-            name="replicas",
-            storage_path=str(run_dir / "ray_train"),
-            failure_config=FailureConfig(max_failures=0),
-        ),
+    resources = ray.cluster_resources()
+    workers = resolve_num_workers(
+        spec, float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
     )
     total = spec.replicas.count * spec.replicas.recipe.epochs
+    already = len(read_manifest(run_dir))
+    if already >= total:
+        log(f"[train] all {total} (replica, epoch) pairs were done before; nothing to train")
+        return {"workers": 0, "seconds": 0.0, "already_done": already}
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"run_dir": str(run_dir), "spec": spec.to_dict(), "attempt": attempt},
+        scaling_config=replica_scaling_config(spec, workers),
+        run_config=RunConfig(
+            name=f"replicas-attempt{attempt}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(run_dir / "ray_train"),
+            failure_config=FailureConfig(max_failures=spec.replicas.max_failures),
+        ),
+    )
     outcome: dict = {}
 
     def fit() -> None:
@@ -162,8 +451,11 @@ def train_replicas(
             outcome["error"] = exc
 
     start = time.perf_counter()
+    gpu = f", {spec.replicas.gpus_per_worker} GPU" if spec.replicas.gpus_per_worker else ""
     log(
-        f"[train] {spec.replicas.count} replicas x {spec.replicas.recipe.epochs} epochs on {workers} Ray Train workers"
+        f"[train] {spec.replicas.count} replicas x {spec.replicas.recipe.epochs} epochs on {workers} "
+        f"Ray Train workers ({spec.replicas.cpus_per_worker} CPU{gpu} each)"
+        + (f"; {already}/{total} pairs done before, not retrained" if already else "")
     )
     thread = threading.Thread(target=fit, name="hardbench-train", daemon=True)
     thread.start()
@@ -188,4 +480,4 @@ def train_replicas(
     log(
         f"[train] {len(read_manifest(run_dir))}/{total} (replica, epoch) pairs done in {seconds:.1f} s"
     )
-    return {"workers": workers, "seconds": seconds}
+    return {"workers": workers, "seconds": seconds, "already_done": already}

@@ -6,19 +6,27 @@ callable class Ray Data runs as actors; ``score_run`` drives the pool.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from engine.scores import get_score
-from engine.shards import BlockReader, ShardManifestError
+from engine.shards import MANIFEST_NAME, BlockReader, ShardManifestError, preds_dir
+from engine.shards.integrity import expected_entries
 
 POOL_CPUS_PER_ACTOR = 0.5  # CPUs each scoring actor reserves; one CPU stays free for reads
 
 
 def score_block(
-    run_dir: Path | str, block: int, *, replicas: list[int], epochs: list[int], scores: list[str]
+    run_dir: Path | str,
+    block: int,
+    *,
+    replicas: list[int],
+    epochs: list[int],
+    scores: list[str],
+    expected: dict[str, dict] | None = None,
 ) -> pa.Table:
     """Scores of the samples in one block, streaming one epoch (R shards) at a time.
 
@@ -28,6 +36,8 @@ def score_block(
         replicas: Replica indices to use.
         epochs: Epoch indices to use, ascending.
         scores: Registered score names.
+        expected: Manifest entries by shard path (default: read the run's manifests);
+            a shard that does not match its entry is never scored.
 
     Returns:
         Table with ``sample_id``, ``label`` (nullable), one float64 column per score, and
@@ -42,7 +52,7 @@ def score_block(
     infos = [get_score(name) for name in scores]
     accs = {info.name: info.accumulator() for info in infos}
     last = None
-    for eb in BlockReader(run_dir, block, replicas, epochs):
+    for eb in BlockReader(run_dir, block, replicas, epochs, expected=expected):
         for info in infos:
             missing = [
                 need for need in info.needs if need != "input_grad" and getattr(eb, need) is None
@@ -69,18 +79,28 @@ def score_block(
             columns[info.name] = pa.array(info.result(accs[info.name]), pa.float64())
         except ValueError as exc:
             raise ShardManifestError(f"score {info.name!r} on block {block}: {exc}") from None
-    columns["ensemble_pred"] = pa.array(last.mean_probs.argmax(axis=1).astype(np.int64))
-    columns["ensemble_conf"] = pa.array(last.mean_probs.max(axis=1).astype(np.float64))
+    columns["ensemble_pred"] = pa.array(np.asarray(last.ensemble_pred, dtype=np.int64))
+    columns["ensemble_conf"] = pa.array(np.asarray(last.ensemble_conf, dtype=np.float64))
     return pa.table(columns)
 
 
 class BlockScorer:
-    """Callable class for ``map_batches``: a batch of block ids in, their score rows out."""
+    """Callable class for ``map_batches``: a batch of block ids in, their score rows out.
+
+    Reads the run manifest ``preds/_manifest.json`` once, and checks every shard it
+    scores against its entry there.
+    """
 
     def __init__(
         self, run_dir: str, replicas: list[int], epochs: list[int], scores: list[str]
     ) -> None:
-        self.kwargs = {"replicas": replicas, "epochs": epochs, "scores": scores}
+        rows = json.loads((preds_dir(run_dir) / MANIFEST_NAME).read_text())["rows"]
+        self.kwargs = {
+            "replicas": replicas,
+            "epochs": epochs,
+            "scores": scores,
+            "expected": expected_entries(run_dir, rows),
+        }
         self.run_dir = run_dir
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -89,9 +109,11 @@ class BlockScorer:
         return pa.concat_tables([score_block(self.run_dir, b, **self.kwargs) for b in blocks])
 
 
-def pool_size(num_blocks: int, cluster_cpus: float) -> int:
+def pool_size(
+    num_blocks: int, cluster_cpus: float, cpus_per_actor: float = POOL_CPUS_PER_ACTOR
+) -> int:
     """Scoring actors: one per block, as many as fit in all CPUs but one (reads need it)."""
-    return max(1, min(num_blocks, int(max(cluster_cpus - 1, 0) / POOL_CPUS_PER_ACTOR)))
+    return max(1, min(num_blocks, int(max(cluster_cpus - 1, 0) / cpus_per_actor)))
 
 
 def score_run(
@@ -101,11 +123,22 @@ def score_run(
     epochs: list[int],
     num_blocks: int,
     scores: list[str],
+    cpus_per_actor: float = POOL_CPUS_PER_ACTOR,
+    num_actors: int | str = "auto",
 ) -> pa.Table:
     """Score every block of a run through a Ray Data actor pool.
 
     Each actor holds one block across the R shards of one epoch at a time, so memory is
     bounded by the block size, not by N, R or E.
+
+    Args:
+        run_dir: The run directory (its ``preds/_manifest.json`` lists the shards).
+        replicas: Replica indices to use.
+        epochs: Epoch indices to use.
+        num_blocks: Sample blocks.
+        scores: Registered score names.
+        cpus_per_actor: CPUs each scoring actor reserves.
+        num_actors: Pool size, or ``"auto"`` (see :func:`pool_size`).
 
     Returns:
         The scores table sorted by ``sample_id`` (columns as in :func:`score_block`).
@@ -113,7 +146,11 @@ def score_run(
     import ray
     from ray.data import ActorPoolStrategy
 
-    size = pool_size(num_blocks, float(ray.cluster_resources().get("CPU", 1)))
+    size = (
+        pool_size(num_blocks, float(ray.cluster_resources().get("CPU", 1)), cpus_per_actor)
+        if num_actors == "auto"
+        else min(int(num_actors), num_blocks)
+    )
     ds = ray.data.from_items(
         [{"block": b} for b in range(num_blocks)], override_num_blocks=num_blocks
     )
@@ -128,7 +165,7 @@ def score_run(
         batch_format="pyarrow",
         batch_size=1,
         compute=ActorPoolStrategy(size=size),
-        num_cpus=POOL_CPUS_PER_ACTOR,
+        num_cpus=cpus_per_actor,
     )
     tables = [
         pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b

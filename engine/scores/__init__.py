@@ -9,6 +9,7 @@ from engine.scores.classification import (
     ConfusionAccumulator,
     action,
     confusion,
+    entropy,
 )
 from engine.scores.dynamics import (
     AUMAccumulator,
@@ -51,6 +52,7 @@ __all__ = [
     "el2n",
     "ensemble_margin",
     "ensemble_max_prob",
+    "entropy",
     "forgetting_events",
     "get_score",
     "list_scores",

@@ -63,6 +63,18 @@ def _entropy(probs: np.ndarray) -> np.ndarray:
     return np.maximum(-terms.sum(axis=-1), 0.0)
 
 
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Natural-log entropy of distributions over the last axis, in float64, 0 log 0 = 0.
+
+    Args:
+        probs: Probabilities of shape (..., K).
+
+    Returns:
+        Entropies of shape (...), in [0, ln K]; higher = more uncertain.
+    """
+    return _entropy(np.asarray(probs, dtype=np.float64))
+
+
 def _compute_confusion(probs: np.ndarray) -> np.ndarray:
     mean_over_replicas = probs.mean(axis=0)  # (E, N, K)
     return _entropy(mean_over_replicas).mean(axis=0)

@@ -2,9 +2,10 @@
 
 The pool hands every accumulator one epoch of one sample block at a time as an
 object with these attributes (all per-replica arrays are (R, N_b), mean
-probabilities (N_b, K)): ``labels``, ``mean_probs``, ``loss``, ``margin``,
-``p_true``, ``correct``, ``el2n``, ``input_grad`` ((R, N_b, D), or None on epochs
-without gradients). A score's ``needs`` names the attributes it reads.
+probabilities (N_b, K)): ``labels``, ``mean_probs`` (None in the reduced shard
+form), ``mean_entropy`` (N_b,), ``loss``, ``margin``, ``p_true``, ``correct``,
+``el2n``, ``input_grad`` ((R, N_b, D), or None on epochs without gradients). A
+score's ``needs`` names the attributes it reads.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ def _feed_vog(acc: VoGAccumulator, block: object) -> None:
 for _name, _fn, _acc, _feed, _harder, _labels, _needs, _desc in [
     (
         "confusion", confusion, ConfusionAccumulator,
-        lambda acc, b: acc.update_mean(b.mean_probs[None]),
-        True, False, ("mean_probs",),
+        lambda acc, b: acc.update_entropy(b.mean_entropy[None]),
+        True, False, ("mean_entropy",),
         "entropy of the replica-mean distribution, averaged over epochs",
     ),
     (

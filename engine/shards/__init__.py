@@ -13,6 +13,7 @@ from engine.shards.manifest import (
     ShardManifestError,
     consolidate_manifest,
     read_manifest,
+    read_replica_manifest,
     record_epoch,
     record_packed_epoch,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "packed_schema",
     "preds_dir",
     "read_manifest",
+    "read_replica_manifest",
     "record_epoch",
     "record_packed_epoch",
     "replica_manifest_path",

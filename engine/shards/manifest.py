@@ -60,6 +60,14 @@ def record_packed_epoch(
     )
 
 
+def read_replica_manifest(run_dir: Path | str, replica: int) -> dict[int, dict]:
+    """Finished epochs of one replica (per-replica form): epoch -> manifest row."""
+    path = replica_manifest_path(run_dir, replica)
+    if not path.exists():
+        return {}
+    return {row["epoch"]: row for row in json.loads(path.read_text())["rows"]}
+
+
 def read_manifest(run_dir: Path | str) -> dict[tuple[int, int], dict]:
     """All finished (replica, epoch) rows found in the per-replica or packed manifests."""
     found: dict[tuple[int, int], dict] = {}

@@ -7,19 +7,20 @@ offending sample id. Both shard forms (per-replica and packed) give the same
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from engine.scores import replica_scalars
+from engine.scores import entropy, replica_scalars
 from engine.scores._validation import PROBS_SUM_ATOL
+from engine.shards.integrity import expected_entries, read_verified_table
 from engine.shards.layout import block_path, is_packed, packed_block_path
-from engine.shards.manifest import ShardManifestError
-from engine.shards.schema import PACKED_SCALARS
+from engine.shards.manifest import ShardManifestError, read_manifest
+from engine.shards.schema import METADATA_KEY, PACKED_SCALARS
 
 
 class ShardValueError(ValueError):
@@ -33,8 +34,11 @@ class EpochBlock:
         epoch: Epoch index.
         sample_ids: Int64 (N_b,).
         labels: Int64 (N_b,), or None without labels.
-        probs: Float32 (R, N_b, K), or None in the packed form.
-        mean_probs: Float (N_b, K) replica mean.
+        probs: Float32 (R, N_b, K), or None in the packed forms.
+        mean_probs: Float (N_b, K) replica mean, or None in the reduced form.
+        mean_entropy: Float (N_b,) entropy of the replica mean (stored in the reduced
+            form, computed from ``mean_probs`` otherwise).
+        ensemble_pred, ensemble_conf: Int and float (N_b,) argmax and max of the mean.
         loss, margin, p_true, el2n: Float (R, N_b), or None.
         correct: Bool (R, N_b), or None.
         input_grad: Float32 (R, N_b, D), or None on epochs without gradients.
@@ -50,6 +54,7 @@ class EpochBlock:
         mean_probs: np.ndarray | None = None,
         per_replica: dict[str, np.ndarray | None] | None = None,
         input_grad: np.ndarray | None = None,
+        reduced: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.epoch = epoch
         self.sample_ids = sample_ids
@@ -58,11 +63,35 @@ class EpochBlock:
         self._mean_probs = mean_probs
         self._given = per_replica or {}
         self.input_grad = input_grad
+        self._reduced = reduced or {}
 
     @cached_property
-    def mean_probs(self) -> np.ndarray:
-        """Replica-mean probabilities (N_b, K)."""
-        return self._mean_probs if self._mean_probs is not None else self.probs.mean(axis=0)
+    def mean_probs(self) -> np.ndarray | None:
+        """Replica-mean probabilities (N_b, K); None in the reduced form."""
+        if self._mean_probs is not None:
+            return self._mean_probs
+        return None if self.probs is None else self.probs.mean(axis=0)
+
+    @cached_property
+    def mean_entropy(self) -> np.ndarray:
+        """Entropy (natural log) of the replica-mean distribution (N_b,)."""
+        if "mean_entropy" in self._reduced:
+            return self._reduced["mean_entropy"]
+        return entropy(self.mean_probs)
+
+    @cached_property
+    def ensemble_pred(self) -> np.ndarray:
+        """Argmax of the replica mean (N_b,)."""
+        if "ensemble_pred" in self._reduced:
+            return self._reduced["ensemble_pred"]
+        return self.mean_probs.argmax(axis=1)
+
+    @cached_property
+    def ensemble_conf(self) -> np.ndarray:
+        """Max of the replica mean (N_b,)."""
+        if "ensemble_conf" in self._reduced:
+            return self._reduced["ensemble_conf"]
+        return self.mean_probs.max(axis=1)
 
     @cached_property
     def _derived(self) -> dict[str, np.ndarray]:
@@ -97,6 +126,23 @@ def _optional(table: pa.Table, name: str) -> np.ndarray | None:
     if pa.types.is_fixed_size_list(col.type):
         return _list_column(table, name)
     return col.to_numpy(zero_copy_only=False)
+
+
+def _expand_top_k(path: Path, table: pa.Table) -> np.ndarray:
+    """Dense (N_b, K) probabilities rebuilt from a top-k shard.
+
+    The k stored values go to their classes; the remaining mass is spread evenly over
+    the other K - k classes (the most uncertain completion).
+    """
+    k_total = int(json.loads(table.schema.metadata[METADATA_KEY])["num_classes"])
+    vals = _list_column(table, "topk_probs").astype(np.float32)
+    idx = _list_column(table, "topk_idx").astype(np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= k_total):
+        raise ShardValueError(f"shard {path}: top-k class index outside [0, {k_total})")
+    rest = np.clip(1.0 - vals.sum(axis=1, dtype=np.float64), 0.0, None).astype(np.float32)
+    dense = np.repeat((rest / (k_total - vals.shape[1]))[:, None], k_total, axis=1)
+    np.put_along_axis(dense, idx, vals, axis=1)
+    return dense
 
 
 def _first_bad(path: Path, ids: np.ndarray, bad: np.ndarray, what: str) -> None:
@@ -143,40 +189,103 @@ class BlockReader:
         block: Block index.
         replicas: Replica indices to read.
         epochs: Epoch indices to read, in order.
+        expected: Manifest entries by resolved shard path (``expected_entries``); by
+            default read from the run's manifests. Every shard is checked against its
+            entry (SHA-256, rows, schema) before any value is used.
     """
 
     def __init__(
-        self, run_dir: Path | str, block: int, replicas: list[int], epochs: list[int]
+        self,
+        run_dir: Path | str,
+        block: int,
+        replicas: list[int],
+        epochs: list[int],
+        *,
+        expected: dict[str, dict] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.block = block
         self.replicas = list(replicas)
         self.epochs = list(epochs)
         self.packed = is_packed(self.run_dir)
+        if expected is None:
+            expected = expected_entries(self.run_dir, read_manifest(self.run_dir).values())
+        self.expected = expected
 
     def _read_table(self, path: Path) -> pa.Table:
         if not path.exists():
             raise ShardManifestError(f"missing shard {path}")
-        return pq.read_table(path)
+        entry = self.expected.get(str(path.resolve()))
+        return read_verified_table(path, entry, packed=self.packed)
 
     def _read_replica(self, replica: int, epoch: int) -> tuple[Path, dict]:
         path = block_path(self.run_dir, replica, epoch, self.block)
         table = self._read_table(path)
         ids = table.column("sample_id").to_numpy()
+        if "topk_probs" in table.column_names:
+            probs = _expand_top_k(path, table)
+        else:
+            probs = _list_column(table, "probs").astype(np.float32, copy=False)
         part = {
             "sample_id": ids,
-            "probs": _list_column(table, "probs").astype(np.float32, copy=False),
+            "probs": probs,
             "label": _optional(table, "label"),
             "loss": _optional(table, "loss"),
             "margin": _optional(table, "margin"),
             "input_grad": _optional(table, "input_grad"),
+            "top_k": "topk_probs" in table.column_names,
         }
         check_shard_values(path, ids, part["probs"], part["label"], part)
         return path, part
 
+    def _read_reduced(self, path: Path, table: pa.Table, epoch: int) -> EpochBlock:
+        ids = table.column("sample_id").to_numpy()
+        labels = _optional(table, "label")
+        width = table.schema.field("correct").type.list_size
+        if sorted(self.replicas) != list(range(width)):
+            raise ShardManifestError(
+                f"shard {path} stores the reduction of all {width} replicas; a reduced run "
+                f"cannot be scored on a subset {self.replicas}"
+            )
+        reduced = {
+            "mean_entropy": table.column("mean_entropy").to_numpy().astype(np.float64),
+            "ensemble_pred": table.column("ensemble_pred").to_numpy().astype(np.int64),
+            "ensemble_conf": table.column("ensemble_conf").to_numpy().astype(np.float64),
+        }
+        per_replica: dict[str, np.ndarray | None] = {}
+        for name in ("loss", "margin", "correct"):
+            value = _optional(table, name)
+            per_replica[name] = None if value is None else value.T.astype(np.float64)
+        if per_replica["correct"] is not None:
+            per_replica["correct"] = per_replica["correct"].astype(bool)
+        if per_replica["loss"] is not None:
+            per_replica["p_true"] = np.exp(-per_replica["loss"])
+        _first_bad(
+            path,
+            ids,
+            ~np.isfinite(reduced["mean_entropy"]) | (reduced["mean_entropy"] < 0),
+            "mean_entropy is NaN, inf or negative",
+        )
+        check_shard_values(
+            path,
+            ids,
+            None,
+            labels,
+            {k: v.T for k, v in per_replica.items() if v is not None and k != "correct"},
+        )
+        return EpochBlock(
+            epoch,
+            ids,
+            None if labels is None else labels.astype(np.int64),
+            per_replica=per_replica,
+            reduced=reduced,
+        )
+
     def _read_packed(self, epoch: int) -> EpochBlock:
         path = packed_block_path(self.run_dir, epoch, self.block)
         table = self._read_table(path)
+        if "mean_entropy" in table.column_names:
+            return self._read_reduced(path, table, epoch)
         ids = table.column("sample_id").to_numpy()
         labels = _optional(table, "label")
         mean_probs = _list_column(table, "mean_probs").astype(np.float64)
@@ -227,6 +336,9 @@ class BlockReader:
                 else None
                 for name in ("loss", "margin")
             }
+            if stacked["loss"] is not None and any(p["top_k"] for _, p in parts):
+                # p(given label) exactly from the stored loss, not from the rebuilt tail.
+                stacked["p_true"] = np.exp(-stacked["loss"])
             grads = [p["input_grad"] for _, p in parts]
             yield EpochBlock(
                 epoch,

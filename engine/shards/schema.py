@@ -72,3 +72,49 @@ def packed_schema(
         pa.field("correct", pa.list_(pa.int8(), num_replicas)),
     ]
     return pa.schema(fields, metadata=_meta(metadata))
+
+
+REDUCED_SCALARS = ("loss", "margin")  # per-replica float16 columns of a reduced shard
+
+
+def reduced_schema(num_replicas: int, metadata: dict | None = None) -> pa.Schema:
+    """Schema of one reduced-form shard: what the scores need, reduced in the worker.
+
+    Columns: ``sample_id``, ``label`` (nullable), ``mean_entropy`` (entropy of the
+    replica-mean distribution, float32), ``ensemble_pred`` and ``ensemble_conf``
+    (argmax and max of that mean), and per replica ``loss`` and ``margin`` (float16
+    lists of length R) and ``correct`` (int8 list). ``p_true`` is ``exp(-loss)``.
+    Storage is O(N*(1 + 5R)) bytes per epoch whatever K is.
+    """
+    fields = [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("label", pa.int32()),
+        pa.field("mean_entropy", pa.float32(), nullable=False),
+        pa.field("ensemble_pred", pa.int32(), nullable=False),
+        pa.field("ensemble_conf", pa.float32(), nullable=False),
+        *[pa.field(name, pa.list_(pa.float16(), num_replicas)) for name in REDUCED_SCALARS],
+        pa.field("correct", pa.list_(pa.int8(), num_replicas)),
+    ]
+    return pa.schema(fields, metadata=_meta(metadata))
+
+
+def topk_shard_schema(
+    num_classes: int, top_k: int, probs_dtype: str = "float16", metadata: dict | None = None
+) -> pa.Schema:
+    """Schema of a per-replica shard that keeps only each sample's ``top_k`` probabilities.
+
+    Columns: ``sample_id``, ``topk_probs[k]`` (descending) and ``topk_idx[k]`` (their
+    classes, int32), then ``loss``, ``label`` and ``margin`` as in the full shard
+    (exact: the worker computes them from the logits). K is stored in the schema
+    metadata as ``num_classes``; a reader spreads the remaining mass evenly over the
+    other K - k classes.
+    """
+    fields = [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("topk_probs", pa.list_(_probs_type(probs_dtype), top_k), nullable=False),
+        pa.field("topk_idx", pa.list_(pa.int32(), top_k), nullable=False),
+        pa.field("loss", pa.float32()),
+        pa.field("label", pa.int32()),
+        pa.field("margin", pa.float32()),
+    ]
+    return pa.schema(fields, metadata=_meta({**(metadata or {}), "num_classes": num_classes}))

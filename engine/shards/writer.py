@@ -12,7 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.shards.layout import block_path, packed_block_path
-from engine.shards.schema import PACKED_SCALARS, PROBS_DTYPES, packed_schema, shard_schema
+from engine.shards.schema import (
+    PACKED_SCALARS,
+    PROBS_DTYPES,
+    REDUCED_SCALARS,
+    packed_schema,
+    reduced_schema,
+    shard_schema,
+    topk_shard_schema,
+)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -82,6 +90,7 @@ def write_epoch_shards(
     margin: np.ndarray | None = None,
     input_grad: np.ndarray | None = None,
     metadata: dict | None = None,
+    top_k: int | None = None,
 ) -> list[dict]:
     """Write one (replica, epoch) of predictions as fixed sample-id blocks.
 
@@ -97,11 +106,20 @@ def write_epoch_shards(
         margin: Float (N,) given logit minus largest other logit, or None.
         input_grad: Float (N, D) input gradients of the true-class logit, or None.
         metadata: Provenance stored in each file's schema metadata.
+        top_k: Keep only each sample's ``top_k`` largest probabilities and their
+            classes (``topk_shard_schema``); must be below K.
 
     Returns:
         One manifest entry per block: ``{"block", "rows", "sha256"}``.
     """
     n, k = probs.shape
+    if top_k is not None:
+        if not 1 <= top_k < k:
+            raise ValueError(f"top_k must be in [1, K={k}), got {top_k}")
+        if input_grad is not None:
+            raise ValueError("top-k shards do not carry input gradients")
+        return _write_topk(run_dir, replica, epoch, probs, loss, labels, margin, block_size,
+                           probs_dtype, metadata, top_k)  # fmt: skip
     grad_dim = None if input_grad is None else int(np.prod(input_grad.shape[1:]))
     schema = shard_schema(
         k, probs_dtype, {**(metadata or {}), "replica": replica, "epoch": epoch}, grad_dim=grad_dim
@@ -119,12 +137,86 @@ def write_epoch_shards(
             columns.append(
                 _fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
             )
-        table = pa.Table.from_arrays(columns, schema=schema)
-        digest = atomic_write_table(
-            block_path(run_dir, replica, epoch, block), table, use_dictionary=False
-        )
-        entries.append({"block": block, "rows": stop - start, "sha256": digest})
+        entries.append(_write_block(block_path(run_dir, replica, epoch, block), columns, schema))
     return entries
+
+
+def top_k_of(probs: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top_k`` largest probabilities of each row, descending, and their classes.
+
+    Args:
+        probs: Float (N, K).
+        top_k: k < K.
+
+    Returns:
+        ``(values (N, k), classes (N, k) int32)``.
+    """
+    idx = np.argpartition(-probs, top_k - 1, axis=1)[:, :top_k]
+    vals = np.take_along_axis(probs, idx, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1).astype(
+        np.int32
+    )
+
+
+def _write_topk(
+    run_dir: Path | str,
+    replica: int,
+    epoch: int,
+    probs: np.ndarray,
+    loss: np.ndarray | None,
+    labels: np.ndarray | None,
+    margin: np.ndarray | None,
+    block_size: int,
+    probs_dtype: str,
+    metadata: dict | None,
+    top_k: int,
+) -> list[dict]:
+    n, k = probs.shape
+    schema = topk_shard_schema(
+        k, top_k, probs_dtype, {**(metadata or {}), "replica": replica, "epoch": epoch}
+    )
+    vals, idx = top_k_of(probs, top_k)
+    entries = []
+    for block, start, stop in _blocks(n, block_size):
+        columns = [
+            pa.array(np.arange(start, stop, dtype=np.int64)),
+            _fixed_list(vals[start:stop], PROBS_DTYPES[probs_dtype]),
+            _fixed_list(idx[start:stop], pa.int32()),
+            _nullable(None if loss is None else loss[start:stop], stop - start, pa.float32()),
+            _nullable(None if labels is None else labels[start:stop], stop - start, pa.int32()),
+            _nullable(None if margin is None else margin[start:stop], stop - start, pa.float32()),
+        ]
+        entries.append(_write_block(block_path(run_dir, replica, epoch, block), columns, schema))
+    return entries
+
+
+def _replica_lists(
+    schema: pa.Schema,
+    scalars: dict[str, np.ndarray] | None,
+    names: tuple[str, ...],
+    value_type: pa.DataType,
+    start: int,
+    stop: int,
+) -> list[pa.Array]:
+    """Per-replica list columns ``names`` (as ``value_type``), then ``correct`` (int8).
+
+    Covers samples [start, stop); all null when ``scalars`` is None (no labels).
+    """
+    out = []
+    for name, vtype in [*((n, value_type) for n in names), ("correct", pa.int8())]:
+        if scalars is None:
+            out.append(pa.nulls(stop - start, schema.field(name).type))
+        else:
+            out.append(_fixed_list(np.asarray(scalars[name])[:, start:stop].T, vtype))
+    return out
+
+
+def _write_block(path: Path, columns: list[pa.Array], schema: pa.Schema) -> dict:
+    """Write one block's table atomically; its manifest entry."""
+    table = pa.Table.from_arrays(columns, schema=schema)
+    digest = atomic_write_table(path, table, use_dictionary=False)
+    return {"block": int(path.stem.split("=")[1]), "rows": table.num_rows, "sha256": digest}
 
 
 def write_packed_epoch_shards(
@@ -165,17 +257,56 @@ def write_packed_epoch_shards(
             _nullable(None if labels is None else labels[start:stop], m, pa.int32()),
             _fixed_list(mean_probs[start:stop], PROBS_DTYPES[probs_dtype]),
         ]
-        for name, value_type in [
-            *((s, pa.float32()) for s in PACKED_SCALARS),
-            ("correct", pa.int8()),
-        ]:
-            if labels is None:
-                columns.append(pa.nulls(m, schema.field(name).type))
-            else:
-                columns.append(_fixed_list(np.asarray(scalars[name])[:, start:stop].T, value_type))
-        table = pa.Table.from_arrays(columns, schema=schema)
-        digest = atomic_write_table(
-            packed_block_path(run_dir, epoch, block), table, use_dictionary=False
+        columns += _replica_lists(
+            schema, None if labels is None else scalars, PACKED_SCALARS, pa.float32(), start, stop
         )
-        entries.append({"block": block, "rows": m, "sha256": digest})
+        entries.append(_write_block(packed_block_path(run_dir, epoch, block), columns, schema))
+    return entries
+
+
+def write_reduced_epoch_shards(
+    run_dir: Path | str,
+    *,
+    epoch: int,
+    mean_entropy: np.ndarray,
+    ensemble_pred: np.ndarray,
+    ensemble_conf: np.ndarray,
+    scalars: dict[str, np.ndarray] | None,
+    labels: np.ndarray | None,
+    num_replicas: int,
+    block_size: int,
+    metadata: dict | None = None,
+) -> list[dict]:
+    """Write one epoch of a packed ensemble in the reduced form (no probabilities).
+
+    Args:
+        run_dir: The run directory.
+        epoch: Epoch index.
+        mean_entropy: Float (N,) entropy (natural log) of the replica-mean distribution.
+        ensemble_pred: Int (N,) argmax of the replica mean.
+        ensemble_conf: Float (N,) max of the replica mean.
+        scalars: ``loss`` and ``margin`` as float (R, N) and ``correct`` as bool (R, N);
+            None without labels.
+        labels: Int (N,), or None without labels.
+        num_replicas: R.
+        block_size: Samples per block.
+        metadata: Provenance stored in each file's schema metadata.
+
+    Returns:
+        One manifest entry per block: ``{"block", "rows", "sha256"}``.
+    """
+    n = len(mean_entropy)
+    schema = reduced_schema(num_replicas, {**(metadata or {}), "epoch": epoch})
+    entries = []
+    for block, start, stop in _blocks(n, block_size):
+        m = stop - start
+        columns = [
+            pa.array(np.arange(start, stop, dtype=np.int64)),
+            _nullable(None if labels is None else labels[start:stop], m, pa.int32()),
+            pa.array(np.asarray(mean_entropy[start:stop], dtype=np.float32)),
+            pa.array(np.asarray(ensemble_pred[start:stop], dtype=np.int32)),
+            pa.array(np.asarray(ensemble_conf[start:stop], dtype=np.float32)),
+        ]
+        columns += _replica_lists(schema, scalars, REDUCED_SCALARS, pa.float16(), start, stop)
+        entries.append(_write_block(packed_block_path(run_dir, epoch, block), columns, schema))
     return entries

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from engine._util import FieldError
+from engine._util import FieldError, has_credentials
 from engine.data import list_sources
 from engine.scores import get_score
 from engine.training import TrainRecipe
+from engine.training.checkpoints import KEEP_POLICIES
 
 SPLIT_POOLS = ("heldout", "train", "all")  # which samples hard splits and bins are cut from
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # spec and model labels
@@ -33,6 +34,21 @@ MAX_INCLUDE_DEPTH = 8  # guards against include cycles
 SPEC_VERSION = 1  # the spec format this engine reads
 HARD_RULES = ("top_fraction", "bottom_fraction", "min_score", "max_score")  # one per hard split
 EXPORTS = ("parquet", "imagefolder", "hf")  # formats the split builder can write
+SHARD_MODES = ("full", "mean", "reduced")  # what a shard stores per (sample, epoch)
+
+
+CREDENTIALS_IN_URI = (
+    "holds credentials; give them in the environment instead (e.g. AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY for s3://): specs and output locations are logged"
+)
+
+
+def _check_gpus(name: str, value: float) -> None:
+    """A GPU request: 0, a fraction (GPU sharing) or a whole number of GPUs."""
+    if value < 0 or (value > 1 and value != int(value)):
+        raise FieldError(
+            name, f"must be 0, a fraction in (0, 1] or a whole number of GPUs, got {value}"
+        )
 
 
 class SpecError(ValueError):
@@ -78,14 +94,27 @@ class ReplicasSpec:
     """The seed ensemble: ``count`` replicas of ``recipe``; replica r uses seed ``recipe.seed + r``.
 
     ``num_workers`` Ray Train workers share the replicas round-robin (``"auto"``:
-    one per replica, capped by the cluster's CPUs); each worker asks for
-    ``cpus_per_worker`` CPUs.
+    one per replica, capped by what the cluster's CPUs and GPUs fit); each worker
+    asks for ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs, a fraction so
+    several small replicas share one GPU.
+
+    Every replica checkpoints after each epoch (``keep_checkpoints``: the newest
+    only, or ``all``); a worker group that fails is restarted up to
+    ``max_failures`` times and each replica continues from its checkpoint.
+
+    ``pack_size`` > 1 (or ``"all"``) trains that many replicas together as one packed
+    ensemble (torch.func ``vmap`` over stacked parameters) in one worker: the
+    workers then share packs round-robin instead of single replicas.
     """
 
     count: int
     recipe: TrainRecipe
     num_workers: int | str = "auto"
     cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_failures: int = 3
+    keep_checkpoints: str = "last"
+    pack_size: int | str = 1
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -98,10 +127,29 @@ class ReplicasSpec:
             )
         if not self.cpus_per_worker > 0:
             raise FieldError("cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
+        _check_gpus("gpus_per_worker", self.gpus_per_worker)
+        if self.max_failures < 0:
+            raise FieldError("max_failures", f"must be >= 0, got {self.max_failures}")
+        if self.pack_size != "all" and not (
+            isinstance(self.pack_size, int) and self.pack_size >= 1
+        ):
+            raise FieldError(
+                "pack_size", f"must be 'all' or an integer >= 1, got {self.pack_size!r}"
+            )
+        if self.keep_checkpoints not in KEEP_POLICIES:
+            raise FieldError(
+                "keep_checkpoints",
+                f"must be one of {', '.join(KEEP_POLICIES)}, got {self.keep_checkpoints!r}",
+            )
 
     def seeds(self) -> list[int]:
         """The seed of every replica, in replica order."""
         return [self.recipe.seed + r for r in range(self.count)]
+
+    def packs(self) -> list[list[int]]:
+        """Replica indices of each pack, in order (one replica per pack when unpacked)."""
+        size = self.count if self.pack_size == "all" else min(int(self.pack_size), self.count)
+        return [list(range(s, min(s + size, self.count))) for s in range(0, self.count, size)]
 
 
 @dataclass(frozen=True)
@@ -109,12 +157,20 @@ class ShardsSpec:
     """Shard layout: samples per block, storage type of probabilities, gradient epochs.
 
     ``grad_epochs`` lists the epochs after which input gradients are recorded (the
-    ``vog`` score needs at least two).
+    ``vog`` score needs at least two). ``mode`` picks what is stored per (sample,
+    epoch): ``full`` (every replica's K probabilities, loss, margin; any score),
+    ``mean`` (a packed ensemble's replica-mean probabilities plus per-replica
+    scalars) or ``reduced`` (the replica mean's entropy, argmax and max plus
+    float16 per-replica loss, margin and correctness: no K-sized column at all).
+    ``top_k`` (full mode, large K) keeps each replica's k largest probabilities and
+    their classes; readers spread the rest of the mass evenly over the other classes.
     """
 
     block_size: int = 1024
-    probs_dtype: str = "float32"
+    probs_dtype: str = "float16"
     grad_epochs: list[int] = field(default_factory=list)
+    mode: str = "full"
+    top_k: int | None = None
 
     def __post_init__(self) -> None:
         if any(e < 0 for e in self.grad_epochs) or len(set(self.grad_epochs)) != len(
@@ -129,6 +185,14 @@ class ShardsSpec:
             raise FieldError(
                 "probs_dtype", f"must be one of float32, float16, got {self.probs_dtype!r}"
             )
+        if self.top_k is not None and not (isinstance(self.top_k, int) and self.top_k >= 1):
+            raise FieldError("top_k", f"must be an integer >= 1 or left out, got {self.top_k!r}")
+        if self.top_k is not None and self.mode != "full":
+            raise FieldError("top_k", f"applies to mode full, not {self.mode!r}")
+        if self.top_k is not None and self.grad_epochs:
+            raise FieldError("top_k", "top-k shards carry no input gradients: drop grad_epochs")
+        if self.mode not in SHARD_MODES:
+            raise FieldError("mode", f"must be one of {', '.join(SHARD_MODES)}, got {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -252,26 +316,60 @@ class SplitsSpec:
 
 
 @dataclass(frozen=True)
+class ScoringSpec:
+    """The scoring actor pool and what each actor reserves.
+
+    ``num_actors`` actors (``"auto"``: one per block, as many as fit in the cluster's
+    CPUs minus one left for reads), each reserving ``cpus_per_actor`` CPUs. Scoring is
+    NumPy work; it asks for no GPU.
+    """
+
+    cpus_per_actor: float = 0.5
+    num_actors: int | str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.cpus_per_actor > 0:
+            raise FieldError("cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
+        if self.num_actors != "auto" and not (
+            isinstance(self.num_actors, int) and self.num_actors >= 1
+        ):
+            raise FieldError(
+                "num_actors", f"must be 'auto' or an integer >= 1, got {self.num_actors!r}"
+            )
+
+
+@dataclass(frozen=True)
 class EvalModelSpec:
-    """A model trained by the engine on the training split and evaluated on the splits."""
+    """A model trained by the engine on the training split and evaluated on the splits.
+
+    Its Ray task reserves ``cpus`` CPUs and ``gpus`` GPUs (a fraction shares a GPU).
+    """
 
     name: str
     recipe: TrainRecipe
     cpus: float = 1.0
+    gpus: float = 0.0
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
             raise FieldError("name", f"must match {NAME_PATTERN.pattern}, got {self.name!r}")
         if not self.cpus > 0:
             raise FieldError("cpus", f"must be > 0, got {self.cpus}")
+        _check_gpus("gpus", self.gpus)
 
 
 @dataclass(frozen=True)
 class EvaluateSpec:
-    """Which models are evaluated; ``ensemble`` adds the replicas' final-epoch ensemble."""
+    """Which models are evaluated; ``ensemble`` adds the replicas' final-epoch ensemble.
+
+    ``cpus_per_actor`` and ``gpus_per_actor`` are the defaults of ``hardbench eval``'s
+    prediction actors (the CLI can override them).
+    """
 
     models: list[EvalModelSpec] = field(default_factory=list)
     ensemble: bool = True
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
@@ -282,6 +380,9 @@ class EvaluateSpec:
             raise FieldError("models", "'ensemble' is reserved for the replicas' ensemble")
         if not self.models and not self.ensemble:
             raise FieldError("models", "nothing to evaluate: list models or set ensemble: true")
+        if not self.cpus_per_actor > 0:
+            raise FieldError("cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
+        _check_gpus("gpus_per_actor", self.gpus_per_actor)
 
 
 @dataclass(frozen=True)
@@ -296,6 +397,23 @@ class TrackingSpec:
 
 
 @dataclass(frozen=True)
+class OutputSpec:
+    """Where a run's outputs are mirrored.
+
+    ``uri`` is a local path or a pyarrow filesystem URI (``s3://bucket/runs``); the
+    run lands in ``<uri>/<run_id>/``. Unset: the run directory is the only copy.
+    """
+
+    uri: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.uri is not None and not str(self.uri).strip():
+            raise FieldError("uri", "must be a path or URI, or left out")
+        if self.uri is not None and has_credentials(str(self.uri)):
+            raise FieldError("uri", CREDENTIALS_IN_URI)
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
     """A whole benchmark: data, seed ensemble, scores, splits, evaluation, tracking."""
 
@@ -304,9 +422,11 @@ class BenchmarkSpec:
     data: DataSpec = field(default_factory=DataSpec)
     scores: list[str] = field(default_factory=lambda: ["confusion", "action"])
     shards: ShardsSpec = field(default_factory=ShardsSpec)
+    scoring: ScoringSpec = field(default_factory=ScoringSpec)
     splits: SplitsSpec = field(default_factory=SplitsSpec)
     evaluate: EvaluateSpec = field(default_factory=EvaluateSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
 
     def __post_init__(self) -> None:
         if not self.scores:
@@ -324,6 +444,32 @@ class BenchmarkSpec:
                 "shards.grad_epochs",
                 f"must be epoch indices below replicas.epochs={epochs}, got {self.shards.grad_epochs}",
             )
+        packed = len(self.replicas.packs()) < self.replicas.count
+        if self.shards.mode != "full" and len(self.replicas.packs()) != 1:
+            raise FieldError(
+                "shards.mode",
+                f"{self.shards.mode!r} reduces over all replicas in the worker: it needs "
+                "replicas.pack_size: all (one pack)",
+            )
+        if packed and self.shards.grad_epochs:
+            raise FieldError(
+                "shards.grad_epochs",
+                "input gradients are recorded by unpacked replicas only: set "
+                "replicas.pack_size: 1 or drop grad_epochs (and the vog score)",
+            )
+        if self.shards.mode == "reduced":
+            unsupported = [
+                name
+                for name in self.scores
+                if set(get_score(name).needs)
+                - {"mean_entropy", "loss", "margin", "correct", "p_true"}
+            ]
+            if unsupported:
+                raise FieldError(
+                    "scores",
+                    f"{', '.join(unsupported)} need K-sized probabilities or gradients, which "
+                    "reduced shards (shards.mode: reduced) do not store; use mode full or mean",
+                )
         if "vog" in self.scores and len(self.shards.grad_epochs) < 2:
             raise FieldError(
                 "shards.grad_epochs",

@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+from engine._util import redact_uri
+
 MLFLOW_DB_NAME = "mlflow.db"  # default sqlite store inside the run directory
 MLFLOW_ARTIFACTS_DIR = "mlartifacts"  # default artifact root inside the run directory
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
@@ -19,6 +21,18 @@ def resolve_tracking_uri(run_dir: Path | str) -> str:
     if uri:
         return uri
     return f"sqlite:///{Path(run_dir).resolve() / MLFLOW_DB_NAME}"
+
+
+def reconnect_uri(stored: str | None) -> str | None:
+    """The tracking URI to reach a run's store again.
+
+    ``run.json`` keeps the URI with credentials redacted; when ``MLFLOW_TRACKING_URI``
+    redacts to the same string it is the one to use (credentials and all).
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if stored and env and redact_uri(env) == stored:
+        return env
+    return stored
 
 
 def flatten_params(data: dict, prefix: str = "") -> dict[str, str]:
@@ -149,7 +163,7 @@ def log_benchmark_run(
         raise
     client.set_terminated(pid)
     return {
-        "tracking_uri": uri,
+        "tracking_uri": redact_uri(uri),  # run.json, logs and prints never hold credentials
         "experiment_id": exp_id,
         "parent_run_id": pid,
         "model_runs": model_runs,

@@ -5,6 +5,7 @@ It runs with no cluster; Ray Train workers and Ray tasks call it unchanged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
@@ -88,6 +89,7 @@ class TrainRecipe:
 
 
 EpochCallback = Callable[[int, np.ndarray, "np.ndarray | None"], None]
+CheckpointCallback = Callable[[int, dict], None]
 
 
 def _make_optimizer(recipe: TrainRecipe, model: nn.Module) -> torch.optim.Optimizer:
@@ -113,6 +115,10 @@ def train(
     device: str | torch.device = "cpu",
     y_score: np.ndarray | None = None,
     grad_epochs: Collection[int] = (),
+    resume: dict | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+    report_epochs: Collection[int] | None = None,
+    until_epoch: int | None = None,
 ) -> nn.Module:
     """Train ``recipe.model`` on (x_train, y_train), reporting scoring-set logits each epoch.
 
@@ -132,9 +138,22 @@ def train(
         device: Torch device to train on.
         y_score: Labels of the scoring set, needed for ``grad_epochs``.
         grad_epochs: Epochs (0-based) after which input gradients are recorded (VoG).
+        resume: A state from ``on_checkpoint`` (as returned by ``torch.load``): training
+            continues after its epoch with the same weights, optimizer, schedule, data
+            order and RNG, so the result is the one an uninterrupted run gives.
+        on_checkpoint: Called as ``on_checkpoint(epoch, state)`` after each epoch's
+            training steps and before its predictions; ``state`` is plain tensors and
+            numbers, loadable with ``torch.load(weights_only=True)``.
+        report_epochs: Epochs whose predictions ``on_epoch`` receives (default all);
+            the others are trained through without predicting (a replay).
+        until_epoch: Stop after this epoch (default the last); the schedule still spans
+            ``recipe.epochs``, so a replay that stops early matches the full run.
 
     Returns:
         The trained model in eval mode.
+
+    Raises:
+        ValueError: If ``resume`` was written for another recipe.
     """
     if on_epoch is not None and x_score is None:
         raise ValueError("on_epoch needs x_score, the inputs to predict on after every epoch")
@@ -155,7 +174,35 @@ def train(
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     order_gen = torch.Generator().manual_seed(recipe.seed)
-    for epoch in range(recipe.epochs):
+
+    def report(epoch: int) -> None:
+        if on_epoch is None or (report_epochs is not None and epoch not in report_epochs):
+            return
+        grads = (
+            input_gradients(model, x_score, y_score, device=device)
+            if epoch in grad_epochs
+            else None
+        )
+        on_epoch(epoch, infer(model, x_score, device=device), grads)
+
+    start_epoch = 0
+    if resume is not None:
+        if resume.get("recipe") != _recipe_key(recipe):
+            raise ValueError(
+                f"checkpoint was written for recipe {resume.get('recipe')}, "
+                f"not {_recipe_key(recipe)}"
+            )
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        order_gen.set_state(resume["order_rng"])
+        torch.set_rng_state(resume["torch_rng"])
+        if "cuda_rng" in resume and torch.device(device).type == "cuda":
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
+        start_epoch = int(resume["epoch"]) + 1
+        report(start_epoch - 1)  # the checkpointed epoch may not have been predicted yet
+    last = recipe.epochs - 1 if until_epoch is None else min(until_epoch, recipe.epochs - 1)
+    for epoch in range(start_epoch, last + 1):
         model.train()
         perm = torch.randperm(len(xt), generator=order_gen).to(device)
         for start in range(0, len(xt), recipe.batch_size):
@@ -167,15 +214,27 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
-        if on_epoch is not None:
-            grads = (
-                input_gradients(model, x_score, y_score, device=device)
-                if epoch in grad_epochs
-                else None
-            )
-            on_epoch(epoch, infer(model, x_score, device=device), grads)
+        if on_checkpoint is not None:
+            state = {
+                "epoch": epoch,
+                "recipe": _recipe_key(recipe),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "order_rng": order_gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            }
+            if torch.device(device).type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state(device)
+            on_checkpoint(epoch, state)
+        report(epoch)
     model.eval()
     return model
+
+
+def _recipe_key(recipe: TrainRecipe) -> str:
+    """The recipe as a canonical string, stored in checkpoints to refuse a mismatched resume."""
+    return json.dumps(asdict(recipe), sort_keys=True)
 
 
 def _has_batchnorm(model: nn.Module) -> bool:

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.cluster.procs import pids_using, stop_pids
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = "tests/fixtures/tiny.yaml"
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -23,31 +24,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pids_using(*markers: str) -> list[int]:
-    """Processes whose command line mentions a marker (this cluster's temp dir or GCS port), and
-    all their descendants (Ray renames agents and workers, e.g. ``ray::DashboardAgent``)."""
-    cmdlines, parents = {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            cmdlines[int(entry.name)], parents[int(entry.name)] = cmd, ppid
-    found = {
-        pid
-        for pid, cmd in cmdlines.items()
-        if any(m in cmd for m in markers) and pid != os.getpid()
-    }
-    grew = True
-    while grew:
-        kids = {pid for pid, ppid in parents.items() if ppid in found} - found - {os.getpid()}
-        found |= kids
-        grew = bool(kids)
-    return sorted(found)
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +70,7 @@ def loopback_cluster():
             yield address, env, Path(temp)
     finally:
         # Listed before any dies: orphans lose their parent link.
-        doomed = _pids_using(temp, f":{gcs} ")
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in doomed:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            time.sleep(2)
+        stop_pids(pids_using(temp, f":{gcs} "))
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -129,6 +98,26 @@ def test_ray_job_submit_cli_builds_a_benchmark(loopback_cluster, tmp_path):
     assert "succeeded" in (proc.stdout + proc.stderr).lower()
     (run_dir,) = runs.iterdir()
     _check_complete_run(run_dir, replicas=2, epochs=3)
+    # The score and evaluate entrypoints, on the run the build job left on shared storage.
+    for module, args in (
+        ("jobs.score_run", [str(run_dir), "--scores", "confusion,aum"]),
+        (
+            "jobs.evaluate_model",
+            [str(run_dir), "--model-uri", str(run_dir / "models" / "small_mlp"), "--split", "hard"],
+        ),
+    ):
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address,
+             "--working-dir", str(ROOT),
+             "--runtime-env-json", json.dumps({"excludes": [".venv/", "runs/", ".git/"]}),
+             "--", "python", "-m", module, *args],
+            env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rescored = pq.read_table(run_dir / "scores.rescored.parquet")
+    assert rescored.num_rows == 1797 and {"confusion", "aum"} <= set(rescored.column_names)
+    extra = json.loads((run_dir / "eval" / "extra" / "small_mlp-hard.json").read_text())
+    assert extra["split"] == "hard" and 0 <= extra["error_all"] <= 1
 
 
 def test_hardbench_submit_status_and_logs(loopback_cluster, tmp_path, capsys, monkeypatch):

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -46,6 +47,21 @@ def _write_run(run_dir, r, e, n, k, block_size, seed=0, dtype="float32"):
             )
             record_epoch(run_dir, replica=ri, epoch=ei, blocks=blocks, seed=ri)
     return probs, losses, labels
+
+
+def _rerecord(run_dir, *, replica, epoch):
+    """Record a pair's blocks with the checksums of the files now on disk."""
+    row = read_manifest(run_dir)[(replica, epoch)]
+    blocks = [
+        {
+            **b,
+            "sha256": hashlib.sha256(
+                block_path(run_dir, replica, epoch, b["block"]).read_bytes()
+            ).hexdigest(),
+        }
+        for b in row["blocks"]
+    ]
+    record_epoch(run_dir, replica=replica, epoch=epoch, blocks=blocks)
 
 
 def test_layout_schema_and_manifest(tmp_path):
@@ -111,6 +127,7 @@ def test_sample_id_mismatch_names_shard_and_sample(tmp_path):
     ids = table.column("sample_id").to_numpy().copy()
     ids[2] = 99
     pq.write_table(table.set_column(0, table.schema.field("sample_id"), pa.array(ids)), path)
+    _rerecord(tmp_path, replica=1, epoch=0)  # as if a buggy writer had produced it
     with pytest.raises(
         ShardManifestError, match=r"replica=1/epoch=0/block=0.parquet row 2 holds sample_id 99"
     ):
@@ -119,7 +136,7 @@ def test_sample_id_mismatch_names_shard_and_sample(tmp_path):
 
 def test_missing_shard_and_bad_probabilities_are_named(tmp_path):
     _, _, labels = _write_run(tmp_path, r=2, e=1, n=4, k=2, block_size=4)
-    write_epoch_shards(
+    blocks = write_epoch_shards(
         tmp_path,
         replica=1,
         epoch=0,
@@ -128,6 +145,7 @@ def test_missing_shard_and_bad_probabilities_are_named(tmp_path):
         labels=labels,
         block_size=4,
     )
+    record_epoch(tmp_path, replica=1, epoch=0, blocks=blocks)
     with pytest.raises(
         ValueError,
         match=r"replica=1/epoch=0/block=0.parquet: sample_id 0 \(row 0\): probabilities sum to 1.4",
@@ -146,6 +164,7 @@ def test_unlabeled_shards_cannot_give_action(tmp_path):
         tmp_path, replica=0, epoch=0, probs=_probs(rng, 3, 2), loss=None, labels=None, block_size=3
     )
     assert blocks[0]["rows"] == 3
+    record_epoch(tmp_path, replica=0, epoch=0, blocks=blocks)
     table = score_block(tmp_path, 0, replicas=[0], epochs=[0], scores=["confusion"])
     assert table.column("label").null_count == 3
     with pytest.raises(ShardManifestError, match="needs labels, loss"):
@@ -288,9 +307,10 @@ def test_bad_values_name_shard_and_first_sample(tmp_path, column, value, match):
         labels[2] = value
     else:
         loss[2] = value
-    write_epoch_shards(
+    blocks = write_epoch_shards(
         tmp_path, replica=1, epoch=2, probs=probs, loss=loss, labels=labels, block_size=5
     )
+    record_epoch(tmp_path, replica=1, epoch=2, blocks=blocks)  # a model that produced them
     with pytest.raises(ShardValueError, match="replica=1/epoch=2/block=0.parquet: " + match):
         score_block(tmp_path, 0, replicas=[0, 1, 2], epochs=[0, 1, 2, 3], scores=["confusion"])
 
@@ -303,3 +323,113 @@ def test_scores_without_their_inputs_are_refused(tmp_path):
         ShardManifestError, match="score 'vog' on block 0: VoG needs at least 2 checkpoints"
     ):
         score_block(tmp_path, 0, replicas=[0, 1], epochs=[0, 1], scores=["vog"])
+
+
+def _flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_truncated_and_foreign_shards_are_never_scored(tmp_path):
+    from engine.shards.integrity import ShardIntegrityError, quarantine_shards, verify_shards
+
+    _write_run(tmp_path, r=2, e=2, n=9, k=3, block_size=4)
+    consolidate_manifest(tmp_path, replicas=2, epochs=2, blocks=3)
+    assert verify_shards(tmp_path) == (12, [])
+    flipped, truncated, foreign = (
+        block_path(tmp_path, 0, 1, 1),
+        block_path(tmp_path, 1, 0, 2),
+        block_path(tmp_path, 1, 1, 0),
+    )
+    _flip_byte(flipped, len(flipped.read_bytes()) // 2)
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    # A valid Parquet file with the right rows but other values (rewritten by something else).
+    table = pq.read_table(foreign)
+    pq.write_table(table.set_column(2, "loss", pa.array(np.zeros(4, np.float32))), foreign)
+
+    kwargs = {"replicas": [0, 1], "epochs": [0, 1], "scores": ["confusion", "action"]}
+    for block, path in ((1, flipped), (2, truncated), (0, foreign)):
+        with pytest.raises(ShardIntegrityError, match=rf"shard .*{path.name}.* is corrupt: sha256"):
+            score_block(tmp_path, block, **kwargs)
+
+    checked, problems = verify_shards(tmp_path)
+    assert checked == 12
+    assert [(p.replicas, p.epoch, p.block) for p in problems] == [
+        ((0,), 1, 1),
+        ((1,), 0, 2),
+        ((1,), 1, 0),
+    ]
+    assert "unreadable Parquet" in problems[1].reason
+    assert "sha256" in problems[2].reason
+    dest = quarantine_shards(tmp_path, problems)
+    assert not flipped.exists() and (dest / "replica=0/epoch=1/block=1.parquet").exists()
+    assert json.loads((dest / "problems.json").read_text())[0]["block"] == 1
+    # The affected (replica, epoch) rows are gone, so a resume redoes exactly those pairs.
+    assert sorted(read_manifest(tmp_path)) == [(0, 0)]
+    assert verify_shards(tmp_path) == (3, [])
+
+
+def test_schema_and_row_count_are_checked_against_the_manifest(tmp_path):
+    from engine.shards.integrity import ShardIntegrityError, check_schema, read_verified_table
+
+    _write_run(tmp_path, r=1, e=1, n=5, k=3, block_size=5)
+    path = block_path(tmp_path, 0, 0, 0)
+    entry = read_manifest(tmp_path)[(0, 0)]["blocks"][0]
+    assert read_verified_table(path, entry).num_rows == 5
+    with pytest.raises(ShardIntegrityError, match="has 5 rows, the manifest lists 4"):
+        read_verified_table(path, {**entry, "rows": 4})
+    with pytest.raises(ShardManifestError, match="not listed in the run's manifest"):
+        read_verified_table(path, None)
+    renamed = pq.read_table(path).rename_columns(["sample_id", "probs", "nll", "label", "margin"])
+    with pytest.raises(ShardIntegrityError, match=r"has schema \(.*nll: float.*\), not the shard"):
+        check_schema(path, renamed.schema)
+
+
+def _binary_entropy(t):
+    t = np.clip(t, 1e-300, 1.0)
+    return -(t * np.log(t)) - np.where(t < 1, (1 - t) * np.log1p(-np.minimum(t, 1 - 1e-16)), 0.0)
+
+
+def test_top_k_shards_bound_the_confusion_error_and_keep_label_scores_exact(tmp_path):
+    r, e, n, k, top = 3, 2, 400, 50, 5
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(r, e, n, k)) * rng.uniform(0.5, 4, size=(1, 1, n, 1))
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    labels = rng.integers(0, k, size=n)
+    loss = -np.log(probs[:, :, np.arange(n), labels])
+    from engine.scores import margins_from_logits
+
+    margin = margins_from_logits(labels, logits)
+    for name, kwargs in (
+        ("full", {"probs_dtype": "float32"}),
+        ("topk", {"top_k": top, "probs_dtype": "float32"}),
+    ):
+        for ri in range(r):
+            for ei in range(e):
+                blocks = write_epoch_shards(
+                    tmp_path / name, replica=ri, epoch=ei, probs=probs[ri, ei], loss=loss[ri, ei],
+                    labels=labels, margin=margin[ri, ei], block_size=n, **kwargs,
+                )  # fmt: skip
+                record_epoch(tmp_path / name, replica=ri, epoch=ei, blocks=blocks)
+    names = ["confusion", "action", "aum", "forgetting", "confidence", "correctness"]
+    full = score_block(tmp_path / "full", 0, replicas=[0, 1, 2], epochs=[0, 1], scores=names)
+    topk = score_block(tmp_path / "topk", 0, replicas=[0, 1, 2], epochs=[0, 1], scores=names)
+    assert pq.read_schema(block_path(tmp_path / "topk", 0, 0, 0)).names[1:3] == [
+        "topk_probs",
+        "topk_idx",
+    ]
+    for name in names[1:]:  # label-aware scores come from the exact loss, margin and top-1
+        np.testing.assert_allclose(
+            topk.column(name).to_numpy(), full.column(name).to_numpy(), atol=1e-6
+        )
+    err = np.abs(topk.column("confusion").to_numpy() - full.column("confusion").to_numpy())
+    # Audenaert's bound |H(p) - H(q)| <= T log(K - 1) + h(T), T = half the L1 distance between
+    # the true and rebuilt replica means, at most the replicas' mean tail mass.
+    tail = 1 - np.sort(probs, -1)[..., -top:].sum(-1)  # (R, E, N)
+    t = tail.mean(0)
+    bound = (t * np.log(k - 1) + _binary_entropy(t)).mean(0)
+    assert np.all(err <= bound + 1e-6)
+    assert err.max() > 0  # the tail is really approximated
+    assert np.mean(err) < 0.05 * np.log(k)

@@ -75,3 +75,60 @@ def test_recipe_validation_names_field():
         TrainRecipe(model="mlp", epochs=1, batch_size=0)
     with pytest.raises(ValueError, match="model: unknown model"):
         TrainRecipe(model="nope", epochs=1)
+
+
+def _train_with(digits, recipe, **kwargs):
+    tr = digits.indices("train")
+    seen = {}
+    torch.set_num_threads(1)
+    train(
+        recipe,
+        digits.inputs[tr],
+        digits.labels[tr],
+        num_classes=10,
+        x_score=digits.inputs,
+        on_epoch=lambda e, logits, grads: seen.__setitem__(e, logits),
+        **kwargs,
+    )
+    return seen
+
+
+@pytest.mark.parametrize("model", ["mlp", "small_cnn"])
+def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(digits, tmp_path, model):
+    from engine.training.checkpoints import checkpoint_epochs, load_checkpoint, save_checkpoint
+
+    recipe = TrainRecipe(model=model, epochs=4, seed=5, optimizer="sgd")
+    full = _train_with(
+        digits,
+        recipe,
+        on_checkpoint=lambda e, s: save_checkpoint(tmp_path, 0, e, s, keep="all"),
+    )
+    assert checkpoint_epochs(tmp_path, 0) == [0, 1, 2, 3]
+    # A replica killed after epoch 1's checkpoint but before its predictions were written.
+    state = load_checkpoint(tmp_path, 0, at_most=1)
+    assert state["epoch"] == 1
+    resumed = _train_with(digits, recipe, resume=state, report_epochs={1, 2, 3})
+    assert sorted(resumed) == [1, 2, 3]
+    for e in (1, 2, 3):
+        np.testing.assert_array_equal(resumed[e], full[e])  # bit for bit, not just close
+    # A replay from scratch that regenerates only epoch 1 and stops there.
+    replay = _train_with(digits, recipe, report_epochs={1}, until_epoch=1)
+    assert sorted(replay) == [1]
+    np.testing.assert_array_equal(replay[1], full[1])
+
+
+def test_checkpoint_keep_policy_mismatch_and_unreadable_files(digits, tmp_path):
+    from engine.training.checkpoints import checkpoint_epochs, load_checkpoint, save_checkpoint
+
+    recipe = TrainRecipe(model="mlp", epochs=3, seed=1)
+    _train_with(digits, recipe, on_checkpoint=lambda e, s: save_checkpoint(tmp_path, 2, e, s))
+    assert checkpoint_epochs(tmp_path, 2) == [2]  # keep="last" deletes older ones
+    state = load_checkpoint(tmp_path, 2, at_most=2)
+    assert save_checkpoint(tmp_path, 2, 0, state) is None  # never replaces a newer one
+    with pytest.raises(ValueError, match="checkpoint was written for recipe"):
+        _train_with(digits, recipe.with_seed(2), resume=state)
+    path = tmp_path / "checkpoints" / "replica=2" / "epoch=2.pt"
+    path.write_bytes(path.read_bytes()[:100])  # truncated by a crash of the disk
+    told = []
+    assert load_checkpoint(tmp_path, 2, at_most=2, log=told.append) is None
+    assert "unreadable" in told[0]

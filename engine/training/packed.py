@@ -1,0 +1,217 @@
+"""Packed seed ensembles: R replicas of one small model trained in one process with torch.func.
+
+The R replicas' parameters are stacked along a new leading dimension
+(``stack_module_state``) and one ``vmap`` of ``functional_call`` runs all R forward
+and backward passes as batched kernels. Each replica keeps everything a separate run
+would have: its own seed (initialisation), its own data order (a generator seeded
+like :func:`engine.training.train`'s), and its own optimizer state (SGD and AdamW act
+elementwise, so one optimizer over the stacked tensors is R independent ones). The
+losses of replica r therefore equal those of ``train(recipe.with_seed(seeds[r]))``
+up to floating-point reassociation inside the batched kernels.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Collection
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from engine.models import create_model
+from engine.training.classification import (
+    INFER_BATCH_SIZE,
+    TrainRecipe,
+    _make_optimizer,
+    _recipe_key,
+)
+
+PackedEpochCallback = Callable[[int, np.ndarray], None]  # (epoch, logits (R, N, K))
+
+
+class PackedModelError(ValueError):
+    """A model that cannot be packed (it keeps running statistics or draws random numbers)."""
+
+
+def _check_packable(model: nn.Module, name: str) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            raise PackedModelError(
+                f"model {name!r} has BatchNorm, whose running statistics a packed ensemble "
+                "cannot update per replica; use one worker per replica (replicas.packed: false)"
+            )
+        if isinstance(module, nn.Dropout) and module.p > 0:
+            raise PackedModelError(
+                f"model {name!r} uses dropout, whose random masks would differ from separate "
+                "runs; use one worker per replica (replicas.packed: false)"
+            )
+
+
+class PackedEnsemble:
+    """R copies of one architecture with stacked parameters.
+
+    Attributes:
+        base: A meta-device copy of the model that ``functional_call`` runs.
+        params: Name -> stacked parameter of shape (R, *shape), a leaf that requires grad.
+        buffers: Name -> stacked buffer of shape (R, *shape).
+    """
+
+    def __init__(self, models: list[nn.Module]) -> None:
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        self.buffers = buffers
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.size = len(models)
+
+    def _forward_one(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-replica logits for per-replica inputs: (R, B, ...) -> (R, B, K)."""
+        return vmap(self._forward_one)(self.params, self.buffers, x)
+
+    def logits_shared(self, x: torch.Tensor) -> torch.Tensor:
+        """Every replica's logits for the same inputs: (B, ...) -> (R, B, K)."""
+        return vmap(self._forward_one, in_dims=(0, 0, None))(self.params, self.buffers, x)
+
+    def replica_state_dict(self, r: int) -> dict[str, torch.Tensor]:
+        """Replica r's parameters and buffers as an ordinary ``state_dict``."""
+        return {k: v[r].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
+
+
+def train_packed(
+    recipe: TrainRecipe,
+    seeds: list[int],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    num_classes: int,
+    x_score: np.ndarray | None = None,
+    on_epoch: PackedEpochCallback | None = None,
+    device: str | torch.device = "cpu",
+    resume: dict | None = None,
+    on_checkpoint: Callable[[int, dict], None] | None = None,
+    report_epochs: Collection[int] | None = None,
+    until_epoch: int | None = None,
+) -> PackedEnsemble:
+    """Train ``len(seeds)`` replicas of ``recipe.model`` at once; replica r uses ``seeds[r]``.
+
+    Args:
+        recipe: Model and optimisation settings (its ``seed`` is ignored: ``seeds`` rule).
+        seeds: One seed per replica (initialisation and data order).
+        x_train: Float32 inputs of shape (N_train, *input_shape).
+        y_train: Int labels of shape (N_train,).
+        num_classes: K.
+        x_score: Inputs (N_score, *input_shape) predicted after every epoch.
+        on_epoch: Called as ``on_epoch(epoch, logits)`` with float32 logits of shape
+            (R, N_score, K) after each epoch in ``report_epochs``.
+        device: Torch device.
+        resume: A state from ``on_checkpoint``; training continues after its epoch.
+        on_checkpoint: Called as ``on_checkpoint(epoch, state)`` after each epoch's
+            steps; ``state`` loads with ``torch.load(weights_only=True)``.
+        report_epochs: Epochs whose predictions ``on_epoch`` receives (default all).
+        until_epoch: Stop after this epoch (the schedule still spans ``recipe.epochs``).
+
+    Returns:
+        The trained ensemble.
+
+    Raises:
+        PackedModelError: For a model with BatchNorm or dropout.
+        ValueError: If ``resume`` was written for another recipe or seeds.
+    """
+    if on_epoch is not None and x_score is None:
+        raise ValueError("on_epoch needs x_score, the inputs to predict on after every epoch")
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # the same initialisation as train() with this seed
+        models.append(
+            create_model(
+                recipe.model,
+                num_classes=num_classes,
+                input_shape=tuple(x_train.shape[1:]),
+                **recipe.model_kwargs,
+            )
+        )
+    _check_packable(models[0], recipe.model)
+    models = [m.to(device) for m in models]
+    pack = PackedEnsemble(models)
+    holder = nn.Module()  # lets _make_optimizer see the stacked tensors as parameters
+    for i, p in enumerate(pack.params.values()):
+        holder.register_parameter(f"p{i}", nn.Parameter(p, requires_grad=True))
+    pack.params = dict(zip(pack.params, holder.parameters(), strict=True))
+    optimizer = _make_optimizer(recipe, holder)
+    steps_per_epoch = max(1, -(-len(x_train) // recipe.batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=recipe.epochs * steps_per_epoch
+    )
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    key = {"recipe": _recipe_key(recipe.with_seed(0)), "seeds": list(seeds)}
+
+    def report(epoch: int) -> None:
+        if on_epoch is None or (report_epochs is not None and epoch not in report_epochs):
+            return
+        on_epoch(epoch, infer_packed(pack, x_score, device=device))
+
+    start_epoch = 0
+    if resume is not None:
+        if {k: resume.get(k) for k in key} != key:
+            raise ValueError("checkpoint was written for another packed recipe or seeds")
+        with torch.no_grad():
+            for name, value in resume["params"].items():
+                pack.params[name].copy_(value)
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        for g, state in zip(gens, resume["order_rng"], strict=True):
+            g.set_state(state)
+        start_epoch = int(resume["epoch"]) + 1
+        report(start_epoch - 1)
+
+    def loss_one(params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(pack._forward_one(params, buffers, x), y)
+
+    batched_loss = vmap(loss_one)
+    last = recipe.epochs - 1 if until_epoch is None else min(until_epoch, recipe.epochs - 1)
+    for epoch in range(start_epoch, last + 1):
+        perms = torch.stack([torch.randperm(len(xt), generator=g) for g in gens]).to(device)
+        for start in range(0, len(xt), recipe.batch_size):
+            idx = perms[:, start : start + recipe.batch_size]  # (R, B)
+            losses = batched_loss(pack.params, pack.buffers, xt[idx], yt[idx])  # (R,)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # replica r's gradient only reaches its own slice
+            optimizer.step()
+            scheduler.step()
+        if on_checkpoint is not None:
+            on_checkpoint(
+                epoch,
+                {
+                    **key,
+                    "epoch": epoch,
+                    "params": {k: v.detach() for k, v in pack.params.items()},
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "order_rng": [g.get_state() for g in gens],
+                },
+            )
+        report(epoch)
+    return pack
+
+
+@torch.no_grad()
+def infer_packed(
+    pack: PackedEnsemble,
+    inputs: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = INFER_BATCH_SIZE,
+) -> np.ndarray:
+    """Every replica's logits on ``inputs`` (N, ...): float32 of shape (R, N, K)."""
+    out = []
+    for start in range(0, len(inputs), batch_size):
+        x = torch.as_tensor(inputs[start : start + batch_size], dtype=torch.float32, device=device)
+        out.append(pack.logits_shared(x).float().cpu())
+    return torch.cat(out, dim=1).numpy()

@@ -1,0 +1,43 @@
+"""Find and stop the processes of a Ray cluster a test started (by temp dir or port)."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def pids_using(*markers: str) -> list[int]:
+    """Processes whose command line mentions a marker (a cluster's temp dir or GCS port), and
+    all their descendants (Ray renames agents and workers, e.g. ``ray::DashboardAgent``)."""
+    cmdlines, parents = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            cmdlines[int(entry.name)], parents[int(entry.name)] = cmd, ppid
+    found = {
+        pid
+        for pid, cmd in cmdlines.items()
+        if any(m in cmd for m in markers) and pid != os.getpid()
+    }
+    grew = True
+    while grew:
+        kids = {pid for pid, ppid in parents.items() if ppid in found} - found - {os.getpid()}
+        found |= kids
+        grew = bool(kids)
+    return sorted(found)
+
+
+def stop_pids(pids: list[int], grace_s: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL, each of ``pids`` (listed before any dies: orphans lose their
+    parent link)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(grace_s)

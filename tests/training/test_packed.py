@@ -1,0 +1,142 @@
+"""Packed seed ensembles (torch.func): the same math as separate runs, and the shard modes."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine.data import load_dataset
+from engine.training import TrainRecipe, train
+from engine.training.packed import PackedModelError, train_packed
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("sklearn_digits", heldout_fraction=0.4, split_seed=0)
+
+
+def _ce(logits, labels):
+    t = torch.as_tensor(logits, dtype=torch.float64)
+    return torch.nn.functional.cross_entropy(t, torch.as_tensor(labels), reduction="none").numpy()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_packed_replicas_match_separate_runs(digits, optimizer):
+    torch.set_num_threads(1)
+    tr = digits.indices("train")
+    recipe = TrainRecipe(
+        model="mlp", epochs=3, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3
+    )
+    seeds = [4, 9, 13]
+    separate = {}
+    for s in seeds:
+        separate[s] = []
+        train(recipe.with_seed(s), digits.inputs[tr], digits.labels[tr], num_classes=10,
+              x_score=digits.inputs, on_epoch=lambda e, lg, g, s=s: separate[s].append(lg))  # fmt: skip
+    packed = []
+    train_packed(recipe, seeds, digits.inputs[tr], digits.labels[tr], num_classes=10,
+                 x_score=digits.inputs, on_epoch=lambda e, lg: packed.append(lg))  # fmt: skip
+    assert [lg.shape for lg in packed] == [(3, 1797, 10)] * 3
+    for e in range(3):
+        for r, s in enumerate(seeds):
+            # Tolerance: float32 reassociation inside the batched kernels (measured <= 4e-7).
+            np.testing.assert_allclose(packed[e][r], separate[s][e], rtol=0, atol=1e-5)
+            np.testing.assert_allclose(
+                _ce(packed[e][r], digits.labels), _ce(separate[s][e], digits.labels), atol=1e-5
+            )
+    assert not np.allclose(packed[-1][0], packed[-1][1])  # replicas differ by seed
+
+
+def test_packed_resume_equals_uninterrupted(digits, tmp_path):
+    from engine.training.checkpoints import load_checkpoint, save_checkpoint
+
+    tr = digits.indices("train")
+    recipe = TrainRecipe(model="mlp", epochs=4)
+    args = (recipe, [0, 1], digits.inputs[tr], digits.labels[tr])
+    full, resumed = {}, {}
+    train_packed(*args, num_classes=10, x_score=digits.inputs,
+                 on_epoch=lambda e, lg: full.__setitem__(e, lg),
+                 on_checkpoint=lambda e, s: save_checkpoint(tmp_path, "pack=0", e, s, keep="all"))  # fmt: skip
+    state = load_checkpoint(tmp_path, "pack=0", at_most=1)
+    train_packed(*args, num_classes=10, x_score=digits.inputs, resume=state,
+                 on_epoch=lambda e, lg: resumed.__setitem__(e, lg), report_epochs={2, 3})  # fmt: skip
+    assert sorted(resumed) == [2, 3]
+    for e in (2, 3):
+        np.testing.assert_array_equal(resumed[e], full[e])
+    with pytest.raises(ValueError, match="another packed recipe or seeds"):
+        train_packed(
+            recipe, [0, 2], digits.inputs[tr], digits.labels[tr], num_classes=10, resume=state
+        )
+
+
+def test_models_with_running_statistics_are_not_packed(digits):
+    tr = digits.indices("train")
+    with pytest.raises(PackedModelError, match="has BatchNorm"):
+        train_packed(TrainRecipe(model="small_cnn", epochs=1), [0, 1], digits.inputs[tr],
+                     digits.labels[tr], num_classes=10)  # fmt: skip
+
+
+REDUCIBLE = ["confusion", "action", "aum", "forgetting", "confidence", "variability", "correctness"]
+
+
+def _pack_run(tmp_path, mode):
+    import json
+
+    from engine.distributed.replicas import train_pack, train_replica
+    from engine.distributed.scoring import score_block
+    from engine.shards import consolidate_manifest, num_blocks
+    from engine.splits import load_spec
+
+    overrides = ["replicas.count=3", "replicas.epochs=3", "shards.grad_epochs=[]",
+                 f"scores=[{','.join(REDUCIBLE)}]", "shards.block_size=700"]  # fmt: skip
+    if mode != "unpacked":
+        overrides += ["replicas.pack_size=all", f"shards.mode={mode}"]
+    spec = load_spec("tests/fixtures/tiny.yaml", overrides)
+    run_dir = tmp_path / mode
+    torch.set_num_threads(1)
+    if mode == "unpacked":
+        for r in range(3):
+            train_replica(run_dir, spec, r, log=lambda line: None)
+    else:
+        out = train_pack(run_dir, spec, 0, log=lambda line: None)
+        assert out == {"pack": 0, "replicas": [0, 1, 2], "written": 3, "resumed_from": None,
+                       "skipped": 0}  # fmt: skip
+    blocks = num_blocks(1797, 700)
+    manifest = consolidate_manifest(run_dir, replicas=3, epochs=3, blocks=blocks)
+    assert json.loads((run_dir / "preds" / "_manifest.json").read_text()) == manifest
+    parts = [
+        score_block(run_dir, b, replicas=[0, 1, 2], epochs=[0, 1, 2], scores=REDUCIBLE)
+        for b in range(blocks)
+    ]
+    table = {
+        k: np.concatenate([p.column(k).to_numpy() for p in parts]) for k in parts[0].column_names
+    }
+    nbytes = sum(p.stat().st_size for p in run_dir.glob("preds/**/*.parquet"))
+    return table, nbytes
+
+
+def test_shard_modes_give_the_same_scores_and_reduced_is_smallest(tmp_path):
+    ref, full_bytes = _pack_run(tmp_path, "unpacked")  # float16 probabilities per replica
+    for mode in ("full", "mean", "reduced"):
+        got, nbytes = _pack_run(tmp_path, mode)
+        np.testing.assert_array_equal(got["sample_id"], ref["sample_id"])
+        # float16 storage of probabilities / losses bounds the differences.
+        for name in REDUCIBLE:
+            np.testing.assert_allclose(
+                got[name], ref[name], atol=5e-3, rtol=2e-3, err_msg=f"{mode} {name}"
+            )
+        assert (got["ensemble_pred"] == ref["ensemble_pred"]).mean() > 0.995
+        if mode == "reduced":
+            assert nbytes < full_bytes / 2, (nbytes, full_bytes)
+
+
+def test_reduced_mode_refuses_scores_it_cannot_compute():
+    from engine.splits import SpecError, load_spec
+
+    with pytest.raises(SpecError, match=r"el2n, self_confidence.* need K-sized probabilities"):
+        load_spec("tests/fixtures/tiny.yaml", ["replicas.pack_size=all", "shards.mode=reduced",
+                                               "shards.grad_epochs=[]",
+                                               "scores=[confusion,el2n,self_confidence]"])  # fmt: skip
+    with pytest.raises(SpecError, match=r"needs replicas\.pack_size: all"):
+        load_spec("tests/fixtures/tiny.yaml", ["shards.mode=mean", "shards.grad_epochs=[]"])
+    with pytest.raises(SpecError, match="input gradients are recorded by unpacked replicas"):
+        load_spec("tests/fixtures/tiny.yaml", ["replicas.pack_size=2"])
