@@ -4,6 +4,8 @@ hardbench run SPEC [--set section.field=value ...] [--runs-dir DIR] [--run-id ID
 hardbench run SPEC --output URI      (mirror the run to a path or s3://, gs://, ... URI)
 hardbench run --resume RUN_DIR|URI
 hardbench verify RUN_DIR [--repair]
+hardbench audit RUN_DIR [--split all|train|heldout] [--folds 5] [--top 200]
+hardbench relabel RUN_DIR --verdicts FILE
 hardbench validate SPEC [--set ...]
 hardbench ls [--runs-dir DIR]
 hardbench models [PATTERN]
@@ -101,6 +103,21 @@ def _parser() -> argparse.ArgumentParser:
         help="output Parquet (default <run>/scores.rescored.parquet)",
     )
     score.add_argument("--num-cpus", type=int, default=None)
+
+    aud = sub.add_parser(
+        "audit", help="rank a run's samples by how suspicious their labels are (CSV + HTML)"
+    )
+    aud.add_argument("run_dir", type=Path)
+    aud.add_argument("--split", default="all", choices=["all", "train", "heldout"])
+    aud.add_argument("--folds", type=int, default=5, help="folds of the out-of-fold probabilities")
+    aud.add_argument("--top", type=int, default=200, help="samples shown in audit.html")
+    rel = sub.add_parser(
+        "relabel", help="make a new labels version of a run from a reviewer's verdict CSV"
+    )
+    rel.add_argument("run_dir", type=Path)
+    rel.add_argument(
+        "--verdicts", type=Path, required=True, help="CSV: sample_id,verdict,corrected_label"
+    )
 
     ver = sub.add_parser(
         "verify", help="check a run's shards against their manifest (sha256, rows, schema)"
@@ -272,6 +289,57 @@ def _cmd_score(args: argparse.Namespace) -> int:
     print(
         f"scored {state}: replicas {used['replicas']}, epochs {used['epochs'][0]}..{used['epochs'][-1]} -> {out}"
     )
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from engine.evaluation.audit import audit_run, write_audit
+    from engine.splits import load_spec
+
+    if not (args.run_dir / "spec.yaml").exists():
+        print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        audit = audit_run(args.run_dir, split=args.split, folds=args.folds)
+    except ValueError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    spec = load_spec(args.run_dir / "spec.yaml")
+    data = spec.data.load()
+    out = write_audit(
+        args.run_dir, audit, class_names=data.class_names, inputs=data.inputs, top=args.top
+    )
+    rows = audit.table.slice(0, 10).to_pylist()
+    print(f"audited {audit.table.num_rows} samples on {', '.join(audit.scores_used)}")
+    print("rank  sample  given  oof_pred  audit_score")
+    for row in rows:
+        print(
+            f"{row['rank']:>4}  {row['sample_id']:>6}  {data.class_names[row['label']]:>5}  "
+            f"{data.class_names[row['oof_pred']]:>8}  {row['audit_score']:.3f}"
+        )
+    print(f"audit: {out / 'audit.csv'}")
+    print(f"page: {out / 'audit.html'}")
+    return 0
+
+
+def _cmd_relabel(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from engine.evaluation.audit import apply_verdicts
+
+    if not (args.run_dir / "spec.yaml").exists():
+        print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        out = apply_verdicts(args.run_dir, args.verdicts)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"labels {out['version']}: {out['relabelled']} relabelled, {out['removed']} removed, "
+        f"{out['kept']} kept -> {out['dir']}"
+    )
+    if out["mlflow_run"]:
+        print(f"logged as MLflow run {out['mlflow_run']}")
     return 0
 
 
@@ -472,6 +540,8 @@ COMMANDS = {
     "score": _cmd_score,
     "run": _cmd_run,
     "verify": _cmd_verify,
+    "audit": _cmd_audit,
+    "relabel": _cmd_relabel,
     "validate": _cmd_validate,
     "ls": _cmd_ls,
     "models": _cmd_models,

@@ -14,7 +14,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine._util import has_credentials, redact_uri
-from engine.data import ClassificationData, load_dataset
+from engine.data import ClassificationData
 from engine.distributed.cluster import ray_session
 from engine.distributed.evaluation import predict_split
 from engine.distributed.models import MODELS_DIR, train_eval_models
@@ -220,11 +220,7 @@ def score_existing_run(
     spec = load_spec(run_dir / SPEC_FILE)
     for name in scores or []:
         get_score(name)
-    data = load_dataset(
-        spec.data.source,
-        heldout_fraction=spec.data.heldout_fraction,
-        split_seed=spec.data.split_seed,
-    )
+    data = spec.data.load()
     with ray_session(num_cpus):
         _, scored_on = _score_stage(
             run_dir,
@@ -719,11 +715,7 @@ def _run_stages(
         mirror()
 
     t_total = time.perf_counter()
-    data = load_dataset(
-        spec.data.source,
-        heldout_fraction=spec.data.heldout_fraction,
-        split_seed=spec.data.split_seed,
-    )
+    data = spec.data.load()
     t = time.perf_counter()
     with ray_session(num_cpus) as cluster:
         stage_done("ray_init", t)
@@ -770,6 +762,11 @@ def _run_stages(
         evaluate_predictions(name, pred, built, confidence=conf, seed=spec.replicas.recipe.seed)
         for name, (pred, conf) in outputs.items()
     ]
+    mitigations = {m.name: m.mitigation for m in spec.evaluate.models}
+    for ev in evaluations:
+        mit = mitigations.get(ev["model"])
+        if mit is not None and mit.method != "erm":
+            ev["mitigation"] = {k: v for k, v in asdict(mit).items()}
     transfer = _transfer_metrics(built, model_probs)
     eval_dir = run_dir / "eval"
     eval_dir.mkdir(exist_ok=True)

@@ -25,6 +25,7 @@ class ClassificationData:
         split: Array of shape (N,) holding ``"train"`` or ``"heldout"``.
         class_names: K class names.
         sample_ids: Int64 array of shape (N,); sample ``i`` has id ``sample_ids[i] == i``.
+        clean_labels: Int64 (N,) labels before injected label noise (benchmarks), or None.
     """
 
     name: str
@@ -33,6 +34,7 @@ class ClassificationData:
     split: np.ndarray
     class_names: list[str]
     sample_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    clean_labels: np.ndarray | None = None  # the labels before injected noise, if any
 
     def __post_init__(self) -> None:
         n = len(self.inputs)
@@ -120,3 +122,50 @@ def load_dataset(source: str, *, heldout_fraction: float, split_seed: int) -> Cl
     if source not in _SOURCES:
         raise unknown_name_error("data source", source, _SOURCES)
     return _SOURCES[source](heldout_fraction=heldout_fraction, split_seed=split_seed)
+
+
+NOISE_KINDS = ("uniform", "class_conditional")  # how injected label noise picks the new label
+
+
+def flip_labels(
+    labels: np.ndarray,
+    *,
+    fraction: float,
+    kind: str,
+    seed: int,
+    num_classes: int,
+    confusable: list[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip exactly ``round(fraction * N)`` labels, chosen at random with ``seed``.
+
+    Args:
+        labels: Int (N,) clean labels.
+        fraction: Share of samples to flip, in (0, 1).
+        kind: ``uniform`` (a different class, uniformly) or ``class_conditional`` (class c
+            always becomes ``confusable[c]``, a fixed confusable class).
+        seed: Seed of the choice of samples and new labels.
+        num_classes: K.
+        confusable: K class ids, ``confusable[c] != c`` (default ``(c + 1) % K``).
+
+    Returns:
+        ``(noisy labels (N,), flipped mask (N,) bool)``.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(NOISE_KINDS)}, got {kind!r}")
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    flipped = np.zeros(n, dtype=bool)
+    flipped[rng.choice(n, size=round(fraction * n), replace=False)] = True
+    noisy = labels.copy()
+    if kind == "uniform":
+        shift = rng.integers(1, num_classes, size=n)  # never the same class
+        noisy[flipped] = (labels[flipped] + shift[flipped]) % num_classes
+    else:
+        mapping = np.asarray(confusable if confusable is not None else
+                             [(c + 1) % num_classes for c in range(num_classes)])  # fmt: skip
+        if len(mapping) != num_classes or np.any(mapping == np.arange(num_classes)):
+            raise ValueError("confusable must give K classes, none mapped to itself")
+        noisy[flipped] = mapping[labels[flipped]]
+    return noisy, flipped

@@ -6,11 +6,12 @@ import io
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from engine.data import SPLIT_TRAIN, load_dataset
+from engine.data import SPLIT_TRAIN
 from engine.evaluation.predictor import DESCRIPTOR_FILE
 from engine.shards import atomic_write_bytes
 from engine.splits.spec import BenchmarkSpec, EvalModelSpec, parse_spec
@@ -55,11 +56,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     import torch
 
     start = time.perf_counter()
-    data = load_dataset(
-        spec.data.source,
-        heldout_fraction=spec.data.heldout_fraction,
-        split_seed=spec.data.split_seed,
-    )
+    data = spec.data.load()
     idx = data.indices(SPLIT_TRAIN)
     device = "cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu"
     net = train(
@@ -68,6 +65,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         data.labels[idx],
         num_classes=data.num_classes,
         device=device,
+        mitigation=_mitigation(run_dir, model, idx),
     )
     logits = infer(net, data.inputs, device=device)
     out_dir = Path(run_dir) / MODELS_DIR / model.name
@@ -91,6 +89,25 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         "seconds": time.perf_counter() - start,
         "weights": str(weights),
     }
+
+
+def _mitigation(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray) -> object:
+    """The model's mitigation bound to the run's scores of its training samples (or None)."""
+    spec = model.mitigation
+    if spec.method == "erm":
+        return None
+    import pyarrow.parquet as pq
+
+    from engine.training.mitigation import Mitigation
+
+    path = Path(run_dir) / "scores.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"mitigation {spec.method!r} needs the run's scores: {path}")
+    scores = pq.read_table(path, columns=["sample_id", spec.score])
+    values = scores.column(spec.score).to_numpy()[np.searchsorted(
+        scores.column("sample_id").to_numpy(), train_idx)]  # fmt: skip
+    fields = {k: v for k, v in asdict(spec).items() if k not in ("method", "score")}
+    return Mitigation(method=spec.method, scores=values, **fields)
 
 
 def _remote_entry(run_dir: str, spec_dict: dict, index: int) -> dict:

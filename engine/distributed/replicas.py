@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import SPLIT_TRAIN, load_dataset
+from engine.data import SPLIT_TRAIN
 from engine.scores import entropy, replica_scalars
 from engine.shards import (
     read_manifest,
@@ -119,11 +119,7 @@ def train_replica(
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
-    data = load_dataset(
-        spec.data.source,
-        heldout_fraction=spec.data.heldout_fraction,
-        split_seed=spec.data.split_seed,
-    )
+    data = spec.data.load()
     train_idx = data.indices(SPLIT_TRAIN)
     seed = spec.replicas.seeds()[replica]
     recipe = spec.replicas.recipe.with_seed(seed)
@@ -240,11 +236,7 @@ def train_pack(
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
-    data = load_dataset(
-        spec.data.source,
-        heldout_fraction=spec.data.heldout_fraction,
-        split_seed=spec.data.split_seed,
-    )
+    data = spec.data.load()
     train_idx = data.indices(SPLIT_TRAIN)
     all_seeds = spec.replicas.seeds()
     seeds = [all_seeds[r] for r in replicas]
@@ -390,6 +382,71 @@ def replica_scaling_config(spec: BenchmarkSpec, workers: int) -> object:
     )
 
 
+def _pack_task(run_dir: str, spec_dict: dict, pack: int, attempt: int, use_gpu: bool) -> dict:
+    import torch
+
+    spec = parse_spec(spec_dict)
+    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+    cpus = max(1, int(spec.replicas.cpus_per_worker))
+    torch.set_num_threads(cpus)
+    return train_pack(run_dir, spec, pack, device, attempt=attempt)
+
+
+def _train_packs(
+    run_dir: Path, spec: BenchmarkSpec, *, attempt: int, already: int, log: Callable[[str], None]
+) -> dict:
+    """Train the packs as Ray tasks (one process each, placed by their CPU/GPU request).
+
+    A pack is one process with no gradient to share, so it needs none of Ray Train's
+    worker-group and process-group set-up (about 10 s per fit here). A task whose
+    worker dies is retried by Ray up to ``replicas.max_failures`` times and the pack
+    continues from its checkpoint, as a Ray Train worker group restart would.
+    """
+    import ray
+
+    packs = spec.replicas.packs()
+    total = spec.replicas.count * spec.replicas.recipe.epochs
+    gpus = spec.replicas.gpus_per_worker
+    resources = ray.cluster_resources()
+    resolve_num_workers(spec, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)))
+    task = ray.remote(
+        num_cpus=spec.replicas.cpus_per_worker,
+        num_gpus=gpus,
+        max_retries=spec.replicas.max_failures,
+    )(_pack_task)
+    start = time.perf_counter()
+    log(
+        f"[train] {spec.replicas.count} replicas x {spec.replicas.recipe.epochs} epochs as "
+        f"{len(packs)} packed ensemble(s) of up to {len(packs[0])} replicas, one Ray task each "
+        f"({spec.replicas.cpus_per_worker} CPU{f', {gpus} GPU' if gpus else ''} each)"
+        + (f"; {already}/{total} pairs done before, not retrained" if already else "")
+    )
+    spec_dict = spec.to_dict()
+    pending = [
+        task.remote(str(run_dir), spec_dict, p, attempt, gpus > 0) for p in range(len(packs))
+    ]
+    last_print, last_done = start, -1
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=PROGRESS_POLL_S)
+        try:
+            ray.get(ready)
+        except Exception as exc:  # a pack failed after its retries: stop the others
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise RuntimeError(f"packed training failed: {exc}") from exc
+        done = len(read_manifest(run_dir))
+        now = time.perf_counter()
+        if done != last_done and (now - last_print >= PROGRESS_EVERY_S or not pending):
+            log(f"[train] {done}/{total} (replica, epoch) pairs done, {now - start:.1f} s")
+            last_done, last_print = done, now
+    seconds = time.perf_counter() - start
+    done = len(read_manifest(run_dir))
+    if done < total:
+        raise RuntimeError(f"packed training ended with {done}/{total} (replica, epoch) pairs")
+    log(f"[train] {done}/{total} (replica, epoch) pairs done in {seconds:.1f} s")
+    return {"workers": len(packs), "seconds": seconds, "already_done": already}
+
+
 def train_replicas(
     run_dir: Path | str,
     spec: BenchmarkSpec,
@@ -432,6 +489,9 @@ def train_replicas(
     if already >= total:
         log(f"[train] all {total} (replica, epoch) pairs were done before; nothing to train")
         return {"workers": 0, "seconds": 0.0, "already_done": already}
+    packs = spec.replicas.packs()
+    if len(packs) < spec.replicas.count:
+        return _train_packs(run_dir, spec, attempt=attempt, already=already, log=log)
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"run_dir": str(run_dir), "spec": spec.to_dict(), "attempt": attempt},

@@ -81,8 +81,8 @@ def reduced_schema(num_replicas: int, metadata: dict | None = None) -> pa.Schema
     """Schema of one reduced-form shard: what the scores need, reduced in the worker.
 
     Columns: ``sample_id``, ``label`` (nullable), ``mean_entropy`` (entropy of the
-    replica-mean distribution, float32), ``ensemble_pred`` and ``ensemble_conf``
-    (argmax and max of that mean), and per replica ``loss`` and ``margin`` (float16
+    replica-mean distribution, float32), ``ensemble_pred`` (int16 argmax of that mean:
+    K <= 32,767) and ``ensemble_conf`` (its max, float16), and per replica ``loss`` and ``margin`` (float16
     lists of length R) and ``correct`` (int8 list). ``p_true`` is ``exp(-loss)``.
     Storage is O(N*(1 + 5R)) bytes per epoch whatever K is.
     """
@@ -90,8 +90,8 @@ def reduced_schema(num_replicas: int, metadata: dict | None = None) -> pa.Schema
         pa.field("sample_id", pa.int64(), nullable=False),
         pa.field("label", pa.int32()),
         pa.field("mean_entropy", pa.float32(), nullable=False),
-        pa.field("ensemble_pred", pa.int32(), nullable=False),
-        pa.field("ensemble_conf", pa.float32(), nullable=False),
+        pa.field("ensemble_pred", pa.int16(), nullable=False),
+        pa.field("ensemble_conf", pa.float16(), nullable=False),
         *[pa.field(name, pa.list_(pa.float16(), num_replicas)) for name in REDUCED_SCALARS],
         pa.field("correct", pa.list_(pa.int8(), num_replicas)),
     ]

@@ -296,6 +296,8 @@ def write_reduced_epoch_shards(
         One manifest entry per block: ``{"block", "rows", "sha256"}``.
     """
     n = len(mean_entropy)
+    if len(ensemble_pred) and int(np.max(ensemble_pred)) > np.iinfo(np.int16).max:
+        raise ValueError("reduced shards store class ids as int16: K must be <= 32,767")
     schema = reduced_schema(num_replicas, {**(metadata or {}), "epoch": epoch})
     entries = []
     for block, start, stop in _blocks(n, block_size):
@@ -304,8 +306,8 @@ def write_reduced_epoch_shards(
             pa.array(np.arange(start, stop, dtype=np.int64)),
             _nullable(None if labels is None else labels[start:stop], m, pa.int32()),
             pa.array(np.asarray(mean_entropy[start:stop], dtype=np.float32)),
-            pa.array(np.asarray(ensemble_pred[start:stop], dtype=np.int32)),
-            pa.array(np.asarray(ensemble_conf[start:stop], dtype=np.float32)),
+            pa.array(np.asarray(ensemble_pred[start:stop], dtype=np.int16)),
+            pa.array(np.asarray(ensemble_conf[start:stop], dtype=np.float16)),
         ]
         columns += _replica_lists(schema, scalars, REDUCED_SCALARS, pa.float16(), start, stop)
         entries.append(_write_block(packed_block_path(run_dir, epoch, block), columns, schema))

@@ -23,10 +23,13 @@ from pathlib import Path
 import yaml
 
 from engine._util import FieldError, has_credentials
-from engine.data import list_sources
+from engine.data import ClassificationData, list_sources, load_dataset
+from engine.data.sources import NOISE_KINDS, flip_labels
 from engine.scores import get_score
 from engine.training import TrainRecipe
 from engine.training.checkpoints import KEEP_POLICIES
+from engine.training.mitigation import METHODS as MITIGATIONS
+from engine.training.mitigation import PACINGS
 
 SPLIT_POOLS = ("heldout", "train", "all")  # which samples hard splits and bins are cut from
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # spec and model labels
@@ -73,12 +76,33 @@ class Metadata:
 
 
 @dataclass(frozen=True)
+class LabelNoiseSpec:
+    """Injected label noise, for label-error benchmarks.
+
+    ``fraction`` of all samples get another label, uniformly or
+    (``class_conditional``) class c -> ``confusable[c]``.
+    """
+
+    fraction: float
+    kind: str = "uniform"
+    seed: int = 0
+    confusable: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction < 1:
+            raise FieldError("fraction", f"must be in (0, 1), got {self.fraction}")
+        if self.kind not in NOISE_KINDS:
+            raise FieldError("kind", f"must be one of {', '.join(NOISE_KINDS)}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
 class DataSpec:
-    """The dataset source and its fixed train/held-out split."""
+    """The dataset source and its fixed train/held-out split (and optional label noise)."""
 
     source: str = "sklearn_digits"
     heldout_fraction: float = 0.4
     split_seed: int = 0
+    label_noise: LabelNoiseSpec | None = None
 
     def __post_init__(self) -> None:
         if self.source not in list_sources():
@@ -87,6 +111,20 @@ class DataSpec:
             )
         if not 0 < self.heldout_fraction < 1:
             raise FieldError("heldout_fraction", f"must be in (0, 1), got {self.heldout_fraction}")
+
+    def load(self) -> ClassificationData:
+        """The dataset with its split, and the injected label noise if the spec asks."""
+        data = load_dataset(
+            self.source, heldout_fraction=self.heldout_fraction, split_seed=self.split_seed
+        )
+        noise = self.label_noise
+        if noise is not None:
+            noisy, _ = flip_labels(
+                data.labels, fraction=noise.fraction, kind=noise.kind, seed=noise.seed,
+                num_classes=data.num_classes, confusable=noise.confusable,
+            )  # fmt: skip
+            data = dataclasses.replace(data, labels=noisy, clean_labels=data.labels)
+        return data
 
 
 @dataclass(frozen=True)
@@ -339,6 +377,45 @@ class ScoringSpec:
 
 
 @dataclass(frozen=True)
+class MitigationSpec:
+    """How an evaluated model is trained: ``erm`` or a confusion-based mitigation.
+
+    ``score`` (one of the run's scores; higher = harder) ranks the training samples;
+    ``groupdro`` uses ``groups`` equal-count bins of it and step size ``eta``;
+    ``upsample`` repeats the hardest ``hard_fraction`` ``factor`` times per epoch;
+    ``curriculum`` trains easy to hard, from ``start_fraction`` of the samples to all
+    of them over the first ``ramp_fraction`` of the epochs (``pacing`` linear or root).
+    """
+
+    method: str = "erm"
+    score: str = "confusion"
+    groups: int = 4
+    eta: float = 0.01
+    factor: float = 3.0
+    hard_fraction: float = 0.1
+    start_fraction: float = 0.3
+    ramp_fraction: float = 0.5
+    pacing: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.method not in MITIGATIONS:
+            raise FieldError(
+                "method", f"must be one of {', '.join(MITIGATIONS)}, got {self.method!r}"
+            )
+        if self.groups < 2:
+            raise FieldError("groups", f"must be >= 2, got {self.groups}")
+        if not self.eta > 0:
+            raise FieldError("eta", f"must be > 0, got {self.eta}")
+        if self.factor < 1:
+            raise FieldError("factor", f"must be >= 1, got {self.factor}")
+        for name in ("hard_fraction", "start_fraction", "ramp_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise FieldError(name, f"must be in (0, 1], got {getattr(self, name)}")
+        if self.pacing not in PACINGS:
+            raise FieldError("pacing", f"must be one of {', '.join(PACINGS)}, got {self.pacing!r}")
+
+
+@dataclass(frozen=True)
 class EvalModelSpec:
     """A model trained by the engine on the training split and evaluated on the splits.
 
@@ -349,6 +426,7 @@ class EvalModelSpec:
     recipe: TrainRecipe
     cpus: float = 1.0
     gpus: float = 0.0
+    mitigation: MitigationSpec = field(default_factory=MitigationSpec)
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -475,6 +553,13 @@ class BenchmarkSpec:
                 "shards.grad_epochs",
                 "the vog score needs input gradients from at least 2 epochs: list them here",
             )
+        for i, m in enumerate(self.evaluate.models):
+            if m.mitigation.method != "erm" and m.mitigation.score not in self.scores:
+                raise FieldError(
+                    f"evaluate.models[{i}].mitigation.score",
+                    f"must be one of the computed scores ({', '.join(self.scores)}), "
+                    f"got {m.mitigation.score!r}",
+                )
         if self.splits.score not in self.scores:
             raise FieldError(
                 "splits.score",

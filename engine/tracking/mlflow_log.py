@@ -94,7 +94,10 @@ def log_model_run(
     client.log_batch(
         cid,
         metrics=_metrics(values),
-        params=[Param("model", ev["model"])],
+        params=[
+            Param("model", ev["model"]),
+            *(Param(f"mitigation.{k}", str(v)) for k, v in ev.get("mitigation", {}).items()),
+        ],
         tags=[RunTag("hardbench.kind", "ensemble" if ev["model"] == "ensemble" else "model")],
     )
     if model_dir is not None:

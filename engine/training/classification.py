@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from torch import nn
 
 from engine._util import FieldError
 from engine.models import create_model
+
+if TYPE_CHECKING:
+    from engine.training.mitigation import Mitigation
 
 OPTIMIZERS = ("sgd", "adamw")  # the optimizers a recipe may name
 INFER_BATCH_SIZE = 1024  # inputs per forward pass when predicting on the scoring set
@@ -119,6 +123,7 @@ def train(
     on_checkpoint: CheckpointCallback | None = None,
     report_epochs: Collection[int] | None = None,
     until_epoch: int | None = None,
+    mitigation: Mitigation | None = None,
 ) -> nn.Module:
     """Train ``recipe.model`` on (x_train, y_train), reporting scoring-set logits each epoch.
 
@@ -148,6 +153,9 @@ def train(
             the others are trained through without predicting (a replay).
         until_epoch: Stop after this epoch (default the last); the schedule still spans
             ``recipe.epochs``, so a replay that stops early matches the full run.
+        mitigation: GroupDRO, upsampling or a curriculum over the training samples
+            (``engine.training.mitigation``); it sets each epoch's sample order and the
+            batch loss, and the cosine schedule spans its expected number of steps.
 
     Returns:
         The trained model in eval mode.
@@ -168,9 +176,12 @@ def train(
     ).to(device)
     optimizer = _make_optimizer(recipe, model)
     steps_per_epoch = max(1, -(-len(x_train) // recipe.batch_size))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=recipe.epochs * steps_per_epoch
+    total_steps = (
+        recipe.epochs * steps_per_epoch
+        if mitigation is None
+        else mitigation.expected_steps(recipe.epochs, recipe.batch_size)
     )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     order_gen = torch.Generator().manual_seed(recipe.seed)
@@ -204,16 +215,24 @@ def train(
     last = recipe.epochs - 1 if until_epoch is None else min(until_epoch, recipe.epochs - 1)
     for epoch in range(start_epoch, last + 1):
         model.train()
-        perm = torch.randperm(len(xt), generator=order_gen).to(device)
-        for start in range(0, len(xt), recipe.batch_size):
+        if mitigation is None:
+            perm = torch.randperm(len(xt), generator=order_gen).to(device)
+        else:
+            perm = mitigation.epoch_order(epoch, recipe.epochs, order_gen).to(device)
+        for start in range(0, len(perm), recipe.batch_size):
             idx = perm[start : start + recipe.batch_size]
             if len(idx) < 2 and _has_batchnorm(model):
                 continue  # BatchNorm cannot normalise a batch of one
-            loss = F.cross_entropy(model(xt[idx]), yt[idx])
+            logits = model(xt[idx])
+            if mitigation is None:
+                loss = F.cross_entropy(logits, yt[idx])
+            else:
+                loss = mitigation.batch_loss(logits, yt[idx], idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            if scheduler.last_epoch < total_steps:  # a longer-than-expected epoch stays at 0
+                scheduler.step()
         if on_checkpoint is not None:
             state = {
                 "epoch": epoch,

@@ -140,3 +140,37 @@ def test_reduced_mode_refuses_scores_it_cannot_compute():
         load_spec("tests/fixtures/tiny.yaml", ["shards.mode=mean", "shards.grad_epochs=[]"])
     with pytest.raises(SpecError, match="input gradients are recorded by unpacked replicas"):
         load_spec("tests/fixtures/tiny.yaml", ["replicas.pack_size=2"])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_packs_run_as_ray_tasks_and_resume(ray_local, tmp_path):
+    import json
+
+    from engine.distributed.replicas import train_replicas
+    from engine.shards import read_manifest
+    from engine.splits import load_spec
+
+    spec = load_spec("tests/fixtures/tiny.yaml", ["replicas.count=3", "replicas.pack_size=2",
+                                                  "shards.grad_epochs=[]", "replicas.cpus_per_worker=1",
+                                                  f"scores=[{','.join(REDUCIBLE)}]"])  # fmt: skip
+    assert spec.replicas.packs() == [[0, 1], [2]]
+    lines = []
+    out = train_replicas(tmp_path, spec, log=lines.append)
+    assert (
+        out["workers"] == 2
+        and "as 2 packed ensemble(s) of up to 2 replicas, one Ray task each" in lines[0]
+    )
+    rows = read_manifest(tmp_path)
+    assert sorted(rows) == [(r, e) for r in range(3) for e in range(3)]
+    assert {rows[(r, 0)]["pack"] for r in range(3)} == {0, 1}
+    # Drop the last epoch of pack 0's replicas: a rerun trains only that.
+    for r in (0, 1):
+        path = tmp_path / "preds" / f"replica={r}" / "_manifest.json"
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({"rows": [x for x in data["rows"] if x["epoch"] != 2]}))
+    lines.clear()
+    train_replicas(tmp_path, spec, attempt=2, log=lines.append)
+    rows = read_manifest(tmp_path)
+    assert len(rows) == 9 and {rows[(r, 2)]["attempt"] for r in (0, 1)} == {2}
+    assert rows[(2, 2)]["attempt"] == 1 and rows[(0, 1)]["attempt"] == 1

@@ -1,0 +1,195 @@
+"""Confusion-based mitigation for any training recipe: GroupDRO, upsampling, curriculum.
+
+Each method uses a per-training-sample difficulty score from a finished run (the
+confusion score by default; higher = harder):
+
+- ``groupdro`` (Sagawa et al., 2020, online algorithm): samples are grouped by
+  equal-count quantile bins of the score (the paper's two groups, confusion < 5 vs
+  >= 5, generalised to ``groups`` bins); group weights q follow
+  ``q_g <- q_g * exp(eta * loss_g)`` (normalised) after every batch and the loss is
+  the q-weighted sum of the batch's group mean losses, so training leans towards the
+  worst group.
+- ``upsample``: the hardest ``hard_fraction`` of samples appear ``factor`` times per
+  epoch (rounded per sample so the expected count is exact), in a shuffled order.
+- ``curriculum``: samples ordered easy to hard; epoch e trains on the easiest
+  fraction ``p(e)`` of them, shuffled, with ``p`` rising from ``start_fraction`` to 1
+  over the first ``ramp_fraction`` of the epochs, linearly or as a square root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+METHODS = ("erm", "groupdro", "upsample", "curriculum")
+PACINGS = ("linear", "root")
+
+
+def quantile_groups(scores: np.ndarray, num_groups: int) -> np.ndarray:
+    """Equal-count bins of ``scores``: int (N,) in [0, num_groups), 0 = easiest.
+
+    Ties are broken by position, so the bins have sizes differing by at most one.
+    """
+    order = np.argsort(scores, kind="stable")
+    groups = np.empty(len(scores), dtype=np.int64)
+    groups[order] = np.arange(len(scores)) * num_groups // len(scores)
+    return groups
+
+
+def upsample_order(hard: np.ndarray, factor: float, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's sample order with every hard sample repeated ``factor`` times.
+
+    Args:
+        hard: Bool (N,) mask of hard samples.
+        factor: Expected copies of a hard sample per epoch (>= 1); the fractional part
+            is drawn per sample.
+        generator: Source of randomness (the recipe's data-order generator).
+
+    Returns:
+        Int64 indices into the N samples, shuffled.
+    """
+    n = len(hard)
+    whole = int(np.floor(factor))
+    extra = torch.rand(n, generator=generator).numpy() < (factor - whole)
+    copies = np.where(hard, whole + extra.astype(np.int64), 1)
+    idx = torch.as_tensor(np.repeat(np.arange(n), copies))
+    return idx[torch.randperm(len(idx), generator=generator)]
+
+
+def pacing_fraction(epoch: int, epochs: int, start: float, ramp: float, pacing: str) -> float:
+    """Share of the samples (easiest first) a curriculum trains on at ``epoch``."""
+    ramp_epochs = max(1, round(ramp * epochs))
+    t = min(1.0, epoch / ramp_epochs)
+    if pacing == "root":
+        t = t**0.5
+    return min(1.0, start + (1.0 - start) * t)
+
+
+def curriculum_order(
+    scores: np.ndarray,
+    epoch: int,
+    epochs: int,
+    *,
+    start: float,
+    ramp: float,
+    pacing: str,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One epoch's order: the easiest ``pacing_fraction`` of samples, shuffled."""
+    easy_first = np.argsort(scores, kind="stable")
+    keep = max(1, round(pacing_fraction(epoch, epochs, start, ramp, pacing) * len(scores)))
+    chosen = torch.as_tensor(easy_first[:keep])
+    return chosen[torch.randperm(keep, generator=generator)]
+
+
+class GroupDRO:
+    """Online GroupDRO loss with exponentiated-gradient group weights.
+
+    Args:
+        num_groups: G.
+        eta: Step size of the group-weight update.
+    """
+
+    def __init__(self, num_groups: int, eta: float) -> None:
+        self.q = torch.full((num_groups,), 1.0 / num_groups, dtype=torch.float64)
+        self.eta = eta
+
+    def loss(self, per_sample: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """The q-weighted loss of one batch; updates q from the batch's group losses.
+
+        Args:
+            per_sample: Float (B,) losses (with grad).
+            groups: Int (B,) group of each sample.
+
+        Returns:
+            Scalar loss.
+        """
+        num_groups = len(self.q)
+        counts = torch.bincount(groups, minlength=num_groups).to(per_sample.dtype)
+        sums = torch.zeros(num_groups, dtype=per_sample.dtype, device=per_sample.device)
+        sums = sums.index_add(0, groups, per_sample)
+        present = counts > 0
+        group_loss = torch.where(present, sums / counts.clamp(min=1), torch.zeros_like(sums))
+        with torch.no_grad():
+            step = torch.where(
+                present.cpu(),
+                self.eta * group_loss.detach().double().cpu(),
+                torch.zeros(num_groups, dtype=torch.float64),
+            )
+            self.q = self.q * torch.exp(step)
+            self.q = self.q / self.q.sum()
+        return (self.q.to(per_sample.device, per_sample.dtype) * group_loss).sum()
+
+
+@dataclass
+class Mitigation:
+    """A mitigation bound to the training samples' scores.
+
+    Attributes:
+        method: One of ``METHODS``.
+        scores: Float (N_train,) difficulty of each training sample (higher = harder).
+        groups: Number of quantile groups (GroupDRO).
+        eta: GroupDRO step size.
+        factor: Upsampling factor of the hard samples.
+        hard_fraction: Share of training samples counted hard (upsampling).
+        start_fraction: Curriculum's first-epoch share.
+        ramp_fraction: Share of the epochs over which the curriculum reaches all data.
+        pacing: ``linear`` or ``root``.
+    """
+
+    method: str
+    scores: np.ndarray
+    groups: int = 4
+    eta: float = 0.01
+    factor: float = 3.0
+    hard_fraction: float = 0.1
+    start_fraction: float = 0.3
+    ramp_fraction: float = 0.5
+    pacing: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        self.scores = np.asarray(self.scores, dtype=np.float64)
+        self._groups = quantile_groups(self.scores, self.groups)
+        cut = np.quantile(self.scores, 1 - self.hard_fraction) if len(self.scores) else 0.0
+        self._hard = self.scores >= cut
+        self.dro = GroupDRO(self.groups, self.eta) if self.method == "groupdro" else None
+
+    def expected_steps(self, epochs: int, batch_size: int) -> int:
+        """Optimizer steps over ``epochs`` epochs (expected, for upsampling's random part)."""
+        n = len(self.scores)
+        if self.method == "upsample":
+            per_epoch = n + self._hard.sum() * (self.factor - 1)
+            return epochs * max(1, int(np.ceil(per_epoch / batch_size)))
+        if self.method == "curriculum":
+            sizes = [
+                max(1, round(pacing_fraction(e, epochs, self.start_fraction, self.ramp_fraction,
+                                             self.pacing) * n))
+                for e in range(epochs)
+            ]  # fmt: skip
+            return sum(-(-s // batch_size) for s in sizes)
+        return epochs * max(1, -(-n // batch_size))
+
+    def epoch_order(self, epoch: int, epochs: int, generator: torch.Generator) -> torch.Tensor:
+        """Sample indices for one epoch (a plain shuffle for ERM and GroupDRO)."""
+        n = len(self.scores)
+        if self.method == "upsample":
+            return upsample_order(self._hard, self.factor, generator)
+        if self.method == "curriculum":
+            return curriculum_order(
+                self.scores, epoch, epochs, start=self.start_fraction, ramp=self.ramp_fraction,
+                pacing=self.pacing, generator=generator,
+            )  # fmt: skip
+        return torch.randperm(n, generator=generator)
+
+    def batch_loss(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch of samples ``idx``."""
+        if self.dro is None:
+            return F.cross_entropy(logits, y)
+        per_sample = F.cross_entropy(logits, y, reduction="none")
+        groups = torch.as_tensor(self._groups, device=idx.device)[idx]
+        return self.dro.loss(per_sample, groups)
