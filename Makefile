@@ -43,6 +43,8 @@ test: lint browser
 bench: install
 	$(PY) tests/perf/bench_training.py
 	$(PY) tests/perf/bench_scoring.py
+	$(PY) tests/perf/bench_noise.py
+	$(PY) tests/perf/bench_mitigation.py --runs-dir runs
 
 clean:
 	rm -rf runs .pytest_cache
