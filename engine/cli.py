@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         "downloaded into --runs-dir first",
     )
     run.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: resume a run marked running by a driver on another host",
+    )
+    run.add_argument(
         "--output",
         default=None,
         metavar="URI",
@@ -238,6 +243,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 args.resume,
                 num_cpus=args.num_cpus,
                 runs_dir=args.runs_dir or _default_runs_dir(),
+                force=args.force,
                 log=log,
             )
             spec = load_spec(result.run_dir / "spec.yaml")

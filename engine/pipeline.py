@@ -504,6 +504,7 @@ def resume_run(
     *,
     num_cpus: int | None = None,
     runs_dir: Path | str = "runs",
+    force: bool = False,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Finish a run whose driver died or failed, redoing only what is not done.
@@ -520,6 +521,8 @@ def resume_run(
             of a mirrored run, which is first downloaded into ``runs_dir``.
         num_cpus: CPUs of the local Ray cluster.
         runs_dir: Where a mirrored run is downloaded to.
+        force: Resume a run marked running by a driver on another host (which cannot
+            be checked from here).
         log: Where progress lines go.
 
     Returns:
@@ -548,12 +551,18 @@ def resume_run(
             "(`hardbench verify RUN --repair` checks and regenerates its shards)"
         )
     attempts = status.setdefault("attempts", [])
-    if status.get("status") == "running" and attempts and _driver_alive(attempts[-1]):
+    if status.get("status") == "running" and attempts:
         last = attempts[-1]
-        raise RunSetupError(
-            f"run {run_dir.name} is still running (driver pid {last['pid']} on {last['host']}); "
-            "stop it before resuming"
-        )
+        if _driver_alive(last):
+            raise RunSetupError(
+                f"run {run_dir.name} is still running (driver pid {last['pid']} on "
+                f"{last['host']}); stop it before resuming"
+            )
+        if last.get("host") != socket.gethostname() and not force:
+            raise RunSetupError(
+                f"run {run_dir.name} is marked running by a driver on host {last.get('host')}, "
+                "which this machine cannot check; if that driver is gone, resume with --force"
+            )
     spec = load_spec(run_dir / SPEC_FILE)
     attempts[-1]["ended_as"] = status.get("status")
     attempts[-1]["timings_s"] = status.get("timings_s", {})

@@ -49,3 +49,15 @@ def test_resume_refuses_complete_runs_and_non_runs(tmp_path, capsys):
     assert "--set, --run-id and --output do not apply" in capsys.readouterr().err
     assert main(["run"]) == 2
     assert "give a SPEC, or --resume RUN_DIR" in capsys.readouterr().err
+
+
+def test_resume_of_a_run_driven_from_another_host_needs_force(tmp_path):
+    record = {"host": "some-other-host", "pid": 1, "pid_start": "1"}
+    run_dir = _fake_run(tmp_path, {"status": "running", "attempts": [record]})
+    with pytest.raises(RunSetupError, match=r"driver on host some-other-host.*--force"):
+        resume_run(run_dir)
+    # With --force the guard lets it through (the stand-in spec then fails to parse).
+    from engine.splits import SpecError
+
+    with pytest.raises(SpecError):
+        resume_run(run_dir, force=True)
