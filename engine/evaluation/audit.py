@@ -213,9 +213,17 @@ def _png_data_uri(image: np.ndarray) -> str:
 
 
 def write_audit(
-    run_dir: Path | str, audit: Audit, *, class_names: list[str], inputs: np.ndarray, top: int = 200
+    run_dir: Path | str,
+    audit: Audit,
+    *,
+    class_names: list[str],
+    inputs: np.ndarray,
+    top: int = 200,
+    texts: list[str] | None = None,
 ) -> Path:
     """Write ``audit.csv`` (every audited sample) and ``audit.html`` (the ``top`` first).
+
+    Samples are shown as images, or as their text for text data (``texts``).
 
     Returns:
         The audit folder ``<run>/audit/<UTC stamp>/``.
@@ -237,13 +245,18 @@ def write_audit(
     score_cols = [*audit.scores_used, "audit_score"]
     cells = []
     for row in rows[:top]:
-        img = _png_data_uri(inputs[row["sample_id"]])
+        if texts is not None:
+            sample = f'<span class="text">{html.escape(texts[row["sample_id"]])}</span>'
+        else:
+            img = _png_data_uri(inputs[row["sample_id"]])
+            sample = f'<img src="{img}" width="64" height="64" alt="sample {row["sample_id"]}">'
+
         given, guess = class_names[row["label"]], class_names[row["oof_pred"]]
         flag = ' class="disagree"' if row["label"] != row["oof_pred"] else ""
         scores_html = "".join(f"<td>{row[c]:.3f}</td>" for c in score_cols)
         cells.append(
             f"<tr{flag}><td>{row['rank']}</td><td>{row['sample_id']}</td><td>{html.escape(str(row['split']))}</td>"
-            f'<td><img src="{img}" width="64" height="64" alt="sample {row["sample_id"]}"></td>'
+            f"<td>{sample}</td>"
             f"<td>{html.escape(given)}</td><td>{html.escape(class_names[row['ensemble_pred']])}</td>"
             f"<td>{html.escape(guess)}</td>{scores_html}</tr>"
         )
@@ -251,14 +264,14 @@ def write_audit(
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hardbench audit</title>
 <style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}img{{image-rendering:pixelated}}
-tr.disagree td{{background:#fff4e0}}</style></head><body>
+tr.disagree td{{background:#fff4e0}}span.text{{display:block;text-align:left;max-width:40em}}</style></head><body>
 <h1>Label audit: {html.escape(Path(run_dir).name)}</h1>
 <p>{len(rows)} samples audited, the {min(top, len(rows))} most suspicious shown. Audit score = mean
 suspicion percentile of {", ".join(audit.scores_used)} (1 = most suspicious). Rows where the
 out-of-fold prediction disagrees with the given label are shaded. Record verdicts in a CSV with
 columns <code>sample_id,verdict,corrected_label</code> (verdict: keep, relabel or remove) and run
 <code>hardbench relabel {html.escape(str(run_dir))} --verdicts FILE</code>.</p>
-<table><tr><th>rank</th><th>sample</th><th>split</th><th>image</th><th>given label</th>
+<table><tr><th>rank</th><th>sample</th><th>split</th><th>{"text" if texts is not None else "image"}</th><th>given label</th>
 <th>ensemble pred</th><th>out-of-fold pred</th>{head}</tr>
 {"".join(cells)}
 </table></body></html>"""

@@ -25,9 +25,11 @@ def prepare_inputs(x: np.ndarray, preprocess: Preprocess | None) -> torch.Tensor
     scales the shorter side to ``resize_size`` (antialiased), then a centre crop of
     ``crop_size`` is taken and the channels are normalised.
     """
-    t = torch.as_tensor(x, dtype=torch.float32)
     if preprocess is None:
-        return t
+        from engine.training.classification import as_input
+
+        return as_input(x)  # token ids stay integers
+    t = torch.as_tensor(x, dtype=torch.float32)
     if t.ndim != 4:
         raise ValueError(f"image preprocessing needs (B, C, H, W) inputs, got {tuple(t.shape)}")
     channels = len(preprocess.mean)

@@ -246,4 +246,5 @@ def _ensure_builtin_models() -> None:
     """Import the modules that register the built-in models (idempotent)."""
     import engine.models.hf
     import engine.models.small
+    import engine.models.text
     import engine.models.torchvision_models  # noqa: F401

@@ -164,12 +164,16 @@ def build_splits(
         bins = quantile_bins(score, ids, spec.bins.count)
     edges = bin_ranges(score, bins, spec.bins.count)
 
-    flat_inputs = data.inputs[ids].reshape(len(ids), -1).astype(np.float32)
+    flat_inputs = data.inputs[ids].reshape(len(ids), -1)
+    if not np.issubdtype(flat_inputs.dtype, np.integer):  # token ids keep their int64 type
+        flat_inputs = flat_inputs.astype(np.float32)
     table = pool.append_column("bin", pa.array(bins)).append_column("is_hard", pa.array(is_hard))
     table = table.append_column(
         "input",
         pa.FixedSizeListArray.from_arrays(pa.array(flat_inputs.reshape(-1)), flat_inputs.shape[1]),
     )
+    if data.texts is not None:
+        table = table.append_column("text", pa.array([data.texts[i] for i in ids], pa.string()))
     if spec.label_free:
         table = table.drop_columns(["label"])
     table = table.replace_schema_metadata(

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.tracking.plots import _pyplot, plot_error_by_bin, plot_score_histogram
@@ -100,6 +101,28 @@ def plot_extreme_samples(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _extreme_texts(pool: pa.Table, score_name: str, class_names: list[str]) -> str:
+    """Per class, the hardest and easiest texts of the pool by ``score_name`` (HTML)."""
+    labels = pool.column("label").to_numpy()
+    score = pool.column(score_name).to_numpy()
+    texts = pool.column("text").to_pylist()
+    rows = []
+    for cls, name in enumerate(class_names):
+        idx = np.flatnonzero(labels == cls)
+        order = idx[np.argsort(-score[idx], kind="stable")]
+        for kind, picks in (("hardest", order[:SAMPLES_PER_CLASS]),
+                            ("easiest", order[::-1][:SAMPLES_PER_CLASS])):  # fmt: skip
+            for i in picks:
+                rows.append(
+                    f"<tr><td>{html.escape(name)}</td><td>{kind}</td><td>{score[i]:.3f}</td>"
+                    f'<td style="text-align:left">{html.escape(texts[i])}</td></tr>'
+                )
+    return (
+        "<h2>Hardest and easiest texts</h2><table><tr><th>label</th><th></th>"
+        f"<th>{html.escape(score_name)}</th><th>text</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def _eval_table(evaluations: list[dict]) -> str:
@@ -194,6 +217,8 @@ def build_report(run_dir: Path | str) -> Path:
         f'<figure class="hb-figure" id="fig-{path.stem}"><h2>{html.escape(title)}</h2>{_img(path)}</figure>'
         for title, path in sections
     )
+    if "text" in pool.column_names:
+        body += _extreme_texts(pool, score_name, card["class_names"])
     sp = card["splits"]
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>hardbench report: {html.escape(card["name"])}</title>

@@ -182,7 +182,7 @@ def train(
         else mitigation.expected_steps(recipe.epochs, recipe.batch_size)
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    xt = as_input(x_train, device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     order_gen = torch.Generator().manual_seed(recipe.seed)
 
@@ -256,6 +256,13 @@ def _recipe_key(recipe: TrainRecipe) -> str:
     return json.dumps(asdict(recipe), sort_keys=True)
 
 
+def as_input(x: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Inputs as a tensor: token ids (integer arrays) stay int64, everything else float32."""
+    arr = np.asarray(x)
+    dtype = torch.long if np.issubdtype(arr.dtype, np.integer) else torch.float32
+    return torch.as_tensor(arr, dtype=dtype, device=device)
+
+
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -283,9 +290,7 @@ def infer(
     model.eval()
     outputs = []
     for start in range(0, len(inputs), batch_size):
-        batch = torch.as_tensor(
-            inputs[start : start + batch_size], dtype=torch.float32, device=device
-        )
+        batch = as_input(inputs[start : start + batch_size], device)
         outputs.append(model(batch).float().cpu())
     model.train(was_training)
     return torch.cat(outputs).numpy()
@@ -315,7 +320,9 @@ def input_gradients(
     model.eval()
     out = []
     for start in range(0, len(inputs), batch_size):
-        x = torch.as_tensor(inputs[start : start + batch_size], dtype=torch.float32, device=device)
+        if np.issubdtype(np.asarray(inputs).dtype, np.integer):
+            raise ValueError("input gradients need real-valued inputs, not token ids")
+        x = as_input(inputs[start : start + batch_size], device)
         x.requires_grad_(True)
         y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long, device=device)
         logits = model(x)

@@ -27,6 +27,7 @@ from engine.training.classification import (
     TrainRecipe,
     _make_optimizer,
     _recipe_key,
+    as_input,
 )
 
 PackedEpochCallback = Callable[[int, np.ndarray], None]  # (epoch, logits (R, N, K))
@@ -147,7 +148,7 @@ def train_packed(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=recipe.epochs * steps_per_epoch
     )
-    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    xt = as_input(x_train, device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     key = {"recipe": _recipe_key(recipe.with_seed(0)), "seeds": list(seeds)}
@@ -212,6 +213,6 @@ def infer_packed(
     """Every replica's logits on ``inputs`` (N, ...): float32 of shape (R, N, K)."""
     out = []
     for start in range(0, len(inputs), batch_size):
-        x = torch.as_tensor(inputs[start : start + batch_size], dtype=torch.float32, device=device)
+        x = as_input(inputs[start : start + batch_size], device)
         out.append(pack.logits_shared(x).float().cpu())
     return torch.cat(out, dim=1).numpy()

@@ -1,0 +1,69 @@
+"""Text classifiers trained by the engine from scratch (no pretrained weights).
+
+Inputs are int64 token ids (B, L) right-padded with 0. Padding never reaches an
+output: ``text_mlp`` averages only the non-pad embeddings, ``text_transformer`` masks
+padded positions in attention and reads the first ([CLS]) position; so a sample gives
+the same logits whatever the padded length.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engine.models.registry import ModelConfig, register_model
+
+DEFAULT_VOCAB = 8000  # matches engine.data.text.VOCAB_SIZE
+
+
+class MeanPoolMLP(nn.Module):
+    """Embedding, mean over non-pad tokens, then an MLP."""
+
+    def __init__(self, vocab: int, dim: int, hidden: int, num_classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim, padding_idx=0)
+        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        mask = (ids != 0).unsqueeze(-1).to(self.embed.weight.dtype)
+        pooled = (self.embed(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+class SmallTransformer(nn.Module):
+    """A BERT-style encoder built from a ``transformers`` config (random init, no dropout)."""
+
+    def __init__(self, vocab: int, max_len: int, dim: int, layers: int, heads: int,
+                 num_classes: int) -> None:  # fmt: skip
+        super().__init__()
+        from transformers import BertConfig, BertForSequenceClassification
+
+        config = BertConfig(
+            vocab_size=vocab, hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
+            intermediate_size=4 * dim, max_position_embeddings=max_len, num_labels=num_classes,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=0,
+        )  # fmt: skip
+        self.model = BertForSequenceClassification(config)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+
+
+@register_model(ModelConfig("text_mlp", "text", "token embeddings, mean over non-pad tokens, MLP"))
+def text_mlp(*, num_classes: int, input_shape: tuple[int, ...], vocab: int = DEFAULT_VOCAB,
+             dim: int = 64, hidden: int = 64) -> nn.Module:  # fmt: skip
+    """Mean-pooled embedding classifier over (L,) token ids."""
+    if len(input_shape) != 1:
+        raise ValueError(f"text_mlp takes (L,) token ids, got input shape {input_shape}")
+    return MeanPoolMLP(vocab, dim, hidden, num_classes)
+
+
+@register_model(
+    ModelConfig("text_transformer", "text", "small BERT-style encoder from a transformers config")
+)
+def text_transformer(*, num_classes: int, input_shape: tuple[int, ...], vocab: int = DEFAULT_VOCAB,
+                     dim: int = 64, layers: int = 2, heads: int = 2) -> nn.Module:  # fmt: skip
+    """BERT encoder over (L,) token ids, classifying from the [CLS] position."""
+    if len(input_shape) != 1:
+        raise ValueError(f"text_transformer takes (L,) token ids, got input shape {input_shape}")
+    return SmallTransformer(vocab, input_shape[0], dim, layers, heads, num_classes)

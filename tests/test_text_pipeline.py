@@ -1,0 +1,63 @@
+"""The sentiment path end to end through real local Ray: shards, scores, splits with
+texts, an evaluated transformer, the report's text table and a text audit."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from engine.pipeline import run_benchmark
+from engine.splits import load_spec
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def text_run(ray_local, tmp_path_factory, no_tracking_env_module):
+    runs = tmp_path_factory.mktemp("runs")
+    return run_benchmark(load_spec("tests/fixtures/tiny-text.yaml"), runs_dir=runs,
+                         run_id="text", log=lambda line: None)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def no_tracking_env_module():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("RAY_ADDRESS", raising=False)
+        yield
+
+
+def test_text_run_is_complete_with_texts_in_the_splits(text_run):
+    run = text_run.run_dir
+    shards = sorted(run.glob("preds/replica=*/epoch=*/block=*.parquet"))
+    assert len(shards) == 2 * 2 * 4  # 12,752 snippets in 4,096-sample blocks
+    scores = pq.read_table(run / "scores.parquet")
+    assert scores.num_rows == 12752
+    conf = scores.column("confusion").to_numpy()
+    assert np.all((conf >= 0) & (conf <= np.log(2) + 2e-3))  # float16 probabilities
+    hard = pq.read_table(run / "benchmark" / "splits" / "hard.parquet")
+    assert hard.num_rows == 382 and hard.schema.field("input").type.value_type.bit_width == 64
+    assert all(isinstance(t, str) and t for t in hard.column("text").to_pylist())
+    assert {ev["model"] for ev in text_run.evaluations} == {"ensemble", "small_transformer"}
+    import html
+
+    report = (run / "report.html").read_text()
+    pool = pq.read_table(run / "benchmark" / "splits" / "pool.parquet")
+    rotten = np.flatnonzero(pool.column("label").to_numpy() == 0)
+    hardest = rotten[np.argmax(pool.column("confusion").to_numpy()[rotten])]
+    assert "Hardest and easiest texts" in report
+    assert html.escape(pool.column("text")[int(hardest)].as_py()) in report
+
+
+def test_text_audit_shows_the_texts(text_run):
+    from engine.cli import main
+
+    assert (
+        main(["audit", str(text_run.run_dir), "--folds", "2", "--top", "10", "--split", "heldout"])
+        == 0
+    )
+    (audit_dir,) = (text_run.run_dir / "audit").iterdir()
+    page = (audit_dir / "audit.html").read_text()
+    assert page.count('<span class="text">') == 10 and "<img " not in page
+    assert json.loads((audit_dir / "audit.json").read_text())["samples"] == 3825
