@@ -64,7 +64,7 @@ def test_resolved_spec_round_trips():
         ("splits.pool=test", r"splits\.pool: must be one of heldout, train, all, got 'test'"),
         ("splits.score=action", None),
         ("splits.hard.top_fraction=1.5", r"splits\.hard\.top_fraction: must be in \(0, 1\)"),
-        ("data.source=mnist", r"data\.source: must be one of sklearn_digits"),
+        ("data.source=mnist", r"data\.source: must be one of rotten_tomatoes, sklearn_digits"),
         ("evaluate.models=[{name: a}]", r"evaluate\.models\[0\]\.model: is required"),
         ("metadata.version=2", r"metadata\.version: this engine reads spec version 1"),
         ("replicas.num_workers=zero", r"replicas\.num_workers: must be 'auto' or an integer"),
