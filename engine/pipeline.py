@@ -775,7 +775,7 @@ def _run_stages(
     for ev in evaluations:
         mit = mitigations.get(ev["model"])
         if mit is not None and mit.method != "erm":
-            ev["mitigation"] = {k: v for k, v in asdict(mit).items()}
+            ev["mitigation"] = asdict(mit)
     transfer = _transfer_metrics(built, model_probs)
     eval_dir = run_dir / "eval"
     eval_dir.mkdir(exist_ok=True)

@@ -6,7 +6,6 @@ import io
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +105,7 @@ def _mitigation(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray
     scores = pq.read_table(path, columns=["sample_id", spec.score])
     values = scores.column(spec.score).to_numpy()[np.searchsorted(
         scores.column("sample_id").to_numpy(), train_idx)]  # fmt: skip
-    fields = {k: v for k, v in asdict(spec).items() if k not in ("method", "score")}
-    return Mitigation(method=spec.method, scores=values, **fields)
+    return Mitigation(spec.method, values, options=spec)  # the spec extends MitigationOptions
 
 
 def _remote_entry(run_dir: str, spec_dict: dict, index: int) -> dict:

@@ -29,7 +29,7 @@ from engine.scores import get_score
 from engine.training import TrainRecipe
 from engine.training.checkpoints import KEEP_POLICIES
 from engine.training.mitigation import METHODS as MITIGATIONS
-from engine.training.mitigation import PACINGS
+from engine.training.mitigation import PACINGS, MitigationOptions
 
 SPLIT_POOLS = ("heldout", "train", "all")  # which samples hard splits and bins are cut from
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # spec and model labels
@@ -377,7 +377,7 @@ class ScoringSpec:
 
 
 @dataclass(frozen=True)
-class MitigationSpec:
+class MitigationSpec(MitigationOptions):
     """How an evaluated model is trained: ``erm`` or a confusion-based mitigation.
 
     ``score`` (one of the run's scores; higher = harder) ranks the training samples;
@@ -389,13 +389,6 @@ class MitigationSpec:
 
     method: str = "erm"
     score: str = "confusion"
-    groups: int = 4
-    eta: float = 0.01
-    factor: float = 3.0
-    hard_fraction: float = 0.1
-    start_fraction: float = 0.3
-    ramp_fraction: float = 0.5
-    pacing: str = "linear"
 
     def __post_init__(self) -> None:
         if self.method not in MITIGATIONS:

@@ -124,13 +124,11 @@ class GroupDRO:
         return (self.q.to(per_sample.device, per_sample.dtype) * group_loss).sum()
 
 
-@dataclass
-class Mitigation:
-    """A mitigation bound to the training samples' scores.
+@dataclass(frozen=True)
+class MitigationOptions:
+    """Settings of the mitigations (the spec's ``MitigationSpec`` extends these).
 
     Attributes:
-        method: One of ``METHODS``.
-        scores: Float (N_train,) difficulty of each training sample (higher = harder).
         groups: Number of quantile groups (GroupDRO).
         eta: GroupDRO step size.
         factor: Upsampling factor of the hard samples.
@@ -140,8 +138,6 @@ class Mitigation:
         pacing: ``linear`` or ``root``.
     """
 
-    method: str
-    scores: np.ndarray
     groups: int = 4
     eta: float = 0.01
     factor: float = 3.0
@@ -150,25 +146,40 @@ class Mitigation:
     ramp_fraction: float = 0.5
     pacing: str = "linear"
 
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        self.scores = np.asarray(self.scores, dtype=np.float64)
-        self._groups = quantile_groups(self.scores, self.groups)
-        cut = np.quantile(self.scores, 1 - self.hard_fraction) if len(self.scores) else 0.0
+
+class Mitigation:
+    """A mitigation bound to the training samples' scores.
+
+    Args:
+        method: One of ``METHODS``.
+        scores: Float (N_train,) difficulty of each training sample (higher = harder).
+        options: Its settings (defaults: ``MitigationOptions()``).
+    """
+
+    def __init__(
+        self, method: str, scores: np.ndarray, options: MitigationOptions | None = None
+    ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        self.method = method
+        self.options = options or MitigationOptions()
+        self.scores = np.asarray(scores, dtype=np.float64)
+        opt = self.options
+        self._groups = quantile_groups(self.scores, opt.groups)
+        cut = np.quantile(self.scores, 1 - opt.hard_fraction) if len(self.scores) else 0.0
         self._hard = self.scores >= cut
-        self.dro = GroupDRO(self.groups, self.eta) if self.method == "groupdro" else None
+        self.dro = GroupDRO(opt.groups, opt.eta) if method == "groupdro" else None
 
     def expected_steps(self, epochs: int, batch_size: int) -> int:
         """Optimizer steps over ``epochs`` epochs (expected, for upsampling's random part)."""
         n = len(self.scores)
         if self.method == "upsample":
-            per_epoch = n + self._hard.sum() * (self.factor - 1)
+            per_epoch = n + self._hard.sum() * (self.options.factor - 1)
             return epochs * max(1, int(np.ceil(per_epoch / batch_size)))
         if self.method == "curriculum":
             sizes = [
-                max(1, round(pacing_fraction(e, epochs, self.start_fraction, self.ramp_fraction,
-                                             self.pacing) * n))
+                max(1, round(pacing_fraction(e, epochs, self.options.start_fraction,
+                                             self.options.ramp_fraction, self.options.pacing) * n))
                 for e in range(epochs)
             ]  # fmt: skip
             return sum(-(-s // batch_size) for s in sizes)
@@ -178,11 +189,12 @@ class Mitigation:
         """Sample indices for one epoch (a plain shuffle for ERM and GroupDRO)."""
         n = len(self.scores)
         if self.method == "upsample":
-            return upsample_order(self._hard, self.factor, generator)
+            return upsample_order(self._hard, self.options.factor, generator)
         if self.method == "curriculum":
+            opt = self.options
             return curriculum_order(
-                self.scores, epoch, epochs, start=self.start_fraction, ramp=self.ramp_fraction,
-                pacing=self.pacing, generator=generator,
+                self.scores, epoch, epochs, start=opt.start_fraction, ramp=opt.ramp_fraction,
+                pacing=opt.pacing, generator=generator,
             )  # fmt: skip
         return torch.randperm(n, generator=generator)
 

@@ -11,6 +11,7 @@ from engine.training import TrainRecipe, train
 from engine.training.mitigation import (
     GroupDRO,
     Mitigation,
+    MitigationOptions,
     curriculum_order,
     pacing_fraction,
     quantile_groups,
@@ -91,7 +92,7 @@ def test_erm_mitigation_is_plain_training_and_groupdro_trains(digits):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # GroupDRO on digits with the label's parity as a "score": weights end on the harder half.
     loss_scores = (digits.labels[tr] >= 5).astype(float)  # two groups by class
-    mit = Mitigation("groupdro", loss_scores, groups=2, eta=0.05)
+    mit = Mitigation("groupdro", loss_scores, MitigationOptions(groups=2, eta=0.05))
     model = train(*args, num_classes=10, mitigation=mit)
     assert abs(float(mit.dro.q.sum()) - 1) < 1e-9 and float(mit.dro.q.max()) > 0.5
     held = digits.indices("heldout")
