@@ -30,6 +30,7 @@ from engine.distributed.replicas import train_replicas
 from engine.distributed.scoring import score_run
 from engine.evaluation import evaluate_predictions, kendall_tau
 from engine.shards import atomic_write_bytes, atomic_write_table, consolidate_manifest, num_blocks
+from engine.shards.integrity import manifest_checksums, quarantine_shards, verify_shards
 from engine.shards.provenance import provenance
 from engine.splits.builder import (
     BENCHMARK_DIR,
@@ -532,7 +533,6 @@ def resume_run(
         RunSetupError: If the directory is not a run, the run is complete, or its
             driver is still running.
     """
-    from engine.shards.integrity import quarantine_shards, verify_shards
     from engine.splits import load_spec
 
     if is_uri(run_dir):
@@ -606,19 +606,12 @@ def verify_run(
     Raises:
         RunSetupError: If the directory is not a run.
     """
-    from engine.shards import read_manifest
-    from engine.shards.integrity import manifest_entries, quarantine_shards, verify_shards
     from engine.splits import load_spec
 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / SPEC_FILE).exists():
         raise RunSetupError(f"{run_dir} is not a run directory (no {SPEC_FILE})")
-    original = {
-        str(path): entry["sha256"]
-        for path, entry, _ in manifest_entries(
-            run_dir, {id(r): r for r in read_manifest(run_dir).values()}.values()
-        )
-    }
+    original = manifest_checksums(run_dir)
     checked, problems = verify_shards(run_dir)
     for p in problems:
         log(f"[verify] {p.path.relative_to(run_dir)}: {p.reason}")
@@ -649,12 +642,7 @@ def verify_run(
     )
     with ray_session(num_cpus):
         train_replicas(run_dir, spec, attempt=len(attempts) + 1, log=log)
-    now = {
-        str(path): entry["sha256"]
-        for path, entry, _ in manifest_entries(
-            run_dir, {id(r): r for r in read_manifest(run_dir).values()}.values()
-        )
-    }
+    now = manifest_checksums(run_dir)
     for p in problems:
         key = str(p.path)
         if key in now:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -19,6 +18,7 @@ from engine.data import SPLIT_TRAIN
 from engine.scores import entropy, replica_scalars
 from engine.shards import (
     read_manifest,
+    read_packed_manifest,
     read_replica_manifest,
     record_epoch,
     record_packed_epoch,
@@ -39,18 +39,20 @@ PROGRESS_POLL_S = 1.0  # how often the driver checks the manifests while replica
 PROGRESS_EVERY_S = 5.0  # print a progress line at least this often
 
 
-def _remove_stale_temp_files(run_dir: Path, replica: int) -> int:
-    """Delete temp files a killed writer of ``replica`` left behind; returns how many."""
+def _remove_stale_temp_files(*folders: Path) -> int:
+    """Delete temp files a killed writer left in ``folders``; returns how many."""
     removed = 0
-    for folder in (
-        replica_manifest_path(run_dir, replica).parent,
-        replica_checkpoint_dir(run_dir, replica),
-    ):
+    for folder in folders:
         if folder.is_dir():
             for tmp in folder.rglob(".*.tmp-*"):
                 tmp.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def _replica_folders(run_dir: Path, replica: int) -> tuple[Path, Path]:
+    """The folders one replica's writer owns: its shards and its checkpoints."""
+    return replica_manifest_path(run_dir, replica).parent, replica_checkpoint_dir(run_dir, replica)
 
 
 def _resume_point(
@@ -112,7 +114,7 @@ def train_replica(
     """
     run_dir = Path(run_dir)
     epochs = spec.replicas.recipe.epochs
-    stale = _remove_stale_temp_files(run_dir, replica)
+    stale = _remove_stale_temp_files(*_replica_folders(run_dir, replica))
     done = set(read_replica_manifest(run_dir, replica))
     outcome = {"replica": replica, "written": 0, "resumed_from": None, "skipped": len(done)}
     todo, state = _resume_point(run_dir, replica, f"replica {replica}", done, epochs, stale, log)
@@ -186,13 +188,6 @@ def train_replica(
     return outcome
 
 
-def _packed_done_epochs(run_dir: Path) -> set[int]:
-    path = packed_manifest_path(run_dir)
-    return (
-        {row["epoch"] for row in json.loads(path.read_text())["rows"]} if path.exists() else set()
-    )
-
-
 def train_pack(
     run_dir: Path | str,
     spec: BenchmarkSpec,
@@ -218,17 +213,16 @@ def train_pack(
     owner = f"pack={pack}"
     epochs = spec.replicas.recipe.epochs
     mode = spec.shards.mode
-    stale = sum(_remove_stale_temp_files(run_dir, r) for r in replicas)
-    for folder in (packed_manifest_path(run_dir).parent, replica_checkpoint_dir(run_dir, owner)):
-        if folder.is_dir():
-            for tmp in folder.rglob(".*.tmp-*"):
-                tmp.unlink(missing_ok=True)
-                stale += 1
+    stale = _remove_stale_temp_files(
+        *(f for r in replicas for f in _replica_folders(run_dir, r)),
+        packed_manifest_path(run_dir).parent,
+        replica_checkpoint_dir(run_dir, owner),
+    )
     if mode == "full":
         done_by_replica = {r: set(read_replica_manifest(run_dir, r)) for r in replicas}
         done = set.intersection(*done_by_replica.values())
     else:
-        done = _packed_done_epochs(run_dir)
+        done = set(read_packed_manifest(run_dir))
         done_by_replica = {r: done for r in replicas}
     outcome = {"pack": pack, "replicas": replicas, "written": 0, "resumed_from": None,
                "skipped": len(done)}  # fmt: skip

@@ -28,7 +28,7 @@ from engine.shards.layout import (
     preds_dir,
     replica_manifest_path,
 )
-from engine.shards.manifest import ShardManifestError, read_manifest
+from engine.shards.manifest import ShardManifestError, manifest_rows
 from engine.shards.schema import (
     METADATA_KEY,
     PROBS_DTYPES,
@@ -78,6 +78,14 @@ def manifest_entries(
             else:
                 path = block_path(run_dir, row["replica"], row["epoch"], entry["block"])
             yield path, entry, row
+
+
+def manifest_checksums(run_dir: Path | str) -> dict[str, str]:
+    """Shard path -> the SHA-256 the manifest records for it, over every manifest row."""
+    return {
+        str(path): entry["sha256"]
+        for path, entry, _ in manifest_entries(run_dir, manifest_rows(run_dir))
+    }
 
 
 def expected_entries(run_dir: Path | str, rows: Iterable[dict]) -> dict[str, dict]:
@@ -185,9 +193,8 @@ def verify_shards(run_dir: Path | str) -> tuple[int, list[ShardProblem]]:
     Returns:
         ``(shards checked, problems)``; problems are sorted by replica, epoch, block.
     """
-    rows = list({id(r): r for r in read_manifest(run_dir).values()}.values())
     checked, problems = 0, []
-    for path, entry, row in manifest_entries(run_dir, rows):
+    for path, entry, row in manifest_entries(run_dir, manifest_rows(run_dir)):
         checked += 1
         problem = _problem(path, entry, row)
         if problem is not None:
@@ -250,6 +257,7 @@ __all__ = [
     "ShardProblem",
     "check_schema",
     "expected_entries",
+    "manifest_checksums",
     "manifest_entries",
     "quarantine_shards",
     "read_verified_table",

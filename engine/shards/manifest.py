@@ -68,18 +68,29 @@ def read_replica_manifest(run_dir: Path | str, replica: int) -> dict[int, dict]:
     return {row["epoch"]: row for row in json.loads(path.read_text())["rows"]}
 
 
+def read_packed_manifest(run_dir: Path | str) -> dict[int, dict]:
+    """Finished epochs of the packed form (all its replicas at once): epoch -> row."""
+    path = packed_manifest_path(run_dir)
+    if not path.exists():
+        return {}
+    return {row["epoch"]: row for row in json.loads(path.read_text())["rows"]}
+
+
 def read_manifest(run_dir: Path | str) -> dict[tuple[int, int], dict]:
     """All finished (replica, epoch) rows found in the per-replica or packed manifests."""
     found: dict[tuple[int, int], dict] = {}
     for path in sorted(preds_dir(run_dir).glob(f"replica=*/{MANIFEST_NAME}")):
         for row in json.loads(path.read_text())["rows"]:
             found[(row["replica"], row["epoch"])] = row
-    packed = packed_manifest_path(run_dir)
-    if packed.exists():
-        for row in json.loads(packed.read_text())["rows"]:
-            for replica in row["replicas"]:
-                found[(replica, row["epoch"])] = row
+    for row in read_packed_manifest(run_dir).values():
+        for replica in row["replicas"]:
+            found[(replica, row["epoch"])] = row
     return found
+
+
+def manifest_rows(run_dir: Path | str) -> list[dict]:
+    """Every distinct manifest row (a packed row covers several replicas but counts once)."""
+    return list({id(row): row for row in read_manifest(run_dir).values()}.values())
 
 
 def consolidate_manifest(
