@@ -300,7 +300,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from engine.evaluation.audit import audit_run, write_audit
-    from engine.splits import load_spec
 
     if not (args.run_dir / "spec.yaml").exists():
         print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
@@ -310,8 +309,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"hardbench: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    spec = load_spec(args.run_dir / "spec.yaml")
-    data = spec.data.load()
+    data = audit.data  # loaded once by the audit (text data retrains its tokenizer)
     out = write_audit(
         args.run_dir,
         audit,

@@ -111,11 +111,13 @@ class Audit:
             (higher = more suspicious).
         scores_used: The scores that entered ``audit_score``.
         oof_probs: Float (M, K) out-of-fold probabilities, rows in ``table`` order.
+        data: The run's dataset as audited (class names, inputs, texts for the page).
     """
 
     table: pa.Table
     scores_used: list[str]
     oof_probs: np.ndarray
+    data: object = None
 
 
 def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Audit:
@@ -174,7 +176,7 @@ def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Aud
     table = pa.table(
         {"rank": np.arange(1, len(idx) + 1), **{k: v[order] for k, v in columns.items()}}
     )
-    return Audit(table=table, scores_used=used, oof_probs=oof[order])
+    return Audit(table=table, scores_used=used, oof_probs=oof[order], data=data)
 
 
 def detection_metrics(audit: Audit) -> dict[str, dict[str, float]]:
