@@ -113,22 +113,30 @@ def write_epoch_shards(
         One manifest entry per block: ``{"block", "rows", "sha256"}``.
     """
     n, k = probs.shape
+    meta = {**(metadata or {}), "replica": replica, "epoch": epoch}
+    value_type = PROBS_DTYPES[probs_dtype]
     if top_k is not None:
         if not 1 <= top_k < k:
             raise ValueError(f"top_k must be in [1, K={k}), got {top_k}")
         if input_grad is not None:
             raise ValueError("top-k shards do not carry input gradients")
-        return _write_topk(run_dir, replica, epoch, probs, loss, labels, margin, block_size,
-                           probs_dtype, metadata, top_k)  # fmt: skip
-    grad_dim = None if input_grad is None else int(np.prod(input_grad.shape[1:]))
-    schema = shard_schema(
-        k, probs_dtype, {**(metadata or {}), "replica": replica, "epoch": epoch}, grad_dim=grad_dim
-    )
+        schema = topk_shard_schema(k, top_k, probs_dtype, meta)
+        vals, idx = top_k_of(probs, top_k)
+
+        def prob_columns(a: int, b: int) -> list[pa.Array]:
+            return [_fixed_list(vals[a:b], value_type), _fixed_list(idx[a:b], pa.int32())]
+    else:
+        grad_dim = None if input_grad is None else int(np.prod(input_grad.shape[1:]))
+        schema = shard_schema(k, probs_dtype, meta, grad_dim=grad_dim)
+
+        def prob_columns(a: int, b: int) -> list[pa.Array]:
+            return [_fixed_list(probs[a:b], value_type)]
+
     entries = []
     for block, start, stop in _blocks(n, block_size):
         columns = [
             pa.array(np.arange(start, stop, dtype=np.int64)),
-            _fixed_list(probs[start:stop], PROBS_DTYPES[probs_dtype]),
+            *prob_columns(start, stop),
             _nullable(None if loss is None else loss[start:stop], stop - start, pa.float32()),
             _nullable(None if labels is None else labels[start:stop], stop - start, pa.int32()),
             _nullable(None if margin is None else margin[start:stop], stop - start, pa.float32()),
@@ -157,38 +165,6 @@ def top_k_of(probs: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1).astype(
         np.int32
     )
-
-
-def _write_topk(
-    run_dir: Path | str,
-    replica: int,
-    epoch: int,
-    probs: np.ndarray,
-    loss: np.ndarray | None,
-    labels: np.ndarray | None,
-    margin: np.ndarray | None,
-    block_size: int,
-    probs_dtype: str,
-    metadata: dict | None,
-    top_k: int,
-) -> list[dict]:
-    n, k = probs.shape
-    schema = topk_shard_schema(
-        k, top_k, probs_dtype, {**(metadata or {}), "replica": replica, "epoch": epoch}
-    )
-    vals, idx = top_k_of(probs, top_k)
-    entries = []
-    for block, start, stop in _blocks(n, block_size):
-        columns = [
-            pa.array(np.arange(start, stop, dtype=np.int64)),
-            _fixed_list(vals[start:stop], PROBS_DTYPES[probs_dtype]),
-            _fixed_list(idx[start:stop], pa.int32()),
-            _nullable(None if loss is None else loss[start:stop], stop - start, pa.float32()),
-            _nullable(None if labels is None else labels[start:stop], stop - start, pa.int32()),
-            _nullable(None if margin is None else margin[start:stop], stop - start, pa.float32()),
-        ]
-        entries.append(_write_block(block_path(run_dir, replica, epoch, block), columns, schema))
-    return entries
 
 
 def _replica_lists(
