@@ -149,6 +149,7 @@ def train_replica(
             probs_dtype=spec.shards.probs_dtype,
             metadata=meta,
             top_k=spec.shards.top_k,
+            fmt=spec.shards.format,
         )
         heldout = data.split != SPLIT_TRAIN
         now = time.perf_counter()
@@ -264,7 +265,7 @@ def train_pack(
                     run_dir, replica=r, epoch=epoch, probs=probs[i], loss=parts[i][1],
                     labels=labels, margin=parts[i][2], block_size=spec.shards.block_size,
                     probs_dtype=spec.shards.probs_dtype, metadata={**meta, "seed": seeds[i]},
-                    top_k=spec.shards.top_k,
+                    top_k=spec.shards.top_k, fmt=spec.shards.format,
                 )  # fmt: skip
                 record_epoch(run_dir, replica=r, epoch=epoch, blocks=blocks, seed=seeds[i],
                              **facts(probs[i]))  # fmt: skip
@@ -281,7 +282,7 @@ def train_pack(
                     scalars={"loss": loss, "margin": margin, "p_true": extra["p_true"][:, 0],
                              "el2n": extra["el2n"][:, 0], "correct": correct},
                     block_size=spec.shards.block_size, probs_dtype=spec.shards.probs_dtype,
-                    metadata=meta,
+                    metadata=meta, fmt=spec.shards.format,
                 )  # fmt: skip
             else:
                 blocks = write_reduced_epoch_shards(
@@ -289,7 +290,7 @@ def train_pack(
                     ensemble_pred=mean.argmax(axis=1), ensemble_conf=mean.max(axis=1),
                     scalars={"loss": loss, "margin": margin, "correct": correct},
                     labels=labels, num_replicas=len(replicas),
-                    block_size=spec.shards.block_size, metadata=meta,
+                    block_size=spec.shards.block_size, metadata=meta, fmt=spec.shards.format,
                 )  # fmt: skip
             record_packed_epoch(run_dir, replicas=replicas, epoch=epoch, blocks=blocks,
                                 seeds=seeds, form=mode, **facts(mean))  # fmt: skip

@@ -10,6 +10,7 @@ from engine.scores.classification import (
     action,
     confusion,
     entropy,
+    entropy_float32,
 )
 from engine.scores.dynamics import (
     AUMAccumulator,
@@ -53,6 +54,7 @@ __all__ = [
     "ensemble_margin",
     "ensemble_max_prob",
     "entropy",
+    "entropy_float32",
     "forgetting_events",
     "get_score",
     "list_scores",

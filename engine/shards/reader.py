@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.scores import entropy, replica_scalars
+from engine.scores import entropy_float32, replica_scalars
 from engine.scores._validation import PROBS_SUM_ATOL
 from engine.shards.integrity import expected_entries, read_verified_table
-from engine.shards.layout import block_path, is_packed, packed_block_path
+from engine.shards.layout import SHARD_FORMATS, block_path, is_packed, packed_block_path
 from engine.shards.manifest import ShardManifestError, read_manifest
 from engine.shards.schema import METADATA_KEY, PACKED_SCALARS
 
@@ -77,7 +77,7 @@ class EpochBlock:
         """Entropy (natural log) of the replica-mean distribution (N_b,)."""
         if "mean_entropy" in self._reduced:
             return self._reduced["mean_entropy"]
-        return entropy(self.mean_probs)
+        return entropy_float32(self.mean_probs)
 
     @cached_property
     def ensemble_pred(self) -> np.ndarray:
@@ -117,6 +117,43 @@ def _list_column(table: pa.Table, name: str) -> np.ndarray:
     return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
 
 
+HALF_TO_SINGLE = np.float32(2.0**112)  # 2**(127 - 15): float32 minus float16 exponent bias
+
+
+def widen_probs(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Float16 or float32 probabilities as float32, fast.
+
+    NumPy's float16 cast converts one element at a time (about 0.8 GB/s here). For
+    non-negative finite halves, shifting the 15 value bits into a float32's place and
+    multiplying by 2**112 gives the same float32 exactly, subnormals included, at
+    memory speed. Negative, infinite or NaN halves come out as values above 1, so the
+    probability checks still reject them; :func:`check_shard_values` callers re-widen
+    with NumPy's cast to name the exact fault.
+
+    Args:
+        values: Float16 or float32 array of any shape.
+        out: Optional float32 array of the same shape to write into.
+
+    Returns:
+        Float32 array of the same shape (``out`` when given).
+    """
+    if values.dtype != np.float16:
+        if out is None:
+            return values.astype(np.float32, copy=False)
+        out[...] = values
+        return out
+    bits = values.view(np.uint16).astype(np.uint32)
+    bits <<= 13
+    return np.multiply(bits.view(np.float32), HALF_TO_SINGLE, out=out)
+
+
+def _num_classes(table: pa.Table) -> int:
+    """K of a per-replica shard (full or top-k)."""
+    if "topk_probs" in table.column_names:
+        return int(json.loads(table.schema.metadata[METADATA_KEY])["num_classes"])
+    return table.schema.field("probs").type.list_size
+
+
 def _optional(table: pa.Table, name: str) -> np.ndarray | None:
     if name not in table.column_names or table.column(name).null_count == len(table):
         return None
@@ -151,6 +188,20 @@ def _first_bad(path: Path, ids: np.ndarray, bad: np.ndarray, what: str) -> None:
         raise ShardValueError(f"shard {path}: sample_id {int(ids[row])} (row {row}): {what}")
 
 
+def _probs_look_valid(probs: np.ndarray) -> bool:
+    """One cheap pass: every row sums to 1 within tolerance and no value is negative.
+
+    NaN and inf make a row sum fail the comparison, so a True here means the detailed
+    checks in :func:`check_shard_values` would all pass.
+    """
+    if probs.size == 0:
+        return True
+    k = probs.shape[-1]
+    flat = probs.reshape(-1, k)
+    sums = flat @ np.ones(k, dtype=flat.dtype)
+    return bool(np.all(np.abs(sums - 1.0) <= PROBS_SUM_ATOL)) and bool(flat.min() >= 0)
+
+
 def check_shard_values(
     path: Path, ids: np.ndarray, probs: np.ndarray | None, labels: np.ndarray | None, scalars: dict
 ) -> None:
@@ -159,7 +210,7 @@ def check_shard_values(
     Checks: probabilities finite, non-negative and summing to 1 within
     ``PROBS_SUM_ATOL``; labels in [0, K); losses finite and >= 0; margins finite.
     """
-    if probs is not None:
+    if probs is not None and not _probs_look_valid(probs):
         _first_bad(path, ids, ~np.isfinite(probs), "probabilities hold NaN or inf")
         _first_bad(path, ids, probs < 0, "probabilities hold a negative value")
         sums = probs.sum(axis=-1, dtype=np.float64)
@@ -170,6 +221,7 @@ def check_shard_values(
                 f"shard {path}: sample_id {int(ids[row])} (row {row}): probabilities sum to "
                 f"{sums[row]:.6f}, not 1 (tolerance {PROBS_SUM_ATOL})"
             )
+    if probs is not None:
         k = probs.shape[-1]
         if labels is not None:
             _first_bad(path, ids, (labels < 0) | (labels >= k), f"label out of range [0, {k})")
@@ -179,6 +231,29 @@ def check_shard_values(
             _first_bad(path, ids, ~np.isfinite(value), f"{name} holds NaN or inf")
     if scalars.get("loss") is not None:
         _first_bad(path, ids, scalars["loss"] < 0, "loss is negative")
+
+
+def _check_widened(
+    path: Path,
+    table: pa.Table,
+    column: str,
+    ids: np.ndarray,
+    probs: np.ndarray,
+    labels: np.ndarray | None,
+    scalars: dict,
+) -> None:
+    """:func:`check_shard_values` on probabilities from :func:`widen_probs`.
+
+    On a failure the check runs again on NumPy's exact cast of ``column``, so the
+    error names the real fault (a NaN, a negative value) rather than its widened form.
+    """
+    try:
+        check_shard_values(path, ids, probs, labels, scalars)
+    except ShardValueError:
+        if column in table.column_names:
+            exact = _list_column(table, column).astype(np.float32)
+            check_shard_values(path, ids, exact, labels, scalars)
+        raise
 
 
 class BlockReader:
@@ -212,31 +287,48 @@ class BlockReader:
             expected = expected_entries(self.run_dir, read_manifest(self.run_dir).values())
         self.expected = expected
 
-    def _read_table(self, path: Path) -> pa.Table:
-        if not path.exists():
-            raise ShardManifestError(f"missing shard {path}")
-        entry = self.expected.get(str(path.resolve()))
-        return read_verified_table(path, entry, packed=self.packed)
-
-    def _read_replica(self, replica: int, epoch: int) -> tuple[Path, dict]:
-        path = block_path(self.run_dir, replica, epoch, self.block)
-        table = self._read_table(path)
-        ids = table.column("sample_id").to_numpy()
-        if "topk_probs" in table.column_names:
-            probs = _expand_top_k(path, table)
+    def _read_table(self, paths: list[Path]) -> tuple[Path, pa.Table]:
+        """Read the shard among ``paths`` (one per format) that the manifest lists."""
+        for path in paths:
+            entry = self.expected.get(str(path.resolve()))
+            if entry is not None:
+                break
         else:
-            probs = _list_column(table, "probs").astype(np.float32, copy=False)
+            path = next((p for p in paths if p.exists()), paths[0])
+            if not path.exists():
+                raise ShardManifestError(f"missing shard {path}")
+        return path, read_verified_table(path, entry, packed=self.packed)
+
+    def _replica_table(self, replica: int, epoch: int) -> tuple[Path, pa.Table]:
+        return self._read_table(
+            [block_path(self.run_dir, replica, epoch, self.block, fmt) for fmt in SHARD_FORMATS]
+        )
+
+    def _parse_replica(self, path: Path, table: pa.Table, out: np.ndarray) -> dict:
+        """One replica's columns; its float32 probabilities are written into ``out`` (N_b, K)."""
+        ids = table.column("sample_id").to_numpy()
+        top_k = "topk_probs" in table.column_names
+        shape = (table.num_rows, _num_classes(table))
+        if shape != out.shape:
+            raise ShardManifestError(
+                f"shard {path} holds {shape[0]} samples x {shape[1]} classes where the block's "
+                f"first replica holds {out.shape[0]} x {out.shape[1]}"
+            )
+        if top_k:
+            out[...] = _expand_top_k(path, table)
+        else:
+            widen_probs(_list_column(table, "probs"), out=out)
         part = {
             "sample_id": ids,
-            "probs": probs,
+            "probs": out,
             "label": _optional(table, "label"),
             "loss": _optional(table, "loss"),
             "margin": _optional(table, "margin"),
             "input_grad": _optional(table, "input_grad"),
-            "top_k": "topk_probs" in table.column_names,
+            "top_k": top_k,
         }
-        check_shard_values(path, ids, part["probs"], part["label"], part)
-        return path, part
+        _check_widened(path, table, "probs", ids, out, part["label"], part)
+        return part
 
     def _read_reduced(self, path: Path, table: pa.Table, epoch: int) -> EpochBlock:
         ids = table.column("sample_id").to_numpy()
@@ -282,13 +374,14 @@ class BlockReader:
         )
 
     def _read_packed(self, epoch: int) -> EpochBlock:
-        path = packed_block_path(self.run_dir, epoch, self.block)
-        table = self._read_table(path)
+        path, table = self._read_table(
+            [packed_block_path(self.run_dir, epoch, self.block, fmt) for fmt in SHARD_FORMATS]
+        )
         if "mean_entropy" in table.column_names:
             return self._read_reduced(path, table, epoch)
         ids = table.column("sample_id").to_numpy()
         labels = _optional(table, "label")
-        mean_probs = _list_column(table, "mean_probs").astype(np.float64)
+        mean_probs = widen_probs(_list_column(table, "mean_probs"))
         per_replica: dict[str, np.ndarray | None] = {}
         width = table.schema.field("correct").type.list_size
         if max(self.replicas) >= width:
@@ -305,8 +398,10 @@ class BlockReader:
             per_replica[name] = None if value is None else value.T[self.replicas]
         if per_replica["correct"] is not None:
             per_replica["correct"] = per_replica["correct"].astype(bool)
-        check_shard_values(
+        _check_widened(
             path,
+            table,
+            "mean_probs",
             ids,
             mean_probs,
             labels,
@@ -326,7 +421,13 @@ class BlockReader:
             if self.packed:
                 yield self._read_packed(epoch)
                 continue
-            parts = [self._read_replica(r, epoch) for r in self.replicas]
+            tables = [self._replica_table(r, epoch) for r in self.replicas]
+            first = tables[0][1]
+            probs = np.empty((len(tables), first.num_rows, _num_classes(first)), np.float32)
+            parts = [
+                (path, self._parse_replica(path, table, probs[i]))
+                for i, (path, table) in enumerate(tables)
+            ]
             ref_path, ref = parts[0]
             for path, part in parts[1:]:
                 _check_same(ref_path, ref, path, part)
@@ -344,7 +445,7 @@ class BlockReader:
                 epoch,
                 ref["sample_id"],
                 None if ref["label"] is None else ref["label"].astype(np.int64),
-                probs=np.stack([p["probs"] for _, p in parts]),
+                probs=probs,
                 per_replica=stacked,
                 input_grad=np.stack(grads) if all(g is not None for g in grads) else None,
             )

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.shards.layout import block_path, packed_block_path
+from engine.shards.layout import DEFAULT_FORMAT, block_path, packed_block_path, shard_format
 from engine.shards.schema import (
     PACKED_SCALARS,
     PROBS_DTYPES,
@@ -58,6 +58,23 @@ def atomic_write_table(path: Path | str, table: pa.Table, *, use_dictionary: boo
     return hashlib.sha256(data).hexdigest()
 
 
+def atomic_write_ipc(path: Path | str, table: pa.Table) -> str:
+    """Write ``table`` as an uncompressed Arrow IPC file (Feather v2) to ``path`` atomically.
+
+    Uncompressed on purpose: reading is then a memory map with no decoding, which is
+    what makes ``shards.format: arrow`` fast to score (see the README's Scoring section).
+
+    Returns:
+        The SHA-256 hex digest of the written file.
+    """
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
 def _fixed_list(values: np.ndarray, value_type: pa.DataType) -> pa.FixedSizeListArray:
     """(n, w) array -> Arrow fixed_size_list<value_type>[w] column."""
     values = np.ascontiguousarray(values)
@@ -91,6 +108,7 @@ def write_epoch_shards(
     input_grad: np.ndarray | None = None,
     metadata: dict | None = None,
     top_k: int | None = None,
+    fmt: str = DEFAULT_FORMAT,
 ) -> list[dict]:
     """Write one (replica, epoch) of predictions as fixed sample-id blocks.
 
@@ -108,9 +126,10 @@ def write_epoch_shards(
         metadata: Provenance stored in each file's schema metadata.
         top_k: Keep only each sample's ``top_k`` largest probabilities and their
             classes (``topk_shard_schema``); must be below K.
+        fmt: File format, ``parquet`` or ``arrow`` (uncompressed Arrow IPC).
 
     Returns:
-        One manifest entry per block: ``{"block", "rows", "sha256"}``.
+        One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
     """
     n, k = probs.shape
     meta = {**(metadata or {}), "replica": replica, "epoch": epoch}
@@ -145,7 +164,8 @@ def write_epoch_shards(
             columns.append(
                 _fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
             )
-        entries.append(_write_block(block_path(run_dir, replica, epoch, block), columns, schema))
+        path = block_path(run_dir, replica, epoch, block, fmt)
+        entries.append(_write_block(path, columns, schema))
     return entries
 
 
@@ -189,10 +209,15 @@ def _replica_lists(
 
 
 def _write_block(path: Path, columns: list[pa.Array], schema: pa.Schema) -> dict:
-    """Write one block's table atomically; its manifest entry."""
+    """Write one block's table atomically in the format its suffix names; its manifest entry."""
     table = pa.Table.from_arrays(columns, schema=schema)
-    digest = atomic_write_table(path, table, use_dictionary=False)
-    return {"block": int(path.stem.split("=")[1]), "rows": table.num_rows, "sha256": digest}
+    fmt = shard_format(path)
+    if fmt == "arrow":
+        digest = atomic_write_ipc(path, table)
+    else:
+        digest = atomic_write_table(path, table, use_dictionary=False)
+    block = int(path.stem.split("=")[1])
+    return {"block": block, "rows": table.num_rows, "sha256": digest, "format": fmt}
 
 
 def write_packed_epoch_shards(
@@ -205,6 +230,7 @@ def write_packed_epoch_shards(
     block_size: int,
     probs_dtype: str = "float32",
     metadata: dict | None = None,
+    fmt: str = DEFAULT_FORMAT,
 ) -> list[dict]:
     """Write one epoch of a packed ensemble: the replica mean and per-replica scalars.
 
@@ -218,9 +244,10 @@ def write_packed_epoch_shards(
         block_size: Samples per block.
         probs_dtype: Storage type of ``mean_probs``.
         metadata: Provenance stored in each file's schema metadata.
+        fmt: File format, ``parquet`` or ``arrow``.
 
     Returns:
-        One manifest entry per block: ``{"block", "rows", "sha256"}``.
+        One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
     """
     n, k = mean_probs.shape
     r = scalars["loss"].shape[0] if labels is not None else int((metadata or {}).get("replicas", 1))
@@ -236,7 +263,7 @@ def write_packed_epoch_shards(
         columns += _replica_lists(
             schema, None if labels is None else scalars, PACKED_SCALARS, pa.float32(), start, stop
         )
-        entries.append(_write_block(packed_block_path(run_dir, epoch, block), columns, schema))
+        entries.append(_write_block(packed_block_path(run_dir, epoch, block, fmt), columns, schema))
     return entries
 
 
@@ -252,6 +279,7 @@ def write_reduced_epoch_shards(
     num_replicas: int,
     block_size: int,
     metadata: dict | None = None,
+    fmt: str = DEFAULT_FORMAT,
 ) -> list[dict]:
     """Write one epoch of a packed ensemble in the reduced form (no probabilities).
 
@@ -267,9 +295,10 @@ def write_reduced_epoch_shards(
         num_replicas: R.
         block_size: Samples per block.
         metadata: Provenance stored in each file's schema metadata.
+        fmt: File format, ``parquet`` or ``arrow``.
 
     Returns:
-        One manifest entry per block: ``{"block", "rows", "sha256"}``.
+        One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
     """
     n = len(mean_entropy)
     if len(ensemble_pred) and int(np.max(ensemble_pred)) > np.iinfo(np.int16).max:
@@ -286,5 +315,5 @@ def write_reduced_epoch_shards(
             pa.array(np.asarray(ensemble_conf[start:stop], dtype=np.float16)),
         ]
         columns += _replica_lists(schema, scalars, REDUCED_SCALARS, pa.float16(), start, stop)
-        entries.append(_write_block(packed_block_path(run_dir, epoch, block), columns, schema))
+        entries.append(_write_block(packed_block_path(run_dir, epoch, block, fmt), columns, schema))
     return entries

@@ -26,6 +26,7 @@ from engine._util import FieldError, has_credentials
 from engine.data import ClassificationData, list_sources, load_dataset
 from engine.data.sources import NOISE_KINDS, flip_labels
 from engine.scores import get_score
+from engine.shards.layout import SHARD_FORMATS
 from engine.training import TrainRecipe
 from engine.training.checkpoints import KEEP_POLICIES
 from engine.training.mitigation import METHODS as MITIGATIONS
@@ -202,6 +203,9 @@ class ShardsSpec:
     float16 per-replica loss, margin and correctness: no K-sized column at all).
     ``top_k`` (full mode, large K) keeps each replica's k largest probabilities and
     their classes; readers spread the rest of the mass evenly over the other classes.
+    ``format`` is the file format: ``parquet`` (zstd, the default) or ``arrow``
+    (uncompressed Arrow IPC, read without decoding: several times faster to score,
+    about 10% larger at K=10).
     """
 
     block_size: int = 1024
@@ -209,6 +213,7 @@ class ShardsSpec:
     grad_epochs: list[int] = field(default_factory=list)
     mode: str = "full"
     top_k: int | None = None
+    format: str = "parquet"
 
     def __post_init__(self) -> None:
         if any(e < 0 for e in self.grad_epochs) or len(set(self.grad_epochs)) != len(
@@ -231,6 +236,10 @@ class ShardsSpec:
             raise FieldError("top_k", "top-k shards carry no input gradients: drop grad_epochs")
         if self.mode not in SHARD_MODES:
             raise FieldError("mode", f"must be one of {', '.join(SHARD_MODES)}, got {self.mode!r}")
+        if self.format not in SHARD_FORMATS:
+            raise FieldError(
+                "format", f"must be one of {', '.join(SHARD_FORMATS)}, got {self.format!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def _probs(rng, n, k):
     return p / p.sum(1, keepdims=True)
 
 
-def _write_run(run_dir, r, e, n, k, block_size, seed=0, dtype="float32"):
+def _write_run(run_dir, r, e, n, k, block_size, seed=0, dtype="float32", fmt="parquet"):
     rng = np.random.default_rng(seed)
     probs = np.stack([np.stack([_probs(rng, n, k) for _ in range(e)]) for _ in range(r)])
     losses = rng.exponential(size=(r, e, n)).astype(np.float32)
@@ -44,6 +44,7 @@ def _write_run(run_dir, r, e, n, k, block_size, seed=0, dtype="float32"):
                 block_size=block_size,
                 probs_dtype=dtype,
                 metadata={"seed": ri},
+                fmt=fmt,
             )
             record_epoch(run_dir, replica=ri, epoch=ei, blocks=blocks, seed=ri)
     return probs, losses, labels
@@ -294,7 +295,8 @@ def test_packed_form_gives_the_same_scores(tmp_path):
         ("loss", np.inf, r"sample_id 2 \(row 2\): loss holds NaN or inf"),
     ],
 )
-def test_bad_values_name_shard_and_first_sample(tmp_path, column, value, match):
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_bad_values_name_shard_and_first_sample(tmp_path, column, value, match, dtype):
     from engine.shards import ShardValueError
 
     arrays = _full_run(tmp_path, grad_epochs=())
@@ -308,8 +310,9 @@ def test_bad_values_name_shard_and_first_sample(tmp_path, column, value, match):
     else:
         loss[2] = value
     blocks = write_epoch_shards(
-        tmp_path, replica=1, epoch=2, probs=probs, loss=loss, labels=labels, block_size=5
-    )
+        tmp_path, replica=1, epoch=2, probs=probs, loss=loss, labels=labels, block_size=5,
+        probs_dtype=dtype,
+    )  # fmt: skip
     record_epoch(tmp_path, replica=1, epoch=2, blocks=blocks)  # a model that produced them
     with pytest.raises(ShardValueError, match="replica=1/epoch=2/block=0.parquet: " + match):
         score_block(tmp_path, 0, replicas=[0, 1, 2], epochs=[0, 1, 2, 3], scores=["confusion"])
@@ -433,3 +436,65 @@ def test_top_k_shards_bound_the_confusion_error_and_keep_label_scores_exact(tmp_
     assert np.all(err <= bound + 1e-6)
     assert err.max() > 0  # the tail is really approximated
     assert np.mean(err) < 0.05 * np.log(k)
+
+
+def test_widen_probs_equals_numpy_cast_for_every_valid_half():
+    from engine.shards.reader import widen_probs
+
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    valid = np.isfinite(halves) & ~np.signbit(halves)
+    fast = widen_probs(halves[valid])
+    np.testing.assert_array_equal(
+        fast.view(np.uint32), halves[valid].astype(np.float32).view(np.uint32)
+    )
+    assert valid.sum() == 0x7C00  # +0, every subnormal and every normal half
+    # Invalid halves (negative, -0.0, inf, NaN) never widen to a valid probability.
+    bad = widen_probs(halves[~valid])
+    assert not np.any(np.isfinite(bad) & (bad >= 0) & (bad <= 1))
+    out = np.empty(3, np.float32)
+    assert widen_probs(np.array([0.25, 0, 1], np.float16), out=out) is out
+    np.testing.assert_array_equal(out, [0.25, 0, 1])
+
+
+def test_entropy_float32_matches_float64():
+    from engine.scores import entropy, entropy_float32
+
+    rng = np.random.default_rng(0)
+    p = np.concatenate([_probs(rng, 200, 1000) ** 4, np.eye(1000)[:3]])
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(entropy_float32(p), entropy(p), atol=1e-5 * np.log(1000))
+    assert entropy_float32(p).dtype == np.float64 and (entropy_float32(p)[-3:] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_arrow_shards_score_like_parquet_and_are_verified(tmp_path, dtype):
+    from engine.shards.integrity import ShardIntegrityError, quarantine_shards, verify_shards
+
+    kwargs = {"r": 2, "e": 3, "n": 9, "k": 4, "block_size": 4, "dtype": dtype}
+    _write_run(tmp_path / "pq", **kwargs)
+    _write_run(tmp_path / "ipc", **kwargs, fmt="arrow")
+    ipc = tmp_path / "ipc"
+    files = sorted(p.relative_to(ipc / "preds").as_posix() for p in ipc.rglob("block=*"))
+    assert len(files) == 18 and all(f.endswith(".arrow") for f in files)
+    assert {b["format"] for row in read_manifest(ipc).values() for b in row["blocks"]} == {"arrow"}
+    names = ["confusion", "action", "self_confidence"]
+    a = _score_all(tmp_path / "pq", names, 2, 3, 3)
+    b = _score_all(ipc, names, 2, 3, 3)
+    assert a.equals(b)  # same stored values, same scores bit for bit
+
+    consolidate_manifest(ipc, replicas=2, epochs=3, blocks=3)
+    assert verify_shards(ipc) == (18, [])
+    flipped = block_path(ipc, 0, 1, 1, "arrow")
+    truncated = block_path(ipc, 1, 2, 0, "arrow")
+    _flip_byte(flipped, len(flipped.read_bytes()) // 2)
+    truncated.write_bytes(truncated.read_bytes()[:-200])
+    with pytest.raises(ShardIntegrityError, match=r"block=1.arrow is corrupt: sha256"):
+        score_block(ipc, 1, replicas=[0, 1], epochs=[0, 1, 2], scores=["confusion"])
+    _, problems = verify_shards(ipc)
+    assert [(p.replicas, p.epoch, p.block) for p in problems] == [((0,), 1, 1), ((1,), 2, 0)]
+    assert "unreadable Arrow IPC" in problems[1].reason
+    dest = quarantine_shards(ipc, problems)
+    assert (dest / "replica=0/epoch=1/block=1.arrow").exists() and not flipped.exists()
+    block_path(ipc, 0, 0, 2, "arrow").unlink()
+    with pytest.raises(ShardManifestError, match=r"missing shard .*replica=0/epoch=0/block=2"):
+        score_block(ipc, 2, replicas=[0, 1], epochs=[0], scores=["confusion"])

@@ -78,7 +78,7 @@ def test_models_with_running_statistics_are_not_packed(digits):
 REDUCIBLE = ["confusion", "action", "aum", "forgetting", "confidence", "variability", "correctness"]
 
 
-def _pack_run(tmp_path, mode):
+def _pack_run(tmp_path, mode, fmt="parquet"):
     import json
 
     from engine.distributed.replicas import train_pack, train_replica
@@ -90,8 +90,8 @@ def _pack_run(tmp_path, mode):
                  f"scores=[{','.join(REDUCIBLE)}]", "shards.block_size=700"]  # fmt: skip
     if mode != "unpacked":
         overrides += ["replicas.pack_size=all", f"shards.mode={mode}"]
-    spec = load_spec("tests/fixtures/tiny.yaml", overrides)
-    run_dir = tmp_path / mode
+    spec = load_spec("tests/fixtures/tiny.yaml", [*overrides, f"shards.format={fmt}"])
+    run_dir = tmp_path / f"{mode}-{fmt}"
     torch.set_num_threads(1)
     if mode == "unpacked":
         for r in range(3):
@@ -110,8 +110,9 @@ def _pack_run(tmp_path, mode):
     table = {
         k: np.concatenate([p.column(k).to_numpy() for p in parts]) for k in parts[0].column_names
     }
-    nbytes = sum(p.stat().st_size for p in run_dir.glob("preds/**/*.parquet"))
-    return table, nbytes
+    shards = list(run_dir.glob("preds/**/block=*"))
+    assert {p.suffix for p in shards} == {f".{fmt}"}
+    return table, sum(p.stat().st_size for p in shards)
 
 
 def test_shard_modes_give_the_same_scores_and_reduced_is_smallest(tmp_path):
@@ -127,6 +128,10 @@ def test_shard_modes_give_the_same_scores_and_reduced_is_smallest(tmp_path):
         assert (got["ensemble_pred"] == ref["ensemble_pred"]).mean() > 0.995
         if mode == "reduced":
             assert nbytes < full_bytes / 2, (nbytes, full_bytes)
+        if mode != "full":  # Arrow IPC files hold the same values: the same scores exactly
+            arrow, _ = _pack_run(tmp_path, mode, "arrow")
+            for name, values in got.items():
+                np.testing.assert_array_equal(arrow[name], values, err_msg=f"{mode} arrow {name}")
 
 
 def test_reduced_mode_refuses_scores_it_cannot_compute():
