@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2  # the spec or arguments are invalid; nothing was written
@@ -207,6 +208,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.overrides)
     r = spec.replicas
+    if getattr(spec, "task", "classification") == "qa":
+        print(
+            f"{args.spec}: valid QA spec {spec.metadata.name!r}: {r.count} span readers "
+            f"(dim {r.recipe.dim}, {r.recipe.layers} layers), {r.recipe.epochs} epochs on "
+            f"{spec.data.source}, scores {', '.join(spec.scores)}, hard = top "
+            f"{spec.splits.hard_fraction:g} by {spec.splits.score}, {spec.splits.bins} bins, "
+            f"evaluating {', '.join(['ensemble', *(m.name for m in spec.models)])}"
+        )
+        return 0
     print(
         f"{args.spec}: valid spec {spec.metadata.name!r}: {r.count} x {r.recipe.model} replicas, "
         f"{r.recipe.epochs} epochs, scores {', '.join(spec.scores)}, "
@@ -249,6 +259,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             spec = load_spec(result.run_dir / "spec.yaml")
         else:
             spec = load_spec(args.spec, args.overrides)
+            if getattr(spec, "task", "classification") == "qa":
+                return _run_qa(args, spec, log)
             result = run_benchmark(
                 spec,
                 runs_dir=args.runs_dir or _default_runs_dir(),
@@ -271,6 +283,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"card: {result.card_paths['md']}")
     print(
         f"mlflow: {result.mlflow['tracking_uri']} (experiment {spec.tracking.experiment}, run {result.mlflow['parent_run_id']})"
+    )
+    return 0
+
+
+def _run_qa(args: argparse.Namespace, spec: object, log: Callable[[str], None]) -> int:
+    """``hardbench run`` for a ``task: qa`` spec."""
+    from engine.pipeline_qa import run_qa_benchmark
+
+    if args.output:
+        print("hardbench: --output is not supported for QA runs yet", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = run_qa_benchmark(
+        spec,
+        runs_dir=args.runs_dir or _default_runs_dir(),
+        run_id=args.run_id,
+        num_cpus=args.num_cpus,
+        log=log,
+    )
+    print()
+    print(result.table)
+    print()
+    print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+    print(f"run: {result.run_dir}")
+    print(f"report: {result.run_dir / 'report.html'}")
+    print(
+        f"mlflow: {result.mlflow['tracking_uri']} (experiment {spec.tracking.experiment}, "
+        f"run {result.mlflow['parent_run_id']})"
     )
     return 0
 

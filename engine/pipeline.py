@@ -72,6 +72,19 @@ class RunResult:
     output: str | None = None  # where the run is mirrored, if anywhere
 
 
+def _run_spec(run_dir: Path) -> BenchmarkSpec:
+    """The classification spec a run was made with; QA runs are refused with a clear error."""
+    from engine.splits import load_spec
+
+    spec = load_spec(run_dir / SPEC_FILE)
+    if getattr(spec, "task", "classification") != "classification":
+        raise RunSetupError(
+            f"{run_dir} is a {spec.task} run: this command supports classification runs only "
+            "(a QA run's results are complete when `hardbench run` returns)"
+        )
+    return spec
+
+
 def new_run_id(spec: BenchmarkSpec) -> str:
     """``<name>-<UTC timestamp>-<4 hex>``: sortable and unique."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -208,7 +221,6 @@ def score_existing_run(
         ValueError: For an unknown score name.
     """
     from engine.scores import get_score
-    from engine.splits import load_spec
 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / SPEC_FILE).exists():
@@ -218,7 +230,7 @@ def score_existing_run(
         raise RunSetupError(
             f"{out_path} exists; pass another --out (outputs are never overwritten)"
         )
-    spec = load_spec(run_dir / SPEC_FILE)
+    spec = _run_spec(run_dir)
     for name in scores or []:
         get_score(name)
     data = spec.data.load()
@@ -309,7 +321,6 @@ def evaluate_model_on_run(
     import pyarrow.parquet as pq
 
     from engine.evaluation import bootstrap_ci, expected_calibration_error, top1_error
-    from engine.splits import load_spec
     from engine.tracking.mlflow_log import log_model_run
 
     run_dir = Path(run_dir).resolve()
@@ -320,7 +331,7 @@ def evaluate_model_on_run(
         raise RunSetupError(
             f"run {run_dir.name} is {status.get('status')!r}, not complete: nothing to evaluate on"
         )
-    spec = load_spec(run_dir / SPEC_FILE)
+    spec = _run_spec(run_dir)
     try:
         built = load_built_splits(run_dir, spec.splits)
     except ValueError as exc:  # label-free: nothing to measure errors against
@@ -533,8 +544,6 @@ def resume_run(
         RunSetupError: If the directory is not a run, the run is complete, or its
             driver is still running.
     """
-    from engine.splits import load_spec
-
     if is_uri(run_dir):
         try:
             run_dir = download_run(str(run_dir), runs_dir)
@@ -563,7 +572,7 @@ def resume_run(
                 f"run {run_dir.name} is marked running by a driver on host {last.get('host')}, "
                 "which this machine cannot check; if that driver is gone, resume with --force"
             )
-    spec = load_spec(run_dir / SPEC_FILE)
+    spec = _run_spec(run_dir)
     attempts[-1]["ended_as"] = status.get("status")
     attempts[-1]["timings_s"] = status.get("timings_s", {})
     attempts.append(_driver_record())
@@ -606,8 +615,6 @@ def verify_run(
     Raises:
         RunSetupError: If the directory is not a run.
     """
-    from engine.splits import load_spec
-
     run_dir = Path(run_dir).resolve()
     if not (run_dir / SPEC_FILE).exists():
         raise RunSetupError(f"{run_dir} is not a run directory (no {SPEC_FILE})")
@@ -633,7 +640,7 @@ def verify_run(
             f"run {run_dir.name} is still running (driver pid {attempts[-1]['pid']}); "
             "repair it once it has stopped"
         )
-    spec = load_spec(run_dir / SPEC_FILE)
+    spec = _run_spec(run_dir)
     redo = {(r, p.epoch) for p in problems for r in p.replicas}
     dest = quarantine_shards(run_dir, problems)
     out["quarantine"] = str(dest)

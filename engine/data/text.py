@@ -65,14 +65,17 @@ def read_sentiment_corpus() -> tuple[list[str], np.ndarray]:
     return texts, np.asarray(labels, dtype=np.int64)
 
 
-def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE) -> object:
+def train_tokenizer(
+    texts: list[str], vocab_size: int = VOCAB_SIZE, extra_specials: tuple[str, ...] = ()
+) -> object:
     """A lower-casing word-level tokenizer whose vocabulary is learned from ``texts``.
 
     ``tokenizers``' BERT normalizer and pre-tokenizer split the texts; the vocabulary
-    is the ``vocab_size - 3`` most frequent pieces, ties broken alphabetically, after
-    ``[PAD]`` (id 0), ``[UNK]`` and ``[CLS]``. (The library's own WordPiece trainer
-    breaks frequency ties differently from call to call; replicas in different
-    processes must get the same ids, so the vocabulary is counted here.)
+    is the most frequent pieces, ties broken alphabetically, after ``[PAD]`` (id 0),
+    ``[UNK]``, ``[CLS]`` and ``extra_specials`` (``vocab_size`` ids in all). (The
+    library's own WordPiece trainer breaks frequency ties differently from call to
+    call; replicas in different processes must get the same ids, so the vocabulary is
+    counted here.)
     """
     from collections import Counter
 
@@ -83,8 +86,9 @@ def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE) -> object:
     counts: Counter[str] = Counter()
     for text in texts:
         counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
-    words = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - 3]
-    vocab = {tok: i for i, tok in enumerate([PAD, UNK, CLS, *words])}
+    specials = [PAD, UNK, CLS, *extra_specials]
+    words = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - len(specials)]
+    vocab = {tok: i for i, tok in enumerate([*specials, *words])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre

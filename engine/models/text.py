@@ -67,3 +67,34 @@ def text_transformer(*, num_classes: int, input_shape: tuple[int, ...], vocab: i
     if len(input_shape) != 1:
         raise ValueError(f"text_transformer takes (L,) token ids, got input shape {input_shape}")
     return SmallTransformer(vocab, input_shape[0], dim, layers, heads, num_classes)
+
+
+class SpanReader(nn.Module):
+    """Extractive QA reader: a BERT encoder with a start/end head (random init, no dropout).
+
+    Input: int64 token ids (B, L) right-padded with 0, and token types (B, L). Output:
+    start and end logits (B, L); positions outside ``context_mask`` get -inf, so a
+    softmax over a row is a distribution over the passage window only.
+    """
+
+    def __init__(self, vocab: int, max_len: int, dim: int, layers: int, heads: int) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertForQuestionAnswering
+
+        config = BertConfig(
+            vocab_size=vocab, hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
+            intermediate_size=4 * dim, max_position_embeddings=max_len, type_vocab_size=2,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=0,
+        )  # fmt: skip
+        self.model = BertForQuestionAnswering(config)
+
+    def forward(
+        self, ids: torch.Tensor, types: torch.Tensor, context_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked start and end logits, each (B, L)."""
+        out = self.model(input_ids=ids, token_type_ids=types, attention_mask=(ids != 0).long())
+        outside = ~context_mask
+        return (
+            out.start_logits.masked_fill(outside, float("-inf")),
+            out.end_logits.masked_fill(outside, float("-inf")),
+        )

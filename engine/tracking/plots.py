@@ -16,8 +16,10 @@ def _pyplot():
     return plt
 
 
-def plot_error_by_bin(evaluations: list[dict], score: str, path: Path | str) -> Path:
-    """Line plot of top-1 error against score bin, one line per model, rho in the legend."""
+def plot_error_by_bin(
+    evaluations: list[dict], score: str, path: Path | str, *, metric: str = "top-1 error"
+) -> Path:
+    """Line plot of an error (``metric``) against score bin, one line per model, rho in the legend."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for ev in evaluations:
@@ -29,7 +31,7 @@ def plot_error_by_bin(evaluations: list[dict], score: str, path: Path | str) -> 
             label=f"{ev['model']} (rho={ev['pearson_rho']:.2f})",
         )
     ax.set_xlabel(f"{score} bin (0 = easiest)")
-    ax.set_ylabel("top-1 error (%)")
+    ax.set_ylabel(f"{metric} (%)")
     ax.set_title(f"Error by {score} bin")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -1,0 +1,150 @@
+"""The extractive-QA train loop: R span readers trained side by side in one process.
+
+Each replica has its own seed (initialization), data order and AdamW state; after
+every epoch each replica predicts start and end log-probabilities on every sample,
+and ``on_epoch`` receives all R of them, so the caller can reduce over replicas
+before anything is written (the reduced shard form). No Ray here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.data.qa import SPLIT_TRAIN, QAData
+from engine.models.text import SpanReader
+
+PREDICT_BATCH = 256  # samples per forward pass when predicting
+
+
+@dataclass(frozen=True)
+class QARecipe:
+    """A span reader and how it is trained (defaults: the small replica recipe).
+
+    Attributes:
+        dim: Hidden size.
+        layers: Encoder layers.
+        heads: Attention heads.
+        epochs: Passes over the training split.
+        batch_size: Samples per step.
+        lr: Peak AdamW learning rate (linear decay to 0 over all steps).
+        weight_decay: AdamW weight decay.
+        seed: Seed of the first replica (replica r uses seed + r).
+    """
+
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from engine._util import FieldError
+
+        for name in ("dim", "layers", "heads", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.dim % self.heads:
+            raise FieldError("heads", f"must divide dim={self.dim}, got {self.heads}")
+        if not self.lr > 0:
+            raise FieldError("lr", f"must be > 0, got {self.lr}")
+
+
+def make_reader(recipe: QARecipe, vocab: int, seq_len: int, seed: int) -> SpanReader:
+    """A freshly initialized reader; the same seed gives the same weights."""
+    torch.manual_seed(seed)
+    return SpanReader(vocab, seq_len, recipe.dim, recipe.layers, recipe.heads)
+
+
+def _tensors(data: QAData, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+    return (
+        torch.from_numpy(data.input_ids[idx]),
+        torch.from_numpy(data.token_types[idx]),
+        torch.from_numpy(data.context_mask[idx]),
+    )
+
+
+@torch.no_grad()
+def span_log_probs(model: SpanReader, data: QAData) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end log-probabilities of every sample, float32 (N, L); -inf off-window."""
+    model.eval()
+    starts, ends = [], []
+    for a in range(0, len(data), PREDICT_BATCH):
+        idx = np.arange(a, min(a + PREDICT_BATCH, len(data)))
+        s, e = model(*_tensors(data, idx))
+        starts.append(F.log_softmax(s, dim=-1).numpy())
+        ends.append(F.log_softmax(e, dim=-1).numpy())
+    return np.concatenate(starts), np.concatenate(ends)
+
+
+def span_loss(
+    start_logits: torch.Tensor, end_logits: torch.Tensor, start: torch.Tensor, end: torch.Tensor
+) -> torch.Tensor:
+    """Mean over the batch of (CE(start) + CE(end)) / 2."""
+    return (F.cross_entropy(start_logits, start) + F.cross_entropy(end_logits, end)) / 2
+
+
+def train_readers(
+    data: QAData,
+    recipe: QARecipe,
+    seeds: list[int],
+    *,
+    on_epoch: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> list[SpanReader]:
+    """Train one reader per seed on the training split, side by side.
+
+    Args:
+        data: The QA samples.
+        recipe: Model size and optimizer settings.
+        seeds: One seed per replica (initialization and data order).
+        on_epoch: Called after each epoch with ``(epoch, start_log_probs, end_log_probs)``,
+            each float32 (R, N, L) over all samples (train and held-out).
+        log: Progress lines.
+
+    Returns:
+        The trained readers.
+    """
+    train_idx = np.flatnonzero(data.split == SPLIT_TRAIN)
+    if len(train_idx) == 0:
+        raise ValueError("the QA data has no training samples")
+    seq_len = data.input_ids.shape[1]
+    models = [make_reader(recipe, data.vocab_size, seq_len, s) for s in seeds]
+    opts = [
+        torch.optim.AdamW(m.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        for m in models
+    ]
+    steps = recipe.epochs * -(-len(train_idx) // recipe.batch_size)
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1 - t / steps) for o in opts]
+    gens = [np.random.default_rng([s, 1]) for s in seeds]
+    start_t = torch.from_numpy(data.start)
+    end_t = torch.from_numpy(data.end)
+    for epoch in range(recipe.epochs):
+        losses = []
+        for model, opt, sched, gen in zip(models, opts, scheds, gens, strict=True):
+            model.train()
+            order = gen.permutation(train_idx)
+            total = 0.0
+            for a in range(0, len(order), recipe.batch_size):
+                idx = order[a : a + recipe.batch_size]
+                s, e = model(*_tensors(data, idx))
+                loss = span_loss(s, e, start_t[idx], end_t[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(idx)
+            losses.append(total / len(order))
+        log(f"[qa] epoch {epoch + 1}/{recipe.epochs}: train span loss "
+            + ", ".join(f"{x:.3f}" for x in losses))  # fmt: skip
+        if on_epoch is not None:
+            preds = [span_log_probs(m, data) for m in models]
+            on_epoch(epoch, np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds]))
+    return models

@@ -1,0 +1,110 @@
+"""Extractive QA end to end through real local Ray: the seed ensemble as a Ray task
+writing reduced shards, the scoring pool, splits, readers, report and MLflow; the
+distributed scores equal the span scores computed from the full arrays."""
+
+import json
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from engine.pipeline_qa import run_qa_benchmark
+from engine.splits import load_spec
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+SPEC = "tests/fixtures/tiny-qa.yaml"
+
+
+@pytest.fixture(scope="module")
+def qa_run(ray_local, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("RAY_ADDRESS", raising=False)
+        runs = tmp_path_factory.mktemp("runs")
+        yield run_qa_benchmark(load_spec(SPEC), runs_dir=runs, run_id="qa", log=lambda line: None)
+
+
+def test_distributed_scores_equal_the_span_scores_of_the_full_arrays(qa_run):
+    import torch
+
+    from engine.scores.qa import span_action, span_confusion
+    from engine.training.qa import train_readers
+
+    spec = load_spec(SPEC)
+    data = spec.data.load()
+    starts, ends = [], []
+
+    def keep(epoch, s, e):
+        starts.append(s)
+        ends.append(e)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(spec.replicas.cpus)  # as in the Ray task
+    try:
+        train_readers(data, spec.replicas.recipe, spec.replicas.seeds(), on_epoch=keep)
+    finally:
+        torch.set_num_threads(threads)
+    s, e = np.stack(starts, axis=1), np.stack(ends, axis=1)  # (R, E, N, L)
+    table = pq.read_table(qa_run.run_dir / "scores.parquet")
+    assert table.num_rows == 240
+    np.testing.assert_allclose(
+        table.column("confusion").to_numpy(), span_confusion(np.exp(s), np.exp(e)), atol=1e-4
+    )
+    # losses are stored as float16 in the reduced shards
+    np.testing.assert_allclose(
+        table.column("action").to_numpy(), span_action(s, e, data.start, data.end), rtol=2e-3
+    )
+    shards = sorted((qa_run.run_dir / "preds" / "packed").glob("epoch=*/block=*.parquet"))
+    assert len(shards) == 2 * 3  # 2 epochs x 240 questions in 100-question blocks
+
+
+def test_splits_evaluation_report_and_mlflow(qa_run):
+    from mlflow.tracking import MlflowClient
+
+    run = qa_run.run_dir
+    pool = pq.read_table(run / "benchmark" / "splits" / "pool.parquet")
+    hard = pq.read_table(run / "benchmark" / "splits" / "hard.parquet")
+    scores = pq.read_table(run / "scores.parquet")
+    held = scores.filter(pc.equal(scores.column("split"), "heldout"))
+    n = held.num_rows  # the questions on the held-out passages
+    assert 20 < n < 80 and pool.num_rows == n and hard.num_rows == round(0.2 * n)
+    assert pool.column("sample_id").to_pylist() == held.column("sample_id").to_pylist()
+    assert min(hard.column("confusion").to_pylist()) >= max(
+        pq.read_table(run / "benchmark" / "splits" / "rest.parquet").column("confusion").to_pylist()
+    )
+    assert {"question", "context", "answer"} <= set(pool.column_names)
+    evals = json.loads((run / "eval" / "metrics.json").read_text())
+    assert [e["model"] for e in evals] == ["ensemble", "reader"]
+    for ev in evals:
+        assert 0 <= ev["em_all"] <= ev["f1_all"] <= 1 and len(ev["error_per_bin"]) == 5
+        assert ev["error_all"] == pytest.approx(1 - ev["em_all"])
+    preds = pq.read_table(run / "eval" / "predictions.parquet")
+    assert preds.num_rows == n
+    assert np.mean(preds.column("em_reader").to_numpy()) == pytest.approx(evals[1]["em_all"])
+    comparison = json.loads((run / "eval" / "comparison.json").read_text())
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(scores.column("action").to_numpy(), scores.column("confusion").to_numpy())
+    assert comparison["spearman_action_confusion"]["all"] == pytest.approx(rho.statistic)
+    assert set(comparison["auroc"]) == {"ensemble", "reader"}
+    page = (run / "report.html").read_text()
+    assert "Action vs confusion" in page and "data:image/png;base64" in page
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("hardbench-tests")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 3  # parent + ensemble + reader
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert "spearman_action_confusion_all" in parent.data.metrics
+    assert (run / "models" / "reader" / "model.pt").exists()
+
+
+def test_cli_validates_qa_specs_and_refuses_classification_commands_on_qa_runs(qa_run, capsys):
+    from engine.cli import main
+
+    assert main(["validate", SPEC]) == 0
+    assert "valid QA spec 'tiny-qa'" in capsys.readouterr().out
+    assert main(["score", str(qa_run.run_dir)]) != 0
+    assert "is a qa run" in capsys.readouterr().err
