@@ -208,13 +208,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.overrides)
     r = spec.replicas
-    if getattr(spec, "task", "classification") == "qa":
+    task = getattr(spec, "task", "classification")
+    if task in ("qa", "seq2seq"):
+        kind = "span readers" if task == "qa" else "encoder-decoders"
         print(
-            f"{args.spec}: valid QA spec {spec.metadata.name!r}: {r.count} span readers "
+            f"{args.spec}: valid {task} spec {spec.metadata.name!r}: {r.count} {kind} "
             f"(dim {r.recipe.dim}, {r.recipe.layers} layers), {r.recipe.epochs} epochs on "
             f"{spec.data.source}, scores {', '.join(spec.scores)}, hard = top "
             f"{spec.splits.hard_fraction:g} by {spec.splits.score}, {spec.splits.bins} bins, "
-            f"evaluating {', '.join(['ensemble', *(m.name for m in spec.models)])}"
+            f"evaluating {', '.join((['ensemble'] if task == 'qa' else []) + [m.name for m in spec.models])}"
         )
         return 0
     print(
@@ -259,8 +261,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             spec = load_spec(result.run_dir / "spec.yaml")
         else:
             spec = load_spec(args.spec, args.overrides)
-            if getattr(spec, "task", "classification") == "qa":
-                return _run_qa(args, spec, log)
+            if getattr(spec, "task", "classification") in ("qa", "seq2seq"):
+                return _run_text(args, spec, log)
             result = run_benchmark(
                 spec,
                 runs_dir=args.runs_dir or _default_runs_dir(),
@@ -287,14 +289,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_qa(args: argparse.Namespace, spec: object, log: Callable[[str], None]) -> int:
-    """``hardbench run`` for a ``task: qa`` spec."""
-    from engine.pipeline_qa import run_qa_benchmark
+def _run_text(args: argparse.Namespace, spec: object, log: Callable[[str], None]) -> int:
+    """``hardbench run`` for a ``task: qa`` or ``task: seq2seq`` spec."""
+    from engine.pipeline_text import run_text_benchmark
 
     if args.output:
-        print("hardbench: --output is not supported for QA runs yet", file=sys.stderr)
+        print(f"hardbench: --output is not supported for {spec.task} runs yet", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = run_qa_benchmark(
+    result = run_text_benchmark(
         spec,
         runs_dir=args.runs_dir or _default_runs_dir(),
         run_id=args.run_id,

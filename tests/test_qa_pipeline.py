@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from engine.pipeline_qa import run_qa_benchmark
+from engine.pipeline_text import run_text_benchmark
 from engine.splits import load_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -23,7 +23,7 @@ def qa_run(ray_local, tmp_path_factory):
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("RAY_ADDRESS", raising=False)
         runs = tmp_path_factory.mktemp("runs")
-        yield run_qa_benchmark(load_spec(SPEC), runs_dir=runs, run_id="qa", log=lambda line: None)
+        yield run_text_benchmark(load_spec(SPEC), runs_dir=runs, run_id="qa", log=lambda line: None)
 
 
 def test_distributed_scores_equal_the_span_scores_of_the_full_arrays(qa_run):
@@ -105,6 +105,6 @@ def test_cli_validates_qa_specs_and_refuses_classification_commands_on_qa_runs(q
     from engine.cli import main
 
     assert main(["validate", SPEC]) == 0
-    assert "valid QA spec 'tiny-qa'" in capsys.readouterr().out
+    assert "valid qa spec 'tiny-qa'" in capsys.readouterr().out
     assert main(["score", str(qa_run.run_dir)]) != 0
     assert "is a qa run" in capsys.readouterr().err

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import json
 import lzma
-import re
-import string
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,32 +188,3 @@ def load_quoref(
         vocab_size=tokenizer.get_vocab_size(),
         texts=[f"Q: {q} A: {a}" for q, a in zip(qs, answers, strict=True)],
     )
-
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's answer normalization: lower case, no punctuation, articles or extra spaces."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
-
-
-def exact_match(prediction: str, gold: str) -> float:
-    """1.0 when the normalized strings are equal, else 0.0 (SQuAD EM)."""
-    return float(normalize_answer(prediction) == normalize_answer(gold))
-
-
-def token_f1(prediction: str, gold: str) -> float:
-    """Harmonic mean of token precision and recall after normalization (SQuAD F1).
-
-    Both empty gives 1.0; one empty gives 0.0.
-    """
-    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not pred or not ref:
-        return float(pred == ref)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)

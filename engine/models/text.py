@@ -98,3 +98,65 @@ class SpanReader(nn.Module):
             out.start_logits.masked_fill(outside, float("-inf")),
             out.end_logits.masked_fill(outside, float("-inf")),
         )
+
+
+class Seq2SeqModel(nn.Module):
+    """A small BART-config encoder-decoder (random init, no dropout) for teacher forcing.
+
+    Input: source ids (B, S) and decoder ids (B, T), both right-padded with 0. Output:
+    next-token logits (B, T, V). Padding is masked in the encoder and in cross
+    attention; the decoder is causal, so right padding never changes an earlier
+    position's logits.
+    """
+
+    def __init__(self, vocab: int, max_len: int, dim: int, layers: int, heads: int,
+                 start_id: int, end_id: int) -> None:  # fmt: skip
+        super().__init__()
+        from transformers import BartConfig, BartForConditionalGeneration
+
+        config = BartConfig(
+            vocab_size=vocab, d_model=dim, encoder_layers=layers, decoder_layers=layers,
+            encoder_attention_heads=heads, decoder_attention_heads=heads,
+            encoder_ffn_dim=4 * dim, decoder_ffn_dim=4 * dim, max_position_embeddings=max_len,
+            dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=0,
+            bos_token_id=start_id, eos_token_id=end_id, decoder_start_token_id=start_id,
+            forced_eos_token_id=None,
+        )  # fmt: skip
+        self.model = BartForConditionalGeneration(config)
+
+    def forward(self, source: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, V) under teacher forcing."""
+        return self.logits_of(self.hidden(source, decoder))
+
+    def hidden(self, source: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
+        """Decoder hidden states (B, T, D) under teacher forcing."""
+        return self.model.model(
+            input_ids=source, attention_mask=(source != 0).long(), decoder_input_ids=decoder
+        ).last_hidden_state
+
+    def logits_of(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits (..., V) of decoder hidden states (..., D).
+
+        Scoring only the target's positions (``hidden[mask]``) skips the padding's share
+        of the largest matrix product.
+        """
+        return self.model.lm_head(hidden) + self.model.final_logits_bias[0]
+
+    @torch.no_grad()
+    def greedy(
+        self, source: torch.Tensor, start_id: int, end_id: int, max_len: int
+    ) -> torch.Tensor:
+        """Greedy decoding: token ids (B, <= max_len), 0 after each row's end id."""
+        enc = self.model.get_encoder()(input_ids=source, attention_mask=(source != 0).long())
+        out = torch.full((len(source), 1), start_id, dtype=torch.long)
+        done = torch.zeros(len(source), dtype=torch.bool)
+        for _ in range(max_len):
+            logits = self.model(
+                encoder_outputs=enc, attention_mask=(source != 0).long(), decoder_input_ids=out
+            ).logits[:, -1]
+            nxt = logits.argmax(-1).masked_fill(done, 0)
+            out = torch.cat([out, nxt[:, None]], dim=1)
+            done |= nxt == end_id
+            if done.all():
+                break
+        return out[:, 1:]

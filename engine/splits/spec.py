@@ -743,19 +743,19 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def parse_spec(data: dict, source: str = "<spec>") -> BenchmarkSpec:
     """Validate spec data (a mapping as read from YAML) into a :class:`BenchmarkSpec`.
 
-    ``task: qa`` gives an extractive-QA spec (:class:`engine.splits.qa_spec.QASpec`).
+    ``task: qa`` or ``task: seq2seq`` gives a :class:`engine.splits.text_spec.TextTaskSpec`.
 
     Raises:
         SpecError: With ``source``, the field's dotted path, and what is allowed.
     """
     try:
         task = data.get("task", "classification") if isinstance(data, dict) else None
-        if task == "qa":
-            from engine.splits.qa_spec import QASpec
+        if task in ("qa", "seq2seq"):
+            from engine.splits.text_spec import TextTaskSpec
 
-            return _build(QASpec, data, "")  # type: ignore[return-value]
+            return _build(TextTaskSpec, data, "")  # type: ignore[return-value]
         if task not in (None, "classification"):
-            raise FieldError("task", f"must be classification or qa, got {task!r}")
+            raise FieldError("task", f"must be classification, qa or seq2seq, got {task!r}")
         if isinstance(data, dict):
             data = {k: v for k, v in data.items() if k != "task"}
         spec = _build(BenchmarkSpec, data, "")

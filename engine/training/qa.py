@@ -17,13 +17,14 @@ import torch.nn.functional as F
 
 from engine.data.qa import SPLIT_TRAIN, QAData
 from engine.models.text import SpanReader
+from engine.training.side_by_side import train_side_by_side
 
 PREDICT_BATCH = 256  # samples per forward pass when predicting
 
 
 @dataclass(frozen=True)
-class QARecipe:
-    """A span reader and how it is trained (defaults: the small replica recipe).
+class TextRecipe:
+    """A small text model (span reader or encoder-decoder) and how it is trained.
 
     Attributes:
         dim: Hidden size.
@@ -57,7 +58,7 @@ class QARecipe:
             raise FieldError("lr", f"must be > 0, got {self.lr}")
 
 
-def make_reader(recipe: QARecipe, vocab: int, seq_len: int, seed: int) -> SpanReader:
+def make_reader(recipe: TextRecipe, vocab: int, seq_len: int, seed: int) -> SpanReader:
     """A freshly initialized reader; the same seed gives the same weights."""
     torch.manual_seed(seed)
     return SpanReader(vocab, seq_len, recipe.dim, recipe.layers, recipe.heads)
@@ -93,7 +94,7 @@ def span_loss(
 
 def train_readers(
     data: QAData,
-    recipe: QARecipe,
+    recipe: TextRecipe,
     seeds: list[int],
     *,
     on_epoch: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
@@ -117,34 +118,21 @@ def train_readers(
         raise ValueError("the QA data has no training samples")
     seq_len = data.input_ids.shape[1]
     models = [make_reader(recipe, data.vocab_size, seq_len, s) for s in seeds]
-    opts = [
-        torch.optim.AdamW(m.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-        for m in models
-    ]
-    steps = recipe.epochs * -(-len(train_idx) // recipe.batch_size)
-    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1 - t / steps) for o in opts]
-    gens = [np.random.default_rng([s, 1]) for s in seeds]
-    start_t = torch.from_numpy(data.start)
-    end_t = torch.from_numpy(data.end)
-    for epoch in range(recipe.epochs):
-        losses = []
-        for model, opt, sched, gen in zip(models, opts, scheds, gens, strict=True):
-            model.train()
-            order = gen.permutation(train_idx)
-            total = 0.0
-            for a in range(0, len(order), recipe.batch_size):
-                idx = order[a : a + recipe.batch_size]
-                s, e = model(*_tensors(data, idx))
-                loss = span_loss(s, e, start_t[idx], end_t[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item() * len(idx)
-            losses.append(total / len(order))
+    start_t, end_t = torch.from_numpy(data.start), torch.from_numpy(data.end)
+
+    def batch_loss(model: SpanReader, idx: np.ndarray) -> torch.Tensor:
+        s, e = model(*_tensors(data, idx))
+        return span_loss(s, e, start_t[idx], end_t[idx])
+
+    def after_epoch(epoch: int, losses: list[float]) -> None:
         log(f"[qa] epoch {epoch + 1}/{recipe.epochs}: train span loss "
             + ", ".join(f"{x:.3f}" for x in losses))  # fmt: skip
         if on_epoch is not None:
             preds = [span_log_probs(m, data) for m in models]
             on_epoch(epoch, np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds]))
-    return models
+
+    return train_side_by_side(
+        models, seeds, train_idx, epochs=recipe.epochs, batch_size=recipe.batch_size,
+        lr=recipe.lr, weight_decay=recipe.weight_decay, batch_loss=batch_loss,
+        after_epoch=after_epoch,
+    )  # fmt: skip

@@ -1,10 +1,10 @@
-"""Spec of an extractive-QA benchmark (``task: qa`` in the YAML).
+"""Spec of a text-generation benchmark: ``task: qa`` (extractive QA) or ``task: seq2seq``.
 
 Same conventions as the classification spec (:mod:`engine.splits.spec`): YAML parsed
 into frozen dataclasses, validated in ``__post_init__``, errors naming the dotted
-field. The replicas of a QA run always train side by side in one Ray task, because
-the span confusion needs the replica-mean start and end distributions and only
-per-sample reductions are stored (the ``reduced`` shard form).
+field. The replicas always train side by side in one Ray task, because both tasks'
+confusion needs the replica-mean distributions (start/end positions, next tokens)
+and only per-sample reductions are stored (the ``reduced`` shard form).
 """
 
 from __future__ import annotations
@@ -14,16 +14,24 @@ from dataclasses import asdict, dataclass, field
 from engine._util import FieldError
 from engine.shards.layout import SHARD_FORMATS
 from engine.splits.spec import Metadata, TrackingSpec
-from engine.training.qa import QARecipe
+from engine.training.qa import TextRecipe
 
-QA_SOURCES = ("quoref",)  # bundled QA corpora
-QA_SCORES = ("confusion", "action", "aum", "forgetting", "confidence", "variability", "correctness")
-QA_POOLS = ("heldout", "all")  # which samples a QA benchmark is cut from
+TASK_SOURCES = {"qa": ("quoref",), "seq2seq": ("qasc_fusion",)}  # bundled corpora per task
+TEXT_SCORES = (
+    "confusion",
+    "action",
+    "aum",
+    "forgetting",
+    "confidence",
+    "variability",
+    "correctness",
+)
+POOLS = ("heldout", "all")  # which samples a benchmark is cut from
 
 
 @dataclass(frozen=True)
-class QADataSpec:
-    """Which questions: the bundled corpus, held-out share (by passage), split seed, limit."""
+class TextDataSpec:
+    """Which samples: a bundled corpus, held-out share (by passage or first fact), seed, limit."""
 
     source: str = "quoref"
     heldout_fraction: float = 0.2
@@ -31,30 +39,31 @@ class QADataSpec:
     limit: int | None = None
 
     def __post_init__(self) -> None:
-        if self.source not in QA_SOURCES:
-            raise FieldError(
-                "source", f"must be one of {', '.join(QA_SOURCES)}, got {self.source!r}"
-            )
+        known = [src for sources in TASK_SOURCES.values() for src in sources]
+        if self.source not in known:
+            raise FieldError("source", f"must be one of {', '.join(known)}, got {self.source!r}")
         if not 0 < self.heldout_fraction < 1:
             raise FieldError("heldout_fraction", f"must be in (0, 1), got {self.heldout_fraction}")
         if self.limit is not None and self.limit < 20:
             raise FieldError("limit", f"must be >= 20 or left out, got {self.limit}")
 
     def load(self) -> object:
-        """The tokenized :class:`engine.data.qa.QAData`."""
+        """The tokenized :class:`engine.data.qa.QAData` or :class:`engine.data.seq2seq.Seq2SeqData`."""
         from engine.data.qa import load_quoref
+        from engine.data.seq2seq import load_qasc_fusion
 
-        return load_quoref(
+        loader = {"quoref": load_quoref, "qasc_fusion": load_qasc_fusion}[self.source]
+        return loader(
             heldout_fraction=self.heldout_fraction, split_seed=self.split_seed, limit=self.limit
         )
 
 
 @dataclass(frozen=True)
-class QAReplicasSpec:
-    """The seed ensemble: R readers with the recipe, trained in one Ray task with ``cpus``."""
+class TextReplicasSpec:
+    """The seed ensemble: R models with the recipe, trained in one Ray task with ``cpus``."""
 
     count: int = 3
-    recipe: QARecipe = field(default_factory=QARecipe)
+    recipe: TextRecipe = field(default_factory=TextRecipe)
     cpus: int = 1
 
     def __post_init__(self) -> None:
@@ -69,7 +78,7 @@ class QAReplicasSpec:
 
 
 @dataclass(frozen=True)
-class QAShardsSpec:
+class TextShardsSpec:
     """Samples per reduced shard and the file format."""
 
     block_size: int = 2048
@@ -85,7 +94,7 @@ class QAShardsSpec:
 
 
 @dataclass(frozen=True)
-class QASplitsSpec:
+class TextSplitsSpec:
     """The hard split (top ``hard_fraction`` of the pool by ``score``) and ``bins`` bins."""
 
     score: str = "confusion"
@@ -94,8 +103,8 @@ class QASplitsSpec:
     bins: int = 5
 
     def __post_init__(self) -> None:
-        if self.pool not in QA_POOLS:
-            raise FieldError("pool", f"must be one of {', '.join(QA_POOLS)}, got {self.pool!r}")
+        if self.pool not in POOLS:
+            raise FieldError("pool", f"must be one of {', '.join(POOLS)}, got {self.pool!r}")
         if not 0 < self.hard_fraction < 1:
             raise FieldError("hard_fraction", f"must be in (0, 1), got {self.hard_fraction}")
         if self.bins < 2:
@@ -103,11 +112,11 @@ class QASplitsSpec:
 
 
 @dataclass(frozen=True)
-class QAModelSpec:
-    """A (larger) reader trained by the engine on the training split, evaluated on the pool."""
+class TextModelSpec:
+    """A (larger) model trained by the engine on the training split, evaluated on the pool."""
 
     name: str
-    recipe: QARecipe = field(default_factory=QARecipe)
+    recipe: TextRecipe = field(default_factory=TextRecipe)
     cpus: int = 1
 
     def __post_init__(self) -> None:
@@ -118,32 +127,38 @@ class QAModelSpec:
 
 
 @dataclass(frozen=True)
-class QASpec:
-    """An extractive-QA benchmark: data, seed ensemble, scores, splits, evaluated readers."""
+class TextTaskSpec:
+    """A QA or seq2seq benchmark: data, seed ensemble, scores, splits, evaluated models."""
 
     metadata: Metadata
-    task: str = "qa"
-    data: QADataSpec = field(default_factory=QADataSpec)
-    replicas: QAReplicasSpec = field(default_factory=QAReplicasSpec)
-    scores: list[str] = field(default_factory=lambda: list(QA_SCORES))
-    shards: QAShardsSpec = field(default_factory=QAShardsSpec)
-    splits: QASplitsSpec = field(default_factory=QASplitsSpec)
-    models: list[QAModelSpec] = field(default_factory=list)
+    task: str
+    data: TextDataSpec = field(default_factory=TextDataSpec)
+    replicas: TextReplicasSpec = field(default_factory=TextReplicasSpec)
+    scores: list[str] = field(default_factory=lambda: list(TEXT_SCORES))
+    shards: TextShardsSpec = field(default_factory=TextShardsSpec)
+    splits: TextSplitsSpec = field(default_factory=TextSplitsSpec)
+    models: list[TextModelSpec] = field(default_factory=list)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     def __post_init__(self) -> None:
-        if self.task != "qa":
-            raise FieldError("task", f"must be 'qa' for this spec, got {self.task!r}")
+        if self.task not in TASK_SOURCES:
+            raise FieldError("task", f"must be one of {', '.join(TASK_SOURCES)}, got {self.task!r}")
+        if self.data.source not in TASK_SOURCES[self.task]:
+            raise FieldError(
+                "data.source",
+                f"{self.data.source!r} is not a {self.task} corpus; use "
+                f"{' or '.join(TASK_SOURCES[self.task])}",
+            )
         for i, name in enumerate(self.scores):
-            if name not in QA_SCORES:
+            if name not in TEXT_SCORES:
                 raise FieldError(
                     f"scores[{i}]",
-                    f"{name!r} is not computable from QA's reduced shards; choose from "
-                    f"{', '.join(QA_SCORES)}",
+                    f"{name!r} is not computable from {self.task}'s reduced shards; choose from "
+                    f"{', '.join(TEXT_SCORES)}",
                 )
         for need in ("confusion", "action"):
             if need not in self.scores:
-                raise FieldError("scores", f"must include {need!r} (the QA comparison needs it)")
+                raise FieldError("scores", f"must include {need!r} (the comparison needs it)")
         if self.splits.score not in self.scores:
             raise FieldError(
                 "splits.score", f"{self.splits.score!r} is not in scores {self.scores}"

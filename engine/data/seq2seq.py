@@ -1,0 +1,153 @@
+"""Sequence-to-sequence data: QASC fact fusion (two facts in, their combined fact out).
+
+``engine/data/corpora/qasc_fusion.json.xz`` holds 6,500 QASC examples (CC BY 4.0; see
+``corpora/README.md``): two science facts and the concluding fact a person wrote by
+chaining them, a short abstractive summary of the pair. Examples are split into
+train and held-out by their first fact (927 distinct), so no held-out first fact
+was seen in training; the word-level vocabulary is learned from training text only.
+
+Source: ``[CLS] fact 1 [SEP] fact 2``, truncated to SOURCE_LEN. Target: the first
+written combination's tokens then ``[SEP]`` (end of sequence), truncated to
+TARGET_LEN; the decoder reads ``[CLS]`` (start) followed by the target shifted right.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.qa import SEP, SPLIT_HELDOUT, SPLIT_TRAIN, _passage_split
+from engine.data.text import CLS, train_tokenizer
+
+SEQ2SEQ_FILE = Path(__file__).resolve().parent / "corpora" / "qasc_fusion.json.xz"
+SOURCE_LEN = 64  # source tokens ([CLS] fact 1 [SEP] fact 2); 99.9% of pairs fit
+TARGET_LEN = 24  # target tokens including the end [SEP]; 99.5% of combinations fit
+VOCAB = 5000  # word-level vocabulary (the rest is [UNK]; covers 98% of training tokens)
+
+__all__ = ["SPLIT_HELDOUT", "SPLIT_TRAIN", "Seq2SeqData", "load_qasc_fusion"]
+
+
+@dataclass
+class Seq2SeqData:
+    """Tokenized source/target pairs (N samples).
+
+    Attributes:
+        name: Source name.
+        source_ids: Int64 (N, SOURCE_LEN), right-padded with 0.
+        target_ids: Int64 (N, TARGET_LEN): target tokens then the end id, 0-padded.
+        decoder_ids: Int64 (N, TARGET_LEN): the start id, then ``target_ids`` shifted right.
+        target_mask: Bool (N, TARGET_LEN): the target's real positions (end id included);
+            only these enter a score.
+        split: Str (N,) ``train`` or ``heldout``.
+        sources: N source strings ("fact 1 / fact 2").
+        references: N lists of reference strings (all written combinations).
+        group: Int64 (N,) index of the first fact (the split unit).
+        vocab: Token of each id (for decoding).
+        start_id: Decoder start id ([CLS]).
+        end_id: End-of-sequence id ([SEP]).
+    """
+
+    name: str
+    source_ids: np.ndarray
+    target_ids: np.ndarray
+    decoder_ids: np.ndarray
+    target_mask: np.ndarray
+    split: np.ndarray
+    sources: list[str]
+    references: list[list[str]]
+    group: np.ndarray
+    vocab: list[str]
+    start_id: int
+    end_id: int
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids."""
+        return len(self.vocab)
+
+    @property
+    def texts(self) -> list[str]:
+        """One display string per sample (source and first reference)."""
+        return [f"{s} -> {r[0]}" for s, r in zip(self.sources, self.references, strict=True)]
+
+    def decode(self, ids: np.ndarray) -> str:
+        """Token ids up to the first end id (or padding) as space-joined words."""
+        words = []
+        for i in np.asarray(ids).tolist():
+            if i in (self.end_id, 0):
+                break
+            words.append(self.vocab[i])
+        return " ".join(words)
+
+
+def read_qasc_fusion(path: Path = SEQ2SEQ_FILE) -> list[tuple[str, str, list[str]]]:
+    """The bundled ``(fact 1, fact 2, [combined facts])`` examples."""
+    if not path.exists():
+        raise FileNotFoundError(f"the bundled seq2seq corpus {path} is missing from this checkout")
+    return [tuple(e) for e in json.loads(lzma.decompress(path.read_bytes()))["examples"]]
+
+
+def load_qasc_fusion(
+    *, heldout_fraction: float = 0.2, split_seed: int = 0, limit: int | None = None
+) -> Seq2SeqData:
+    """Tokenize the bundled fact-fusion pairs.
+
+    Args:
+        heldout_fraction: Share of first facts (with all their examples) held out.
+        split_seed: Seed of that split.
+        limit: Keep only the first ``limit`` examples (tests, quick runs).
+
+    Returns:
+        :class:`Seq2SeqData`.
+    """
+    if not 0.0 < heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    rows = read_qasc_fusion()
+    if limit is not None:
+        rows = rows[:limit]
+    firsts = sorted({r[0] for r in rows})
+    group = np.asarray([firsts.index(r[0]) for r in rows], np.int64)
+    held = _passage_split(len(firsts), heldout_fraction, split_seed)[group]
+    train_text = [t for r, h in zip(rows, held, strict=True) if not h for t in (r[0], r[1], *r[2])]
+    tok = train_tokenizer(train_text, VOCAB, extra_specials=(SEP,))
+    start_id, end_id = tok.token_to_id(CLS), tok.token_to_id(SEP)
+    n = len(rows)
+    src = np.zeros((n, SOURCE_LEN), np.int64)
+    tgt = np.zeros((n, TARGET_LEN), np.int64)
+    f1 = tok.encode_batch([r[0] for r in rows])
+    f2 = tok.encode_batch([r[1] for r in rows])
+    out = tok.encode_batch([r[2][0] for r in rows])
+    for i in range(n):
+        s = [start_id, *f1[i].ids, end_id, *f2[i].ids][:SOURCE_LEN]
+        t = [*out[i].ids[: TARGET_LEN - 1], end_id]
+        src[i, : len(s)] = s
+        tgt[i, : len(t)] = t
+    dec = np.zeros_like(tgt)
+    dec[:, 0] = start_id
+    dec[:, 1:] = tgt[:, :-1]
+    mask = tgt != 0
+    dec[:, 1:][~mask[:, 1:]] = 0  # nothing is fed after the end token
+    vocab = [""] * tok.get_vocab_size()
+    for word, i in tok.get_vocab().items():
+        vocab[i] = word
+    return Seq2SeqData(
+        name="qasc_fusion",
+        source_ids=src,
+        target_ids=tgt,
+        decoder_ids=dec,
+        target_mask=mask,
+        split=np.where(held, SPLIT_HELDOUT, SPLIT_TRAIN),
+        sources=[f"{r[0]} / {r[1]}" for r in rows],
+        references=[list(r[2]) for r in rows],
+        group=group,
+        vocab=vocab,
+        start_id=start_id,
+        end_id=end_id,
+    )

@@ -1,0 +1,219 @@
+"""QA and seq2seq on Ray: the seed ensemble as one Ray task, evaluated models as others.
+
+``train_qa_replicas`` and ``train_seq2seq_replicas`` are plain functions (they also
+run with no cluster); the Ray task wrappers only place them. The ensemble writes
+reduced shards. QA: per sample and epoch the span entropy of the replica means, the
+ensemble's best span and its probability, and per replica the span loss, margin and
+exact-span correctness. Seq2seq: the mean token entropy of the replica means, the
+ensemble's mean gold-token probability, and per replica the token-averaged NLL,
+margin and token accuracy >= 1/2 (``ensemble_pred`` and ``label`` hold 0: there is
+no class).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.qa import MAX_ANSWER_TOKENS, QAData
+from engine.distributed.models import MODELS_DIR
+from engine.scores.qa import best_spans, span_entropy, span_losses, span_margins
+from engine.shards import num_blocks, record_packed_epoch
+from engine.shards.writer import write_reduced_epoch_shards
+
+
+def reduce_epoch(
+    data: QAData, start_log_probs: np.ndarray, end_log_probs: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-sample reductions of one epoch's R replica predictions (each (R, N, L) float32).
+
+    Returns:
+        ``mean_entropy`` (N,) span entropy of the replica means; ``ensemble_pred`` (N,)
+        best span of the means coded ``start * L + end``; ``ensemble_conf`` (N,) its
+        probability; ``loss``, ``margin`` (R, N) and ``correct`` (R, N) bool (both
+        argmaxes on the gold positions).
+    """
+    ps, pe = np.exp(start_log_probs), np.exp(end_log_probs)
+    length = ps.shape[-1]
+    bs, be, bp = best_spans(ps.mean(axis=0), pe.mean(axis=0), max_tokens=MAX_ANSWER_TOKENS)
+    return {
+        "mean_entropy": span_entropy(ps, pe),
+        "ensemble_pred": bs * length + be,
+        "ensemble_conf": bp,
+        "loss": span_losses(start_log_probs, end_log_probs, data.start, data.end),
+        "margin": span_margins(start_log_probs, end_log_probs, data.start, data.end),
+        "correct": (start_log_probs.argmax(-1) == data.start)
+        & (end_log_probs.argmax(-1) == data.end),
+    }
+
+
+def write_reduced(run_dir: Path | str, spec: object, epoch: int, red: dict[str, np.ndarray],
+                  labels: np.ndarray, meta: dict) -> None:  # fmt: skip
+    """Write one epoch's reductions as reduced shards and record it in the packed manifest.
+
+    Args:
+        run_dir: The run directory.
+        spec: The text-task spec (replica count and seeds, block size, file format).
+        epoch: Epoch index.
+        red: ``mean_entropy``, ``ensemble_pred``, ``ensemble_conf`` (N,) and ``loss``,
+            ``margin``, ``correct`` (R, N).
+        labels: Int (N,) stored as the shards' label column.
+        meta: Provenance for the files' metadata.
+    """
+    seeds = spec.replicas.seeds()
+    blocks = write_reduced_epoch_shards(
+        run_dir, epoch=epoch, mean_entropy=red["mean_entropy"],
+        ensemble_pred=red["ensemble_pred"], ensemble_conf=red["ensemble_conf"],
+        scalars={k: red[k] for k in ("loss", "margin", "correct")}, labels=labels,
+        num_replicas=len(seeds), block_size=spec.shards.block_size, metadata=meta,
+        fmt=spec.shards.format,
+    )  # fmt: skip
+    record_packed_epoch(run_dir, replicas=list(range(len(seeds))), epoch=epoch,
+                        blocks=blocks, seeds=seeds, form="reduced")  # fmt: skip
+
+
+def train_qa_replicas(run_dir: Path | str, spec: object, *, log=print) -> dict:
+    """Train the spec's seed ensemble and write one reduced shard set per epoch.
+
+    Args:
+        run_dir: The run directory.
+        spec: A :class:`engine.splits.text_spec.TextTaskSpec`.
+        log: Progress lines.
+
+    Returns:
+        ``{"epochs", "samples", "seconds"}``.
+    """
+    import torch
+
+    from engine.training.qa import train_readers
+
+    torch.set_num_threads(spec.replicas.cpus)
+    t0 = time.perf_counter()
+    data = spec.data.load()
+    seeds = spec.replicas.seeds()
+    length = data.input_ids.shape[1]
+    labels = data.start * length + data.end  # the gold span, coded like ensemble_pred
+    meta = {"spec": spec.metadata.name, "task": "qa", "seeds": seeds, "replicas": len(seeds)}
+
+    def on_epoch(epoch: int, start_lp: np.ndarray, end_lp: np.ndarray) -> None:
+        write_reduced(run_dir, spec, epoch, reduce_epoch(data, start_lp, end_lp), labels, meta)
+
+    train_readers(data, spec.replicas.recipe, seeds, on_epoch=on_epoch, log=log)
+    return {
+        "epochs": spec.replicas.recipe.epochs,
+        "samples": len(data),
+        "blocks": num_blocks(len(data), spec.shards.block_size),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def train_qa_model(run_dir: Path | str, spec: object, index: int, *, log=print) -> dict:
+    """Train evaluated reader ``spec.models[index]`` on the training split; predict spans.
+
+    The weights go to ``<run>/models/<name>/model.pt``.
+
+    Returns:
+        ``{"name", "start" (N,), "end" (N,), "loss" (N,)}``: the reader's best span on
+        every sample and its span loss on the gold span.
+    """
+    import torch
+
+    from engine.training.qa import span_log_probs, train_readers
+
+    model_spec = spec.models[index]
+    torch.set_num_threads(model_spec.cpus)
+    data = spec.data.load()
+    (reader,) = train_readers(
+        data, model_spec.recipe, [model_spec.recipe.seed],
+        log=lambda line: log(f"[{model_spec.name}] {line}"),
+    )  # fmt: skip
+    out = Path(run_dir) / MODELS_DIR / model_spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(reader.state_dict(), out / "model.pt")
+    s, e = span_log_probs(reader, data)
+    bs, be, _ = best_spans(np.exp(s), np.exp(e), max_tokens=MAX_ANSWER_TOKENS)
+    loss = span_losses(s[None], e[None], data.start, data.end)[0]
+    return {"name": model_spec.name, "start": bs, "end": be, "loss": loss}
+
+
+def train_seq2seq_replicas(run_dir: Path | str, spec: object, *, log=print) -> dict:
+    """Train the spec's seq2seq seed ensemble and write one reduced shard set per epoch.
+
+    Returns:
+        ``{"epochs", "samples", "blocks", "seconds"}``.
+    """
+    import torch
+
+    from engine.training.seq2seq import train_seq2seq
+
+    torch.set_num_threads(spec.replicas.cpus)
+    t0 = time.perf_counter()
+    data = spec.data.load()
+    seeds = spec.replicas.seeds()
+    zeros = np.zeros(len(data), np.int64)
+    meta = {"spec": spec.metadata.name, "task": "seq2seq", "seeds": seeds, "replicas": len(seeds)}
+
+    def on_epoch(epoch: int, red: dict[str, np.ndarray]) -> None:
+        write_reduced(run_dir, spec, epoch, {**red, "ensemble_pred": zeros}, zeros, meta)
+
+    train_seq2seq(data, spec.replicas.recipe, seeds, on_epoch=on_epoch, log=log)
+    return {
+        "epochs": spec.replicas.recipe.epochs,
+        "samples": len(data),
+        "blocks": num_blocks(len(data), spec.shards.block_size),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def train_seq2seq_model(run_dir: Path | str, spec: object, index: int, *, log=print) -> dict:
+    """Train evaluated model ``spec.models[index]``; greedy-decode every sample.
+
+    Returns:
+        ``{"name", "texts" (N strings), "loss" (N,)}``: the greedy decodings and the
+        token-averaged NLL of each reference.
+    """
+    import torch
+
+    from engine.training.seq2seq import predict_loss_and_text, train_seq2seq
+
+    model_spec = spec.models[index]
+    torch.set_num_threads(model_spec.cpus)
+    data = spec.data.load()
+    (model,) = train_seq2seq(
+        data, model_spec.recipe, [model_spec.recipe.seed],
+        log=lambda line: log(f"[{model_spec.name}] {line}"),
+    )  # fmt: skip
+    out = Path(run_dir) / MODELS_DIR / model_spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "model.pt")
+    loss, texts = predict_loss_and_text(model, data)
+    return {"name": model_spec.name, "texts": texts, "loss": loss}
+
+
+TASK_FUNCTIONS = {
+    "qa": (train_qa_replicas, train_qa_model),
+    "seq2seq": (train_seq2seq_replicas, train_seq2seq_model),
+}  # task -> (seed ensemble, evaluated model)
+
+
+def run_text_tasks(run_dir: Path | str, spec: object) -> tuple[dict, list[dict]]:
+    """On the connected Ray cluster: the ensemble task and one task per evaluated model.
+
+    All run at once where the cluster's CPUs allow; returns the ensemble's summary and
+    each model's predictions.
+    """
+    import ray
+
+    ensemble_fn, model_fn = TASK_FUNCTIONS[spec.task]
+    ensemble = ray.remote(num_cpus=spec.replicas.cpus, max_retries=1)(ensemble_fn)
+    model = ray.remote(max_retries=1)(model_fn)
+    run_dir = str(Path(run_dir).resolve())
+    refs = [ensemble.remote(run_dir, spec, log=print)]
+    refs += [
+        model.options(num_cpus=m.cpus).remote(run_dir, spec, i, log=print)
+        for i, m in enumerate(spec.models)
+    ]
+    out = ray.get(refs)
+    return out[0], out[1:]
