@@ -167,6 +167,13 @@ def _parser() -> argparse.ArgumentParser:
         help="load the model's weights from the local torch hub cache",
     )
     ev.add_argument("--weights-file", default=None, help="load this local state dict")
+    ev.add_argument(
+        "--model-kwargs",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model options (YAML values), e.g. path=DIR for hf_sequence_classifier",
+    )
     ev.add_argument("--split", default="pool", help="pool (all metrics) or hard, rest, bin_<b>")
     ev.add_argument("--num-cpus", type=int, default=None)
     ev.add_argument(
@@ -466,8 +473,17 @@ def _cmd_job(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    import yaml
+
     from engine.pipeline import RunSetupError, evaluate_model_on_run
 
+    model_kwargs = {}
+    for item in args.model_kwargs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"hardbench: --model-kwargs takes KEY=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        model_kwargs[key] = yaml.safe_load(value)
     try:
         ev = evaluate_model_on_run(
             args.run_dir,
@@ -476,6 +492,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             label=args.label,
             pretrained=args.pretrained,
             weights_file=args.weights_file,
+            model_kwargs=model_kwargs or None,
             split=args.split,
             num_cpus=args.num_cpus,
             cpus_per_actor=args.cpus_per_actor,

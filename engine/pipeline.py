@@ -361,7 +361,14 @@ def evaluate_model_on_run(
         from engine.models import get_model_config, require_weights_file
         from engine.models import weights_file as hub_weights_file
 
-        get_model_config(model)  # unknown names fail here, with close matches
+        config = get_model_config(model)  # unknown names fail here, with close matches
+        if config.family == "hf":  # fail before any actor starts: no texts, or no tokenizer
+            from engine.evaluation.predictor import require_hf_text_model
+
+            try:
+                require_hf_text_model((model_kwargs or {}).get("path"), built.files[split])
+            except (FileNotFoundError, ValueError) as exc:
+                raise RunSetupError(str(exc)) from None
         if pretrained and weights_file is None:
             # Resolve the hub cache path here: actors may not see this process's TORCH_HOME.
             weights_file = str(hub_weights_file(model))

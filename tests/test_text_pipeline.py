@@ -61,3 +61,48 @@ def test_text_audit_shows_the_texts(text_run):
     page = (audit_dir / "audit.html").read_text()
     assert page.count('<span class="text">') == 10 and "<img " not in page
     assert json.loads((audit_dir / "audit.json").read_text())["samples"] == 3825
+
+
+def test_a_local_hf_classifier_reads_the_texts_with_its_own_tokenizer(text_run, tmp_path):
+    import re
+    from collections import Counter
+
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from engine.pipeline import RunSetupError, evaluate_model_on_run
+
+    pool = pq.read_table(text_run.run_dir / "benchmark" / "splits" / "pool.parquet")
+    texts, labels = pool.column("text").to_pylist(), pool.column("label").to_numpy()
+    # A tiny classifier with its own word-piece vocabulary, saved as a user would.
+    words = Counter(w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower()))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(w for w, _ in words.most_common(400))]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    torch.manual_seed(3)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, num_labels=2)  # fmt: skip
+    model = BertForSequenceClassification(config).eval()
+    hf_dir = tmp_path / "hf"
+    model.save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+
+    ev = evaluate_model_on_run(
+        text_run.run_dir, model="hf_sequence_classifier", label="local_bert",
+        model_kwargs={"path": str(hf_dir)},
+    )  # fmt: skip
+    with torch.no_grad():
+        enc = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        pred = model(**enc).logits.argmax(1).numpy()
+    assert ev["num_errors"] == int((pred != labels).sum())
+    assert ev["error_all"] == pytest.approx(float((pred != labels).mean()))
+
+    from engine.cli import main
+
+    assert main(["eval", str(text_run.run_dir), "--model", "hf_sequence_classifier",
+                 "--label", "cli_bert", "--model-kwargs", f"path={hf_dir}"]) == 0  # fmt: skip
+    no_tok = tmp_path / "model-only"
+    model.save_pretrained(no_tok)
+    with pytest.raises(RunSetupError, match=r"no tokenizer in .*model-only"):
+        evaluate_model_on_run(text_run.run_dir, model="hf_sequence_classifier",
+                              model_kwargs={"path": str(no_tok)})  # fmt: skip

@@ -24,7 +24,8 @@ def predict_split(
     """Predict every row of a split file with ``SplitPredictor`` actors.
 
     Args:
-        parquet: A split file written by the builder (``sample_id``, ``input`` columns).
+        parquet: A split file written by the builder (``sample_id``, ``input`` and, for
+            text benchmarks, ``text`` columns).
         predictor_kwargs: Constructor arguments of :class:`SplitPredictor`.
         actors: Actor pool size.
         cpus_per_actor: CPUs each actor reserves.
@@ -34,10 +35,14 @@ def predict_split(
     Returns:
         ``sample_id``, ``pred`` and ``conf`` arrays, sorted by sample id.
     """
+    import pyarrow.parquet as pq
     import ray
     from ray.data import ActorPoolStrategy
 
-    ds = ray.data.read_parquet(str(parquet)).select_columns(["sample_id", "input"])
+    columns = ["sample_id", "input"]
+    if "text" in pq.read_schema(parquet).names:
+        columns.append("text")  # Hugging Face classifiers tokenize the texts themselves
+    ds = ray.data.read_parquet(str(parquet)).select_columns(columns)
     ds = ds.map_batches(
         SplitPredictor,
         fn_constructor_kwargs=predictor_kwargs,

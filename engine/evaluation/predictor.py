@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from engine.models import Preprocess, create_model, get_model_config
 
 DESCRIPTOR_FILE = "model.json"  # registry name, options, classes, input shape, weights file
+HF_MAX_LENGTH = 256  # tokens a Hugging Face classifier reads per text (longer texts truncated)
 
 
 def prepare_inputs(x: np.ndarray, preprocess: Preprocess | None) -> torch.Tensor:
@@ -63,8 +64,43 @@ def describe_model_dir(path: Path | str) -> dict:
     return info
 
 
+def require_hf_text_model(path: str | Path | None, split_file: Path | str | None = None) -> Path:
+    """Check that ``path`` holds a tokenizer and, if given, that the split holds texts.
+
+    Returns:
+        The model directory.
+
+    Raises:
+        ValueError: Without a ``path`` option, or for a split with no ``text`` column.
+        FileNotFoundError: When the directory has no saved tokenizer.
+    """
+    if not path:
+        raise ValueError("hf_sequence_classifier needs its directory: model option path=DIR")
+    path = Path(path)
+    if not (path / "tokenizer_config.json").is_file():
+        raise FileNotFoundError(
+            f"no tokenizer in {path} ({path / 'tokenizer_config.json'} not found): a Hugging "
+            "Face classifier reads the split's texts with its own tokenizer; save it next to "
+            "the model with tokenizer.save_pretrained(path)"
+        )
+    if split_file is not None:
+        import pyarrow.parquet as pq
+
+        if "text" not in pq.read_schema(split_file).names:
+            raise ValueError(
+                f"{split_file} has no text column: a Hugging Face text classifier can only be "
+                "evaluated on a text benchmark"
+            )
+    return path
+
+
 class SplitPredictor:
     """Callable class: a batch with ``sample_id`` and flattened ``input`` in, predictions out.
+
+    A Hugging Face classifier (family ``hf``) reads the batch's ``text`` column instead,
+    through the tokenizer saved next to it (``tokenizer_config.json`` in its directory),
+    so it sees the texts the way it was trained, not the benchmark's word ids. Its label
+    i must be the benchmark's class i.
 
     Args:
         model: Registered model name (ignored when ``model_dir`` is given).
@@ -106,6 +142,13 @@ class SplitPredictor:
             if device == "auto"
             else device
         )
+        self.tokenizer = None
+        self.max_length = HF_MAX_LENGTH
+        if self.config.family == "hf":
+            from transformers import AutoTokenizer
+
+            path = require_hf_text_model(kwargs.get("path"))
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = (
             create_model(
                 model,
@@ -122,12 +165,26 @@ class SplitPredictor:
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Predict a batch: returns ``sample_id``, ``pred`` (argmax) and ``conf`` (its probability)."""
-        flat = batch["input"]
-        flat = np.stack(flat) if flat.dtype == object else flat
-        x = prepare_inputs(flat.reshape(len(flat), *self.input_shape), self.config.preprocess).to(
-            self.device
-        )
-        probs = torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+        if self.tokenizer is not None:
+            if "text" not in batch:
+                raise ValueError(
+                    "a Hugging Face classifier needs the split's texts, and this split has no "
+                    "text column (it is not a text benchmark)"
+                )
+            enc = self.tokenizer(
+                [str(t) for t in batch["text"]], padding=True, truncation=True,
+                max_length=self.max_length, return_tensors="pt",
+            )  # fmt: skip
+            logits = self.model(
+                enc["input_ids"].to(self.device),
+                attention_mask=enc["attention_mask"].to(self.device),
+            )
+        else:
+            flat = batch["input"]
+            flat = np.stack(flat) if flat.dtype == object else flat
+            x = prepare_inputs(flat.reshape(len(flat), *self.input_shape), self.config.preprocess)
+            logits = self.model(x.to(self.device))
+        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return {
             "sample_id": np.asarray(batch["sample_id"]),
             "pred": probs.argmax(1),
