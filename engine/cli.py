@@ -528,6 +528,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from engine.tracking.report import build_report
 
+    status_file = args.run_dir / "run.json"
+    task = json.loads(status_file.read_text()).get("task") if status_file.exists() else None
+    if task in ("qa", "seq2seq"):
+        print(
+            f"hardbench: {args.run_dir} is a {task} run: its report.html is written by "
+            "`hardbench run` and is not rebuilt by this command",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     try:
         path = build_report(args.run_dir)
     except FileNotFoundError as exc:

@@ -561,6 +561,10 @@ def resume_run(
     if not (run_dir / RUN_FILE).exists() or not (run_dir / SPEC_FILE).exists():
         raise RunSetupError(f"{run_dir} is not a run directory (no {RUN_FILE} or {SPEC_FILE})")
     status = json.loads((run_dir / RUN_FILE).read_text())
+    if status.get("task", "classification") != "classification":
+        raise RunSetupError(
+            f"{run_dir} is a {status['task']} run: resuming supports classification runs only"
+        )
     if status.get("status") == "complete":
         raise RunSetupError(
             f"run {run_dir.name} is complete; nothing to resume "

@@ -108,3 +108,7 @@ def test_cli_validates_qa_specs_and_refuses_classification_commands_on_qa_runs(q
     assert "valid qa spec 'tiny-qa'" in capsys.readouterr().out
     assert main(["score", str(qa_run.run_dir)]) != 0
     assert "is a qa run" in capsys.readouterr().err
+    assert main(["report", str(qa_run.run_dir)]) == 2
+    assert "is a qa run: its report.html is written by" in capsys.readouterr().err
+    assert main(["run", "--resume", str(qa_run.run_dir)]) == 2
+    assert "is a qa run" in capsys.readouterr().err
