@@ -112,3 +112,14 @@ def test_cli_validates_qa_specs_and_refuses_classification_commands_on_qa_runs(q
     assert "is a qa run: its report.html is written by" in capsys.readouterr().err
     assert main(["run", "--resume", str(qa_run.run_dir)]) == 2
     assert "is a qa run" in capsys.readouterr().err
+
+
+def test_a_gpu_request_on_a_cluster_without_gpus_is_refused(ray_local, tmp_path):
+    from engine.splits import SpecError
+
+    spec = load_spec(SPEC, ["replicas.gpus=1"])
+    with pytest.raises(RuntimeError, match=r"asks for 1 GPU per task, but the Ray cluster has 0"):
+        run_text_benchmark(spec, runs_dir=tmp_path, run_id="gpu", log=lambda line: None)
+    assert json.loads((tmp_path / "gpu" / "run.json").read_text())["status"] == "failed"
+    with pytest.raises(SpecError, match=r"replicas.gpus: must be in \[0, 1\]"):
+        load_spec(SPEC, ["replicas.gpus=2"])

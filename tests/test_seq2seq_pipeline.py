@@ -38,11 +38,11 @@ def test_distributed_scores_equal_the_token_scores_of_the_full_distributions(s2s
     full = []
     reduce_epoch = s2s.reduce_epoch
 
-    def keep_full(models, d):  # the replicas' whole (N, T, V) log-distributions, each epoch
+    def keep_full(models, d, device="cpu"):  # the replicas' whole (N, T, V) log-probs, each epoch
         with torch.no_grad():
             src, dec = torch.from_numpy(d.source_ids), torch.from_numpy(d.decoder_ids)
             full.append(np.stack([torch.log_softmax(m(src, dec), -1).numpy() for m in models]))
-        return reduce_epoch(models, d)
+        return reduce_epoch(models, d, device)
 
     monkeypatch.setattr(s2s, "reduce_epoch", keep_full)
     threads = torch.get_num_threads()

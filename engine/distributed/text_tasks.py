@@ -49,6 +49,23 @@ def reduce_epoch(
     }
 
 
+def task_device(gpus: float) -> str:
+    """``cuda`` when the task reserved a GPU (and sees one), else ``cpu``.
+
+    Raises:
+        RuntimeError: When a GPU was reserved but CUDA is not available in the task.
+    """
+    import torch
+
+    if gpus <= 0:
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"the spec reserves {gpus} GPU for this task, but torch sees no CUDA device here"
+        )
+    return "cuda"
+
+
 def write_reduced(run_dir: Path | str, spec: object, epoch: int, red: dict[str, np.ndarray],
                   labels: np.ndarray, meta: dict) -> None:  # fmt: skip
     """Write one epoch's reductions as reduced shards and record it in the packed manifest.
@@ -100,7 +117,8 @@ def train_qa_replicas(run_dir: Path | str, spec: object, *, log=print) -> dict:
     def on_epoch(epoch: int, start_lp: np.ndarray, end_lp: np.ndarray) -> None:
         write_reduced(run_dir, spec, epoch, reduce_epoch(data, start_lp, end_lp), labels, meta)
 
-    train_readers(data, spec.replicas.recipe, seeds, on_epoch=on_epoch, log=log)
+    train_readers(data, spec.replicas.recipe, seeds, on_epoch=on_epoch, log=log,
+                  device=task_device(spec.replicas.gpus))  # fmt: skip
     return {
         "epochs": spec.replicas.recipe.epochs,
         "samples": len(data),
@@ -125,14 +143,15 @@ def train_qa_model(run_dir: Path | str, spec: object, index: int, *, log=print) 
     model_spec = spec.models[index]
     torch.set_num_threads(model_spec.cpus)
     data = spec.data.load()
+    device = task_device(model_spec.gpus)
     (reader,) = train_readers(
         data, model_spec.recipe, [model_spec.recipe.seed],
-        log=lambda line: log(f"[{model_spec.name}] {line}"),
+        log=lambda line: log(f"[{model_spec.name}] {line}"), device=device,
     )  # fmt: skip
     out = Path(run_dir) / MODELS_DIR / model_spec.name
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(reader.state_dict(), out / "model.pt")
-    s, e = span_log_probs(reader, data)
+    torch.save({k: v.cpu() for k, v in reader.state_dict().items()}, out / "model.pt")
+    s, e = span_log_probs(reader, data, device)
     bs, be, _ = best_spans(np.exp(s), np.exp(e), max_tokens=MAX_ANSWER_TOKENS)
     loss = span_losses(s[None], e[None], data.start, data.end)[0]
     return {"name": model_spec.name, "start": bs, "end": be, "loss": loss}
@@ -158,7 +177,8 @@ def train_seq2seq_replicas(run_dir: Path | str, spec: object, *, log=print) -> d
     def on_epoch(epoch: int, red: dict[str, np.ndarray]) -> None:
         write_reduced(run_dir, spec, epoch, {**red, "ensemble_pred": zeros}, zeros, meta)
 
-    train_seq2seq(data, spec.replicas.recipe, seeds, on_epoch=on_epoch, log=log)
+    train_seq2seq(data, spec.replicas.recipe, seeds, on_epoch=on_epoch, log=log,
+                  device=task_device(spec.replicas.gpus))  # fmt: skip
     return {
         "epochs": spec.replicas.recipe.epochs,
         "samples": len(data),
@@ -181,14 +201,15 @@ def train_seq2seq_model(run_dir: Path | str, spec: object, index: int, *, log=pr
     model_spec = spec.models[index]
     torch.set_num_threads(model_spec.cpus)
     data = spec.data.load()
+    device = task_device(model_spec.gpus)
     (model,) = train_seq2seq(
         data, model_spec.recipe, [model_spec.recipe.seed],
-        log=lambda line: log(f"[{model_spec.name}] {line}"),
+        log=lambda line: log(f"[{model_spec.name}] {line}"), device=device,
     )  # fmt: skip
     out = Path(run_dir) / MODELS_DIR / model_spec.name
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "model.pt")
-    loss, texts = predict_loss_and_text(model, data)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, out / "model.pt")
+    loss, texts = predict_loss_and_text(model, data, device)
     return {"name": model_spec.name, "texts": texts, "loss": loss}
 
 
@@ -207,12 +228,20 @@ def run_text_tasks(run_dir: Path | str, spec: object) -> tuple[dict, list[dict]]
     import ray
 
     ensemble_fn, model_fn = TASK_FUNCTIONS[spec.task]
-    ensemble = ray.remote(num_cpus=spec.replicas.cpus, max_retries=1)(ensemble_fn)
+    wanted = max([spec.replicas.gpus, *(m.gpus for m in spec.models)])
+    have = float(ray.cluster_resources().get("GPU", 0))
+    if wanted > have:  # Ray would wait forever for a GPU that never comes
+        raise RuntimeError(
+            f"the spec asks for {wanted:g} GPU per task, but the Ray cluster has {have:g} GPUs; "
+            "set replicas.gpus and models[].gpus to 0 to train on CPUs"
+        )
+    ensemble = ray.remote(num_cpus=spec.replicas.cpus, num_gpus=spec.replicas.gpus,
+                          max_retries=1)(ensemble_fn)  # fmt: skip
     model = ray.remote(max_retries=1)(model_fn)
     run_dir = str(Path(run_dir).resolve())
     refs = [ensemble.remote(run_dir, spec, log=print)]
     refs += [
-        model.options(num_cpus=m.cpus).remote(run_dir, spec, i, log=print)
+        model.options(num_cpus=m.cpus, num_gpus=m.gpus).remote(run_dir, spec, i, log=print)
         for i, m in enumerate(spec.models)
     ]
     out = ray.get(refs)

@@ -148,8 +148,8 @@ class Seq2SeqModel(nn.Module):
     ) -> torch.Tensor:
         """Greedy decoding: token ids (B, <= max_len), 0 after each row's end id."""
         enc = self.model.get_encoder()(input_ids=source, attention_mask=(source != 0).long())
-        out = torch.full((len(source), 1), start_id, dtype=torch.long)
-        done = torch.zeros(len(source), dtype=torch.bool)
+        out = torch.full((len(source), 1), start_id, dtype=torch.long, device=source.device)
+        done = torch.zeros(len(source), dtype=torch.bool, device=source.device)
         for _ in range(max_len):
             logits = self.model(
                 encoder_outputs=enc, attention_mask=(source != 0).long(), decoder_input_ids=out

@@ -60,17 +60,24 @@ class TextDataSpec:
 
 @dataclass(frozen=True)
 class TextReplicasSpec:
-    """The seed ensemble: R models with the recipe, trained in one Ray task with ``cpus``."""
+    """The seed ensemble: R models with the recipe, trained in one Ray task.
+
+    The task reserves ``cpus`` CPUs (its torch threads) and ``gpus`` GPUs (a fraction
+    lets tasks share one); with a GPU the replicas train and predict on CUDA.
+    """
 
     count: int = 3
     recipe: TextRecipe = field(default_factory=TextRecipe)
     cpus: int = 1
+    gpus: float = 0.0
 
     def __post_init__(self) -> None:
         if self.count < 2:
             raise FieldError("count", f"a seed ensemble needs >= 2 replicas, got {self.count}")
         if self.cpus < 1:
             raise FieldError("cpus", f"must be >= 1, got {self.cpus}")
+        if not 0 <= self.gpus <= 1:
+            raise FieldError("gpus", f"must be in [0, 1] (one task, one GPU), got {self.gpus}")
 
     def seeds(self) -> list[int]:
         """Seed of each replica."""
@@ -118,8 +125,13 @@ class TextModelSpec:
     name: str
     recipe: TextRecipe = field(default_factory=TextRecipe)
     cpus: int = 1
+    gpus: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.cpus < 1:
+            raise FieldError("cpus", f"must be >= 1, got {self.cpus}")
+        if not 0 <= self.gpus <= 1:
+            raise FieldError("gpus", f"must be in [0, 1] (one task, one GPU), got {self.gpus}")
         if not self.name or self.name in ("ensemble",):
             raise FieldError(
                 "name", f"must be a non-empty name other than 'ensemble', got {self.name!r}"

@@ -64,24 +64,26 @@ def make_reader(recipe: TextRecipe, vocab: int, seq_len: int, seed: int) -> Span
     return SpanReader(vocab, seq_len, recipe.dim, recipe.layers, recipe.heads)
 
 
-def _tensors(data: QAData, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+def _tensors(data: QAData, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
     return (
-        torch.from_numpy(data.input_ids[idx]),
-        torch.from_numpy(data.token_types[idx]),
-        torch.from_numpy(data.context_mask[idx]),
+        torch.from_numpy(data.input_ids[idx]).to(device),
+        torch.from_numpy(data.token_types[idx]).to(device),
+        torch.from_numpy(data.context_mask[idx]).to(device),
     )
 
 
 @torch.no_grad()
-def span_log_probs(model: SpanReader, data: QAData) -> tuple[np.ndarray, np.ndarray]:
+def span_log_probs(
+    model: SpanReader, data: QAData, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """Start and end log-probabilities of every sample, float32 (N, L); -inf off-window."""
     model.eval()
     starts, ends = [], []
     for a in range(0, len(data), PREDICT_BATCH):
         idx = np.arange(a, min(a + PREDICT_BATCH, len(data)))
-        s, e = model(*_tensors(data, idx))
-        starts.append(F.log_softmax(s, dim=-1).numpy())
-        ends.append(F.log_softmax(e, dim=-1).numpy())
+        s, e = model(*_tensors(data, idx, torch.device(device)))
+        starts.append(F.log_softmax(s, dim=-1).cpu().numpy())
+        ends.append(F.log_softmax(e, dim=-1).cpu().numpy())
     return np.concatenate(starts), np.concatenate(ends)
 
 
@@ -99,6 +101,7 @@ def train_readers(
     *,
     on_epoch: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     log: Callable[[str], None] = lambda line: None,
+    device: str | torch.device = "cpu",
 ) -> list[SpanReader]:
     """Train one reader per seed on the training split, side by side.
 
@@ -109,6 +112,7 @@ def train_readers(
         on_epoch: Called after each epoch with ``(epoch, start_log_probs, end_log_probs)``,
             each float32 (R, N, L) over all samples (train and held-out).
         log: Progress lines.
+        device: Torch device to train and predict on.
 
     Returns:
         The trained readers.
@@ -117,18 +121,19 @@ def train_readers(
     if len(train_idx) == 0:
         raise ValueError("the QA data has no training samples")
     seq_len = data.input_ids.shape[1]
-    models = [make_reader(recipe, data.vocab_size, seq_len, s) for s in seeds]
-    start_t, end_t = torch.from_numpy(data.start), torch.from_numpy(data.end)
+    device = torch.device(device)
+    models = [make_reader(recipe, data.vocab_size, seq_len, s).to(device) for s in seeds]
+    start_t, end_t = torch.from_numpy(data.start).to(device), torch.from_numpy(data.end).to(device)
 
     def batch_loss(model: SpanReader, idx: np.ndarray) -> torch.Tensor:
-        s, e = model(*_tensors(data, idx))
+        s, e = model(*_tensors(data, idx, device))
         return span_loss(s, e, start_t[idx], end_t[idx])
 
     def after_epoch(epoch: int, losses: list[float]) -> None:
         log(f"[qa] epoch {epoch + 1}/{recipe.epochs}: train span loss "
             + ", ".join(f"{x:.3f}" for x in losses))  # fmt: skip
         if on_epoch is not None:
-            preds = [span_log_probs(m, data) for m in models]
+            preds = [span_log_probs(m, data, device) for m in models]
             on_epoch(epoch, np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds]))
 
     return train_side_by_side(

@@ -71,11 +71,14 @@ def reduce_tokens(
     gold = logp.gather(-1, idx)[..., 0]  # (R, M)
     other = logp.scatter(-1, idx, float("-inf")).amax(-1)
     hit = (logp.argmax(-1) == targets).float()
-    count = torch.zeros(num_samples).index_add_(0, sample, torch.ones(len(sample)))
+    dev = logits.device
+    count = torch.zeros(num_samples, device=dev).index_add_(
+        0, sample, torch.ones(len(sample), device=dev)
+    )
 
-    def mean(values: torch.Tensor) -> torch.Tensor:  # (..., M) -> (..., B)
-        out = torch.zeros(*values.shape[:-1], num_samples, dtype=torch.float64)
-        return out.index_add_(-1, sample, values.double()) / count
+    def mean(values: torch.Tensor) -> torch.Tensor:  # (..., M) -> (..., B), on the CPU
+        out = torch.zeros(*values.shape[:-1], num_samples, dtype=torch.float64, device=dev)
+        return (out.index_add_(-1, sample, values.double()) / count).cpu()
 
     return {
         "mean_entropy": mean(ent),
@@ -86,23 +89,29 @@ def reduce_tokens(
     }
 
 
-def _batch_tokens(data: Seq2SeqData, sl: slice) -> tuple[torch.Tensor, ...]:
+def _batch_tokens(
+    data: Seq2SeqData, sl: slice | np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, ...]:
     """Source, decoder ids, target mask, the targets at the mask and their sample index."""
-    mask = torch.from_numpy(data.target_mask[sl])
-    targets = torch.from_numpy(data.target_ids[sl])[mask]
-    sample = torch.arange(len(mask)).repeat_interleave(mask.sum(1))
-    return (torch.from_numpy(data.source_ids[sl]), torch.from_numpy(data.decoder_ids[sl]),
-            mask, targets, sample)  # fmt: skip
+    mask = torch.from_numpy(data.target_mask[sl]).to(device)
+    targets = torch.from_numpy(data.target_ids[sl]).to(device)[mask]
+    sample = torch.arange(len(mask), device=device).repeat_interleave(mask.sum(1))
+    return (torch.from_numpy(data.source_ids[sl]).to(device),
+            torch.from_numpy(data.decoder_ids[sl]).to(device), mask, targets, sample)  # fmt: skip
 
 
 @torch.no_grad()
-def reduce_epoch(models: list[Seq2SeqModel], data: Seq2SeqData) -> dict[str, np.ndarray]:
+def reduce_epoch(
+    models: list[Seq2SeqModel], data: Seq2SeqData, device: str | torch.device = "cpu"
+) -> dict[str, np.ndarray]:
     """:func:`reduce_tokens` over every sample (train and held-out), as NumPy arrays."""
     for model in models:
         model.eval()
     parts: list[dict[str, torch.Tensor]] = []
     for a in range(0, len(data), PREDICT_BATCH):
-        src, dec, mask, targets, sample = _batch_tokens(data, slice(a, a + PREDICT_BATCH))
+        src, dec, mask, targets, sample = _batch_tokens(
+            data, slice(a, a + PREDICT_BATCH), torch.device(device)
+        )
         logits = torch.stack([m.logits_of(m.hidden(src, dec)[mask]) for m in models])
         parts.append(reduce_tokens(logits, targets, sample, len(src)))
     out = {}
@@ -113,16 +122,20 @@ def reduce_epoch(models: list[Seq2SeqModel], data: Seq2SeqData) -> dict[str, np.
 
 
 @torch.no_grad()
-def predict_loss_and_text(model: Seq2SeqModel, data: Seq2SeqData) -> tuple[np.ndarray, list[str]]:
+def predict_loss_and_text(
+    model: Seq2SeqModel, data: Seq2SeqData, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, list[str]]:
     """Token-averaged NLL (N,) of the reference and the greedy decoding (N strings)."""
     model.eval()
     losses, texts = [], []
     for a in range(0, len(data), PREDICT_BATCH):
-        src, dec, mask, targets, sample = _batch_tokens(data, slice(a, a + PREDICT_BATCH))
+        src, dec, mask, targets, sample = _batch_tokens(
+            data, slice(a, a + PREDICT_BATCH), torch.device(device)
+        )
         logits = model.logits_of(model.hidden(src, dec)[mask])[None]
         losses.append(reduce_tokens(logits, targets, sample, len(src))["loss"][0].numpy())
         ids = model.greedy(src, data.start_id, data.end_id, data.target_ids.shape[1])
-        texts += [data.decode(row) for row in ids.numpy()]
+        texts += [data.decode(row) for row in ids.cpu().numpy()]
     return np.concatenate(losses), texts
 
 
@@ -133,6 +146,7 @@ def train_seq2seq(
     *,
     on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     log: Callable[[str], None] = lambda line: None,
+    device: str | torch.device = "cpu",
 ) -> list[Seq2SeqModel]:
     """Train one encoder-decoder per seed on the training split, side by side.
 
@@ -142,6 +156,7 @@ def train_seq2seq(
         seeds: One seed per replica (initialization and data order).
         on_epoch: Called after each epoch with ``(epoch, reduce_epoch(...))``.
         log: Progress lines.
+        device: Torch device to train and predict on.
 
     Returns:
         The trained models.
@@ -149,19 +164,19 @@ def train_seq2seq(
     train_idx = np.flatnonzero(data.split == SPLIT_TRAIN)
     if len(train_idx) == 0:
         raise ValueError("the seq2seq data has no training samples")
-    models = [make_model(recipe, data, s) for s in seeds]
+    device = torch.device(device)
+    models = [make_model(recipe, data, s).to(device) for s in seeds]
 
     def batch_loss(model: Seq2SeqModel, idx: np.ndarray) -> torch.Tensor:
-        return token_loss(
-            model, torch.from_numpy(data.source_ids[idx]), torch.from_numpy(data.decoder_ids[idx]),
-            torch.from_numpy(data.target_ids[idx]), torch.from_numpy(data.target_mask[idx]),
-        )  # fmt: skip
+        src, dec, mask, _, _ = _batch_tokens(data, idx, device)
+        targets = torch.from_numpy(data.target_ids[idx]).to(device)
+        return token_loss(model, src, dec, targets, mask)
 
     def after_epoch(epoch: int, losses: list[float]) -> None:
         log(f"[seq2seq] epoch {epoch + 1}/{recipe.epochs}: train token NLL "
             + ", ".join(f"{x:.3f}" for x in losses))  # fmt: skip
         if on_epoch is not None:
-            on_epoch(epoch, reduce_epoch(models, data))
+            on_epoch(epoch, reduce_epoch(models, data, device))
 
     return train_side_by_side(
         models, seeds, train_idx, epochs=recipe.epochs, batch_size=recipe.batch_size,

@@ -7,7 +7,10 @@ On one CUDA device, in one run, side by side with the same machine's CPUs:
   the GPU (CUDA RNG state restored) against an uninterrupted run, bit for bit;
 - seed-epochs per second for the digits recipe (each epoch followed by a prediction
   on all 1,797 samples): plain loop per replica and packed ensembles of growing R on
-  the GPU, and the plain loop and packed ensemble on the CPUs.
+  the GPU, and the plain loop and packed ensemble on the CPUs;
+- the text tasks (``--text``): QA span readers and seq2seq encoder-decoders trained
+  side by side on the GPU and on the CPUs (wall per epoch), and the per-sample
+  reductions of the same CPU-trained models computed on both devices (max difference).
 
 Writes ``<out>/gpu.json`` and ``<out>/gpu.md``. Not a test:
 
@@ -82,11 +85,52 @@ def _resume_check(recipe, data, device) -> bool:
     return bool(np.array_equal(resumed[last], straight[last]))
 
 
+def text_checks(device: torch.device, limit: int = 1500) -> list[dict]:
+    """Train both text tasks' side-by-side loops on ``device`` and on the CPUs."""
+    import copy
+
+    from engine.data.qa import load_quoref
+    from engine.data.seq2seq import load_qasc_fusion
+    from engine.training.qa import TextRecipe, span_log_probs, train_readers
+    from engine.training.seq2seq import reduce_epoch, train_seq2seq
+
+    recipe = TextRecipe(dim=64, layers=2, heads=2, epochs=2, batch_size=32, lr=1e-3)
+    rows = []
+    for task, data, fit in (
+        ("qa", load_quoref(limit=limit), train_readers),
+        ("seq2seq", load_qasc_fusion(limit=limit), train_seq2seq),
+    ):
+        walls = {}
+        for dev in (device, torch.device("cpu")):
+            start = time.perf_counter()
+            models = fit(data, recipe, [0, 1, 2], on_epoch=lambda *a: None, device=dev)
+            walls[dev.type] = time.perf_counter() - start
+        # The same (CPU-trained) models, reduced on the CPU and on the device.
+        moved = [copy.deepcopy(m).to(device) for m in models]
+        if task == "qa":
+            cpu = np.stack([np.stack(span_log_probs(m, data)) for m in models])
+            dev_ = np.stack([np.stack(span_log_probs(m, data, device)) for m in moved])
+            finite = np.isfinite(cpu)
+            assert np.array_equal(finite, np.isfinite(dev_))
+            diff = float(np.max(np.abs(cpu[finite] - dev_[finite])))
+        else:
+            cpu, dev_ = reduce_epoch(models, data), reduce_epoch(moved, data, device)
+            diff = max(float(np.max(np.abs(cpu[k] - dev_[k]))) for k in ("mean_entropy", "loss"))
+        rows.append({
+            "task": task, "samples": len(data), "replicas": 3, "epochs": recipe.epochs,
+            "wall_s_device": round(walls[device.type], 2), "wall_s_cpu": round(walls["cpu"], 2),
+            "speedup": round(walls["cpu"] / walls[device.type], 2), "max_abs_diff": diff,
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     """Run the checks and timings; write gpu.json and gpu.md under --out."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--text", action="store_true", help="also time the text tasks")
     parser.add_argument("--packs", type=int, nargs="+", default=list(PACK_SIZES),
                         help="replicas per packed ensemble to time on the device")  # fmt: skip
     args = parser.parse_args()
@@ -122,6 +166,7 @@ def main() -> None:
     cpu = f"CPU ({os.cpu_count()} threads)"
     add("plain loop per replica", cpu, 5, _plain(recipe, seeds5, data, "cpu")[0])
     add("packed ensemble", cpu, 5, _packed(recipe, seeds5, data, "cpu")[0])
+    text = text_checks(dev) if args.text else []
     result = {
         "device": name,
         "torch": torch.__version__,
@@ -129,6 +174,7 @@ def main() -> None:
         "packed_vs_plain_max_abs_logit_diff": max_diff,
         "resume_bit_identical": resume_ok,
         "rows": rows,
+        "text": text,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu.json").write_text(json.dumps(result, indent=2))
@@ -147,6 +193,22 @@ def main() -> None:
             for r in rows
         ],
     ]
+    if text:
+        lines += [
+            "",
+            f"Text tasks ({text[0]['samples']} samples, 3 replicas side by side, "
+            f"{text[0]['epochs']} epochs, dim 64, 2 layers; each epoch followed by the "
+            "per-sample reductions on all samples):",
+            "",
+            f"| task | wall on {name} (s) | wall on {cpu} (s) | speed-up | max abs difference "
+            "of the same models' outputs, device vs CPU |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {r['task']} | {r['wall_s_device']} | {r['wall_s_cpu']} | {r['speedup']}x | "
+                f"{r['max_abs_diff']:.1e} |"
+                for r in text
+            ],
+        ]
     (args.out / "gpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
