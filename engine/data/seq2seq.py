@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.qa import SEP, SPLIT_HELDOUT, SPLIT_TRAIN, _passage_split
+from engine.data.qa import SEP, SPLIT_HELDOUT, SPLIT_TRAIN, held_out_groups
 from engine.data.text import CLS, train_tokenizer
 
 SEQ2SEQ_FILE = Path(__file__).resolve().parent / "corpora" / "qasc_fusion.json.xz"
@@ -113,8 +113,9 @@ def load_qasc_fusion(
     if limit is not None:
         rows = rows[:limit]
     firsts = sorted({r[0] for r in rows})
-    group = np.asarray([firsts.index(r[0]) for r in rows], np.int64)
-    held = _passage_split(len(firsts), heldout_fraction, split_seed)[group]
+    position = {fact: i for i, fact in enumerate(firsts)}
+    group = np.asarray([position[r[0]] for r in rows], np.int64)
+    held = held_out_groups(len(firsts), heldout_fraction, split_seed)[group]
     train_text = [t for r, h in zip(rows, held, strict=True) if not h for t in (r[0], r[1], *r[2])]
     tok = train_tokenizer(train_text, VOCAB, extra_specials=(SEP,))
     start_id, end_id = tok.token_to_id(CLS), tok.token_to_id(SEP)

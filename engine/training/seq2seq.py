@@ -35,14 +35,21 @@ def make_model(recipe: TextRecipe, data: Seq2SeqData, seed: int) -> Seq2SeqModel
                         data.start_id, data.end_id)  # fmt: skip
 
 
-def token_loss(model: Seq2SeqModel, src: torch.Tensor, dec: torch.Tensor, targets: torch.Tensor,
-               mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def token_loss(model: Seq2SeqModel, src: torch.Tensor, dec: torch.Tensor, mask: torch.Tensor,
+               targets: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """Mean over samples of each sample's token-averaged cross-entropy.
 
     Only the target's positions are projected onto the vocabulary.
+
+    Args:
+        model: The encoder-decoder.
+        src: Int (B, S) source ids.
+        dec: Int (B, T) decoder ids.
+        mask: Bool (B, T) target positions.
+        targets: Int (M,) the gold tokens at the M positions of ``mask`` (row-major).
     """
     logits = model.logits_of(model.hidden(src, dec)[mask])  # (M, V)
-    nll = F.cross_entropy(logits, targets[mask], reduction="none")
+    nll = F.cross_entropy(logits, targets, reduction="none")
     weight = (1.0 / mask.sum(1)).repeat_interleave(mask.sum(1))  # each sample weighs 1
     return (nll * weight).sum() / len(src)
 
@@ -168,9 +175,8 @@ def train_seq2seq(
     models = [make_model(recipe, data, s).to(device) for s in seeds]
 
     def batch_loss(model: Seq2SeqModel, idx: np.ndarray) -> torch.Tensor:
-        src, dec, mask, _, _ = _batch_tokens(data, idx, device)
-        targets = torch.from_numpy(data.target_ids[idx]).to(device)
-        return token_loss(model, src, dec, targets, mask)
+        src, dec, mask, targets, _ = _batch_tokens(data, idx, device)
+        return token_loss(model, src, dec, mask, targets)
 
     def after_epoch(epoch: int, losses: list[float]) -> None:
         log(f"[seq2seq] epoch {epoch + 1}/{recipe.epochs}: train token NLL "
