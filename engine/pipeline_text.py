@@ -342,7 +342,7 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
     with ray_session(num_cpus) as cluster:
         log(f"[ray] {cluster['address']} ({cluster['cpus']:.0f} CPUs)")
         t = time.perf_counter()
-        summary, outputs = run_text_tasks(run_dir, spec)
+        summary, outputs = run_text_tasks(run_dir, spec, data)
         done("train", t)
         log(f"[train] {spec.replicas.count} replicas x {epochs} epochs and "
             f"{len(outputs)} models in {timings['train']:.0f} s")  # fmt: skip

@@ -13,6 +13,7 @@ no class).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -91,34 +92,21 @@ def write_reduced(run_dir: Path | str, spec: object, epoch: int, red: dict[str, 
                         blocks=blocks, seeds=seeds, form="reduced")  # fmt: skip
 
 
-def train_qa_replicas(run_dir: Path | str, spec: object, *, log=print) -> dict:
-    """Train the spec's seed ensemble and write one reduced shard set per epoch.
+def _fit_ensemble(run_dir: Path | str, spec: object, data: object | None, fit: Callable,
+                  make_on_epoch: Callable[[object, dict], Callable], log: Callable) -> dict:  # fmt: skip
+    """Load the data (unless given), train the seed ensemble with ``fit``, summarize.
 
-    Args:
-        run_dir: The run directory.
-        spec: A :class:`engine.splits.text_spec.TextTaskSpec`.
-        log: Progress lines.
-
-    Returns:
-        ``{"epochs", "samples", "seconds"}``.
+    ``make_on_epoch(data, meta)`` builds the per-epoch callback that writes the shards.
     """
     import torch
 
-    from engine.training.qa import train_readers
-
     torch.set_num_threads(spec.replicas.cpus)
     t0 = time.perf_counter()
-    data = spec.data.load()
+    data = data if data is not None else spec.data.load()
     seeds = spec.replicas.seeds()
-    length = data.input_ids.shape[1]
-    labels = data.start * length + data.end  # the gold span, coded like ensemble_pred
-    meta = {"spec": spec.metadata.name, "task": "qa", "seeds": seeds, "replicas": len(seeds)}
-
-    def on_epoch(epoch: int, start_lp: np.ndarray, end_lp: np.ndarray) -> None:
-        write_reduced(run_dir, spec, epoch, reduce_epoch(data, start_lp, end_lp), labels, meta)
-
-    train_readers(data, spec.replicas.recipe, seeds, on_epoch=on_epoch, log=log,
-                  device=task_device(spec.replicas.gpus))  # fmt: skip
+    meta = {"spec": spec.metadata.name, "task": spec.task, "seeds": seeds, "replicas": len(seeds)}
+    fit(data, spec.replicas.recipe, seeds, on_epoch=make_on_epoch(data, meta), log=log,
+        device=task_device(spec.replicas.gpus))  # fmt: skip
     return {
         "epochs": spec.replicas.recipe.epochs,
         "samples": len(data),
@@ -127,90 +115,115 @@ def train_qa_replicas(run_dir: Path | str, spec: object, *, log=print) -> dict:
     }
 
 
-def train_qa_model(run_dir: Path | str, spec: object, index: int, *, log=print) -> dict:
-    """Train evaluated reader ``spec.models[index]`` on the training split; predict spans.
+def _fit_model(run_dir: Path | str, spec: object, index: int, data: object | None,
+               fit: Callable, log: Callable) -> tuple[object, object, str]:  # fmt: skip
+    """Train evaluated model ``spec.models[index]`` with ``fit`` and save its weights.
 
-    The weights go to ``<run>/models/<name>/model.pt``.
+    The weights go to ``<run>/models/<name>/model.pt`` (on the CPU).
 
     Returns:
-        ``{"name", "start" (N,), "end" (N,), "loss" (N,)}``: the reader's best span on
-        every sample and its span loss on the gold span.
+        ``(model, data, device)``.
     """
     import torch
-
-    from engine.training.qa import span_log_probs, train_readers
 
     model_spec = spec.models[index]
     torch.set_num_threads(model_spec.cpus)
-    data = spec.data.load()
+    data = data if data is not None else spec.data.load()
     device = task_device(model_spec.gpus)
-    (reader,) = train_readers(
-        data, model_spec.recipe, [model_spec.recipe.seed],
-        log=lambda line: log(f"[{model_spec.name}] {line}"), device=device,
-    )  # fmt: skip
-    out = Path(run_dir) / MODELS_DIR / model_spec.name
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.cpu() for k, v in reader.state_dict().items()}, out / "model.pt")
-    s, e = span_log_probs(reader, data, device)
-    bs, be, _ = best_spans(np.exp(s), np.exp(e), max_tokens=MAX_ANSWER_TOKENS)
-    loss = span_losses(s[None], e[None], data.start, data.end)[0]
-    return {"name": model_spec.name, "start": bs, "end": be, "loss": loss}
-
-
-def train_seq2seq_replicas(run_dir: Path | str, spec: object, *, log=print) -> dict:
-    """Train the spec's seq2seq seed ensemble and write one reduced shard set per epoch.
-
-    Returns:
-        ``{"epochs", "samples", "blocks", "seconds"}``.
-    """
-    import torch
-
-    from engine.training.seq2seq import train_seq2seq
-
-    torch.set_num_threads(spec.replicas.cpus)
-    t0 = time.perf_counter()
-    data = spec.data.load()
-    seeds = spec.replicas.seeds()
-    zeros = np.zeros(len(data), np.int64)
-    meta = {"spec": spec.metadata.name, "task": "seq2seq", "seeds": seeds, "replicas": len(seeds)}
-
-    def on_epoch(epoch: int, red: dict[str, np.ndarray]) -> None:
-        write_reduced(run_dir, spec, epoch, {**red, "ensemble_pred": zeros}, zeros, meta)
-
-    train_seq2seq(data, spec.replicas.recipe, seeds, on_epoch=on_epoch, log=log,
-                  device=task_device(spec.replicas.gpus))  # fmt: skip
-    return {
-        "epochs": spec.replicas.recipe.epochs,
-        "samples": len(data),
-        "blocks": num_blocks(len(data), spec.shards.block_size),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-
-
-def train_seq2seq_model(run_dir: Path | str, spec: object, index: int, *, log=print) -> dict:
-    """Train evaluated model ``spec.models[index]``; greedy-decode every sample.
-
-    Returns:
-        ``{"name", "texts" (N strings), "loss" (N,)}``: the greedy decodings and the
-        token-averaged NLL of each reference.
-    """
-    import torch
-
-    from engine.training.seq2seq import predict_loss_and_text, train_seq2seq
-
-    model_spec = spec.models[index]
-    torch.set_num_threads(model_spec.cpus)
-    data = spec.data.load()
-    device = task_device(model_spec.gpus)
-    (model,) = train_seq2seq(
+    (model,) = fit(
         data, model_spec.recipe, [model_spec.recipe.seed],
         log=lambda line: log(f"[{model_spec.name}] {line}"), device=device,
     )  # fmt: skip
     out = Path(run_dir) / MODELS_DIR / model_spec.name
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, out / "model.pt")
+    return model, data, device
+
+
+def train_qa_replicas(
+    run_dir: Path | str, spec: object, data: QAData | None = None, *, log: Callable = print
+) -> dict:
+    """Train the spec's QA seed ensemble and write one reduced shard set per epoch.
+
+    Args:
+        run_dir: The run directory.
+        spec: A :class:`engine.splits.text_spec.TextTaskSpec`.
+        data: The spec's data, already loaded (default: load it here).
+        log: Progress lines.
+
+    Returns:
+        ``{"epochs", "samples", "blocks", "seconds"}``.
+    """
+    from engine.training.qa import train_readers
+
+    def make_on_epoch(data: QAData, meta: dict) -> Callable:
+        length = data.input_ids.shape[1]
+        labels = data.start * length + data.end  # the gold span, coded like ensemble_pred
+
+        def on_epoch(epoch: int, start_lp: np.ndarray, end_lp: np.ndarray) -> None:
+            red = reduce_epoch(data, start_lp, end_lp)
+            write_reduced(run_dir, spec, epoch, red, labels, meta)
+
+        return on_epoch
+
+    return _fit_ensemble(run_dir, spec, data, train_readers, make_on_epoch, log)
+
+
+def train_qa_model(
+    run_dir: Path | str, spec: object, index: int, data: QAData | None = None, *,
+    log: Callable = print,
+) -> dict:  # fmt: skip
+    """Train evaluated reader ``spec.models[index]`` on the training split; predict spans.
+
+    Returns:
+        ``{"name", "start" (N,), "end" (N,), "loss" (N,)}``: the reader's best span on
+        every sample and its span loss on the gold span.
+    """
+    from engine.training.qa import span_log_probs, train_readers
+
+    reader, data, device = _fit_model(run_dir, spec, index, data, train_readers, log)
+    s, e = span_log_probs(reader, data, device)
+    bs, be, _ = best_spans(np.exp(s), np.exp(e), max_tokens=MAX_ANSWER_TOKENS)
+    loss = span_losses(s[None], e[None], data.start, data.end)[0]
+    return {"name": spec.models[index].name, "start": bs, "end": be, "loss": loss}
+
+
+def train_seq2seq_replicas(
+    run_dir: Path | str, spec: object, data: object | None = None, *, log: Callable = print
+) -> dict:
+    """Train the spec's seq2seq seed ensemble and write one reduced shard set per epoch.
+
+    Returns:
+        ``{"epochs", "samples", "blocks", "seconds"}``.
+    """
+    from engine.training.seq2seq import train_seq2seq
+
+    def make_on_epoch(data: object, meta: dict) -> Callable:
+        zeros = np.zeros(len(data), np.int64)
+
+        def on_epoch(epoch: int, red: dict[str, np.ndarray]) -> None:
+            write_reduced(run_dir, spec, epoch, {**red, "ensemble_pred": zeros}, zeros, meta)
+
+        return on_epoch
+
+    return _fit_ensemble(run_dir, spec, data, train_seq2seq, make_on_epoch, log)
+
+
+def train_seq2seq_model(
+    run_dir: Path | str, spec: object, index: int, data: object | None = None, *,
+    log: Callable = print,
+) -> dict:  # fmt: skip
+    """Train evaluated model ``spec.models[index]``; greedy-decode every sample.
+
+    Returns:
+        ``{"name", "texts" (N strings), "loss" (N,)}``: the greedy decodings and the
+        token-averaged NLL of each reference.
+    """
+    from engine.training.seq2seq import predict_loss_and_text, train_seq2seq
+
+    model, data, device = _fit_model(run_dir, spec, index, data, train_seq2seq, log)
     loss, texts = predict_loss_and_text(model, data, device)
-    return {"name": model_spec.name, "texts": texts, "loss": loss}
+    return {"name": spec.models[index].name, "texts": texts, "loss": loss}
 
 
 TASK_FUNCTIONS = {
@@ -219,11 +232,13 @@ TASK_FUNCTIONS = {
 }  # task -> (seed ensemble, evaluated model)
 
 
-def run_text_tasks(run_dir: Path | str, spec: object) -> tuple[dict, list[dict]]:
+def run_text_tasks(run_dir: Path | str, spec: object, data: object) -> tuple[dict, list[dict]]:
     """On the connected Ray cluster: the ensemble task and one task per evaluated model.
 
-    All run at once where the cluster's CPUs allow; returns the ensemble's summary and
-    each model's predictions.
+    All run at once where the cluster's CPUs allow. ``data`` (the driver's loaded copy)
+    goes to the object store once and every task reads it from there instead of
+    tokenizing the corpus again. Returns the ensemble's summary and each model's
+    predictions.
     """
     import ray
 
@@ -239,9 +254,12 @@ def run_text_tasks(run_dir: Path | str, spec: object) -> tuple[dict, list[dict]]
                           max_retries=1)(ensemble_fn)  # fmt: skip
     model = ray.remote(max_retries=1)(model_fn)
     run_dir = str(Path(run_dir).resolve())
-    refs = [ensemble.remote(run_dir, spec, log=print)]
+    data_ref = ray.put(data)
+    refs = [ensemble.remote(run_dir, spec, data_ref, log=print)]
     refs += [
-        model.options(num_cpus=m.cpus, num_gpus=m.gpus).remote(run_dir, spec, i, log=print)
+        model.options(num_cpus=m.cpus, num_gpus=m.gpus).remote(
+            run_dir, spec, i, data_ref, log=print
+        )
         for i, m in enumerate(spec.models)
     ]
     out = ray.get(refs)
