@@ -19,3 +19,12 @@ def no_tracking_env(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     return os.environ
+
+
+@pytest.fixture(scope="module")
+def no_tracking_env_module():
+    """:func:`no_tracking_env` for a whole module (module-scoped run fixtures use it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("RAY_ADDRESS", raising=False)
+        yield os.environ

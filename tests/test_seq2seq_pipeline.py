@@ -19,14 +19,9 @@ SPEC = "tests/fixtures/tiny-seq2seq.yaml"
 
 
 @pytest.fixture(scope="module")
-def s2s_run(ray_local, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("RAY_ADDRESS", raising=False)
-        runs = tmp_path_factory.mktemp("runs")
-        yield run_text_benchmark(
-            load_spec(SPEC), runs_dir=runs, run_id="s2s", log=lambda line: None
-        )
+def s2s_run(ray_local, tmp_path_factory, no_tracking_env_module):
+    runs = tmp_path_factory.mktemp("runs")
+    return run_text_benchmark(load_spec(SPEC), runs_dir=runs, run_id="s2s", log=lambda line: None)
 
 
 def test_distributed_scores_equal_the_token_scores_of_the_full_distributions(s2s_run, monkeypatch):

@@ -20,14 +20,6 @@ def text_run(ray_local, tmp_path_factory, no_tracking_env_module):
                          run_id="text", log=lambda line: None)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def no_tracking_env_module():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("RAY_ADDRESS", raising=False)
-        yield
-
-
 def test_text_run_is_complete_with_texts_in_the_splits(text_run):
     run = text_run.run_dir
     shards = sorted(run.glob("preds/replica=*/epoch=*/block=*.parquet"))

@@ -90,11 +90,11 @@ def read_quoref(path: Path = QA_FILE) -> tuple[list[str], list[tuple[int, str, s
     return data["passages"], [tuple(q) for q in data["questions"]]
 
 
-def _passage_split(num_passages: int, heldout_fraction: float, seed: int) -> np.ndarray:
-    """Bool (num_passages,): True for held-out passages (an exact share, seeded)."""
+def held_out_groups(num_groups: int, heldout_fraction: float, seed: int) -> np.ndarray:
+    """Bool (num_groups,): True for held-out groups (passages, first facts); an exact share, seeded."""
     rng = np.random.default_rng(seed)
-    held = np.zeros(num_passages, dtype=bool)
-    held[rng.permutation(num_passages)[: round(heldout_fraction * num_passages)]] = True
+    held = np.zeros(num_groups, dtype=bool)
+    held[rng.permutation(num_groups)[: round(heldout_fraction * num_groups)]] = True
     return held
 
 
@@ -135,7 +135,7 @@ def load_quoref(
     passages, rows = read_quoref()
     if limit is not None:
         rows = rows[:limit]
-    held = _passage_split(len(passages), heldout_fraction, split_seed)
+    held = held_out_groups(len(passages), heldout_fraction, split_seed)
     used = sorted({p for p, *_ in rows})
     tokenizer = train_tokenizer(
         [passages[p] for p in used if not held[p]] + [q for p, q, *_ in rows if not held[p]],
