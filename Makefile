@@ -45,6 +45,7 @@ test: lint browser
 bench: install
 	$(PY) tests/perf/bench_training.py
 	$(PY) tests/perf/bench_scoring.py
+	$(PY) tests/perf/bench_float16.py
 	$(PY) tests/perf/bench_noise.py
 	$(PY) tests/perf/bench_noise.py --spec benchmarks/sentiment.yaml --seeds 1 --name noise_text
 	$(PY) tests/perf/bench_mitigation.py --runs-dir runs

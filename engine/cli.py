@@ -211,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from engine.scores import get_score
     from engine.splits import load_spec
 
     spec = load_spec(args.spec, args.overrides)
@@ -218,19 +219,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     task = getattr(spec, "task", "classification")
     if task in ("qa", "seq2seq"):
         kind = "span readers" if task == "qa" else "encoder-decoders"
+        direction = get_score(spec.splits.score).direction
         print(
             f"{args.spec}: valid {task} spec {spec.metadata.name!r}: {r.count} {kind} "
             f"(dim {r.recipe.dim}, {r.recipe.layers} layers), {r.recipe.epochs} epochs on "
-            f"{spec.data.source}, scores {', '.join(spec.scores)}, hard = top "
-            f"{spec.splits.hard_fraction:g} by {spec.splits.score}, {spec.splits.bins} bins, "
-            f"evaluating {', '.join((['ensemble'] if task == 'qa' else []) + [m.name for m in spec.models])}"
+            f"{spec.data.source}, scores {', '.join(spec.scores)}, hard = hardest "
+            f"{100 * spec.splits.hard_fraction:g}% by {spec.splits.score} ({direction}), "
+            f"{spec.splits.bins} bins, evaluating "
+            f"{', '.join((['ensemble'] if task == 'qa' else []) + [m.name for m in spec.models])}"
         )
         return 0
     print(
         f"{args.spec}: valid spec {spec.metadata.name!r}: {r.count} x {r.recipe.model} replicas, "
         f"{r.recipe.epochs} epochs, scores {', '.join(spec.scores)}, "
-        f"hard = top {spec.splits.hard.top_fraction:g} by {spec.splits.score}, {spec.splits.bins.count} bins, "
-        f"evaluating {', '.join([m.name for m in spec.evaluate.models] + (['ensemble'] if spec.evaluate.ensemble else []))}"
+        f"hard = {spec.splits.describe()}, {spec.splits.bins.count} bins, "
+        f"evaluating {', '.join([m.name for m in spec.evaluate.models] + (['ensemble (scorer, in-sample)'] if spec.evaluate.ensemble else []))}"
     )
     return 0
 
@@ -600,9 +603,11 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
     for name in list_scores():
         info = get_score(name)
-        direction = "higher = harder" if info.higher_is_harder else "lower = harder"
         labels = "labels" if info.needs_labels else "label-free"
-        print(f"{name:<19}{direction:<17}{labels:<12}{info.description}")
+        print(f"{name:<19}{info.direction:<17}{labels:<12}{info.description}")
+        for key, opt in info.options.items():
+            values = " | ".join(opt.choices) if opt.choices else opt.kind.__name__
+            print(f"{'':<19}option {key}: {values} (default {opt.default}): {opt.description}")
     return 0
 
 

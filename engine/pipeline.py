@@ -98,20 +98,40 @@ def _write_status(run_dir: Path, status: dict) -> None:
 def format_results_table(
     built: BuiltSplits, evaluations: list[dict], score: str, transfer: dict | None = None
 ) -> str:
-    """The table printed at the end of a run: count and each model's error per bin, then correlations."""
-    names = [ev["model"] for ev in evaluations]
-    width = max(10, *(len(n) + 2 for n in names))
-    head = f"{'bin':<6}{score + ' range':<22}{'count':>7}" + "".join(f"{n:>{width}}" for n in names)
-    rows = [head, "-" * len(head)]
+    """The table printed at the end of a run: each model's size and error per bin, then correlations.
+
+    Bins run from the easiest (0) to the hardest by the score's direction. The
+    replicas' own ensemble is marked as the in-sample scorer: its bins are cut from
+    its own score, so its column is not a transfer result.
+    """
+    from engine.evaluation.evaluate import display_name, format_params
+    from engine.scores import get_score
+
+    direction = get_score(score).direction
+    names = [display_name(ev) for ev in evaluations]
+    widths = [max(10, len(n) + 2) for n in names]  # each model column as wide as its name
+
+    def cells(values: list[str]) -> str:
+        return "".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
+
+    head = f"{'bin':<6}{score + ' range':<22}{'count':>7}" + cells(names)
+    rows = [f"bins from easiest (0) to hardest by {score} ({direction})", head, "-" * len(head)]
 
     def pct(x: float) -> str:
         return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
 
+    def size(ev: dict) -> str:
+        r = ev.get("replicas")
+        if r and ev.get("params"):
+            return f"{r} x {format_params(ev['params'] // r)}"
+        return format_params(ev.get("params"))
+
+    rows.append(f"{'params':<35}" + cells([size(ev) for ev in evaluations]))
     for b, (lo, hi) in enumerate(built.bin_edges):
         count = int((built.bins == b).sum())
         rows.append(
             f"{b:<6}{f'{lo:.4f} .. {hi:.4f}':<22}{count:>7}"
-            + "".join(f"{pct(ev['error_per_bin'][b]):>{width}}" for ev in evaluations)
+            + cells([pct(ev["error_per_bin"][b]) for ev in evaluations])
         )
     rows.append("-" * len(head))
     n_hard = int(built.is_hard.sum())
@@ -120,9 +140,7 @@ def format_results_table(
         ("rest", "error_rest", len(built.is_hard) - n_hard),
         ("all", "error_all", len(built.is_hard)),
     ):
-        rows.append(
-            f"{label:<28}{count:>7}" + "".join(f"{pct(ev[key]):>{width}}" for ev in evaluations)
-        )
+        rows.append(f"{label:<28}{count:>7}" + cells([pct(ev[key]) for ev in evaluations]))
     rows.append("")
 
     def num(x: float) -> str:
@@ -131,19 +149,27 @@ def format_results_table(
     def auc(x: float) -> str:
         return "n/a (no errors)" if math.isnan(x) else f"{x:.3f}"
 
-    for ev in evaluations:
+    for ev, name in zip(evaluations, names, strict=True):
         lo, hi = ev["error_hard_ci95"]
         rows.append(
-            f"{ev['model']}: Pearson rho(bin, error) = {num(ev['pearson_rho'])} (p={ev['pearson_p']:.3g}), "
+            f"{name}: Pearson rho(bin, error) = {num(ev['pearson_rho'])} (p={ev['pearson_p']:.3g}), "
             f"hard - rest = {num(100 * ev['hard_minus_rest'])} pts "
             f"(hard error 95% CI {pct(lo)}..{pct(hi)}), "
-            f"AUROC({score} -> error) = {auc(ev['auroc_score_error'])}, ECE = {auc(ev['ece'])}"
+            f"AUROC({score} hardness -> error) = {auc(ev['auroc_score_error'])}, ECE = {auc(ev['ece'])}"
         )
-    if transfer and "kendall_tau_small_large" in transfer:
+    if any(ev.get("in_sample") for ev in evaluations):
         rows.append(
-            f"Kendall tau between the small ensemble's {score} and the large models' "
-            f"({', '.join(transfer['large_models'])}) = {num(transfer['kendall_tau_small_large'])}"
+            "(scorer, in-sample): the replicas' own ensemble, on bins cut from its own score; "
+            "not a transfer result"
         )
+    if transfer and transfer.get("kendall_tau_small_large") is not None:
+        rows.append(
+            f"Kendall tau between the small ensemble's {score} hardness and the reference models' "
+            f"confusion ({', '.join(transfer['reference_models'])}; {transfer['reference_rule']}) "
+            f"= {num(transfer['kendall_tau_small_large'])}"
+        )
+    elif transfer and "reference_rule" in transfer:
+        rows.append(f"Kendall tau: no reference models ({transfer['reference_rule']})")
     return "\n".join(rows)
 
 
@@ -179,6 +205,8 @@ def _score_stage(
         scores=names,
         cpus_per_actor=spec.scoring.cpus_per_actor,
         num_actors=spec.scoring.num_actors,
+        options=spec.score_options,
+        groups=data.split,
     )
     if table.num_rows != len(data.labels):
         raise RuntimeError(f"scores table has {table.num_rows} rows for {len(data.labels)} samples")
@@ -247,32 +275,80 @@ def score_existing_run(
     return out_path, scored_on
 
 
+def model_parameter_counts(
+    spec: BenchmarkSpec, num_classes: int, input_shape: tuple[int, ...]
+) -> dict[str, int]:
+    """Parameters of one replica (key ``replica``) and of every evaluated model."""
+    from engine.models import count_parameters
+
+    def count(recipe: object) -> int:
+        return count_parameters(
+            recipe.model, num_classes=num_classes, input_shape=input_shape, **recipe.model_kwargs
+        )
+
+    return {"replica": count(spec.replicas.recipe)} | {
+        m.name: count(m.recipe) for m in spec.evaluate.models
+    }
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _transfer_metrics(built: BuiltSplits, model_probs: dict[str, np.ndarray]) -> dict:
-    """Rank agreement between the small ensemble and the evaluated (large) models.
+def reference_models(
+    spec: BenchmarkSpec, params: dict[str, int], replica_params: int
+) -> tuple[list[str], str]:
+    """The evaluated models the small ensemble's difficulty is compared with, and why.
 
-    The large models' confusion is the entropy of their mean predicted distribution
-    (one prediction per model, after training); Kendall's tau compares it with the
-    small ensemble's score on the pool.
+    Args:
+        spec: The run's spec (``evaluate.reference_models``: ``larger`` or names).
+        params: Evaluated model name -> its number of parameters.
+        replica_params: Parameters of one seed replica.
+
+    Returns:
+        ``(names, rule)``: the reference models in spec order, and the rule in words.
     """
+    from engine.splits.spec import REFERENCE_LARGER
+
+    chosen = spec.evaluate.reference_models
+    if chosen != REFERENCE_LARGER:
+        return list(chosen), "listed in evaluate.reference_models"
+    total = spec.replicas.count * replica_params
+    names = [m.name for m in spec.evaluate.models if params[m.name] > total]
+    return (
+        names,
+        f"models with more parameters than the {spec.replicas.count}-replica ensemble ({total:,})",
+    )
+
+
+def transfer_metrics(built: BuiltSplits, model_probs: dict[str, np.ndarray], rule: str) -> dict:
+    """Rank agreement between the small ensemble and the reference (larger) models.
+
+    The reference models' confusion is the entropy of their mean predicted
+    distribution (one prediction per model, after training); Kendall's tau compares it
+    with the small ensemble's splitting score read as hardness (higher = harder), so
+    tau > 0 means both find the same samples hard whatever the score's direction.
+    """
+    out: dict = {"reference_models": list(model_probs), "reference_rule": rule}
     if not model_probs:
-        return {}
+        return out
     from engine.scores import confusion
 
     stacked = np.stack(list(model_probs.values()))[:, None]  # (M, 1, P, K)
     large = confusion(stacked / stacked.sum(axis=-1, keepdims=True))
-    tau, p = kendall_tau(built.score, large)
-    return {
-        "kendall_tau_small_large": tau,
-        "kendall_p": p,
-        "large_models": list(model_probs),
-        "large_confusion": large,
-    }
+    tau, p = kendall_tau(built.hardness, large)
+    out.update(kendall_tau_small_large=tau, kendall_p=p, large_confusion=large)
+    return out
+
+
+def run_num_classes(run_dir: Path, spec: BenchmarkSpec) -> int:
+    """K of a finished run: its card's class list (the pool may lack a class)."""
+    card = Path(run_dir) / BENCHMARK_DIR / "card.json"
+    if card.exists():
+        return len(json.loads(card.read_text())["class_names"])
+    return spec.data.load().num_classes
 
 
 def evaluate_model_on_run(
@@ -340,11 +416,16 @@ def evaluate_model_on_run(
         raise RunSetupError(
             f"unknown split {split!r}; this run has {', '.join(sorted(built.files))}"
         )
+    input_shape = read_input_shape(pq.read_schema(built.files["pool"]))
     kwargs: dict = {
-        "input_shape": read_input_shape(pq.read_schema(built.files["pool"])),
-        "num_classes": num_classes or int(built.labels.max()) + 1,
+        "input_shape": input_shape,
+        "num_classes": num_classes or run_num_classes(run_dir, spec),
     }
+    from engine.models import WeightsError, check_weights_file
+
     if model_uri:
+        from engine.evaluation.predictor import describe_model_dir
+
         model_dir = Path(model_uri)
         if not model_dir.is_dir():
             import mlflow.artifacts
@@ -355,10 +436,19 @@ def evaluate_model_on_run(
                     tracking_uri=reconnect_uri(status.get("mlflow", {}).get("tracking_uri")),
                 )
             )
+        info = describe_model_dir(model_dir)
+        try:  # fail before any actor starts
+            check_weights_file(
+                info["weights_file"], info["model"], num_classes=kwargs["num_classes"],
+                input_shape=input_shape, **info["model_kwargs"],
+            )  # fmt: skip
+        except WeightsError as exc:
+            raise RunSetupError(f"model {model_uri}: {exc}") from None
         kwargs["model_dir"] = str(model_dir)
+        name, options = info["model"], info["model_kwargs"]
         label = label or model_uri.rstrip("/").split("/")[-2 if model_uri.endswith("model") else -1]
     elif model:
-        from engine.models import get_model_config, require_weights_file
+        from engine.models import get_model_config
         from engine.models import weights_file as hub_weights_file
 
         config = get_model_config(model)  # unknown names fail here, with close matches
@@ -373,8 +463,15 @@ def evaluate_model_on_run(
             # Resolve the hub cache path here: actors may not see this process's TORCH_HOME.
             weights_file = str(hub_weights_file(model))
         if weights_file is not None:
-            require_weights_file(weights_file, name=model)  # fail before any actor starts
+            try:  # readable, and the keys and shapes of this model: before any actor starts
+                check_weights_file(
+                    weights_file, model, num_classes=kwargs["num_classes"],
+                    input_shape=input_shape, **(model_kwargs or {}),
+                )  # fmt: skip
+            except WeightsError as exc:
+                raise RunSetupError(str(exc)) from None
         kwargs.update(model=model, weights_file=weights_file, model_kwargs=model_kwargs)
+        name, options = model, model_kwargs or {}
         label = label or model
     else:
         raise RunSetupError("give a registered model name or a model URI")
@@ -393,8 +490,9 @@ def evaluate_model_on_run(
         if not np.array_equal(out["sample_id"], built.sample_ids):
             raise RuntimeError("the evaluation pool returned other sample ids than the pool holds")
         ev = evaluate_predictions(
-            label, out["pred"], built, confidence=out["conf"], seed=spec.replicas.recipe.seed
-        )
+            label, out["pred"], built, confidence=out["conf"], seed=spec.replicas.recipe.seed,
+            params=_model_params(name, options, kwargs["num_classes"], input_shape),
+        )  # fmt: skip
     else:
         pos = np.searchsorted(built.sample_ids, out["sample_id"])
         wrong = out["pred"] != built.labels[pos]
@@ -416,6 +514,17 @@ def evaluate_model_on_run(
     evals_dir = run_dir / "eval" / "extra"
     atomic_write_bytes(evals_dir / f"{label}-{split}.json", json.dumps(ev, indent=2).encode())
     return ev
+
+
+def _model_params(
+    name: str, options: dict, num_classes: int, input_shape: tuple[int, ...]
+) -> int | None:
+    """Parameters of a model ``hardbench eval`` evaluates (None for Hugging Face models)."""
+    from engine.models import count_parameters, get_model_config
+
+    if get_model_config(name).family == "hf":
+        return None
+    return count_parameters(name, num_classes=num_classes, input_shape=input_shape, **options)
 
 
 def _process_start(pid: int) -> str | None:
@@ -762,6 +871,8 @@ def _run_stages(
 
     t = time.perf_counter()
     pool_pos = built.sample_ids
+    params = model_parameter_counts(spec, data.num_classes, data.input_shape)
+    replica_params = params.pop("replica")
     outputs: dict[
         str, tuple[np.ndarray, np.ndarray]
     ] = {}  # model -> (pred, confidence) on the pool
@@ -773,16 +884,24 @@ def _run_stages(
     model_probs = {name: _softmax(lg[pool_pos]) for name, lg in logits.items()}
     for name, probs in model_probs.items():
         outputs[name] = (probs.argmax(axis=1), probs.max(axis=1))
-    evaluations = [
-        evaluate_predictions(name, pred, built, confidence=conf, seed=spec.replicas.recipe.seed)
-        for name, (pred, conf) in outputs.items()
-    ]
+    evaluations = []
+    for name, (pred, conf) in outputs.items():
+        scorer = name == "ensemble"
+        ev = evaluate_predictions(
+            name, pred, built, confidence=conf, seed=spec.replicas.recipe.seed, in_sample=scorer,
+            params=spec.replicas.count * replica_params if scorer else params[name],
+        )  # fmt: skip
+        if scorer:
+            ev["replicas"] = spec.replicas.count
+        evaluations.append(ev)
     mitigations = {m.name: m.mitigation for m in spec.evaluate.models}
     for ev in evaluations:
         mit = mitigations.get(ev["model"])
         if mit is not None and mit.method != "erm":
             ev["mitigation"] = asdict(mit)
-    transfer = _transfer_metrics(built, model_probs)
+    reference, rule = reference_models(spec, params, replica_params)
+    transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
+    transfer["params"] = {"replica": replica_params, **params}
     eval_dir = run_dir / "eval"
     eval_dir.mkdir(exist_ok=True)
     preds = {"sample_id": pa.array(pool_pos), "label": pa.array(built.labels)}
@@ -825,6 +944,7 @@ def _run_stages(
         timings=dict(timings),
         scored_on=scored_on,
         transfer=transfer,
+        hard_rule_text=spec.splits.describe(),
     )
     card_paths = write_card(run_dir, card)
     report = build_report(run_dir)
@@ -838,7 +958,8 @@ def _run_stages(
     )
     for name, parts in card["score_statistics"].items():
         for part, s in parts.items():
-            summary[f"{name}_{part}_mean"] = s["mean"]
+            if s["mean"] is not None:
+                summary[f"{name}_{part}_mean"] = s["mean"]
     if "kendall_tau_small_large" in transfer:
         summary["kendall_tau_small_large"] = transfer["kendall_tau_small_large"]
     for ev in evaluations:

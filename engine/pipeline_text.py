@@ -28,9 +28,18 @@ from engine.data.seq2seq import Seq2SeqData
 from engine.distributed.cluster import ray_session
 from engine.distributed.models import MODELS_DIR
 from engine.distributed.scoring import score_run
+from engine.evaluation.evaluate import display_name
 from engine.evaluation.metrics import auroc, bootstrap_ci, pearson_bin_error
 from engine.evaluation.text_metrics import exact_match, rouge_l_multi, token_f1
-from engine.pipeline import RUN_FILE, SCORES_FILE, SPEC_FILE, new_run_id
+from engine.pipeline import (
+    RUN_FILE,
+    RUN_ID_PATTERN,
+    SCORES_FILE,
+    SPEC_FILE,
+    RunSetupError,
+    new_run_id,
+)
+from engine.scores import get_score, hardness
 from engine.shards import atomic_write_bytes, atomic_write_table, consolidate_manifest, num_blocks
 from engine.splits.builder import BENCHMARK_DIR
 from engine.splits.selectors import quantile_bins, top_fraction
@@ -82,13 +91,14 @@ def _evaluation(name: str, key: str, quality: np.ndarray, second: tuple[str, np.
     """Overall, hard, rest and per-bin means of a per-sample quality and a second metric.
 
     The quality is in [0, 1], higher = better; ``error_*`` is 1 - quality (so MLflow
-    logging and the error-by-bin plot work as for classifiers); the AUROC is the
-    score's for ``miss``.
+    logging and the error-by-bin plot work as for classifiers); the AUROC is that of
+    ``score``, the splitting score's hardness (higher = harder), for ``miss``. The
+    replicas' own ensemble is marked ``in_sample``: the bins are cut from its score.
     """
     per_bin = _per_bin(quality, bins, count)
     rho, p = pearson_bin_error(1 - per_bin)
     other, values = second
-    ev = {"model": name}
+    ev = {"model": name, "in_sample": name == "ensemble"}
     for part, mask in (("all", np.ones(len(quality), bool)), ("hard", is_hard), ("rest", ~is_hard)):
         ev[f"{key}_{part}"] = float(quality[mask].mean())
         ev[f"{other}_{part}"] = float(values[mask].mean())
@@ -120,10 +130,10 @@ def evaluate_reader(
         pool: Int (P,) sample ids of the pool.
         start: Int (N,) start of the reader's best span, for every sample.
         end: Int (N,) its end (inclusive).
-        bins: Int (P,) bin of each pool sample (0 = lowest score).
+        bins: Int (P,) bin of each pool sample (0 = easiest).
         is_hard: Bool (P,) hard-split membership.
         count: Number of bins.
-        score: Float (P,) the splitting score, for the AUROC.
+        score: Float (P,) the splitting score's hardness (higher = harder), for the AUROC.
 
     Returns:
         ``(evaluation, per-sample arrays {"prediction", "em", "f1", "miss"})``; the
@@ -149,10 +159,10 @@ def evaluate_generator(
         pool: Int (P,) sample ids of the pool.
         texts: N greedy decodings (every sample).
         loss: Float (N,) token-averaged NLL of the first reference.
-        bins: Int (P,) bin of each pool sample.
+        bins: Int (P,) bin of each pool sample (0 = easiest).
         is_hard: Bool (P,) hard-split membership.
         count: Number of bins.
-        score: Float (P,) the splitting score, for the AUROC.
+        score: Float (P,) the splitting score's hardness (higher = harder), for the AUROC.
 
     Returns:
         ``(evaluation, per-sample arrays {"prediction", "rouge_l", "nll", "miss"})``; a
@@ -177,7 +187,9 @@ def compare_scores(table: pa.Table, pool: np.ndarray, miss: dict[str, np.ndarray
 
     Returns:
         ``{"spearman_action_confusion": {"all", "train", "heldout"}, "auroc": {model:
-        {score: AUROC}}}``; AUROC > 0.5 = higher score, more misses.
+        {score: AUROC}}}``; each score is read in its direction (the registry's
+        :func:`engine.scores.hardness`), so AUROC > 0.5 means harder by the score, more
+        misses, for every score.
     """
     split = np.asarray(table.column("split").to_pylist())
     conf = table.column("confusion").to_numpy()
@@ -191,10 +203,8 @@ def compare_scores(table: pa.Table, pool: np.ndarray, miss: dict[str, np.ndarray
     for name, m in miss.items():
         out[name] = {}
         for s in scores:
-            v = table.column(s).to_numpy()[pool]
-            # confidence and correctness are "higher = easier": flip so 0.5 is chance either way
-            flip = s in ("confidence", "correctness", "aum")
-            out[name][s] = auroc(-v if flip else v, m) if 0 < m.sum() < len(m) else float("nan")
+            h = hardness(s, table.column(s).to_numpy()[pool])
+            out[name][s] = auroc(h, m) if 0 < m.sum() < len(m) else float("nan")
     return {"spearman_action_confusion": rho, "auroc": out}
 
 
@@ -208,10 +218,13 @@ def _results_table(task: str, evaluations: list[dict], comparison: dict, score: 
     for ev in evaluations:
         bins = " ".join(f"{100 * e:.1f}" for e in ev["error_per_bin"])
         lines.append(
-            f"{ev['model']} | {100 * ev[f'{key}_all']:.1f} | {100 * ev[f'{key}_hard']:.1f} | "
+            f"{display_name(ev)} | {100 * ev[f'{key}_all']:.1f} | {100 * ev[f'{key}_hard']:.1f} | "
             f"{100 * ev[f'{key}_rest']:.1f} | {ev[f'{second}_all']:.3f} | {bins} "
             f"(rho {ev['pearson_rho']:.3f})"
         )
+    lines[0] += f"; bins from easiest (0) to hardest by {score} ({get_score(score).direction})"
+    if any(ev.get("in_sample") for ev in evaluations):
+        lines.append("(scorer, in-sample): the replicas' own ensemble, on bins cut from its score")
     rho = comparison["spearman_action_confusion"]
     lines.append(
         f"Spearman(action, confusion): all {rho['all']:.3f}, train {rho['train']:.3f}, "
@@ -231,6 +244,7 @@ def _report(run_dir: Path, spec: TextTaskSpec, evaluations: list[dict], comparis
 
     info = TASKS[spec.task]
     key, metric, second = info["key"], info["metric"], info["second"]
+    direction = get_score(spec.splits.score).direction
 
     def img(p: Path) -> str:
         return f'<img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
@@ -239,7 +253,7 @@ def _report(run_dir: Path, spec: TextTaskSpec, evaluations: list[dict], comparis
         return " / ".join(f"{scale * v:.{1 if scale == 100 else 3}f}" for v in values)
 
     rows = "".join(
-        f"<tr><td>{html.escape(ev['model'])}</td><td>{100 * ev[f'{key}_all']:.1f}</td>"
+        f"<tr><td>{html.escape(display_name(ev))}</td><td>{100 * ev[f'{key}_all']:.1f}</td>"
         f"<td>{100 * ev[f'{key}_hard']:.1f}</td><td>{100 * ev[f'{key}_rest']:.1f}</td>"
         f"<td>{seq(ev[f'{key}_per_bin'], 100)}</td>"
         f"<td>{seq(ev[f'{second}_per_bin'], 100 if second == 'f1' else 1)}</td>"
@@ -267,13 +281,13 @@ def _report(run_dir: Path, spec: TextTaskSpec, evaluations: list[dict], comparis
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{name}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}}table{{border-collapse:collapse;margin:1em 0}}</style></head><body>
 <h1>{name}: {info["title"]}</h1>
-<p>Models evaluated on the {spec.splits.pool} pool; hard split = top {100 * spec.splits.hard_fraction:.0f}% by {spec.splits.score}.</p>
-<h2>{metric} and {second} by {spec.splits.score} bin (bin 0 = lowest)</h2>
+<p>Models evaluated on the {spec.splits.pool} pool; hard split = the hardest {100 * spec.splits.hard_fraction:.0f}% by {spec.splits.score} ({direction}).</p>
+<h2>{metric} and {second} by {spec.splits.score} bin (bin 0 = easiest)</h2>
 <table><tr><th>model</th><th>{metric} all (%)</th><th>{metric} hard</th><th>{metric} rest</th><th>{metric} per bin</th><th>{second} per bin</th><th>Pearson rho (bin, 1 - {metric})</th></tr>{rows}</table>
 <h2>Action vs confusion</h2>
 <p>Spearman correlation: all {rho["all"]:.3f}, train {rho["train"]:.3f}, held-out {rho["heldout"]:.3f}.</p>
 <table><tr><th>misses of</th>{auc_head}</tr>{aucs}</table>
-<p>AUROC of each score as a predictor of each model's misses ({info["miss"]}) on the pool; confidence, correctness and AUM are negated (higher = easier).</p>
+<p>AUROC of each score, read in its own direction (lower-is-harder scores such as confidence, correctness and AUM negated), as a predictor of each model's misses ({info["miss"]}) on the pool.</p>
 {"".join(img(p) for p in plots)}
 <h2>Hardest and easiest pool samples</h2>
 <table><tr><th>id</th><th>{spec.splits.score}</th><th>action</th><th>{first}</th><th>{gold}</th><th>last model's output</th></tr>{ex}</table>
@@ -302,12 +316,20 @@ def run_text_benchmark(
 
     Returns:
         :class:`TextRunResult`.
+
+    Raises:
+        RunSetupError: For a run id that is not a safe directory name, or a run
+            directory that already exists; nothing is written.
     """
     run_id = run_id or new_run_id(spec)
-    run_dir = Path(runs_dir) / run_id
-    if run_dir.exists():
-        raise FileExistsError(f"run directory {run_dir} already exists")
-    run_dir.mkdir(parents=True)
+    if not RUN_ID_PATTERN.match(run_id):
+        raise RunSetupError(f"run id must match {RUN_ID_PATTERN.pattern}, got {run_id!r}")
+    run_dir = Path(runs_dir).resolve() / run_id
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(exist_ok=False)
+    except FileExistsError:
+        raise RunSetupError(f"run directory already exists: {run_dir}") from None
     atomic_write_bytes(
         run_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()
     )
@@ -366,8 +388,9 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
     t = time.perf_counter()
     pool = np.flatnonzero(data.split == SPLIT_HELDOUT) if spec.splits.pool == "heldout" else ids
     score = table.column(spec.splits.score).to_numpy()[pool]
-    bins = quantile_bins(score, pool, spec.splits.bins)
-    is_hard = top_fraction(score, pool, spec.splits.hard_fraction)
+    hard_by = hardness(spec.splits.score, score)  # higher = harder, whatever the score
+    bins = quantile_bins(hard_by, pool, spec.splits.bins)
+    is_hard = top_fraction(hard_by, pool, spec.splits.hard_fraction)
     split_dir = run_dir / BENCHMARK_DIR / "splits"
     if spec.task == "qa":
         texts = {
@@ -384,8 +407,10 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
     base = {
         "sample_id": pa.array(pool),
         **{k: pa.array(v) for k, v in texts.items()},
-        "confusion": pa.array(table.column("confusion").to_numpy()[pool]),
-        "action": pa.array(table.column("action").to_numpy()[pool]),
+        **{
+            name: pa.array(table.column(name).to_numpy()[pool])
+            for name in dict.fromkeys(("confusion", "action", spec.splits.score))
+        },
         "bin": pa.array(bins),
         "hard": pa.array(is_hard),
     }
@@ -399,7 +424,7 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
 
     t = time.perf_counter()
     evaluations, per_sample = [], {}
-    args = (bins, is_hard, spec.splits.bins, score)
+    args = (bins, is_hard, spec.splits.bins, hard_by)
     if spec.task == "qa":
         # The seed ensemble too: its best span of the replica-mean distributions.
         code = table.column("ensemble_pred").to_numpy()
@@ -438,7 +463,7 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
             table.column("correctness").to_numpy(), eval_dir / "data_map.png",
         ))  # fmt: skip
     largest = evaluations[-1]["model"]
-    order = np.argsort(-score, kind="stable")
+    order = np.argsort(-hard_by, kind="stable")
     pick = np.r_[order[:REPORT_EXAMPLES], order[-REPORT_EXAMPLES:]]
     examples = pool_table.take(pa.array(pick)).append_column(
         "prediction", pa.array([per_sample[largest]["prediction"][j] for j in pick], pa.string())

@@ -40,6 +40,51 @@ def test_validate(capsys):
     assert "splits.bins.count: must be >= 2" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("overrides", "summary"),
+    [
+        ([], "hard = hardest 10% by confusion (higher = harder)"),
+        (["splits.score=aum"], "hard = hardest 10% by aum (lower = harder)"),
+        (["splits.hard={hardest_fraction: null, top_fraction: 0.2}"],
+         "hard = hardest 20% by confusion (higher = harder)"),
+        (["splits.score=aum", "splits.hard={hardest_fraction: null, bottom_fraction: 0.05}"],
+         "hard = hardest 5% by aum (lower = harder)"),
+        (["splits.hard={hardest_fraction: null, min_score: 1.5}"],
+         "hard = confusion >= 1.5 (higher = harder)"),
+        (["splits.score=confidence", "splits.hard={hardest_fraction: null, max_score: 0.4}"],
+         "hard = confidence <= 0.4 (lower = harder)"),
+        (["splits.hard={hardest_fraction: 0.1, per_class: true, min_per_class: 3}"],
+         "hard = hardest 10% by confusion within each class (at least 3) (higher = harder)"),
+    ],
+)  # fmt: skip
+def test_validate_describes_every_hard_rule_kind(capsys, overrides, summary):
+    argv = ["validate", str(DIGITS)]
+    for item in overrides:
+        argv += ["--set", item]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert summary in capsys.readouterr().out
+
+
+SPECS = sorted(
+    [*(ROOT / "benchmarks").glob("*.yaml"), *(ROOT / "tests" / "fixtures").glob("*.yaml")]
+)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.name for p in SPECS])
+def test_validate_every_bundled_spec(capsys, spec):
+    assert main(["validate", str(spec)]) == 0, capsys.readouterr().err
+    assert f"{spec}: valid " in capsys.readouterr().out
+
+
+def test_validate_refuses_a_rule_that_selects_the_easiest_samples(capsys):
+    argv = ["validate", str(DIGITS), "--set", "splits.score=aum", "--set",
+            "splits.hard={hardest_fraction: null, top_fraction: 0.1}"]  # fmt: skip
+    assert main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "splits.hard.top_fraction: selects the highest aum values, which are the easiest" in err
+    assert "(aum: lower = harder); use hardest_fraction: 0.1" in err
+
+
 def test_existing_run_id_is_refused(tmp_path, capsys, no_tracking_env):
     (tmp_path / "taken").mkdir()
     assert (
@@ -53,6 +98,20 @@ def test_existing_run_id_is_refused(tmp_path, capsys, no_tracking_env):
     )
     assert "run id must match" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.parametrize("spec", ["tiny-qa.yaml", "tiny-seq2seq.yaml"])
+def test_text_runs_check_the_run_id_too(tmp_path, capsys, no_tracking_env, spec):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "taken").mkdir()
+    fixture = str(ROOT / "tests" / "fixtures" / spec)
+    for run_id, message in (("../escape", "run id must match"), ("taken", "already exists")):
+        argv = ["run", fixture, "--runs-dir", str(runs), "--run-id", run_id]
+        assert main(argv) == EXIT_BAD_INPUT
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in runs.iterdir()) == ["taken"]
 
 
 def test_listing_commands(capsys, tmp_path):

@@ -119,7 +119,9 @@ def test_card_has_provenance_and_evaluation(tiny_run):
     assert sum(card["per_class_counts"]["hard"]) == 72
     assert {ev["model"] for ev in card["evaluation"]} == {"ensemble", "small_mlp"}
     assert -1 <= card["transfer"]["kendall_tau_small_large"] <= 1
-    assert card["transfer"]["large_models"] == ["small_mlp"]
+    # the reference set: models with more parameters than the 2 x 1,210 of the replicas
+    assert card["transfer"]["reference_models"] == ["small_mlp"]
+    assert card["transfer"]["params"] == {"replica": 1210, "small_mlp": 4810}
     assert (
         (result.run_dir / "benchmark" / "card.md").read_text().startswith("# Benchmark card: tiny")
     )
@@ -171,12 +173,13 @@ def test_html_report_has_every_figure(tiny_run, capsys):
     for title in (
         "Score histogram",
         "Error by score bin",
-        "Small vs large ensemble",
+        "Small ensemble vs reference models",
         "Data map",
         "Hardest and easiest samples",
     ):
         assert f'<h2>{title}</h2><img src="data:image/png;base64,' in page, title
-    assert "<td>small_mlp</td>" in page
+    assert "<td>small_mlp</td><td>4.8k</td>" in page
+    assert "<td>ensemble (scorer, in-sample)</td><td>2.4k</td>" in page
     (result.run_dir / "report.html").unlink()
     assert main(["report", str(result.run_dir)]) == 0
     assert (result.run_dir / "report.html").exists()
@@ -284,8 +287,8 @@ def test_cli_rerun_with_same_seeds_gives_same_scores(tiny_run, tmp_path):
     assert "[train] 6/6 (replica, epoch) pairs done" in out
     assert "Pearson rho(bin, error)" in out and "small_mlp" in out and "hard" in out
     assert (
-        "Kendall tau between the small ensemble's confusion and the large models' (small_mlp)"
-        in out
+        "Kendall tau between the small ensemble's confusion hardness and the reference models' "
+        "confusion (small_mlp; models with more parameters than the 2-replica ensemble" in out
     )
     a = pq.read_table(first.run_dir / "scores.parquet")
     b = pq.read_table(tmp_path / "second" / "scores.parquet")
@@ -366,3 +369,93 @@ def test_eval_a_pretrained_registry_model_with_its_preprocessing(
     assert out.startswith("test_resnet on hard: error ") and "logged as MLflow run" in out
     saved = json.loads((result.run_dir / "eval" / "extra" / "test_resnet-hard.json").read_text())
     assert 0 <= saved["error_all"] <= 1 and saved["split"] == "hard"
+
+
+def test_results_mark_the_scorer_as_in_sample_and_print_parameter_counts(tiny_run):
+    _, _, result = tiny_run
+    lines = result.table.splitlines()
+    assert lines[0] == "bins from easiest (0) to hardest by confusion (higher = harder)"
+    head = lines[1]
+    assert "ensemble (scorer, in-sample)" in head and "small_mlp" in head
+    params = next(line for line in lines if line.startswith("params"))
+    assert params.split()[1:] == ["2", "x", "1.2k", "4.8k"]
+    assert any(line.startswith("(scorer, in-sample): the replicas' own ensemble") for line in lines)
+    assert "reference models' confusion (small_mlp; models with more parameters than the " in (
+        result.table
+    )
+    metrics = json.loads((result.run_dir / "eval" / "metrics.json").read_text())
+    assert [(m["model"], m["in_sample"], m["params"]) for m in metrics] == [
+        ("ensemble", True, 2420),
+        ("small_mlp", False, 4810),
+    ]
+    card = (result.run_dir / "benchmark" / "card.md").read_text()
+    assert "| ensemble (scorer, in-sample) | 2.4k |" in card
+    assert "hardest 10% by confusion (higher = harder)" in card
+
+
+def test_vog_is_z_scored_within_each_split_and_class(tiny_run):
+    _, _, result = tiny_run
+    scores = pq.read_table(result.run_dir / "scores.parquet").to_pandas()
+    groups = scores.groupby(["split", "label"]).vog
+    np.testing.assert_allclose(groups.mean().to_numpy(), 0.0, atol=1e-9)
+    np.testing.assert_allclose(groups.std(ddof=0).to_numpy(), 1.0, atol=1e-9)
+
+
+def _run_copy(result, dest, *, drop_label=None):
+    """A copy of a finished run that logs nothing to MLflow, optionally a pool without a class."""
+    shutil.copytree(
+        result.run_dir,
+        dest,
+        ignore=shutil.ignore_patterns("mlflow.db", "ray_train", "mlartifacts", "extra"),
+    )
+    status = json.loads((dest / "run.json").read_text())
+    status.pop("mlflow")
+    (dest / "run.json").write_text(json.dumps(status))
+    if drop_label is not None:
+        pool_file = dest / "benchmark" / "splits" / "pool.parquet"
+        pool = pq.read_table(pool_file)
+        keep = pool.column("label").to_numpy() != drop_label
+        pq.write_table(pool.filter(keep), pool_file)
+    return dest
+
+
+def test_eval_takes_the_number_of_classes_from_the_run_not_the_pool(tiny_run, tmp_path):
+    from engine.pipeline import evaluate_model_on_run
+
+    _, _, result = tiny_run
+    run = _run_copy(result, tmp_path / "no9", drop_label=9)
+    pool = pq.read_table(run / "benchmark" / "splits" / "pool.parquet")
+    assert pool.column("label").to_numpy().max() == 8  # the highest class is missing
+    ev = evaluate_model_on_run(run, model_uri=str(run / "models" / "small_mlp"), label="m")
+    preds = pq.read_table(result.run_dir / "eval" / "predictions.parquet").to_pandas()
+    kept = preds[preds.label != 9]
+    assert ev["error_all"] == pytest.approx((kept.pred_small_mlp != kept.label).mean())
+    assert ev["params"] == 4810  # a 10-class model, as trained
+
+
+def test_eval_refuses_bad_weights_before_any_actor_starts(tiny_run, tmp_path, capsys):
+    from engine.cli import EXIT_BAD_INPUT, main
+
+    _, _, result = tiny_run
+    run = _run_copy(result, tmp_path / "run")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all" * 10)
+    weights = str(run / "models" / "small_mlp" / "weights.pt")
+    cases = [
+        (["--model", "resnet18_small", "--weights-file", str(garbage)],
+         f"weights file {garbage} is not a torch state dict loadable with weights_only=True"),
+        (["--model", "resnet18_small", "--weights-file", weights],
+         "does not fit model 'resnet18_small': 122 missing keys (conv1.weight"),
+        (["--model", "mlp", "--model-kwargs", "hidden=32", "--weights-file", weights],
+         "net.1.weight has shape (64, 64) in the file, (32, 64) in the model"),
+    ]  # fmt: skip
+    bad_dir = tmp_path / "bad_model"
+    shutil.copytree(run / "models" / "small_mlp", bad_dir)
+    (bad_dir / "weights.pt").write_bytes(garbage.read_bytes())
+    cases.append((["--model-uri", str(bad_dir)], f"model {bad_dir}: weights file"))
+    for args, message in cases:
+        assert main(["eval", str(run), *args]) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert message in err, err
+        assert len(err.strip().splitlines()) == 1, err  # one line, no Ray Data trace
+    assert not (run / "eval" / "extra").exists()

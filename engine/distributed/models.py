@@ -64,7 +64,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         data.labels[idx],
         num_classes=data.num_classes,
         device=device,
-        mitigation=_mitigation(run_dir, model, idx),
+        mitigation=mitigation_for(run_dir, model, idx),
     )
     logits = infer(net, data.inputs, device=device)
     out_dir = Path(run_dir) / MODELS_DIR / model.name
@@ -90,13 +90,18 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     }
 
 
-def _mitigation(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray) -> object:
-    """The model's mitigation bound to the run's scores of its training samples (or None)."""
+def mitigation_for(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray) -> object:
+    """The model's mitigation bound to its training samples' hardness (or None).
+
+    The score is read in its own direction (:func:`engine.scores.hardness`), so the
+    lowest AUM, not the highest, is the hardest.
+    """
     spec = model.mitigation
     if spec.method == "erm":
         return None
     import pyarrow.parquet as pq
 
+    from engine.scores import hardness
     from engine.training.mitigation import Mitigation
 
     path = Path(run_dir) / "scores.parquet"
@@ -105,7 +110,13 @@ def _mitigation(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray
     scores = pq.read_table(path, columns=["sample_id", spec.score])
     values = scores.column(spec.score).to_numpy()[np.searchsorted(
         scores.column("sample_id").to_numpy(), train_idx)]  # fmt: skip
-    return Mitigation(spec.method, values, options=spec)  # the spec extends MitigationOptions
+    if np.isnan(values).any():
+        raise ValueError(
+            f"mitigation score {spec.score!r} is undefined (NaN) for "
+            f"{int(np.isnan(values).sum())} training samples"
+        )
+    # the spec extends MitigationOptions
+    return Mitigation(spec.method, hardness(spec.score, values), options=spec)
 
 
 def _remote_entry(run_dir: str, spec_dict: dict, index: int) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.data import SPLIT_TRAIN
 from engine.scores import entropy, replica_scalars
+from engine.scores.dynamics import NOT_PRESENTED
 from engine.shards import (
     read_manifest,
     read_packed_manifest,
@@ -133,6 +134,10 @@ def train_replica(
     }
     clock = {"t": time.perf_counter()}
     host = socket.gethostname()
+    presented: dict[int, np.ndarray] = {}  # epoch -> records of the whole scoring set
+
+    def on_presentations(epoch: int, records: np.ndarray) -> None:
+        presented[epoch] = scoring_set_records(records, train_idx, len(data.labels))
 
     def on_epoch(epoch: int, logits: np.ndarray, input_grads: np.ndarray | None) -> None:
         probs, loss, margin = softmax_and_loss(logits, data.labels)
@@ -150,6 +155,8 @@ def train_replica(
             metadata=meta,
             top_k=spec.shards.top_k,
             fmt=spec.shards.format,
+            pred=logits.argmax(axis=1),
+            train_correct=presented.pop(epoch, None),
         )
         heldout = data.split != SPLIT_TRAIN
         now = time.perf_counter()
@@ -185,8 +192,25 @@ def train_replica(
         on_checkpoint=on_checkpoint,
         report_epochs=set(todo),
         until_epoch=todo[-1],
+        on_presentations=on_presentations if spec.records_presentations else None,
     )
     return outcome
+
+
+def scoring_set_records(records: np.ndarray, train_idx: np.ndarray, n: int) -> np.ndarray:
+    """Presentation records of the training samples placed in the whole scoring set.
+
+    Args:
+        records: Int8 (..., N_train) records of the training samples, in ``train_idx`` order.
+        train_idx: Int (N_train,) their sample ids.
+        n: N, the scoring set's size.
+
+    Returns:
+        Int8 (..., N): the records at the training ids, ``NOT_PRESENTED`` elsewhere.
+    """
+    out = np.full((*records.shape[:-1], n), NOT_PRESENTED, dtype=np.int8)
+    out[..., train_idx] = records
+    return out
 
 
 def train_pack(
@@ -239,6 +263,10 @@ def train_pack(
     host, clock = socket.gethostname(), {"t": time.perf_counter()}
     heldout = data.split != SPLIT_TRAIN
     labels = data.labels
+    presented: dict[int, np.ndarray] = {}  # epoch -> (R, N) records of the scoring set
+
+    def on_presentations(epoch: int, records: np.ndarray) -> None:
+        presented[epoch] = scoring_set_records(records, train_idx, len(labels))
 
     def facts(epoch_probs: np.ndarray) -> dict:
         now = time.perf_counter()
@@ -256,6 +284,8 @@ def train_pack(
     def on_epoch(epoch: int, logits: np.ndarray) -> None:
         parts = [softmax_and_loss(lg, labels) for lg in logits]  # per replica
         probs = np.stack([p for p, _, _ in parts])  # (R, N, K)
+        pred = logits.argmax(axis=-1)  # (R, N) from the float32 logits, not rounded probs
+        records = presented.pop(epoch, None)
         meta = {"spec": spec.metadata.name, "model": recipe.model, "git": git_revision()["commit"]}
         if mode == "full":
             for i, r in enumerate(replicas):
@@ -265,7 +295,8 @@ def train_pack(
                     run_dir, replica=r, epoch=epoch, probs=probs[i], loss=parts[i][1],
                     labels=labels, margin=parts[i][2], block_size=spec.shards.block_size,
                     probs_dtype=spec.shards.probs_dtype, metadata={**meta, "seed": seeds[i]},
-                    top_k=spec.shards.top_k, fmt=spec.shards.format,
+                    top_k=spec.shards.top_k, fmt=spec.shards.format, pred=pred[i],
+                    train_correct=None if records is None else records[i],
                 )  # fmt: skip
                 record_epoch(run_dir, replica=r, epoch=epoch, blocks=blocks, seed=seeds[i],
                              **facts(probs[i]))  # fmt: skip
@@ -273,7 +304,7 @@ def train_pack(
             mean = probs.mean(axis=0)
             loss = np.stack([p[1] for p in parts])
             margin = np.stack([p[2] for p in parts])
-            correct = probs.argmax(axis=-1) == labels
+            correct = pred == labels
             meta = {**meta, "seeds": seeds, "replicas": len(replicas)}
             if mode == "mean":
                 extra = replica_scalars(labels, probs[:, None].astype(np.float64))
@@ -282,7 +313,7 @@ def train_pack(
                     scalars={"loss": loss, "margin": margin, "p_true": extra["p_true"][:, 0],
                              "el2n": extra["el2n"][:, 0], "correct": correct},
                     block_size=spec.shards.block_size, probs_dtype=spec.shards.probs_dtype,
-                    metadata=meta, fmt=spec.shards.format,
+                    metadata=meta, fmt=spec.shards.format, ensemble_pred=mean.argmax(axis=1),
                 )  # fmt: skip
             else:
                 blocks = write_reduced_epoch_shards(
@@ -312,6 +343,7 @@ def train_pack(
         on_checkpoint=on_checkpoint,
         report_epochs=set(todo),
         until_epoch=todo[-1],
+        on_presentations=on_presentations if spec.records_presentations else None,
     )
     return outcome
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.scores import get_score
+from engine.scores import finalize_scores, get_score
 from engine.shards import MANIFEST_NAME, BlockReader, ShardManifestError, preds_dir
 from engine.shards.integrity import expected_entries
 
@@ -27,8 +27,12 @@ def score_block(
     epochs: list[int],
     scores: list[str],
     expected: dict[str, dict] | None = None,
+    options: dict[str, dict] | None = None,
 ) -> pa.Table:
     """Scores of the samples in one block, streaming one epoch (R shards) at a time.
+
+    Whole-column steps (:func:`engine.scores.finalize_scores`) are not applied here:
+    :func:`score_run` applies them once every block is scored.
 
     Args:
         run_dir: The run directory.
@@ -38,6 +42,8 @@ def score_block(
         scores: Registered score names.
         expected: Manifest entries by shard path (default: read the run's manifests);
             a shard that does not match its entry is never scored.
+        options: Score name -> its options (the spec's ``score_options``; defaults
+            where missing).
 
     Returns:
         Table with ``sample_id``, ``label`` (nullable), one float64 column per score, and
@@ -49,13 +55,17 @@ def score_block(
             shards do not hold (the message names the file or the missing column).
         ShardValueError: On invalid values, naming the shard and the first bad sample id.
     """
+    options = options or {}
     infos = [get_score(name) for name in scores]
-    accs = {info.name: info.accumulator() for info in infos}
+    accs = {info.name: info.make_accumulator(options.get(info.name)) for info in infos}
+    needs = {info.name: info.inputs(options.get(info.name)) for info in infos}
     last = None
     for eb in BlockReader(run_dir, block, replicas, epochs, expected=expected):
         for info in infos:
             missing = [
-                need for need in info.needs if need != "input_grad" and getattr(eb, need) is None
+                need
+                for need in needs[info.name]
+                if need != "input_grad" and getattr(eb, need) is None
             ]
             if info.needs_labels and eb.labels is None:
                 missing.insert(0, "labels")
@@ -92,7 +102,12 @@ class BlockScorer:
     """
 
     def __init__(
-        self, run_dir: str, replicas: list[int], epochs: list[int], scores: list[str]
+        self,
+        run_dir: str,
+        replicas: list[int],
+        epochs: list[int],
+        scores: list[str],
+        options: dict[str, dict] | None = None,
     ) -> None:
         rows = json.loads((preds_dir(run_dir) / MANIFEST_NAME).read_text())["rows"]
         self.kwargs = {
@@ -100,6 +115,7 @@ class BlockScorer:
             "epochs": epochs,
             "scores": scores,
             "expected": expected_entries(run_dir, rows),
+            "options": options or {},
         }
         self.run_dir = run_dir
 
@@ -125,11 +141,14 @@ def score_run(
     scores: list[str],
     cpus_per_actor: float = POOL_CPUS_PER_ACTOR,
     num_actors: int | str = "auto",
+    options: dict[str, dict] | None = None,
+    groups: np.ndarray | None = None,
 ) -> pa.Table:
     """Score every block of a run through a Ray Data actor pool.
 
     Each actor holds one block across the R shards of one epoch at a time, so memory is
-    bounded by the block size, not by N, R or E.
+    bounded by the block size, not by N, R or E. Scores with a whole-column step (VoG's
+    per-class normalisation) get it once every block is in.
 
     Args:
         run_dir: The run directory (its ``preds/_manifest.json`` lists the shards).
@@ -139,6 +158,9 @@ def score_run(
         scores: Registered score names.
         cpus_per_actor: CPUs each scoring actor reserves.
         num_actors: Pool size, or ``"auto"`` (see :func:`pool_size`).
+        options: Score name -> its options (defaults where missing).
+        groups: (N,) group of each sample id for the whole-column steps (the data
+            split), or None.
 
     Returns:
         The scores table sorted by ``sample_id`` (columns as in :func:`score_block`).
@@ -161,6 +183,7 @@ def score_run(
             "replicas": list(replicas),
             "epochs": list(epochs),
             "scores": list(scores),
+            "options": dict(options or {}),
         },
         batch_format="pyarrow",
         batch_size=1,
@@ -175,4 +198,12 @@ def score_run(
     ids = table.column("sample_id").to_numpy()
     if len(np.unique(ids)) != len(ids):
         raise ShardManifestError("the scoring pool returned duplicate sample ids")
+    labels_col = table.column("label")
+    labels = None if labels_col.null_count else labels_col.to_numpy()
+    columns = {name: table.column(name).to_numpy() for name in scores}
+    final = finalize_scores(columns, options or {}, labels, None if groups is None else groups[ids])
+    for name in scores:
+        if final[name] is not columns[name]:
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, pa.array(final[name], pa.float64()))
     return table

@@ -26,15 +26,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.scores import normalized_margin, self_confidence
+from engine.scores import get_score, normalized_margin, self_confidence
 
-# score -> True when higher means a more suspicious label
+# The audit's scores, each read in its registry direction (harder = more suspicious
+# label); ``<score>_oof`` is the score on out-of-fold probabilities. Score -> True when
+# higher means a more suspicious label.
 AUDIT_SCORES = {
-    "action": True,
-    "aum": False,
-    "forgetting": True,
-    "self_confidence_oof": False,
-    "normalized_margin_oof": False,
+    name: get_score(name.removesuffix("_oof")).higher_is_harder
+    for name in ("action", "aum", "forgetting", "self_confidence_oof", "normalized_margin_oof")
 }
 VERDICTS = ("keep", "relabel", "remove")
 AUDIT_DIR = "audit"  # under the run directory, one folder per audit

@@ -8,7 +8,10 @@ directory.
 from engine.models.registry import (
     ModelConfig,
     Preprocess,
+    WeightsError,
     check_model_kwargs,
+    check_weights_file,
+    count_parameters,
     create_model,
     get_model_config,
     list_models,
@@ -21,7 +24,10 @@ from engine.models.registry import (
 __all__ = [
     "ModelConfig",
     "Preprocess",
+    "WeightsError",
     "check_model_kwargs",
+    "check_weights_file",
+    "count_parameters",
     "create_model",
     "get_model_config",
     "list_models",

@@ -174,6 +174,83 @@ def require_weights_file(path: Path | str, *, name: str = "") -> Path:
     return path
 
 
+class WeightsError(ValueError):
+    """A weights file that cannot be loaded into its model; the message is one line naming it."""
+
+
+MAX_KEYS_SHOWN = 3  # missing or unexpected state-dict keys named in a WeightsError
+
+
+def _one_line(exc: BaseException) -> str:
+    """The gist of an exception in one line: its type and the last line that says something."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    gist = next((ln for ln in reversed(lines) if not ln.startswith(("Check the", "Please"))), "")
+    return f"{type(exc).__name__}: {gist[:200]}" if gist else type(exc).__name__
+
+
+def check_weights_file(
+    path: Path | str,
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...] | None,
+    **kwargs: object,
+) -> Path:
+    """Check, before any worker loads it, that ``path`` is a state dict that fits the model.
+
+    The file must load with ``torch.load(weights_only=True)`` and hold tensors whose
+    keys and shapes are exactly those of ``create_model(name, num_classes, input_shape,
+    **kwargs)`` (built on the meta device, so the check costs no memory).
+
+    Returns:
+        The path.
+
+    Raises:
+        FileNotFoundError: If there is no such file.
+        WeightsError: One line naming the file and what is wrong: not loadable, not a
+            state dict, keys that differ, or the first shape that differs.
+    """
+    path = require_weights_file(path, name=name)
+    try:
+        state = load_state_dict(path, name=name)
+    except Exception as exc:  # pickle, zip and torch errors alike: the file is not usable
+        raise WeightsError(
+            f"weights file {path} is not a torch state dict loadable with weights_only=True "
+            f"({_one_line(exc)})"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(
+            f"weights file {path} holds a {type(state).__name__}, not a state dict of tensors"
+        )
+    with torch.device("meta"):
+        expected = create_model(
+            name, num_classes=num_classes, input_shape=input_shape, **kwargs
+        ).state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = [
+            f"{len(keys)} {what} key{'s' * (len(keys) != 1)} ({', '.join(keys[:MAX_KEYS_SHOWN])}"
+            f"{', ...' if len(keys) > MAX_KEYS_SHOWN else ''})"
+            for what, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
+        raise WeightsError(
+            f"weights file {path} does not fit model {name!r}: {' and '.join(parts)}; "
+            "is it a state dict of another architecture?"
+        )
+    wrong = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        k = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise WeightsError(
+            f"weights file {path} does not fit model {name!r} with num_classes={num_classes}: "
+            f"{k} has shape {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} "
+            f"in the model{more}"
+        )
+    return path
+
+
 def load_state_dict(path: Path | str, *, name: str = "") -> dict:
     """Load a checkpoint's state dict from local disk with ``weights_only=True``.
 
@@ -240,6 +317,19 @@ def create_model(
                 f"weights {path} do not fit model {name!r} (num_classes={num_classes}): {exc}"
             ) from None
     return model
+
+
+def count_parameters(
+    name: str, *, num_classes: int, input_shape: tuple[int, ...], **kwargs: object
+) -> int:
+    """Number of parameters of registered model ``name`` for K classes and this input.
+
+    The model is built on PyTorch's meta device: no memory is allocated and no weights
+    are initialised, so even ViT-H counts in milliseconds.
+    """
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, input_shape=input_shape, **kwargs)
+    return int(sum(p.numel() for p in model.parameters()))
 
 
 def _ensure_builtin_models() -> None:

@@ -21,6 +21,7 @@ from engine.scores.dynamics import (
     data_map,
     el2n,
     forgetting_events,
+    forgetting_from_presentations,
     margins_from_logits,
     replica_scalars,
 )
@@ -32,10 +33,22 @@ from engine.scores.label_quality import (
     normalized_margin,
     self_confidence,
 )
-from engine.scores.registry import ScoreInfo, get_score, list_scores, register_score
-from engine.scores.vog import VoGAccumulator, vog
+from engine.scores.registry import (
+    HIGHER_IS_HARDER,
+    LOWER_IS_HARDER,
+    ScoreInfo,
+    ScoreOption,
+    finalize_scores,
+    get_score,
+    hardness,
+    list_scores,
+    register_score,
+)
+from engine.scores.vog import VoGAccumulator, normalize_within_groups, vog
 
 __all__ = [
+    "HIGHER_IS_HARDER",
+    "LOWER_IS_HARDER",
     "AUMAccumulator",
     "ActionAccumulator",
     "ConfusionAccumulator",
@@ -45,6 +58,7 @@ __all__ = [
     "FinalEpochAccumulator",
     "ForgettingAccumulator",
     "ScoreInfo",
+    "ScoreOption",
     "VoGAccumulator",
     "action",
     "aum",
@@ -55,10 +69,14 @@ __all__ = [
     "ensemble_max_prob",
     "entropy",
     "entropy_float32",
+    "finalize_scores",
     "forgetting_events",
+    "forgetting_from_presentations",
     "get_score",
+    "hardness",
     "list_scores",
     "margins_from_logits",
+    "normalize_within_groups",
     "normalized_margin",
     "register_score",
     "replica_scalars",

@@ -196,13 +196,46 @@ def _forgetting_from_correct(correct: np.ndarray) -> np.ndarray:
     return np.where(never, float(epochs), events).sum(axis=0)
 
 
-class ForgettingAccumulator:
-    """Streaming :func:`forgetting_events`; chunks must arrive in epoch order."""
+NOT_PRESENTED = -1  # presentation record of a sample that no mini-batch of that epoch held
 
-    def __init__(self) -> None:
-        self._prev: np.ndarray | None = None  # (R, N) correctness at the last epoch seen
-        self._events: np.ndarray | None = None
-        self._ever: np.ndarray | None = None
+
+def forgetting_from_presentations(presented: np.ndarray) -> np.ndarray:
+    """Forgetting events counted over training presentations (Toneva et al. 2019).
+
+    Toneva et al. record, each time a training sample appears in a mini-batch, whether
+    the model (before that step's update) classifies it correctly; an event is a
+    presentation that is wrong after one that was right. Here each replica presents
+    every training sample once per epoch, so the record is one value per epoch. As in
+    :func:`forgetting_events`, a replica that never classifies the sample correctly
+    counts E (the epochs seen) for it.
+
+    Args:
+        presented: Int (R, E, N): 1 = correct at its presentation in that epoch, 0 =
+            wrong, -1 (``NOT_PRESENTED``) = not in any mini-batch of that epoch (held-out
+            samples, or a BatchNorm model's skipped batch of one).
+
+    Returns:
+        Float (N,) summed over replicas; NaN for a sample some replica never saw (every
+        held-out sample). Higher = harder.
+    """
+    acc = ForgettingAccumulator(presentations=True)
+    acc.update_presentations(np.asarray(presented))
+    return acc.result()
+
+
+class ForgettingAccumulator:
+    """Streaming :func:`forgetting_events`; chunks must arrive in epoch order.
+
+    Args:
+        presentations: Take presentation records (:func:`forgetting_from_presentations`,
+            through ``update_presentations``) instead of end-of-epoch correctness.
+    """
+
+    def __init__(self, *, presentations: bool = False) -> None:
+        self.presentations = presentations
+        self._last: np.ndarray | None = None  # (R, N) int8: last seen correctness, -1 = none
+        self._events: np.ndarray | None = None  # (R, N) correct-to-wrong transitions
+        self._ever: np.ndarray | None = None  # (R, N) ever correct
         self._epochs = 0
 
     def update(self, labels: np.ndarray, pred_probs: np.ndarray) -> None:
@@ -211,31 +244,45 @@ class ForgettingAccumulator:
         self.update_correct(replica_scalars(labels, probs)["correct"])
 
     def update_correct(self, correct: np.ndarray) -> None:
-        """Add precomputed (R, E_chunk, N) correctness."""
+        """Add precomputed (R, E_chunk, N) correctness (every sample seen every epoch)."""
         correct = np.asarray(correct, dtype=bool)
-        seq = (
-            correct
-            if self._prev is None
-            else np.concatenate([self._prev[:, None], correct], axis=1)
-        )
-        events = (seq[:, :-1] & ~seq[:, 1:]).sum(axis=1)
-        if self._events is None:
-            self._events, self._ever = events, correct.any(axis=1)
-        else:
-            if self._events.shape != events.shape:
-                raise ValueError(
-                    f"chunks must keep (R, N) = {self._events.shape}, got {events.shape}"
-                )
-            self._events = self._events + events
-            self._ever = self._ever | correct.any(axis=1)
-        self._prev = correct[:, -1]
-        self._epochs += correct.shape[1]
+        self._add(correct.astype(np.int8))
+
+    def update_presentations(self, presented: np.ndarray) -> None:
+        """Add (R, E_chunk, N) presentation records: 1 right, 0 wrong, -1 not presented."""
+        presented = np.asarray(presented)
+        if presented.size and (presented.min() < NOT_PRESENTED or presented.max() > 1):
+            raise ValueError("presentation records must be 1 (right), 0 (wrong) or -1 (not shown)")
+        self._add(presented.astype(np.int8))
+
+    def _add(self, chunk: np.ndarray) -> None:
+        if self._last is None:
+            shape = (chunk.shape[0], chunk.shape[2])
+            self._last = np.full(shape, NOT_PRESENTED, np.int8)
+            self._events = np.zeros(shape, np.int64)
+            self._ever = np.zeros(shape, bool)
+        elif (chunk.shape[0], chunk.shape[2]) != self._last.shape:
+            raise ValueError(
+                f"chunks must keep (R, N) = {self._last.shape}, got {(chunk.shape[0], chunk.shape[2])}"
+            )
+        for t in range(chunk.shape[1]):
+            now = chunk[:, t]
+            seen = now != NOT_PRESENTED
+            self._events += seen & (self._last == 1) & (now == 0)
+            self._ever |= now == 1
+            self._last = np.where(seen, now, self._last)
+        self._epochs += chunk.shape[1]
 
     def result(self) -> np.ndarray:
-        """(N,) forgetting events summed over replicas (E per never-learning replica)."""
+        """(N,) forgetting events summed over replicas (E per never-learning replica).
+
+        NaN for a sample that some replica never saw (presentation records only).
+        """
         if self._events is None:
             raise ValueError("ForgettingAccumulator.result() called before any update()")
-        return np.where(self._ever, self._events, self._epochs).astype(np.float64).sum(axis=0)
+        per_replica = np.where(self._ever, self._events, self._epochs).astype(np.float64)
+        per_replica[self._last == NOT_PRESENTED] = np.nan
+        return per_replica.sum(axis=0)
 
 
 # ---------------------------------------------------------------- EL2N
@@ -261,7 +308,13 @@ def el2n(labels: np.ndarray, pred_probs: np.ndarray, *, epoch: int = -1) -> np.n
 
 
 class EL2NAccumulator:
-    """Streaming :func:`el2n` at a fixed epoch (a negative epoch keeps a short ring buffer)."""
+    """Streaming :func:`el2n` at a fixed epoch (a negative epoch keeps a short ring buffer).
+
+    Args:
+        epoch: A non-negative epoch index (the chunk's epoch indices are given to
+            ``update_el2n``, or counted from 0), or a negative position from the last
+            epoch seen.
+    """
 
     def __init__(self, *, epoch: int = -1) -> None:
         self.epoch = epoch
@@ -274,14 +327,23 @@ class EL2NAccumulator:
         labels, probs = _probs_and_labels(labels, pred_probs)
         self.update_el2n(replica_scalars(labels, probs)["el2n"])
 
-    def update_el2n(self, values: np.ndarray) -> None:
-        """Add precomputed per-replica EL2N of shape (R, E_chunk, N)."""
+    def update_el2n(self, values: np.ndarray, *, epochs: list[int] | None = None) -> None:
+        """Add precomputed per-replica EL2N of shape (R, E_chunk, N).
+
+        Args:
+            values: Float (R, E_chunk, N).
+            epochs: The chunk's epoch indices (default: the next ones counting from 0).
+        """
         values = np.asarray(values, dtype=np.float64)
-        for i in range(values.shape[1]):
+        if epochs is None:
+            epochs = list(range(self._seen, self._seen + values.shape[1]))
+        if len(epochs) != values.shape[1]:
+            raise ValueError(f"epochs has {len(epochs)} entries for {values.shape[1]} epochs")
+        for i, epoch in enumerate(epochs):
             per_sample = values[:, i].mean(axis=0)
             if self.epoch < 0:
                 self._recent.append(per_sample)
-            elif self._seen == self.epoch:
+            elif epoch == self.epoch:
                 self._value = per_sample
             self._seen += 1
 

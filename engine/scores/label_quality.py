@@ -57,7 +57,12 @@ def _compute_normalized_margin(labels: np.ndarray, probs: np.ndarray) -> np.ndar
 
 
 class FinalEpochAccumulator:
-    """Applies an (N, K) label-quality function to the replica-mean probabilities of the last epoch."""
+    """Applies an (N, K) label-quality function to the replica-mean probabilities of the last epoch.
+
+    ``update_mean`` may also take the replica mean of p(given label) computed from each
+    replica's exact loss, which then replaces ``mean_probs[label]``: top-k shards hold
+    the label's probability exactly only that way (their rebuilt tail is an estimate).
+    """
 
     def __init__(self, fn: str) -> None:
         if fn not in _FINAL_EPOCH_FNS:
@@ -65,6 +70,7 @@ class FinalEpochAccumulator:
         self.fn = fn
         self._labels: np.ndarray | None = None
         self._last: np.ndarray | None = None
+        self._p_true: np.ndarray | None = None
 
     def update(self, labels: np.ndarray, pred_probs: np.ndarray) -> None:
         """Add a chunk: labels (N,), pred_probs (R, E_chunk, N, K)."""
@@ -73,16 +79,31 @@ class FinalEpochAccumulator:
         labels = as_labels(labels, probs.shape[2], probs.shape[3])
         self.update_mean(labels, probs.mean(axis=0))
 
-    def update_mean(self, labels: np.ndarray, mean_probs: np.ndarray) -> None:
-        """Add replica-mean probabilities of shape (E_chunk, N, K)."""
+    def update_mean(
+        self, labels: np.ndarray, mean_probs: np.ndarray | None, *, p_true: np.ndarray | None = None
+    ) -> None:
+        """Add replica-mean probabilities (E_chunk, N, K) and/or p(given label) (E_chunk, N).
+
+        ``self_confidence`` needs only ``p_true`` (or ``mean_probs``);
+        ``normalized_margin`` needs ``mean_probs`` for the largest other class.
+        """
         self._labels = labels
-        self._last = np.asarray(mean_probs, dtype=np.float64)[-1]
+        self._last = None if mean_probs is None else np.asarray(mean_probs, dtype=np.float64)[-1]
+        self._p_true = None if p_true is None else np.asarray(p_true, dtype=np.float64)[-1]
 
     def result(self) -> np.ndarray:
         """(N,) score of the last epoch seen. Lower = more likely mislabeled."""
-        if self._last is None:
+        if self._last is None and self._p_true is None:
             raise ValueError("FinalEpochAccumulator.result() called before any update()")
-        return _FINAL_EPOCH_FNS[self.fn](self._labels, self._last)
+        if self._p_true is None:
+            return _FINAL_EPOCH_FNS[self.fn](self._labels, self._last)
+        if self.fn == "self_confidence":
+            return self._p_true
+        if self._last is None:
+            raise ValueError("normalized_margin needs the replica-mean probabilities")
+        others = self._last.copy()
+        others[np.arange(len(self._labels)), self._labels] = -np.inf
+        return (self._p_true - others.max(axis=1) + 1.0) / 2.0
 
 
 _FINAL_EPOCH_FNS = {

@@ -1,17 +1,23 @@
-"""Registry of difficulty scores: inputs, direction, and how the scoring pool feeds each one.
+"""Registry of difficulty scores: inputs, direction, options, and how the scoring pool feeds each.
 
 The pool hands every accumulator one epoch of one sample block at a time as an
 object with these attributes (all per-replica arrays are (R, N_b), mean
-probabilities (N_b, K)): ``labels``, ``mean_probs`` (None in the reduced shard
-form), ``mean_entropy`` (N_b,), ``loss``, ``margin``, ``p_true``, ``correct``,
-``el2n``, ``input_grad`` ((R, N_b, D), or None on epochs without gradients). A
-score's ``needs`` names the attributes it reads.
+probabilities (N_b, K)): ``epoch``, ``labels``, ``mean_probs`` (None in the reduced
+shard form), ``mean_entropy`` (N_b,), ``loss``, ``margin``, ``p_true``, ``correct``,
+``el2n``, ``train_correct`` (int8, -1 where the sample was not presented to that
+replica during the epoch; None unless recorded), ``input_grad`` ((R, N_b, D), or None
+on epochs without gradients). A score's ``needs`` names the attributes it reads.
+
+Every score has a **direction**: :func:`hardness` orients any score so that higher
+means harder, and every consumer (selectors, bins, AUROC, correlations, mitigation,
+reports) goes through it instead of assuming higher = harder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -36,7 +42,27 @@ from engine.scores.label_quality import (
     normalized_margin,
     self_confidence,
 )
-from engine.scores.vog import VoGAccumulator, vog
+from engine.scores.vog import VoGAccumulator, normalize_within_groups, vog
+
+HIGHER_IS_HARDER = "higher = harder"  # how a direction is written in tables, plots and cards
+LOWER_IS_HARDER = "lower = harder"
+
+
+@dataclass(frozen=True)
+class ScoreOption:
+    """One option of a score, set under the spec's ``score_options.<score>``.
+
+    Attributes:
+        default: The value used when the spec leaves the option out.
+        kind: ``int`` or ``str``.
+        choices: The allowed values of a ``str`` option.
+        description: One line, with the paper the option follows.
+    """
+
+    default: object
+    kind: type
+    choices: tuple[str, ...] = ()
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,24 +72,77 @@ class ScoreInfo:
     Attributes:
         name: Registry name, also the scores-table column.
         fn: The in-memory NumPy function.
-        accumulator: Makes a fresh streaming accumulator.
+        accumulator: Makes a fresh streaming accumulator; takes the score's options
+            as keyword arguments.
         feed: ``feed(acc, block)`` adds one epoch of one sample block.
         higher_is_harder: Direction: True when a higher value means a harder sample.
         needs_labels: Whether the score uses the given labels.
-        needs: Block attributes it reads (see the module docstring).
+        needs: Block attributes it reads with its default options (see the module
+            docstring).
         description: One line for ``hardbench scores``.
         result: ``result(acc) -> (N,)``; defaults to ``acc.result()``.
+        options: Option name -> :class:`ScoreOption`.
+        needs_for: ``needs_for(options)``: the block attributes read with those options
+            (default: ``needs`` whatever the options).
+        finalize: ``finalize(values, labels, groups, options) -> values`` applied once to
+            the whole (N,) column after every block is scored, for scores normalised over
+            samples of several blocks (``groups``: Int (N,) or None, e.g. the data split).
     """
 
     name: str
     fn: Callable
-    accumulator: Callable[[], object]
+    accumulator: Callable[..., object]
     feed: Callable[[object, object], None]
     higher_is_harder: bool
     needs_labels: bool
     needs: tuple[str, ...]
     description: str
     result: Callable[[object], np.ndarray] = lambda acc: acc.result()
+    options: Mapping[str, ScoreOption] = field(default_factory=dict)
+    needs_for: Callable[[dict], tuple[str, ...]] | None = None
+    finalize: Callable[[np.ndarray, np.ndarray, np.ndarray | None, dict], np.ndarray] | None = None
+
+    @property
+    def direction(self) -> str:
+        """``"higher = harder"`` or ``"lower = harder"``."""
+        return HIGHER_IS_HARDER if self.higher_is_harder else LOWER_IS_HARDER
+
+    def resolve_options(self, given: Mapping[str, object] | None = None) -> dict:
+        """Every option of the score, the given ones checked and the rest at their defaults.
+
+        Raises:
+            ValueError: For an unknown option (close matches listed) or a bad value.
+        """
+        given = dict(given or {})
+        for key in given:
+            if key not in self.options:
+                close = difflib.get_close_matches(str(key), list(self.options), n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"score {self.name!r} has no option {key!r}{hint}; its options: "
+                    f"{', '.join(self.options) or 'none'}"
+                )
+        out = {}
+        for key, opt in self.options.items():
+            value = given.get(key, opt.default)
+            if opt.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{self.name}.{key} must be an integer, got {value!r}")
+            if opt.kind is str and (not isinstance(value, str) or value not in opt.choices):
+                raise ValueError(
+                    f"{self.name}.{key} must be one of {', '.join(opt.choices)}, got {value!r}"
+                )
+            out[key] = value
+        return out
+
+    def inputs(self, options: Mapping[str, object] | None = None) -> tuple[str, ...]:
+        """The block attributes the score reads with ``options`` (defaults if None)."""
+        if self.needs_for is None:
+            return self.needs
+        return self.needs_for(self.resolve_options(options))
+
+    def make_accumulator(self, options: Mapping[str, object] | None = None) -> object:
+        """A fresh accumulator with ``options`` (checked, defaults filled in)."""
+        return self.accumulator(**self.resolve_options(options))
 
 
 _SCORES: dict[str, ScoreInfo] = {}
@@ -94,6 +173,51 @@ def list_scores() -> list[str]:
     return sorted(_SCORES)
 
 
+def hardness(name: str, values: np.ndarray) -> np.ndarray:
+    """Score values oriented so that higher = harder, whatever the score's direction.
+
+    The score itself for a higher-is-harder score, its negation for a lower-is-harder
+    one (AUM, confidence, ...). Negation is exact, so ranks and ties are those of the
+    score read in its own direction. Every consumer that ranks samples by difficulty
+    (selectors, bins, AUROC, correlations, mitigation, reports) uses this.
+
+    Args:
+        name: Registered score name.
+        values: Float (N,) values of that score (NaN stays NaN).
+
+    Returns:
+        Float64 (N,); higher = harder.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    return v if get_score(name).higher_is_harder else -v
+
+
+def finalize_scores(
+    columns: Mapping[str, np.ndarray],
+    options: Mapping[str, Mapping[str, object]],
+    labels: np.ndarray | None,
+    groups: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Apply each score's whole-column step (e.g. VoG's per-class normalisation).
+
+    Args:
+        columns: Score name -> Float (N,) values from the scoring pool.
+        options: Score name -> its options (defaults where missing).
+        labels: Int (N,), or None for an unlabelled pool (label-aware steps are skipped).
+        groups: Int or str (N,) group of each sample (the data split), or None.
+
+    Returns:
+        The same mapping with finalised columns.
+    """
+    out = dict(columns)
+    for name, values in columns.items():
+        info = _SCORES.get(name)
+        if info is None or info.finalize is None or labels is None:
+            continue
+        out[name] = info.finalize(values, labels, groups, info.resolve_options(options.get(name)))
+    return out
+
+
 def _per_replica(attr: str, method: str) -> Callable[[object, object], None]:
     """Feed that passes ``block.<attr>`` (R, N) as a one-epoch chunk (R, 1, N)."""
 
@@ -106,6 +230,18 @@ def _per_replica(attr: str, method: str) -> Callable[[object, object], None]:
 def _feed_vog(acc: VoGAccumulator, block: object) -> None:
     if block.input_grad is not None:
         acc.update(block.input_grad[:, None])
+
+
+def _feed_forgetting(acc: ForgettingAccumulator, block: object) -> None:
+    if acc.presentations:
+        acc.update_presentations(block.train_correct[:, None])
+    else:
+        acc.update_correct(block.correct[:, None])
+
+
+def _p_true_mean(block: object) -> np.ndarray:
+    """(1, N) replica mean of p(given label): exact from the loss in top-k shards."""
+    return block.p_true.mean(axis=0)[None]
 
 
 for _name, _fn, _acc, _feed, _harder, _labels, _needs, _desc in [
@@ -124,22 +260,15 @@ for _name, _fn, _acc, _feed, _harder, _labels, _needs, _desc in [
         False, True, ("margin",), "area under the margin (given logit - largest other)",
     ),
     (
-        "forgetting", forgetting_events, ForgettingAccumulator, _per_replica("correct", "update_correct"),
-        True, True, ("correct",), "correct-to-incorrect transitions, E per never-learning replica",
-    ),
-    (
-        "el2n", el2n, EL2NAccumulator, _per_replica("el2n", "update_el2n"),
-        True, True, ("el2n",), "L2 norm of probabilities minus one-hot at the last epoch",
-    ),
-    (
         "self_confidence", self_confidence, partial(FinalEpochAccumulator, "self_confidence"),
-        lambda acc, b: acc.update_mean(b.labels, b.mean_probs[None]),
-        False, True, ("mean_probs",), "p(given label) of the last epoch's replica mean",
+        lambda acc, b: acc.update_mean(b.labels, None, p_true=_p_true_mean(b)),
+        False, True, ("p_true",), "p(given label) of the last epoch's replica mean",
     ),
     (
         "normalized_margin", normalized_margin, partial(FinalEpochAccumulator, "normalized_margin"),
-        lambda acc, b: acc.update_mean(b.labels, b.mean_probs[None]),
-        False, True, ("mean_probs",), "(p(given) - max p(other) + 1) / 2 of the last epoch's mean",
+        lambda acc, b: acc.update_mean(b.labels, b.mean_probs[None], p_true=_p_true_mean(b)),
+        False, True, ("mean_probs", "p_true"),
+        "(p(given) - max p(other) + 1) / 2 of the last epoch's mean",
     ),
     (
         "ensemble_max_prob", ensemble_max_prob, partial(EnsembleAccumulator, "max_prob"),
@@ -151,12 +280,81 @@ for _name, _fn, _acc, _feed, _harder, _labels, _needs, _desc in [
         lambda acc, b: acc.update_mean(b.mean_probs[None]),
         False, False, ("mean_probs",), "top-1 minus top-2 of the replica mean, averaged over epochs",
     ),
-    (
-        "vog", vog, VoGAccumulator, _feed_vog,
-        True, True, ("input_grad",), "std over checkpoints of the true-class input gradient",
-    ),
 ]:  # fmt: skip
     register_score(ScoreInfo(_name, _fn, _acc, _feed, _harder, _labels, _needs, _desc))
+
+register_score(
+    ScoreInfo(
+        name="forgetting",
+        fn=forgetting_events,
+        accumulator=lambda counted="after_epoch": ForgettingAccumulator(
+            presentations=counted == "during_training"
+        ),
+        feed=_feed_forgetting,
+        higher_is_harder=True,
+        needs_labels=True,
+        needs=("correct",),
+        description="correct-to-incorrect transitions, E per never-learning replica",
+        options={
+            "counted": ScoreOption(
+                "after_epoch",
+                str,
+                ("after_epoch", "during_training"),
+                "after_epoch: correctness of the epoch's end-of-epoch prediction (every "
+                "sample); during_training: correctness at each mini-batch presentation, "
+                "before the step, as Toneva et al. (2019) count (training samples only)",
+            )
+        },
+        needs_for=lambda o: (
+            ("train_correct",) if o["counted"] == "during_training" else ("correct",)
+        ),
+    )
+)
+register_score(
+    ScoreInfo(
+        name="el2n",
+        fn=el2n,
+        accumulator=lambda epoch=-1: EL2NAccumulator(epoch=epoch),
+        feed=lambda acc, b: acc.update_el2n(b.el2n[:, None], epochs=[b.epoch]),
+        higher_is_harder=True,
+        needs_labels=True,
+        needs=("el2n",),
+        description="L2 norm of probabilities minus one-hot at one epoch (default the last)",
+        options={
+            "epoch": ScoreOption(
+                -1,
+                int,
+                description="the epoch whose predictions are scored (0-based; negative counts "
+                "from the last scored epoch). Paul et al. (2021) score early in training, "
+                "e.g. epoch 20 of 200 on CIFAR-10",
+            )
+        },
+    )
+)
+register_score(
+    ScoreInfo(
+        name="vog",
+        fn=vog,
+        accumulator=lambda normalize="class": VoGAccumulator(),
+        feed=_feed_vog,
+        higher_is_harder=True,
+        needs_labels=True,
+        needs=("input_grad",),
+        description="std over checkpoints of the true-class input gradient, z-scored per class",
+        options={
+            "normalize": ScoreOption(
+                "class",
+                str,
+                ("class", "none"),
+                "class: z-score within each (data split, class) as Agarwal et al. (2022) "
+                "normalise within class; none: the raw mean per-pixel std",
+            )
+        },
+        finalize=lambda values, labels, groups, o: (
+            normalize_within_groups(values, labels, groups) if o["normalize"] == "class" else values
+        ),
+    )
+)
 
 
 def _data_map_field(field: str, acc: DataMapAccumulator) -> np.ndarray:

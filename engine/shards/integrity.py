@@ -105,15 +105,24 @@ def _expected_schema(table_schema: pa.Schema, packed: bool) -> pa.Schema | None:
             top = table_schema.field("topk_probs").type
             dtype = next(k for k, v in PROBS_DTYPES.items() if v == top.value_type)
             meta = json.loads(table_schema.metadata[METADATA_KEY])
-            return topk_shard_schema(int(meta["num_classes"]), top.list_size, dtype)
+            return topk_shard_schema(
+                int(meta["num_classes"]), top.list_size, dtype, pred="pred" in table_schema.names,
+                sumsq="sumsq" in table_schema.names,
+                presentations="train_correct" in table_schema.names,
+            )  # fmt: skip
         probs = table_schema.field("mean_probs" if packed else "probs").type
         dtype = next(k for k, v in PROBS_DTYPES.items() if v == probs.value_type)
         if packed:
             width = table_schema.field("correct").type.list_size
-            return packed_schema(probs.list_size, width, dtype)
+            return packed_schema(
+                probs.list_size, width, dtype, ensemble_pred="ensemble_pred" in table_schema.names
+            )
         grad = table_schema.get_field_index("input_grad")
         grad_dim = table_schema.field(grad).type.list_size if grad >= 0 else None
-        return shard_schema(probs.list_size, dtype, grad_dim=grad_dim)
+        return shard_schema(
+            probs.list_size, dtype, grad_dim=grad_dim, pred="pred" in table_schema.names,
+            presentations="train_correct" in table_schema.names,
+        )  # fmt: skip
     except (KeyError, AttributeError, StopIteration, TypeError, ValueError):
         return None
 

@@ -38,9 +38,15 @@ class EpochBlock:
         mean_probs: Float (N_b, K) replica mean, or None in the reduced form.
         mean_entropy: Float (N_b,) entropy of the replica mean (stored in the reduced
             form, computed from ``mean_probs`` otherwise).
-        ensemble_pred, ensemble_conf: Int and float (N_b,) argmax and max of the mean.
+        ensemble_pred, ensemble_conf: Int and float (N_b,) argmax and max of the mean;
+            an exact tie in the (rounded) mean goes to the class most replicas predict
+            from their float32 logits (``pred``), then to the lowest class.
         loss, margin, p_true, el2n: Float (R, N_b), or None.
-        correct: Bool (R, N_b), or None.
+        correct: Bool (R, N_b), or None: from the replicas' float32 logits where the
+            shards store ``pred``, else from the stored probabilities.
+        pred: Int (R, N_b) each replica's argmax of its logits, or None (older shards).
+        train_correct: Int8 (R, N_b) presentation records (1 right, 0 wrong, -1 not
+            presented during the epoch), or None when not recorded.
         input_grad: Float32 (R, N_b, D), or None on epochs without gradients.
     """
 
@@ -55,6 +61,8 @@ class EpochBlock:
         per_replica: dict[str, np.ndarray | None] | None = None,
         input_grad: np.ndarray | None = None,
         reduced: dict[str, np.ndarray] | None = None,
+        pred: np.ndarray | None = None,
+        train_correct: np.ndarray | None = None,
     ) -> None:
         self.epoch = epoch
         self.sample_ids = sample_ids
@@ -64,6 +72,8 @@ class EpochBlock:
         self._given = per_replica or {}
         self.input_grad = input_grad
         self._reduced = reduced or {}
+        self.pred = pred
+        self.train_correct = train_correct
 
     @cached_property
     def mean_probs(self) -> np.ndarray | None:
@@ -84,7 +94,7 @@ class EpochBlock:
         """Argmax of the replica mean (N_b,)."""
         if "ensemble_pred" in self._reduced:
             return self._reduced["ensemble_pred"]
-        return self.mean_probs.argmax(axis=1)
+        return ensemble_argmax(self.mean_probs, self.pred)
 
     @cached_property
     def ensemble_conf(self) -> np.ndarray:
@@ -98,7 +108,10 @@ class EpochBlock:
         if self.probs is None or self.labels is None:
             return {}
         s = replica_scalars(self.labels, self.probs[:, None].astype(np.float64))
-        return {k: v[:, 0] for k, v in s.items()}
+        out = {k: v[:, 0] for k, v in s.items()}
+        if self.pred is not None:  # exact, from the float32 logits
+            out["correct"] = self.pred == self.labels
+        return out
 
     def _scalar(self, name: str) -> np.ndarray | None:
         value = self._given.get(name)
@@ -115,6 +128,35 @@ def _list_column(table: pa.Table, name: str) -> np.ndarray:
     col = table.column(name).combine_chunks()
     width = col.type.list_size
     return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def ensemble_argmax(mean_probs: np.ndarray, replica_preds: np.ndarray | None) -> np.ndarray:
+    """Argmax of the replica-mean probabilities, exact ties broken by the replicas' votes.
+
+    Rounding probabilities to float16 can turn two nearly equal classes of the mean
+    into an exact tie (0.49995 and 0.50005 both store as 0.5), where a plain argmax
+    would pick the lower class whatever the float32 logits said. A tied row goes to
+    the tied class most replicas predict from their float32 logits, then to the lowest
+    tied class. Rows that are not tied keep their argmax: a float16 mean can still
+    differ from the float32 mean's argmax when the two leading classes are within the
+    rounding error of each other (below 2**-11 = 4.9e-4 apart; see docs).
+
+    Args:
+        mean_probs: Float (N, K).
+        replica_preds: Int (R, N) each replica's argmax of its logits, or None.
+
+    Returns:
+        Int64 (N,).
+    """
+    pred = mean_probs.argmax(axis=1)
+    if replica_preds is None or mean_probs.shape[1] < 2:
+        return pred
+    top2 = np.partition(mean_probs, -2, axis=1)[:, -2:]
+    for i in np.flatnonzero(top2[:, 0] == top2[:, 1]):
+        tied = np.flatnonzero(mean_probs[i] == top2[i, 1])
+        votes = np.array([(replica_preds[:, i] == c).sum() for c in tied])
+        pred[i] = tied[int(np.argmax(votes))]  # argmax takes the first (lowest) on a tie
+    return pred
 
 
 HALF_TO_SINGLE = np.float32(2.0**112)  # 2**(127 - 15): float32 minus float16 exponent bias
@@ -188,29 +230,41 @@ def _first_bad(path: Path, ids: np.ndarray, bad: np.ndarray, what: str) -> None:
         raise ShardValueError(f"shard {path}: sample_id {int(ids[row])} (row {row}): {what}")
 
 
-def _probs_look_valid(probs: np.ndarray) -> bool:
+def _row_sums(probs: np.ndarray) -> np.ndarray:
+    """Sums over the last axis as one matrix-vector product (several times faster than sum)."""
+    k = probs.shape[-1]
+    return (probs.reshape(-1, k) @ np.ones(k, dtype=probs.dtype)).reshape(probs.shape[:-1])
+
+
+def _probs_look_valid(probs: np.ndarray, sums: np.ndarray | None = None) -> bool:
     """One cheap pass: every row sums to 1 within tolerance and no value is negative.
 
     NaN and inf make a row sum fail the comparison, so a True here means the detailed
-    checks in :func:`check_shard_values` would all pass.
+    checks in :func:`check_shard_values` would all pass. ``sums`` are the row sums if
+    the caller already has them.
     """
     if probs.size == 0:
         return True
-    k = probs.shape[-1]
-    flat = probs.reshape(-1, k)
-    sums = flat @ np.ones(k, dtype=flat.dtype)
-    return bool(np.all(np.abs(sums - 1.0) <= PROBS_SUM_ATOL)) and bool(flat.min() >= 0)
+    sums = _row_sums(probs) if sums is None else sums
+    return bool(np.all(np.abs(sums - 1.0) <= PROBS_SUM_ATOL)) and bool(probs.min() >= 0)
 
 
 def check_shard_values(
-    path: Path, ids: np.ndarray, probs: np.ndarray | None, labels: np.ndarray | None, scalars: dict
+    path: Path,
+    ids: np.ndarray,
+    probs: np.ndarray | None,
+    labels: np.ndarray | None,
+    scalars: dict,
+    *,
+    sums: np.ndarray | None = None,
 ) -> None:
     """Raise :class:`ShardValueError` naming ``path`` and the first bad sample.
 
     Checks: probabilities finite, non-negative and summing to 1 within
     ``PROBS_SUM_ATOL``; labels in [0, K); losses finite and >= 0; margins finite.
+    ``sums`` are the probabilities' row sums, if already computed.
     """
-    if probs is not None and not _probs_look_valid(probs):
+    if probs is not None and not _probs_look_valid(probs, sums):
         _first_bad(path, ids, ~np.isfinite(probs), "probabilities hold NaN or inf")
         _first_bad(path, ids, probs < 0, "probabilities hold a negative value")
         sums = probs.sum(axis=-1, dtype=np.float64)
@@ -242,18 +296,28 @@ def _check_widened(
     labels: np.ndarray | None,
     scalars: dict,
 ) -> None:
-    """:func:`check_shard_values` on probabilities from :func:`widen_probs`.
+    """:func:`check_shard_values` on probabilities from :func:`widen_probs`, then renormalise.
 
     On a failure the check runs again on NumPy's exact cast of ``column``, so the
-    error names the real fault (a NaN, a negative value) rather than its widened form.
+    error names the real fault (a NaN, a negative value) rather than its widened form;
+    when the exact values pass (a ``-0.0`` half, which the fast widening does not
+    map to 0) they replace the widened ones. Rows widened from float16 are then
+    divided by their sums: rounding K probabilities to float16 leaves rows up to about
+    4e-4 off 1 (``tests/perf/results/float16.md``), which would otherwise reach every
+    score read from them.
     """
+    sums = _row_sums(probs) if probs.size else None
     try:
-        check_shard_values(path, ids, probs, labels, scalars)
+        check_shard_values(path, ids, probs, labels, scalars, sums=sums)
     except ShardValueError:
-        if column in table.column_names:
-            exact = _list_column(table, column).astype(np.float32)
-            check_shard_values(path, ids, exact, labels, scalars)
-        raise
+        if column not in table.column_names:
+            raise
+        exact = _list_column(table, column).astype(np.float32)
+        check_shard_values(path, ids, exact, labels, scalars)  # raises the real fault
+        probs[...] = exact
+        sums = _row_sums(probs)
+    if sums is not None and table.schema.field(column).type.value_type == pa.float16():
+        probs /= sums[..., None]
 
 
 class BlockReader:
@@ -324,10 +388,21 @@ class BlockReader:
             "label": _optional(table, "label"),
             "loss": _optional(table, "loss"),
             "margin": _optional(table, "margin"),
+            "pred": _optional(table, "pred"),
+            "sumsq": _optional(table, "sumsq"),
+            "train_correct": _optional(table, "train_correct"),
             "input_grad": _optional(table, "input_grad"),
             "top_k": top_k,
         }
-        _check_widened(path, table, "probs", ids, out, part["label"], part)
+        k = shape[1]
+        if part["pred"] is not None and part["pred"].size:
+            _first_bad(
+                path, ids, (part["pred"] < 0) | (part["pred"] >= k), f"pred outside [0, {k})"
+            )
+        if top_k:
+            check_shard_values(path, ids, out, part["label"], part)
+        else:
+            _check_widened(path, table, "probs", ids, out, part["label"], part)
         return part
 
     def _read_reduced(self, path: Path, table: pa.Table, epoch: int) -> EpochBlock:
@@ -407,12 +482,14 @@ class BlockReader:
             labels,
             {k: v.T if v is not None else None for k, v in per_replica.items()},
         )
+        stored = _optional(table, "ensemble_pred")
         return EpochBlock(
             epoch,
             ids,
             None if labels is None else labels.astype(np.int64),
             mean_probs=mean_probs,
             per_replica=per_replica,
+            reduced=None if stored is None else {"ensemble_pred": stored.astype(np.int64)},
         )
 
     def __iter__(self) -> Iterator[EpochBlock]:
@@ -438,8 +515,15 @@ class BlockReader:
                 for name in ("loss", "margin")
             }
             if stacked["loss"] is not None and any(p["top_k"] for _, p in parts):
-                # p(given label) exactly from the stored loss, not from the rebuilt tail.
+                # p(given label) exactly from the stored loss, not from the rebuilt tail,
+                # and EL2N from it and the stored sum of squares: ||p - e_y||^2 =
+                # sum_k p_k^2 - 2 p_y + 1.
                 stacked["p_true"] = np.exp(-stacked["loss"])
+                sumsq = _stacked(parts, "sumsq")
+                if sumsq is not None:
+                    sq = sumsq - 2 * stacked["p_true"] + 1.0
+                    stacked["el2n"] = np.sqrt(np.maximum(sq, 0.0))
+            pred = _stacked(parts, "pred")
             grads = [p["input_grad"] for _, p in parts]
             yield EpochBlock(
                 epoch,
@@ -448,7 +532,15 @@ class BlockReader:
                 probs=probs,
                 per_replica=stacked,
                 input_grad=np.stack(grads) if all(g is not None for g in grads) else None,
+                pred=None if pred is None else pred.astype(np.int64),
+                train_correct=_stacked(parts, "train_correct"),
             )
+
+
+def _stacked(parts: list[tuple[Path, dict]], name: str) -> np.ndarray | None:
+    """(R, N_b) stack of one optional per-replica column, or None unless every shard has it."""
+    values = [p[name] for _, p in parts]
+    return np.stack(values) if all(v is not None for v in values) else None
 
 
 def _check_same(ref_path: Path, ref: dict, path: Path, part: dict) -> None:

@@ -21,24 +21,39 @@ def _probs_type(probs_dtype: str) -> pa.DataType:
     return PROBS_DTYPES[probs_dtype]
 
 
+def _replica_extras(pred: bool, presentations: bool) -> list[pa.Field]:
+    """Optional per-replica columns of full and top-k shards, in file order."""
+    fields = [pa.field("pred", pa.int32())] if pred else []
+    if presentations:
+        fields.append(pa.field("train_correct", pa.int8()))
+    return fields
+
+
 def shard_schema(
     num_classes: int,
     probs_dtype: str = "float32",
     metadata: dict | None = None,
     *,
     grad_dim: int | None = None,
+    pred: bool = True,
+    presentations: bool = False,
 ) -> pa.Schema:
     """Schema of one per-replica shard.
 
     Columns: ``sample_id``, ``probs[K]``, ``loss`` (nullable), ``label`` (nullable),
-    ``margin`` (given logit minus largest other, nullable) and, on epochs where input
-    gradients were recorded, ``input_grad[D]`` (float32).
+    ``margin`` (given logit minus largest other, nullable), ``pred`` (the replica's
+    argmax of its float32 logits: correctness is exact however ``probs`` is rounded),
+    ``train_correct`` (int8 presentation records, when recorded: 1 right, 0 wrong, -1
+    not presented during the epoch) and, on epochs where input gradients were recorded,
+    ``input_grad[D]`` (float32). Shards written before ``pred`` existed lack it.
 
     Args:
         num_classes: K, the fixed list size of ``probs``.
         probs_dtype: ``"float32"`` or ``"float16"``.
         metadata: Provenance stored as JSON under the ``hardbench`` schema-metadata key.
         grad_dim: D, when the shard carries input gradients.
+        pred: Whether the shard has the ``pred`` column.
+        presentations: Whether the shard has the ``train_correct`` column.
 
     Returns:
         The Arrow schema.
@@ -49,6 +64,7 @@ def shard_schema(
         pa.field("loss", pa.float32()),
         pa.field("label", pa.int32()),
         pa.field("margin", pa.float32()),
+        *_replica_extras(pred, presentations),
     ]
     if grad_dim is not None:
         fields.append(pa.field("input_grad", pa.list_(pa.float32(), grad_dim)))
@@ -56,13 +72,21 @@ def shard_schema(
 
 
 def packed_schema(
-    num_classes: int, num_replicas: int, probs_dtype: str = "float32", metadata: dict | None = None
+    num_classes: int,
+    num_replicas: int,
+    probs_dtype: str = "float32",
+    metadata: dict | None = None,
+    *,
+    ensemble_pred: bool = True,
 ) -> pa.Schema:
     """Schema of one packed-form shard: the ensemble mean and per-replica scalars.
 
     Columns: ``sample_id``, ``label`` (nullable), ``mean_probs[K]``, and for each of
     ``loss, margin, p_true, el2n`` a float32 list of length R, plus ``correct`` (int8
-    list of length R). Storage is O(N*(K + 5R)) per epoch instead of O(N*K*R).
+    list of length R, from each replica's float32 logits) and ``ensemble_pred`` (int32
+    argmax of the float32 replica mean, so rounding ``mean_probs`` cannot move it;
+    shards written before it existed lack it). Storage is O(N*(K + 5R)) per epoch
+    instead of O(N*K*R).
     """
     fields = [
         pa.field("sample_id", pa.int64(), nullable=False),
@@ -71,6 +95,8 @@ def packed_schema(
         *[pa.field(name, pa.list_(pa.float32(), num_replicas)) for name in PACKED_SCALARS],
         pa.field("correct", pa.list_(pa.int8(), num_replicas)),
     ]
+    if ensemble_pred:
+        fields.append(pa.field("ensemble_pred", pa.int32(), nullable=False))
     return pa.schema(fields, metadata=_meta(metadata))
 
 
@@ -99,15 +125,25 @@ def reduced_schema(num_replicas: int, metadata: dict | None = None) -> pa.Schema
 
 
 def topk_shard_schema(
-    num_classes: int, top_k: int, probs_dtype: str = "float16", metadata: dict | None = None
+    num_classes: int,
+    top_k: int,
+    probs_dtype: str = "float16",
+    metadata: dict | None = None,
+    *,
+    pred: bool = True,
+    sumsq: bool = True,
+    presentations: bool = False,
 ) -> pa.Schema:
     """Schema of a per-replica shard that keeps only each sample's ``top_k`` probabilities.
 
     Columns: ``sample_id``, ``topk_probs[k]`` (descending) and ``topk_idx[k]`` (their
     classes, int32), then ``loss``, ``label`` and ``margin`` as in the full shard
-    (exact: the worker computes them from the logits). K is stored in the schema
-    metadata as ``num_classes``; a reader spreads the remaining mass evenly over the
-    other K - k classes.
+    (exact: the worker computes them from the logits), ``pred`` (argmax of the
+    logits), ``sumsq`` (float32 sum of all K squared probabilities, which with the
+    loss's p(label) makes EL2N exact) and optionally ``train_correct``. K is stored in
+    the schema metadata as ``num_classes``; a reader spreads the remaining mass evenly
+    over the other K - k classes. Shards written before ``pred`` and ``sumsq`` existed
+    lack them.
     """
     fields = [
         pa.field("sample_id", pa.int64(), nullable=False),
@@ -116,5 +152,10 @@ def topk_shard_schema(
         pa.field("loss", pa.float32()),
         pa.field("label", pa.int32()),
         pa.field("margin", pa.float32()),
+        *_replica_extras(pred, False),
     ]
+    if sumsq:
+        fields.append(pa.field("sumsq", pa.float32()))
+    if presentations:
+        fields.append(pa.field("train_correct", pa.int8()))
     return pa.schema(fields, metadata=_meta({**(metadata or {}), "num_classes": num_classes}))

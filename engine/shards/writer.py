@@ -109,6 +109,8 @@ def write_epoch_shards(
     metadata: dict | None = None,
     top_k: int | None = None,
     fmt: str = DEFAULT_FORMAT,
+    pred: np.ndarray | None = None,
+    train_correct: np.ndarray | None = None,
 ) -> list[dict]:
     """Write one (replica, epoch) of predictions as fixed sample-id blocks.
 
@@ -127,6 +129,11 @@ def write_epoch_shards(
         top_k: Keep only each sample's ``top_k`` largest probabilities and their
             classes (``topk_shard_schema``); must be below K.
         fmt: File format, ``parquet`` or ``arrow`` (uncompressed Arrow IPC).
+        pred: Int (N,) the replica's argmax of its float32 logits (``argmax_of_logits``);
+            stored so correctness does not depend on how ``probs`` is rounded. None
+            leaves the column out (correctness is then taken from ``probs``).
+        train_correct: Int8 (N,) presentation records of the epoch (1 right, 0 wrong,
+            -1 not presented), or None.
 
     Returns:
         One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
@@ -134,22 +141,31 @@ def write_epoch_shards(
     n, k = probs.shape
     meta = {**(metadata or {}), "replica": replica, "epoch": epoch}
     value_type = PROBS_DTYPES[probs_dtype]
+    flags = {"pred": pred is not None, "presentations": train_correct is not None}
     if top_k is not None:
         if not 1 <= top_k < k:
             raise ValueError(f"top_k must be in [1, K={k}), got {top_k}")
         if input_grad is not None:
             raise ValueError("top-k shards do not carry input gradients")
-        schema = topk_shard_schema(k, top_k, probs_dtype, meta)
+        schema = topk_shard_schema(k, top_k, probs_dtype, meta, **flags)
         vals, idx = top_k_of(probs, top_k)
+        p32 = np.asarray(probs, dtype=np.float32)
+        sumsq = np.einsum("nk,nk->n", p32, p32)
 
         def prob_columns(a: int, b: int) -> list[pa.Array]:
             return [_fixed_list(vals[a:b], value_type), _fixed_list(idx[a:b], pa.int32())]
+
+        def tail_columns(a: int, b: int) -> list[pa.Array]:
+            return [pa.array(sumsq[a:b], pa.float32())]
     else:
         grad_dim = None if input_grad is None else int(np.prod(input_grad.shape[1:]))
-        schema = shard_schema(k, probs_dtype, meta, grad_dim=grad_dim)
+        schema = shard_schema(k, probs_dtype, meta, grad_dim=grad_dim, **flags)
 
         def prob_columns(a: int, b: int) -> list[pa.Array]:
             return [_fixed_list(probs[a:b], value_type)]
+
+        def tail_columns(a: int, b: int) -> list[pa.Array]:
+            return []
 
     entries = []
     for block, start, stop in _blocks(n, block_size):
@@ -160,6 +176,11 @@ def write_epoch_shards(
             _nullable(None if labels is None else labels[start:stop], stop - start, pa.int32()),
             _nullable(None if margin is None else margin[start:stop], stop - start, pa.float32()),
         ]
+        if pred is not None:
+            columns.append(pa.array(np.asarray(pred[start:stop], dtype=np.int32)))
+        columns += tail_columns(start, stop)
+        if train_correct is not None:
+            columns.append(pa.array(np.asarray(train_correct[start:stop], dtype=np.int8)))
         if input_grad is not None:
             columns.append(
                 _fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
@@ -231,6 +252,7 @@ def write_packed_epoch_shards(
     probs_dtype: str = "float32",
     metadata: dict | None = None,
     fmt: str = DEFAULT_FORMAT,
+    ensemble_pred: np.ndarray | None = None,
 ) -> list[dict]:
     """Write one epoch of a packed ensemble: the replica mean and per-replica scalars.
 
@@ -245,6 +267,8 @@ def write_packed_epoch_shards(
         probs_dtype: Storage type of ``mean_probs``.
         metadata: Provenance stored in each file's schema metadata.
         fmt: File format, ``parquet`` or ``arrow``.
+        ensemble_pred: Int (N,) argmax of the float32 replica mean (default: computed
+            from ``mean_probs`` before any rounding).
 
     Returns:
         One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
@@ -252,6 +276,8 @@ def write_packed_epoch_shards(
     n, k = mean_probs.shape
     r = scalars["loss"].shape[0] if labels is not None else int((metadata or {}).get("replicas", 1))
     schema = packed_schema(k, r, probs_dtype, {**(metadata or {}), "epoch": epoch})
+    if ensemble_pred is None:
+        ensemble_pred = np.asarray(mean_probs).argmax(axis=1)
     entries = []
     for block, start, stop in _blocks(n, block_size):
         m = stop - start
@@ -263,6 +289,7 @@ def write_packed_epoch_shards(
         columns += _replica_lists(
             schema, None if labels is None else scalars, PACKED_SCALARS, pa.float32(), start, stop
         )
+        columns.append(pa.array(np.asarray(ensemble_pred[start:stop], dtype=np.int32)))
         entries.append(_write_block(packed_block_path(run_dir, epoch, block, fmt), columns, schema))
     return entries
 

@@ -14,16 +14,10 @@ import numpy as np
 import pyarrow as pa
 
 from engine.data import ClassificationData
+from engine.scores import get_score, hardness
 from engine.shards import atomic_write_table
-from engine.splits.selectors import (
-    bottom_fraction,
-    edge_bins,
-    per_class,
-    quantile_bins,
-    threshold,
-    top_fraction,
-)
-from engine.splits.spec import HardSpec, SplitsSpec
+from engine.splits.selectors import edge_bins, per_class, quantile_bins, threshold, top_fraction
+from engine.splits.spec import FRACTION_RULES, BinsSpec, HardSpec, SplitsSpec
 
 BENCHMARK_DIR = "benchmark"  # under the run directory: splits/, exports and the card
 INPUT_SHAPE_KEY = b"input_shape"  # Parquet schema metadata: the shape of one input
@@ -37,11 +31,13 @@ class BuiltSplits:
     Attributes:
         sample_ids: Int64 (P,) ids of the pool samples, ascending.
         labels: Int64 (P,).
-        score: Float64 (P,) the splitting score.
-        bins: Int64 (P,) bin index, 0 = lowest score.
+        score: Float64 (P,) the splitting score, in its own units and direction.
+        bins: Int64 (P,) bin index, 0 = easiest by the score's direction.
         is_hard: Bool (P,).
         bin_edges: (count, 2) min and max score in each bin (NaN for an empty bin).
         files: Split name -> path written (Parquet files and export directories).
+        score_name: The splitting score's registry name.
+        higher_is_harder: Its direction.
     """
 
     sample_ids: np.ndarray
@@ -51,26 +47,46 @@ class BuiltSplits:
     is_hard: np.ndarray
     bin_edges: np.ndarray
     files: dict[str, Path]
+    score_name: str = "confusion"
+    higher_is_harder: bool = True
+
+    @property
+    def hardness(self) -> np.ndarray:
+        """Float64 (P,) the splitting score oriented so that higher = harder."""
+        return self.score if self.higher_is_harder else -self.score
 
 
 def select_hard(
-    spec: HardSpec, score: np.ndarray, ids: np.ndarray, labels: np.ndarray | None
+    spec: HardSpec, score_name: str, score: np.ndarray, ids: np.ndarray, labels: np.ndarray | None
 ) -> np.ndarray:
-    """Apply the spec's hard rule to a pool: Bool (P,) mask."""
-    rule = spec.rule
-    if rule in ("top_fraction", "bottom_fraction"):
-        fraction = getattr(spec, rule)
+    """Apply the spec's hard rule to a pool: Bool (P,) mask of the hardest samples.
+
+    Fraction rules rank by :func:`engine.scores.hardness` (the spec has already refused
+    a literal rule that names the easy side), ties broken by lower sample id.
+    """
+    if spec.rule in FRACTION_RULES:
+        h = hardness(score_name, score)
         if spec.per_class:
             return per_class(
-                score,
-                ids,
-                labels,
-                fraction=fraction,
-                descending=rule == "top_fraction",
+                h, ids, labels, fraction=spec.value, descending=True,
                 min_per_class=spec.min_per_class,
-            )
-        return (top_fraction if rule == "top_fraction" else bottom_fraction)(score, ids, fraction)
+            )  # fmt: skip
+        return top_fraction(h, ids, spec.value)
     return threshold(score, min_score=spec.min_score, max_score=spec.max_score)
+
+
+def score_bins(spec: BinsSpec, score_name: str, score: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Int64 (P,) bin of each pool sample, bin 0 = the easiest by the score's direction.
+
+    Equal-count bins rank :func:`engine.scores.hardness`; fixed ``edges`` are in the
+    score's units and cut the hardness at the same places, so the bins are numbered
+    from the easiest for either direction and a value exactly on an edge belongs to
+    the harder bin (as a threshold rule's own value belongs to the hard split).
+    """
+    h = hardness(score_name, score)
+    if spec.edges is None:
+        return quantile_bins(h, ids, spec.count)
+    return edge_bins(h, sorted(hardness(score_name, np.asarray(spec.edges)).tolist()))
 
 
 def _split_masks(is_hard: np.ndarray, bins: np.ndarray, count: int) -> dict[str, np.ndarray]:
@@ -118,6 +134,8 @@ def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
         is_hard=pool.column("is_hard").to_numpy(zero_copy_only=False),
         bin_edges=bin_ranges(score, bins, spec.bins.count),
         files={p.stem: p for p in splits_dir.glob("*.parquet")},
+        score_name=spec.score,
+        higher_is_harder=get_score(spec.score).higher_is_harder,
     )
 
 
@@ -152,16 +170,18 @@ def build_splits(
     ids = pool.column("sample_id").to_numpy()
     score = pool.column(spec.score).to_numpy().astype(np.float64)
     labels = pool.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
-    is_hard = select_hard(spec.hard, score, ids, None if spec.label_free else labels)
+    if np.isnan(score).any():
+        raise ValueError(
+            f"{spec.score} is undefined (NaN) for {int(np.isnan(score).sum())} samples of the "
+            f"{spec.pool} pool; cut the splits from samples the score covers"
+        )
+    is_hard = select_hard(spec.hard, spec.score, score, ids, None if spec.label_free else labels)
     if not is_hard.any():
         raise ValueError(
-            f"the hard rule {spec.hard.rule}={getattr(spec.hard, spec.hard.rule)} selects no sample; "
+            f"the hard rule {spec.hard.rule}={spec.hard.value} selects no sample; "
             f"{spec.score} ranges over [{score.min():.4g}, {score.max():.4g}] in the {spec.pool} pool"
         )
-    if spec.bins.edges is not None:
-        bins = edge_bins(score, spec.bins.edges)
-    else:
-        bins = quantile_bins(score, ids, spec.bins.count)
+    bins = score_bins(spec.bins, spec.score, score, ids)
     edges = bin_ranges(score, bins, spec.bins.count)
 
     flat_inputs = data.inputs[ids].reshape(len(ids), -1)
@@ -197,6 +217,8 @@ def build_splits(
         is_hard=is_hard,
         bin_edges=edges,
         files=files,
+        score_name=spec.score,
+        higher_is_harder=get_score(spec.score).higher_is_harder,
     )
 
 

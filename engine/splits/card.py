@@ -11,12 +11,18 @@ import pyarrow as pa
 
 from engine.shards import atomic_write_bytes
 from engine.splits.builder import BENCHMARK_DIR, BuiltSplits
+from engine.splits.spec import HARD_RULES
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # score quantiles reported per split
 
 
 def score_statistics(scores: pa.Table, names: list[str]) -> dict:
-    """Per score and per data split: count, mean, std and quantiles."""
+    """Per score and per data split: count, mean, std and quantiles.
+
+    Samples where a score is undefined (NaN: forgetting counted during training, for
+    held-out samples) are left out; a split with none defined gets ``count: 0`` and
+    None statistics.
+    """
     split = np.asarray(scores.column("split").to_pylist())
     stats: dict = {}
     for name in names:
@@ -24,6 +30,11 @@ def score_statistics(scores: pa.Table, names: list[str]) -> dict:
         stats[name] = {}
         for part in sorted(set(split)):
             v = values[split == part]
+            v = v[~np.isnan(v)]
+            keys = ["mean", "std", *(f"q{int(q * 100)}" for q in QUANTILES)]
+            if not len(v):
+                stats[name][part] = {"count": 0, **dict.fromkeys(keys)}
+                continue
             stats[name][part] = {
                 "count": len(v),
                 "mean": float(v.mean()),
@@ -42,7 +53,8 @@ def score_histograms(scores: pa.Table, names: list[str]) -> dict:
     out: dict = {}
     for name in names:
         values = scores.column(name).to_numpy()
-        edges = np.histogram_bin_edges(values, bins=HISTOGRAM_BINS)
+        finite = values[np.isfinite(values)]
+        edges = np.histogram_bin_edges(finite if len(finite) else [0.0], bins=HISTOGRAM_BINS)
         out[name] = {
             "edges": edges.tolist(),
             "counts": {
@@ -76,9 +88,19 @@ def make_card(
     timings: dict,
     scored_on: dict,
     transfer: dict | None = None,
+    hard_rule_text: str = "",
 ) -> dict:
-    """Assemble the card as plain data."""
+    """Assemble the card as plain data.
+
+    ``hard_rule_text`` is the hard rule in words (``SplitsSpec.describe()``); every
+    evaluation carries ``in_sample`` (True for the replicas' own ensemble) and
+    ``params``.
+    """
+    from engine.scores import get_score
+
     k = len(class_names)
+    hard = spec_dict["splits"]["hard"]
+    rule = next(r for r in HARD_RULES if hard.get(r) is not None)
     return {
         "name": spec_dict["metadata"]["name"],
         "description": spec_dict["metadata"]["description"],
@@ -90,8 +112,10 @@ def make_card(
             "score": spec_dict["splits"]["score"],
             "pool": spec_dict["splits"]["pool"],
             "pool_size": len(built.sample_ids),
+            "direction": get_score(spec_dict["splits"]["score"]).direction,
             "hard": {
-                "top_fraction": spec_dict["splits"]["hard"]["top_fraction"],
+                "rule": rule,
+                "value": hard[rule],
                 "count": int(built.is_hard.sum()),
                 "min_score": float(built.score[built.is_hard].min()),
                 "max_score": float(built.score[built.is_hard].max()),
@@ -105,9 +129,8 @@ def make_card(
                 }
                 for b, (lo, hi) in enumerate(built.bin_edges)
             ],
-            "hard_rule": {
-                k: v for k, v in spec_dict["splits"]["hard"].items() if v not in (None, False, 0)
-            },
+            "hard_rule": {k: v for k, v in hard.items() if v not in (None, False, 0)},
+            "hard_rule_text": hard_rule_text,
             "label_free": spec_dict["splits"]["label_free"],
             "files": {name: str(path) for name, path in built.files.items()},
         },
@@ -120,6 +143,7 @@ def make_card(
                 for b in range(len(built.bin_edges))
             },
         },
+        "score_directions": {name: get_score(name).direction for name in score_names},
         "score_statistics": score_statistics(scores, score_names),
         "score_histograms": score_histograms(scores, score_names),
         "evaluation": evaluations,
@@ -150,10 +174,12 @@ def card_markdown(card: dict) -> str:
         f"- scored on replicas {card['scored_on']['replicas']} and epochs "
         f"{card['scored_on']['epochs'][0]}..{card['scored_on']['epochs'][-1]} (complete: {card['scored_on']['complete']})",
         "",
-        f"## Splits (score `{sp['score']}`, pool `{sp['pool']}`, {sp['pool_size']} samples)",
+        f"## Splits (score `{sp['score']}`, {sp.get('direction', 'higher = harder')}; "
+        f"pool `{sp['pool']}`, {sp['pool_size']} samples)",
         "",
-        f"Hard split: {json.dumps(sp['hard_rule'])} -> {sp['hard']['count']} samples, "
-        f"score in [{_fmt(sp['hard']['min_score'])}, {_fmt(sp['hard']['max_score'])}].",
+        f"Hard split: {sp.get('hard_rule_text') or json.dumps(sp['hard_rule'])} -> "
+        f"{sp['hard']['count']} samples, score in [{_fmt(sp['hard']['min_score'])}, "
+        f"{_fmt(sp['hard']['max_score'])}]. Bins run from the easiest (0) to the hardest.",
         "",
         "| bin | count | score range |",
         "|---|---|---|",
@@ -177,35 +203,50 @@ def card_markdown(card: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for score, parts in card["score_statistics"].items():
+        direction = card.get("score_directions", {}).get(score, "")
         for part, s in parts.items():
-            lines.append(
-                f"| {score} | {part} | {s['count']} | {s['mean']:.4f} | {s['std']:.4f} | {s['q50']:.4f} | {s['q90']:.4f} | {s['q100']:.4f} |"
+            cells = " | ".join(
+                "n/a" if s[key] is None else f"{s[key]:.4f}"
+                for key in ("mean", "std", "q50", "q90", "q100")
             )
+            lines.append(f"| {score} ({direction}) | {part} | {s['count']} | {cells} |")
     if card["evaluation"]:
+        from engine.evaluation.evaluate import display_name, format_params
+
         nb = len(sp["bins"])
         lines += [
             "",
-            "## Evaluation (top-1 error)",
+            "## Evaluation (top-1 error; bins from the easiest to the hardest)",
             "",
-            "| model | all | hard | rest | "
+            "| model | params | all | hard | rest | "
             + " | ".join(f"bin {b}" for b in range(nb))
-            + " | Pearson rho | AUROC |",
-            "|---|---|---|---|" + "---|" * nb + "---|---|",
+            + " | Pearson rho | AUROC (hardness -> error) |",
+            "|---|---|---|---|---|" + "---|" * nb + "---|---|",
         ]
         for ev in card["evaluation"]:
             lines.append(
-                f"| {ev['model']} | {_fmt(ev['error_all'], True)} | {_fmt(ev['error_hard'], True)} | "
+                f"| {display_name(ev)} | {format_params(ev.get('params'))} | "
+                f"{_fmt(ev['error_all'], True)} | {_fmt(ev['error_hard'], True)} | "
                 f"{_fmt(ev['error_rest'], True)} | "
                 + " | ".join(_fmt(e, True) for e in ev["error_per_bin"])
                 + f" | {_fmt(ev['pearson_rho'])} | {_fmt(ev['auroc_score_error'])} |"
             )
-    if card.get("transfer", {}).get("kendall_tau_small_large") is not None:
-        tr = card["transfer"]
+        if any(ev.get("in_sample") for ev in card["evaluation"]):
+            lines += [
+                "",
+                "(scorer, in-sample): the replicas' own ensemble on bins cut from its own score; "
+                "not a transfer result.",
+            ]
+    tr = card.get("transfer") or {}
+    if tr.get("kendall_tau_small_large") is not None:
         lines += [
             "",
-            f"Kendall tau between the small ensemble's score and the large models' "
-            f"({', '.join(tr['large_models'])}) confusion: {_fmt(tr['kendall_tau_small_large'])}.",
+            f"Kendall tau between the small ensemble's score (as hardness) and the reference "
+            f"models' confusion ({', '.join(tr['reference_models'])}; {tr['reference_rule']}): "
+            f"{_fmt(tr['kendall_tau_small_large'])}.",
         ]
+    elif "reference_rule" in tr:
+        lines += ["", f"Kendall tau: no reference models ({tr['reference_rule']})."]
     lines += ["", "## Resolved spec", "", "```json", json.dumps(card["spec"], indent=2), "```", ""]
     return "\n".join(lines)
 

@@ -14,6 +14,9 @@ def _order(scores: np.ndarray, sample_ids: np.ndarray, *, descending: bool) -> n
 def top_fraction(scores: np.ndarray, sample_ids: np.ndarray, fraction: float) -> np.ndarray:
     """Mask of the ``round(fraction * N)`` (at least 1) highest-scored samples.
 
+    The builder passes :func:`engine.scores.hardness`, so these are the hardest
+    samples whatever the score's direction.
+
     Args:
         scores: Float (N,) scores, higher = harder.
         sample_ids: Int (N,) ids used to break ties (lower id wins).

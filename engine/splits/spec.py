@@ -36,7 +36,11 @@ SPLIT_POOLS = ("heldout", "train", "all")  # which samples hard splits and bins 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # spec and model labels
 MAX_INCLUDE_DEPTH = 8  # guards against include cycles
 SPEC_VERSION = 1  # the spec format this engine reads
-HARD_RULES = ("top_fraction", "bottom_fraction", "min_score", "max_score")  # one per hard split
+# One per hard split. hardest_fraction reads the score's direction; the literal spellings
+# (highest/lowest values, thresholds) are accepted only where they pick the hard side.
+HARD_RULES = ("hardest_fraction", "top_fraction", "bottom_fraction", "min_score", "max_score")
+FRACTION_RULES = ("hardest_fraction", "top_fraction", "bottom_fraction")
+REFERENCE_LARGER = "larger"  # evaluate.reference_models default: models bigger than the ensemble
 EXPORTS = ("parquet", "imagefolder", "hf")  # formats the split builder can write
 SHARD_MODES = ("full", "mean", "reduced")  # what a shard stores per (sample, epoch)
 
@@ -246,13 +250,19 @@ class ShardsSpec:
 class HardSpec:
     """The hard split: exactly one rule, optionally applied per class.
 
-    Rules: ``top_fraction`` (highest scores), ``bottom_fraction`` (lowest scores, for
-    lower-is-harder scores such as ``aum``), ``min_score`` (score >= value) or
-    ``max_score`` (score <= value). With none given, ``top_fraction: 0.1``.
-    ``per_class`` applies a fraction rule inside each class, taking at least
-    ``min_per_class`` samples of every class (or the whole class if smaller).
+    Rules: ``hardest_fraction`` (the hardest share of the pool by the score's
+    direction: highest confusion, lowest AUM; the default, 0.1, when no rule is
+    given), or the literal spellings ``top_fraction`` (highest values),
+    ``bottom_fraction`` (lowest values), ``min_score`` (score >= value) and
+    ``max_score`` (score <= value), each accepted only for a score whose hard side it
+    names (``top_fraction``/``min_score`` for higher-is-harder scores,
+    ``bottom_fraction``/``max_score`` for lower-is-harder ones; the spec refuses the
+    other way round, which would call the easiest samples hard). ``per_class`` applies
+    a fraction rule inside each class, taking at least ``min_per_class`` samples of
+    every class (or the whole class if smaller).
     """
 
+    hardest_fraction: float | None = None
     top_fraction: float | None = None
     bottom_fraction: float | None = None
     min_score: float | None = None
@@ -263,40 +273,74 @@ class HardSpec:
     def __post_init__(self) -> None:
         rules = [r for r in HARD_RULES if getattr(self, r) is not None]
         if not rules:
-            object.__setattr__(self, "top_fraction", 0.1)
-            rules = ["top_fraction"]
+            object.__setattr__(self, "hardest_fraction", 0.1)
+            rules = ["hardest_fraction"]
         if len(rules) > 1:
             raise FieldError(
                 rules[1],
                 f"give exactly one of {', '.join(HARD_RULES)}; got {', '.join(rules)} "
                 "(set the others to null when overriding an included spec)",
             )
-        for name in ("top_fraction", "bottom_fraction"):
+        for name in FRACTION_RULES:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise FieldError(name, f"must be in (0, 1), got {value}")
         if self.min_per_class < 0:
             raise FieldError("min_per_class", f"must be >= 0, got {self.min_per_class}")
-        if self.per_class and rules[0] not in ("top_fraction", "bottom_fraction"):
-            raise FieldError(
-                "per_class", f"applies to top_fraction or bottom_fraction, not {rules[0]}"
-            )
+        if self.per_class and rules[0] not in FRACTION_RULES:
+            raise FieldError("per_class", f"applies to {', '.join(FRACTION_RULES)}, not {rules[0]}")
         if self.min_per_class and not self.per_class:
             raise FieldError("min_per_class", "needs per_class: true")
 
     @property
     def rule(self) -> str:
-        """The rule in force, e.g. ``"top_fraction"``."""
+        """The rule in force, e.g. ``"hardest_fraction"``."""
         return next(r for r in HARD_RULES if getattr(self, r) is not None)
+
+    @property
+    def value(self) -> float:
+        """The rule's fraction or threshold."""
+        return getattr(self, self.rule)
+
+    def check_direction(self, score: str) -> None:
+        """Refuse a literal rule that would select the easiest samples of ``score``.
+
+        Raises:
+            FieldError: Naming the rule, which way the score points and the spelling to use.
+        """
+        info = get_score(score)
+        rule, value = self.rule, self.value
+        easy_side = {
+            "top_fraction": not info.higher_is_harder,
+            "min_score": not info.higher_is_harder,
+            "bottom_fraction": info.higher_is_harder,
+            "max_score": info.higher_is_harder,
+        }.get(rule, False)
+        if not easy_side:
+            return
+        if rule in FRACTION_RULES:
+            which = "highest" if rule == "top_fraction" else "lowest"
+            what = f"selects the {which} {score} values"
+            fix = f"use hardest_fraction: {value:g} (the hardest by the score's direction)"
+        else:
+            what = f"keeps {score} {'>=' if rule == 'min_score' else '<='} {value:g}"
+            other = "max_score" if rule == "min_score" else "min_score"
+            fix = f"the hard side of a threshold on {score} is {other}"
+        raise FieldError(
+            rule, f"{what}, which are the easiest samples ({score}: {info.direction}); {fix}"
+        )
 
 
 @dataclass(frozen=True)
 class BinsSpec:
-    """Score bins over the pool (bin 0 = lowest scores).
+    """Score bins over the pool, numbered from the easiest: bin 0 = easiest, always.
 
-    ``count`` equal-count bins by rank, or fixed thresholds ``edges`` (ascending):
-    bin b holds ``edges[b-1] <= score < edges[b]`` (the paper's confusion < 5 vs >= 5
-    is ``edges: [5]``).
+    ``count`` equal-count bins by rank of the score read in its direction, or fixed
+    thresholds ``edges`` (ascending, in the score's units): for a higher-is-harder
+    score bin b holds ``edges[b-1] <= score < edges[b]`` (the paper's confusion < 5 vs
+    >= 5 is ``edges: [5]``); for a lower-is-harder score with B bins the intervals are
+    numbered from the top, ``edges[B-2-b] < score <= edges[B-1-b]``, so bin 0 still
+    holds the easiest (highest) values. A value on an edge always goes to the harder bin.
     """
 
     count: int | None = None
@@ -360,6 +404,21 @@ class SplitsSpec:
             raise FieldError(
                 "score", f"{self.score!r} needs labels; label_free needs a label-free score"
             )
+        try:
+            self.hard.check_direction(self.score)
+        except FieldError as exc:
+            raise exc.prefixed("hard") from None
+
+    def describe(self) -> str:
+        """The hard rule in words, e.g. ``hardest 10% by aum (lower = harder)``."""
+        hard, info = self.hard, get_score(self.score)
+        if hard.rule in FRACTION_RULES:
+            text = f"hardest {100 * hard.value:g}% by {self.score}"
+            if hard.per_class:
+                text += f" within each class (at least {hard.min_per_class})"
+        else:
+            text = f"{self.score} {'>=' if hard.rule == 'min_score' else '<='} {hard.value:g}"
+        return f"{text} ({info.direction})"
 
 
 @dataclass(frozen=True)
@@ -389,7 +448,8 @@ class ScoringSpec:
 class MitigationSpec(MitigationOptions):
     """How an evaluated model is trained: ``erm`` or a confusion-based mitigation.
 
-    ``score`` (one of the run's scores; higher = harder) ranks the training samples;
+    ``score`` (one of the run's scores, read in its own direction: the lowest AUM is
+    the hardest) ranks the training samples;
     ``groupdro`` uses ``groups`` equal-count bins of it and step size ``eta``;
     ``upsample`` repeats the hardest ``hard_fraction`` ``factor`` times per epoch;
     ``curriculum`` trains easy to hard, from ``start_fraction`` of the samples to all
@@ -442,12 +502,18 @@ class EvalModelSpec:
 class EvaluateSpec:
     """Which models are evaluated; ``ensemble`` adds the replicas' final-epoch ensemble.
 
-    ``cpus_per_actor`` and ``gpus_per_actor`` are the defaults of ``hardbench eval``'s
-    prediction actors (the CLI can override them).
+    The ensemble is the scorer itself: its bins are cut from its own confusion, so its
+    row is in-sample and is labelled so, never a transfer result.
+    ``reference_models`` are the models whose ensemble confusion the small ensemble's
+    score is compared with (Kendall's tau): ``larger`` (the default) takes every
+    evaluated model with more parameters than the whole replica ensemble (R times one
+    replica), or list the names. ``cpus_per_actor`` and ``gpus_per_actor`` are the
+    defaults of ``hardbench eval``'s prediction actors (the CLI can override them).
     """
 
     models: list[EvalModelSpec] = field(default_factory=list)
     ensemble: bool = True
+    reference_models: list[str] | str = REFERENCE_LARGER
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
 
@@ -460,6 +526,21 @@ class EvaluateSpec:
             raise FieldError("models", "'ensemble' is reserved for the replicas' ensemble")
         if not self.models and not self.ensemble:
             raise FieldError("models", "nothing to evaluate: list models or set ensemble: true")
+        if isinstance(self.reference_models, str):
+            if self.reference_models != REFERENCE_LARGER:
+                raise FieldError(
+                    "reference_models",
+                    f"must be {REFERENCE_LARGER!r} or a list of evaluated model names, "
+                    f"got {self.reference_models!r}",
+                )
+        else:
+            unknown = [n for n in self.reference_models if n not in names]
+            if unknown or not self.reference_models:
+                raise FieldError(
+                    "reference_models",
+                    f"must name evaluated models ({', '.join(names) or 'none listed'}), "
+                    f"got {self.reference_models}",
+                )
         if not self.cpus_per_actor > 0:
             raise FieldError("cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
         _check_gpus("gpus_per_actor", self.gpus_per_actor)
@@ -495,12 +576,18 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """A whole benchmark: data, seed ensemble, scores, splits, evaluation, tracking."""
+    """A whole benchmark: data, seed ensemble, scores, splits, evaluation, tracking.
+
+    ``score_options`` maps a score to its options (``hardbench scores`` lists them),
+    e.g. ``{el2n: {epoch: 2}, vog: {normalize: none}, forgetting: {counted:
+    during_training}}``; a score left out uses its defaults.
+    """
 
     metadata: Metadata
     replicas: ReplicasSpec
     data: DataSpec = field(default_factory=DataSpec)
     scores: list[str] = field(default_factory=lambda: ["confusion", "action"])
+    score_options: dict = field(default_factory=dict)
     shards: ShardsSpec = field(default_factory=ShardsSpec)
     scoring: ScoringSpec = field(default_factory=ScoringSpec)
     splits: SplitsSpec = field(default_factory=SplitsSpec)
@@ -519,6 +606,7 @@ class BenchmarkSpec:
         if len(set(self.scores)) != len(self.scores):
             raise FieldError("scores", f"must not repeat a score, got {self.scores}")
         epochs = self.replicas.recipe.epochs
+        self._check_score_options(epochs)
         if any(e >= epochs for e in self.shards.grad_epochs):
             raise FieldError(
                 "shards.grad_epochs",
@@ -537,11 +625,12 @@ class BenchmarkSpec:
                 "input gradients are recorded by unpacked replicas only: set "
                 "replicas.pack_size: 1 or drop grad_epochs (and the vog score)",
             )
+        options = self.resolved_score_options()
         if self.shards.mode == "reduced":
             unsupported = [
                 name
                 for name in self.scores
-                if set(get_score(name).needs)
+                if set(get_score(name).inputs(options[name]))
                 - {"mean_entropy", "loss", "margin", "correct", "p_true"}
             ]
             if unsupported:
@@ -567,6 +656,54 @@ class BenchmarkSpec:
                 "splits.score",
                 f"must be one of the computed scores ({', '.join(self.scores)}), got {self.splits.score!r}",
             )
+        if (
+            self.records_presentations
+            and self.splits.score == "forgetting"
+            and self.splits.pool != "train"
+        ):
+            raise FieldError(
+                "splits.pool",
+                "forgetting counted during training exists for training samples only (held-out "
+                f"samples are never presented); cut it from pool: train, not {self.splits.pool!r}",
+            )
+
+    def _check_score_options(self, epochs: int) -> None:
+        if not isinstance(self.score_options, dict):
+            raise FieldError("score_options", "must map score names to their options")
+        for name, given in self.score_options.items():
+            path = f"score_options.{name}"
+            if name not in self.scores:
+                raise FieldError(
+                    path, f"{name!r} is not a computed score ({', '.join(self.scores)})"
+                )
+            if not isinstance(given, dict):
+                raise FieldError(path, f"must be a mapping of options, got {given!r}")
+            try:
+                resolved = get_score(name).resolve_options(given)
+            except ValueError as exc:
+                raise FieldError(path, str(exc)) from None
+            epoch = resolved.get("epoch")
+            if epoch is not None and not -epochs <= epoch < epochs:
+                raise FieldError(
+                    f"{path}.epoch",
+                    f"must be in [{-epochs}, {epochs}) for {epochs} epochs, got {epoch}",
+                )
+        if self.records_presentations and self.shards.mode != "full":
+            raise FieldError(
+                "score_options.forgetting.counted",
+                "during_training records are stored in full shards only (shards.mode: full), "
+                f"not {self.shards.mode!r}",
+            )
+
+    def resolved_score_options(self) -> dict[str, dict]:
+        """Every computed score's options, defaults filled in."""
+        return {n: get_score(n).resolve_options(self.score_options.get(n)) for n in self.scores}
+
+    @property
+    def records_presentations(self) -> bool:
+        """Whether the replicas record mini-batch presentations (Toneva forgetting)."""
+        opts = self.score_options.get("forgetting") or {}
+        return "forgetting" in self.scores and opts.get("counted") == "during_training"
 
     def to_dict(self) -> dict:
         """The resolved spec as plain YAML-ready data (recipes flattened as in the files)."""

@@ -53,6 +53,11 @@ def fetch_model_runs(
         {
             "build": r.data.tags.get("hardbench.run_id", "?"),
             "model": r.data.tags["hardbench.model"],
+            # builds logged before the tag existed: their ensemble is the scorer too
+            "in_sample": r.data.tags.get(
+                "hardbench.in_sample", str(r.data.tags.get("hardbench.kind") == "ensemble")
+            ).lower()
+            == "true",
             "start_time": r.info.start_time,
             **r.data.metrics,
         }
@@ -67,7 +72,13 @@ def fetch_model_runs(
 
 
 def format_compare_table(rows: list[dict]) -> str:
-    """Robustness table: per (build, model) error overall, on the hard split, the gap, per bin."""
+    """Robustness table: per (build, model) size, error overall, on the hard split, the gap, per bin.
+
+    Bins run from the easiest (0) to the hardest. A build's own replica ensemble is
+    marked ``(scorer, in-sample)``: its bins were cut from its own score.
+    """
+    from engine.evaluation.evaluate import display_name, format_params
+
     n_bins = max(
         (int(k.split("_")[-1]) + 1 for r in rows for k in r if k.startswith("error_bin_")),
         default=0,
@@ -79,17 +90,20 @@ def format_compare_table(rows: list[dict]) -> str:
     def num(v: float | None) -> str:
         return "n/a" if v is None or math.isnan(v) else f"{v:+.3f}"
 
+    names = [display_name(r) for r in rows]
     build_w = max(len("build"), *(len(r["build"]) for r in rows)) + 2
-    model_w = max(len("model"), *(len(r["model"]) for r in rows)) + 2
+    model_w = max(len("model"), *(len(n) for n in names)) + 2
     head = (
-        f"{'build':<{build_w}}{'model':<{model_w}}{'all':>8}{'hard':>8}{'rest':>8}{'gap':>8}"
+        f"{'build':<{build_w}}{'model':<{model_w}}{'params':>8}{'all':>8}{'hard':>8}{'rest':>8}{'gap':>8}"
         + "".join(f"{'bin ' + str(b):>8}" for b in range(n_bins))
         + f"{'rho':>8}{'AUROC':>8}"
     )
     lines = [head, "-" * len(head)]
-    for r in rows:
+    for r, name in zip(rows, names, strict=True):
+        params = r.get("params")
         lines.append(
-            f"{r['build']:<{build_w}}{r['model']:<{model_w}}"
+            f"{r['build']:<{build_w}}{name:<{model_w}}"
+            f"{format_params(None if params is None else int(params)):>8}"
             f"{pct(r.get('error_all')):>8}{pct(r.get('error_hard')):>8}{pct(r.get('error_rest')):>8}"
             f"{pct(r.get('hard_minus_rest')):>8}"
             + "".join(f"{pct(r.get(f'error_bin_{b}')):>8}" for b in range(n_bins))

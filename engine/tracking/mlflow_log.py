@@ -98,7 +98,11 @@ def log_model_run(
             Param("model", ev["model"]),
             *(Param(f"mitigation.{k}", str(v)) for k, v in ev.get("mitigation", {}).items()),
         ],
-        tags=[RunTag("hardbench.kind", "ensemble" if ev["model"] == "ensemble" else "model")],
+        tags=[
+            RunTag("hardbench.kind", "ensemble" if ev["model"] == "ensemble" else "model"),
+            # the replicas' own ensemble is scored on bins cut from its own score
+            RunTag("hardbench.in_sample", "true" if ev.get("in_sample") else "false"),
+        ],
     )
     if model_dir is not None:
         client.log_artifacts(cid, str(model_dir), artifact_path="model")

@@ -30,15 +30,30 @@ def _img(path: Path) -> str:
 
 
 def plot_kendall_scatter(
-    small: np.ndarray, large: np.ndarray, tau: float, models: list[str], path: Path
+    small: np.ndarray,
+    large: np.ndarray,
+    tau: float,
+    models: list[str],
+    path: Path,
+    *,
+    score: str = "confusion",
 ) -> Path:
-    """Scatter of the small ensemble's confusion against the large models' (Figure 3)."""
+    """Scatter of the small ensemble's score against the reference models' confusion (Figure 3).
+
+    The x axis runs towards harder samples whatever the score's direction (reversed
+    for a lower-is-harder score), so a rising cloud means tau > 0.
+    """
+    from engine.scores import get_score
+
+    info = get_score(score)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(small, large, s=6, alpha=0.5)
-    ax.set_xlabel("small ensemble confusion")
-    ax.set_ylabel(f"large models' confusion ({', '.join(models)})")
-    ax.set_title(f"Kendall tau = {tau:.3f}")
+    if not info.higher_is_harder:
+        ax.invert_xaxis()
+    ax.set_xlabel(f"small ensemble {score} ({info.direction}; harder to the right)")
+    ax.set_ylabel(f"reference models' confusion ({', '.join(models)})")
+    ax.set_title(f"Kendall tau (hardness) = {tau:.3f}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -65,6 +80,14 @@ def plot_data_map(
     return path
 
 
+def hardest_first(labels: np.ndarray, score: np.ndarray, score_name: str, cls: int) -> np.ndarray:
+    """Indices of class ``cls``'s samples from the hardest to the easiest by ``score_name``."""
+    from engine.scores import hardness
+
+    idx = np.flatnonzero(labels == cls)
+    return idx[np.argsort(-hardness(score_name, score[idx]), kind="stable")]
+
+
 def plot_extreme_samples(
     inputs: np.ndarray,
     labels: np.ndarray,
@@ -73,15 +96,16 @@ def plot_extreme_samples(
     score_name: str,
     path: Path,
 ) -> Path:
-    """Per class, the hardest (highest score) and easiest samples as images (Figure 1)."""
+    """Per class, the hardest and easiest samples by the score's direction, as images (Figure 1)."""
+    from engine.scores import get_score
+
     plt = _pyplot()
     k = SAMPLES_PER_CLASS
     classes = list(range(len(class_names)))
     fig, axes = plt.subplots(len(classes), 2 * k, figsize=(2 * k * 0.9, len(classes) * 0.95))
     axes = np.atleast_2d(axes)
     for row, cls in enumerate(classes):
-        idx = np.flatnonzero(labels == cls)
-        order = idx[np.argsort(-score[idx], kind="stable")]
+        order = hardest_first(labels, score, score_name, cls)
         picks = list(order[:k]) + [None] * max(0, k - len(order)) + list(order[::-1][:k])
         for col, i in enumerate(picks[: 2 * k]):
             ax = axes[row, col]
@@ -95,7 +119,9 @@ def plot_extreme_samples(
             -0.5, 0.5, class_names[cls], transform=axes[row, 0].transAxes, ha="right", va="center"
         )
     fig.suptitle(
-        f"hardest {k} (left) and easiest {k} (right) per class by {score_name}", fontsize=9
+        f"hardest {k} (left) and easiest {k} (right) per class by {score_name} "
+        f"({get_score(score_name).direction})",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -110,8 +136,7 @@ def _extreme_texts(pool: pa.Table, score_name: str, class_names: list[str]) -> s
     texts = pool.column("text").to_pylist()
     rows = []
     for cls, name in enumerate(class_names):
-        idx = np.flatnonzero(labels == cls)
-        order = idx[np.argsort(-score[idx], kind="stable")]
+        order = hardest_first(labels, score, score_name, cls)
         for kind, picks in (("hardest", order[:SAMPLES_PER_CLASS]),
                             ("easiest", order[::-1][:SAMPLES_PER_CLASS])):  # fmt: skip
             for i in picks:
@@ -126,8 +151,13 @@ def _extreme_texts(pool: pa.Table, score_name: str, class_names: list[str]) -> s
 
 
 def _eval_table(evaluations: list[dict]) -> str:
+    from engine.evaluation.evaluate import display_name, format_params
+
     def pct(x: float) -> str:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+    def num(x: float | None) -> str:
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
     nb = len(evaluations[0]["error_per_bin"]) if evaluations else 0
     head = "".join(f"<th>bin {b}</th>" for b in range(nb))
@@ -136,13 +166,20 @@ def _eval_table(evaluations: list[dict]) -> str:
         lo, hi = ev.get("error_hard_ci95", [math.nan, math.nan])
         cells = "".join(f"<td>{pct(e)}</td>" for e in ev["error_per_bin"])
         rows.append(
-            f"<tr><td>{html.escape(ev['model'])}</td><td>{pct(ev['error_all'])}</td>"
+            f"<tr><td>{html.escape(display_name(ev))}</td><td>{format_params(ev.get('params'))}</td>"
+            f"<td>{pct(ev['error_all'])}</td>"
             f"<td>{pct(ev['error_hard'])} [{pct(lo)}, {pct(hi)}]</td><td>{pct(ev['error_rest'])}</td>{cells}"
-            f"<td>{ev['pearson_rho']:.3f}</td><td>{ev['auroc_score_error']:.3f}</td></tr>"
+            f"<td>{num(ev['pearson_rho'])}</td><td>{num(ev['auroc_score_error'])}</td></tr>"
         )
+    note = (
+        "<p><small>(scorer, in-sample): the replicas' own ensemble, evaluated on bins cut from "
+        "its own score; it is not a transfer result and is left out of the figures.</small></p>"
+        if any(ev.get("in_sample") for ev in evaluations)
+        else ""
+    )
     return (
-        "<table><tr><th>model</th><th>all</th><th>hard [95% CI]</th><th>rest</th>"
-        f"{head}<th>Pearson rho</th><th>AUROC</th></tr>{''.join(rows)}</table>"
+        "<table><tr><th>model</th><th>params</th><th>all</th><th>hard [95% CI]</th><th>rest</th>"
+        f"{head}<th>Pearson rho</th><th>AUROC</th></tr>{''.join(rows)}</table>{note}"
     )
 
 
@@ -190,9 +227,9 @@ def build_report(run_dir: Path | str) -> Path:
         preds = pq.read_table(preds_path)
         small = scores.column(score_name).to_numpy()[preds.column("sample_id").to_numpy()]
         sections.append(
-            ("Small vs large ensemble", plot_kendall_scatter(
+            ("Small ensemble vs reference models", plot_kendall_scatter(
                 small, preds.column("large_confusion").to_numpy(), transfer.get("kendall_tau_small_large", math.nan),
-                transfer.get("large_models", []), figures / "kendall.png")),
+                transfer.get("reference_models", []), figures / "kendall.png", score=score_name)),
         )  # fmt: skip
     if all(f in scores.column_names for f in DATA_MAP_FIELDS):
         sections.append(
@@ -227,9 +264,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:10
 <h1>hardbench report: {html.escape(card["name"])}</h1>
 <p>{html.escape(card["description"])}</p>
 <p>run <code>{html.escape(card["run_id"])}</code>, git <code>{html.escape(str(card["provenance"]["git"]["commit"]))}</code>;
-hard split: <code>{html.escape(json.dumps(sp["hard_rule"]))}</code> on the {html.escape(sp["pool"])} pool by
-<code>{html.escape(score_name)}</code> ({sp["hard"]["count"]} of {sp["pool_size"]} samples).</p>
-<h2>Top-1 error</h2>{_eval_table(card["evaluation"])}
+hard split: {html.escape(sp.get("hard_rule_text") or json.dumps(sp["hard_rule"]))} on the {html.escape(sp["pool"])} pool
+({sp["hard"]["count"]} of {sp["pool_size"]} samples); bins run from the easiest (0) to the hardest.</p>
+<h2>Top-1 error by {html.escape(score_name)} bin</h2>{_eval_table(card["evaluation"])}
 {body}
 <script>{_RENDER_CHECK}</script>
 </body></html>

@@ -17,6 +17,7 @@ from torch import nn
 
 from engine._util import FieldError
 from engine.models import create_model
+from engine.scores.dynamics import NOT_PRESENTED
 
 if TYPE_CHECKING:
     from engine.training.mitigation import Mitigation
@@ -94,6 +95,7 @@ class TrainRecipe:
 
 EpochCallback = Callable[[int, np.ndarray, "np.ndarray | None"], None]
 CheckpointCallback = Callable[[int, dict], None]
+PresentationCallback = Callable[[int, np.ndarray], None]  # (epoch, int8 records (N_train,))
 
 
 def _make_optimizer(recipe: TrainRecipe, model: nn.Module) -> torch.optim.Optimizer:
@@ -124,6 +126,7 @@ def train(
     report_epochs: Collection[int] | None = None,
     until_epoch: int | None = None,
     mitigation: Mitigation | None = None,
+    on_presentations: PresentationCallback | None = None,
 ) -> nn.Module:
     """Train ``recipe.model`` on (x_train, y_train), reporting scoring-set logits each epoch.
 
@@ -156,6 +159,13 @@ def train(
         mitigation: GroupDRO, upsampling or a curriculum over the training samples
             (``engine.training.mitigation``); it sets each epoch's sample order and the
             batch loss, and the cosine schedule spans its expected number of steps.
+        on_presentations: Called as ``on_presentations(epoch, records)`` after each
+            epoch's steps (before ``on_checkpoint`` and ``on_epoch``): int8 (N_train,)
+            records of whether each training sample was classified correctly by the
+            forward pass of the mini-batch that held it, before that step's update (1
+            right, 0 wrong, ``NOT_PRESENTED`` if no batch held it; the last presentation
+            of the epoch counts). This is how Toneva et al. (2019) count forgetting.
+            Checkpoints carry the records, so a resumed run reports them too.
 
     Returns:
         The trained model in eval mode.
@@ -211,6 +221,8 @@ def train(
         if "cuda_rng" in resume and torch.device(device).type == "cuda":
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
         start_epoch = int(resume["epoch"]) + 1
+        if on_presentations is not None and "presented" in resume:
+            on_presentations(start_epoch - 1, resume["presented"].numpy())
         report(start_epoch - 1)  # the checkpointed epoch may not have been predicted yet
     last = recipe.epochs - 1 if until_epoch is None else min(until_epoch, recipe.epochs - 1)
     for epoch in range(start_epoch, last + 1):
@@ -219,11 +231,18 @@ def train(
             perm = torch.randperm(len(xt), generator=order_gen).to(device)
         else:
             perm = mitigation.epoch_order(epoch, recipe.epochs, order_gen).to(device)
+        presented = (
+            None
+            if on_presentations is None
+            else torch.full((len(xt),), NOT_PRESENTED, dtype=torch.int8, device=device)
+        )
         for start in range(0, len(perm), recipe.batch_size):
             idx = perm[start : start + recipe.batch_size]
             if len(idx) < 2 and _has_batchnorm(model):
                 continue  # BatchNorm cannot normalise a batch of one
             logits = model(xt[idx])
+            if presented is not None:
+                presented[idx] = (logits.detach().argmax(dim=1) == yt[idx]).to(torch.int8)
             if mitigation is None:
                 loss = F.cross_entropy(logits, yt[idx])
             else:
@@ -233,6 +252,8 @@ def train(
             optimizer.step()
             if scheduler.last_epoch < total_steps:  # a longer-than-expected epoch stays at 0
                 scheduler.step()
+        if presented is not None:
+            on_presentations(epoch, presented.cpu().numpy())
         if on_checkpoint is not None:
             state = {
                 "epoch": epoch,
@@ -243,6 +264,8 @@ def train(
                 "order_rng": order_gen.get_state(),
                 "torch_rng": torch.get_rng_state(),
             }
+            if presented is not None:
+                state["presented"] = presented.cpu()
             if torch.device(device).type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state(device)
             on_checkpoint(epoch, state)

@@ -1,7 +1,8 @@
 """Confusion-based mitigation for any training recipe: GroupDRO, upsampling, curriculum.
 
-Each method uses a per-training-sample difficulty score from a finished run (the
-confusion score by default; higher = harder):
+Each method uses a per-training-sample hardness from a finished run: the confusion
+score by default, any score read in its own direction through
+:func:`engine.scores.hardness` (higher = harder here, always):
 
 - ``groupdro`` (Sagawa et al., 2020, online algorithm): samples are grouped by
   equal-count quantile bins of the score (the paper's two groups, confusion < 5 vs
@@ -152,7 +153,8 @@ class Mitigation:
 
     Args:
         method: One of ``METHODS``.
-        scores: Float (N_train,) difficulty of each training sample (higher = harder).
+        scores: Float (N_train,) hardness of each training sample (higher = harder:
+            orient a lower-is-harder score with :func:`engine.scores.hardness` first).
         options: Its settings (defaults: ``MitigationOptions()``).
     """
 

@@ -22,6 +22,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from engine.models import create_model
+from engine.scores.dynamics import NOT_PRESENTED
 from engine.training.classification import (
     INFER_BATCH_SIZE,
     TrainRecipe,
@@ -97,6 +98,7 @@ def train_packed(
     on_checkpoint: Callable[[int, dict], None] | None = None,
     report_epochs: Collection[int] | None = None,
     until_epoch: int | None = None,
+    on_presentations: Callable[[int, np.ndarray], None] | None = None,
 ) -> PackedEnsemble:
     """Train ``len(seeds)`` replicas of ``recipe.model`` at once; replica r uses ``seeds[r]``.
 
@@ -115,6 +117,9 @@ def train_packed(
             steps; ``state`` loads with ``torch.load(weights_only=True)``.
         report_epochs: Epochs whose predictions ``on_epoch`` receives (default all).
         until_epoch: Stop after this epoch (the schedule still spans ``recipe.epochs``).
+        on_presentations: Called as ``on_presentations(epoch, records)`` after each
+            epoch's steps with int8 (R, N_train) presentation records, as in
+            :func:`engine.training.train` (1 right, 0 wrong, -1 not presented).
 
     Returns:
         The trained ensemble.
@@ -170,34 +175,45 @@ def train_packed(
         for g, state in zip(gens, resume["order_rng"], strict=True):
             g.set_state(state)
         start_epoch = int(resume["epoch"]) + 1
+        if on_presentations is not None and "presented" in resume:
+            on_presentations(start_epoch - 1, resume["presented"].numpy())
         report(start_epoch - 1)
 
-    def loss_one(params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(pack._forward_one(params, buffers, x), y)
+    def loss_one(
+        params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = pack._forward_one(params, buffers, x)
+        return F.cross_entropy(logits, y), (logits.argmax(dim=1) == y).to(torch.int8)
 
     batched_loss = vmap(loss_one)
     last = recipe.epochs - 1 if until_epoch is None else min(until_epoch, recipe.epochs - 1)
     for epoch in range(start_epoch, last + 1):
         perms = torch.stack([torch.randperm(len(xt), generator=g) for g in gens]).to(device)
+        presented = torch.full(
+            (len(seeds), len(xt)), NOT_PRESENTED, dtype=torch.int8, device=device
+        )
         for start in range(0, len(xt), recipe.batch_size):
             idx = perms[:, start : start + recipe.batch_size]  # (R, B)
-            losses = batched_loss(pack.params, pack.buffers, xt[idx], yt[idx])  # (R,)
+            losses, correct = batched_loss(pack.params, pack.buffers, xt[idx], yt[idx])  # (R,)
+            presented.scatter_(1, idx, correct.detach())
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # replica r's gradient only reaches its own slice
             optimizer.step()
             scheduler.step()
+        if on_presentations is not None:
+            on_presentations(epoch, presented.cpu().numpy())
         if on_checkpoint is not None:
-            on_checkpoint(
-                epoch,
-                {
-                    **key,
-                    "epoch": epoch,
-                    "params": {k: v.detach() for k, v in pack.params.items()},
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "order_rng": [g.get_state() for g in gens],
-                },
-            )
+            state = {
+                **key,
+                "epoch": epoch,
+                "params": {k: v.detach() for k, v in pack.params.items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "order_rng": [g.get_state() for g in gens],
+            }
+            if on_presentations is not None:
+                state["presented"] = presented.cpu()
+            on_checkpoint(epoch, state)
         report(epoch)
     return pack
 

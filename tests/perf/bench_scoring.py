@@ -106,7 +106,7 @@ def write_synthetic_run(
             blocks = write_epoch_shards(
                 run_dir, replica=ri, epoch=ei, probs=probs, loss=loss, labels=labels,
                 margin=margins_from_logits(labels, logits), block_size=block_size, probs_dtype="float16",
-                fmt=fmt,
+                fmt=fmt, pred=logits.argmax(axis=1),
             )  # fmt: skip
             record_epoch(run_dir, replica=ri, epoch=ei, blocks=blocks)
         print(f"  wrote replica {ri + 1}/{r} ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -14,7 +14,7 @@ def test_digits_spec_is_the_issue_default():
     assert spec.metadata.name == "digits"
     assert spec.replicas.count == 5 and spec.replicas.recipe.epochs == 20
     assert spec.replicas.seeds() == [0, 1, 2, 3, 4]
-    assert spec.splits.hard.top_fraction == 0.1 and spec.splits.bins.count == 5
+    assert spec.splits.hard.hardest_fraction == 0.1 and spec.splits.bins.count == 5
     assert spec.scores[:2] == ["confusion", "action"] and "vog" in spec.scores
     assert spec.shards.grad_epochs == [4, 9, 14, 19]
     assert [m.recipe.model for m in spec.evaluate.models] == [
@@ -63,7 +63,10 @@ def test_resolved_spec_round_trips():
         ),
         ("splits.pool=test", r"splits\.pool: must be one of heldout, train, all, got 'test'"),
         ("splits.score=action", None),
-        ("splits.hard.top_fraction=1.5", r"splits\.hard\.top_fraction: must be in \(0, 1\)"),
+        (
+            "splits.hard.hardest_fraction=1.5",
+            r"splits\.hard\.hardest_fraction: must be in \(0, 1\)",
+        ),
         ("data.source=mnist", r"data\.source: must be one of rotten_tomatoes, sklearn_digits"),
         ("evaluate.models=[{name: a}]", r"evaluate\.models\[0\]\.model: is required"),
         ("metadata.version=2", r"metadata\.version: this engine reads spec version 1"),
@@ -112,7 +115,7 @@ def test_bad_override_syntax():
 
 def test_hard_rules_and_label_free_validation():
     spec = load_spec(
-        DIGITS, ["splits.hard={top_fraction: null, bottom_fraction: 0.2}", "splits.score=aum"]
+        DIGITS, ["splits.hard={hardest_fraction: null, bottom_fraction: 0.2}", "splits.score=aum"]
     )
     assert spec.splits.hard.rule == "bottom_fraction"
     with pytest.raises(

@@ -75,7 +75,8 @@ def test_models_with_running_statistics_are_not_packed(digits):
                      digits.labels[tr], num_classes=10)  # fmt: skip
 
 
-REDUCIBLE = ["confusion", "action", "aum", "forgetting", "confidence", "variability", "correctness"]
+REDUCIBLE = ["confusion", "action", "aum", "forgetting", "confidence", "variability", "correctness",
+             "self_confidence"]  # fmt: skip
 
 
 def _pack_run(tmp_path, mode, fmt="parquet"):
@@ -137,10 +138,14 @@ def test_shard_modes_give_the_same_scores_and_reduced_is_smallest(tmp_path):
 def test_reduced_mode_refuses_scores_it_cannot_compute():
     from engine.splits import SpecError, load_spec
 
-    with pytest.raises(SpecError, match=r"el2n, self_confidence.* need K-sized probabilities"):
+    with pytest.raises(SpecError, match=r"el2n, normalized_margin need K-sized probabilities"):
         load_spec("tests/fixtures/tiny.yaml", ["replicas.pack_size=all", "shards.mode=reduced",
                                                "shards.grad_epochs=[]",
-                                               "scores=[confusion,el2n,self_confidence]"])  # fmt: skip
+                                               "scores=[confusion,el2n,normalized_margin]"])  # fmt: skip
+    # self_confidence needs only p(label), which reduced shards keep as the loss
+    load_spec("tests/fixtures/tiny.yaml", ["replicas.pack_size=all", "shards.mode=reduced",
+                                           "shards.grad_epochs=[]",
+                                           "scores=[confusion,self_confidence]"])  # fmt: skip
     with pytest.raises(SpecError, match=r"needs replicas\.pack_size: all"):
         load_spec("tests/fixtures/tiny.yaml", ["shards.mode=mean", "shards.grad_epochs=[]"])
     with pytest.raises(SpecError, match="input gradients are recorded by unpacked replicas"):
