@@ -509,9 +509,7 @@ class BlockReader:
             for path, part in parts[1:]:
                 _check_same(ref_path, ref, path, part)
             stacked = {
-                name: np.stack([p[name] for _, p in parts]).astype(np.float64)
-                if all(p[name] is not None for _, p in parts)
-                else None
+                name: None if (v := _stacked(parts, name)) is None else v.astype(np.float64)
                 for name in ("loss", "margin")
             }
             if stacked["loss"] is not None and any(p["top_k"] for _, p in parts):

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.data import ClassificationData
-from engine.scores import get_score, hardness
+from engine.scores import hardness
 from engine.shards import atomic_write_table
 from engine.splits.selectors import edge_bins, per_class, quantile_bins, threshold, top_fraction
 from engine.splits.spec import FRACTION_RULES, BinsSpec, HardSpec, SplitsSpec
@@ -36,8 +36,8 @@ class BuiltSplits:
         is_hard: Bool (P,).
         bin_edges: (count, 2) min and max score in each bin (NaN for an empty bin).
         files: Split name -> path written (Parquet files and export directories).
-        score_name: The splitting score's registry name.
-        higher_is_harder: Its direction.
+        score_name: The splitting score's registry name (its direction orients
+            :attr:`hardness`).
     """
 
     sample_ids: np.ndarray
@@ -48,12 +48,11 @@ class BuiltSplits:
     bin_edges: np.ndarray
     files: dict[str, Path]
     score_name: str = "confusion"
-    higher_is_harder: bool = True
 
     @property
     def hardness(self) -> np.ndarray:
         """Float64 (P,) the splitting score oriented so that higher = harder."""
-        return self.score if self.higher_is_harder else -self.score
+        return hardness(self.score_name, self.score)
 
 
 def select_hard(
@@ -135,7 +134,6 @@ def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
         bin_edges=bin_ranges(score, bins, spec.bins.count),
         files={p.stem: p for p in splits_dir.glob("*.parquet")},
         score_name=spec.score,
-        higher_is_harder=get_score(spec.score).higher_is_harder,
     )
 
 
@@ -218,7 +216,6 @@ def build_splits(
         bin_edges=edges,
         files=files,
         score_name=spec.score,
-        higher_is_harder=get_score(spec.score).higher_is_harder,
     )
 
 
