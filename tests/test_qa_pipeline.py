@@ -120,3 +120,9 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_refused(ray_local, tmp_path)
     assert json.loads((tmp_path / "gpu" / "run.json").read_text())["status"] == "failed"
     with pytest.raises(SpecError, match=r"replicas.gpus: must be in \[0, 1\]"):
         load_spec(SPEC, ["replicas.gpus=2"])
+
+
+def test_scores_and_splits_equal_the_golden_values(qa_run):
+    from tests.golden import check_golden
+
+    check_golden("tiny-qa", qa_run.run_dir)

@@ -81,3 +81,9 @@ def test_splits_rouge_report_and_mlflow(s2s_run):
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("hardbench-tests")
     assert len(client.search_runs([exp.experiment_id])) == 2  # parent + generator
+
+
+def test_scores_and_splits_equal_the_golden_values(s2s_run):
+    from tests.golden import check_golden
+
+    check_golden("tiny-seq2seq", s2s_run.run_dir)

@@ -98,3 +98,9 @@ def test_a_local_hf_classifier_reads_the_texts_with_its_own_tokenizer(text_run, 
     with pytest.raises(RunSetupError, match=r"no tokenizer in .*model-only"):
         evaluate_model_on_run(text_run.run_dir, model="hf_sequence_classifier",
                               model_kwargs={"path": str(no_tok)})  # fmt: skip
+
+
+def test_scores_and_splits_equal_the_golden_values(text_run):
+    from tests.golden import check_golden
+
+    check_golden("tiny-text", text_run.run_dir)

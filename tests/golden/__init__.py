@@ -1,0 +1,68 @@
+"""Golden values of the bundled specs: scores and splits that a refactor must not move.
+
+``check_golden(name, run_dir)`` compares a finished run's ``scores.parquet`` and split
+membership with ``tests/golden/<name>.parquet``, written from the engine before the
+lifecycle refactor of issue 15. On the CPU kind the files were written on (torch's
+CPU capability is stored with them) every value must be bit-identical; on another
+kind, floating-point kernels may differ in the last bits, so scores must agree to
+1e-6 and split membership for all but 1% of the pool. ``HARDBENCH_WRITE_GOLDEN=1``
+rewrites the file instead (only when a change of results is intended and explained).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+GOLDEN_DIR = Path(__file__).resolve().parent
+SPLIT_COLUMNS = ("bin", "is_hard")  # per pool sample, from benchmark/splits/pool.parquet
+META_KEY = b"hardbench_golden"
+
+
+def _capability() -> str:
+    import torch
+
+    return f"{torch.__version__} {torch.backends.cpu.get_cpu_capability()}"
+
+
+def _snapshot(run_dir: Path) -> pa.Table:
+    """The run's scores with each sample's pool bin and hard flag (-1 outside the pool)."""
+    scores = pq.read_table(run_dir / "scores.parquet")
+    pool = pq.read_table(run_dir / "benchmark" / "splits" / "pool.parquet")
+    pool_ids = pool.column("sample_id").to_numpy()
+    ids = scores.column("sample_id").to_numpy()
+    pos = np.searchsorted(ids, pool_ids)
+    hard_column = "is_hard" if "is_hard" in pool.column_names else "hard"
+    bins = np.full(len(ids), -1, np.int64)
+    bins[pos] = pool.column("bin").to_numpy()
+    hard = np.full(len(ids), -1, np.int64)
+    hard[pos] = pool.column(hard_column).to_numpy(zero_copy_only=False).astype(np.int64)
+    return scores.append_column("bin", pa.array(bins)).append_column("is_hard", pa.array(hard))
+
+
+def check_golden(name: str, run_dir: Path | str) -> None:
+    """Assert that the run's scores and splits equal the golden ones (see module doc)."""
+    path = GOLDEN_DIR / f"{name}.parquet"
+    got = _snapshot(Path(run_dir))
+    if os.environ.get("HARDBENCH_WRITE_GOLDEN") == "1":
+        meta = {META_KEY: json.dumps({"capability": _capability()}).encode()}
+        pq.write_table(got.replace_schema_metadata(meta), path, compression="zstd")
+        return
+    want = pq.read_table(path)
+    same_kind = json.loads(want.schema.metadata[META_KEY])["capability"] == _capability()
+    assert got.column_names == want.column_names, (got.column_names, want.column_names)
+    assert got.num_rows == want.num_rows
+    for column in want.column_names:
+        a = got.column(column).to_numpy(zero_copy_only=False)
+        b = want.column(column).to_numpy(zero_copy_only=False)
+        if same_kind or column in ("sample_id", "split", "label"):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: {column}")
+        elif column in SPLIT_COLUMNS or column == "ensemble_pred":
+            assert np.mean(a != b) <= 0.01, f"{name}: {column} moved for {np.mean(a != b):.2%}"
+        else:
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=f"{name}: {column}")
