@@ -211,36 +211,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from engine.scores import get_score
-    from engine.splits import load_spec
+    from engine.spec import load_spec
 
     spec = load_spec(args.spec, args.overrides)
     r = spec.replicas
-    task = getattr(spec, "task", "classification")
-    if task in ("qa", "seq2seq"):
-        kind = "span readers" if task == "qa" else "encoder-decoders"
-        direction = get_score(spec.splits.score).direction
-        print(
-            f"{args.spec}: valid {task} spec {spec.metadata.name!r}: {r.count} {kind} "
-            f"(dim {r.recipe.dim}, {r.recipe.layers} layers), {r.recipe.epochs} epochs on "
-            f"{spec.data.source}, scores {', '.join(spec.scores)}, hard = hardest "
-            f"{100 * spec.splits.hard_fraction:g}% by {spec.splits.score} ({direction}), "
-            f"{spec.splits.bins} bins, evaluating "
-            f"{', '.join((['ensemble'] if task == 'qa' else []) + [m.name for m in spec.models])}"
-        )
-        return 0
+    models = [m.name for m in spec.evaluate.models]
+    if spec.evaluate.ensemble:
+        models.append("ensemble (scorer, in-sample)")
     print(
-        f"{args.spec}: valid spec {spec.metadata.name!r}: {r.count} x {r.recipe.model} replicas, "
-        f"{r.recipe.epochs} epochs, scores {', '.join(spec.scores)}, "
-        f"hard = {spec.splits.describe()}, {spec.splits.bins.count} bins, "
-        f"evaluating {', '.join([m.name for m in spec.evaluate.models] + (['ensemble (scorer, in-sample)'] if spec.evaluate.ensemble else []))}"
+        f"{args.spec}: valid {spec.task.name} spec {spec.metadata.name!r}: {r.count} replicas "
+        f"({r.recipe.describe()}), {r.recipe.epochs} epochs on {spec.data.source}, "
+        f"scores {', '.join(spec.scores)}, hard = {spec.splits.describe()}, "
+        f"{spec.splits.bins.count} bins, evaluating {', '.join(models) or 'nothing'}"
     )
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from engine.pipeline import RunSetupError, resume_run, run_benchmark
-    from engine.splits import load_spec
+    from engine.spec import load_spec
 
     if (args.spec is None) == (args.resume is None):
         print("hardbench: give a SPEC, or --resume RUN_DIR (not both)", file=sys.stderr)
@@ -271,7 +260,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             spec = load_spec(result.run_dir / "spec.yaml")
         else:
             spec = load_spec(args.spec, args.overrides)
-            if getattr(spec, "task", "classification") in ("qa", "seq2seq"):
+            if spec.task.name != "classification":
                 return _run_text(args, spec, log)
             result = run_benchmark(
                 spec,
@@ -304,7 +293,9 @@ def _run_text(args: argparse.Namespace, spec: object, log: Callable[[str], None]
     from engine.pipeline_text import run_text_benchmark
 
     if args.output:
-        print(f"hardbench: --output is not supported for {spec.task} runs yet", file=sys.stderr)
+        print(
+            f"hardbench: --output is not supported for {spec.task.name} runs yet", file=sys.stderr
+        )
         return EXIT_BAD_INPUT
     result = run_text_benchmark(
         spec,
@@ -431,7 +422,7 @@ def _has_address(args: argparse.Namespace) -> bool:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     from engine.distributed.jobs import JobSubmitError, follow, submit_build
-    from engine.splits import SpecError, load_spec
+    from engine.spec import SpecError, load_spec
 
     if not _has_address(args):
         return EXIT_BAD_INPUT
@@ -633,7 +624,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hardbench`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    from engine.splits import SpecError
+    from engine.spec import SpecError
 
     try:
         return COMMANDS[args.command](args)

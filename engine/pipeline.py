@@ -32,6 +32,7 @@ from engine.evaluation import evaluate_predictions, kendall_tau
 from engine.shards import atomic_write_bytes, atomic_write_table, consolidate_manifest, num_blocks
 from engine.shards.integrity import manifest_checksums, quarantine_shards, verify_shards
 from engine.shards.provenance import provenance
+from engine.spec import CREDENTIALS_IN_URI, BenchmarkSpec
 from engine.splits.builder import (
     BENCHMARK_DIR,
     BuiltSplits,
@@ -40,7 +41,6 @@ from engine.splits.builder import (
     read_input_shape,
 )
 from engine.splits.card import make_card, write_card
-from engine.splits.spec import CREDENTIALS_IN_URI, BenchmarkSpec
 from engine.storage import StorageError, check_new_destination, download_run, is_uri, mirror_run
 from engine.tracking import log_benchmark_run
 from engine.tracking.mlflow_log import reconnect_uri
@@ -74,12 +74,12 @@ class RunResult:
 
 def _run_spec(run_dir: Path) -> BenchmarkSpec:
     """The classification spec a run was made with; QA runs are refused with a clear error."""
-    from engine.splits import load_spec
+    from engine.spec import load_spec
 
     spec = load_spec(run_dir / SPEC_FILE)
-    if getattr(spec, "task", "classification") != "classification":
+    if spec.task.name != "classification":
         raise RunSetupError(
-            f"{run_dir} is a {spec.task} run: this command supports classification runs only "
+            f"{run_dir} is a {spec.task.name} run: this command supports classification runs only "
             "(a QA run's results are complete when `hardbench run` returns)"
         )
     return spec
@@ -261,7 +261,7 @@ def score_existing_run(
     spec = _run_spec(run_dir)
     for name in scores or []:
         get_score(name)
-    data = spec.data.load()
+    data = spec.load_data()
     with ray_session(num_cpus):
         _, scored_on = _score_stage(
             run_dir,
@@ -310,7 +310,7 @@ def reference_models(
     Returns:
         ``(names, rule)``: the reference models in spec order, and the rule in words.
     """
-    from engine.splits.spec import REFERENCE_LARGER
+    from engine.spec import REFERENCE_LARGER
 
     chosen = spec.evaluate.reference_models
     if chosen != REFERENCE_LARGER:
@@ -348,7 +348,7 @@ def run_num_classes(run_dir: Path, spec: BenchmarkSpec) -> int:
     card = Path(run_dir) / BENCHMARK_DIR / "card.json"
     if card.exists():
         return len(json.loads(card.read_text())["class_names"])
-    return spec.data.load().num_classes
+    return spec.load_data().num_classes
 
 
 def evaluate_model_on_run(
@@ -839,7 +839,7 @@ def _run_stages(
         mirror()
 
     t_total = time.perf_counter()
-    data = spec.data.load()
+    data = spec.load_data()
     t = time.perf_counter()
     with ray_session(num_cpus) as cluster:
         stage_done("ray_init", t)

@@ -41,9 +41,9 @@ from engine.pipeline import (
 )
 from engine.scores import get_score, hardness
 from engine.shards import atomic_write_bytes, atomic_write_table, consolidate_manifest, num_blocks
+from engine.spec import BenchmarkSpec
 from engine.splits.builder import BENCHMARK_DIR
 from engine.splits.selectors import quantile_bins, top_fraction
-from engine.splits.text_spec import TextTaskSpec
 from engine.tracking.mlflow_log import log_benchmark_run
 from engine.tracking.plots import plot_error_by_bin
 from engine.tracking.report import plot_data_map
@@ -237,12 +237,12 @@ def _results_table(task: str, evaluations: list[dict], comparison: dict, score: 
     return "\n".join(lines)
 
 
-def _report(run_dir: Path, spec: TextTaskSpec, evaluations: list[dict], comparison: dict,
+def _report(run_dir: Path, spec: BenchmarkSpec, evaluations: list[dict], comparison: dict,
             examples: pa.Table, plots: list[Path]) -> Path:  # fmt: skip
     """A self-contained HTML page: tables, plots (inline PNG) and example samples."""
     import base64
 
-    info = TASKS[spec.task]
+    info = TASKS[spec.task.name]
     key, metric, second = info["key"], info["metric"], info["second"]
     direction = get_score(spec.splits.score).direction
 
@@ -281,7 +281,7 @@ def _report(run_dir: Path, spec: TextTaskSpec, evaluations: list[dict], comparis
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{name}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px}}table{{border-collapse:collapse;margin:1em 0}}</style></head><body>
 <h1>{name}: {info["title"]}</h1>
-<p>Models evaluated on the {spec.splits.pool} pool; hard split = the hardest {100 * spec.splits.hard_fraction:.0f}% by {spec.splits.score} ({direction}).</p>
+<p>Models evaluated on the {spec.splits.pool} pool; hard split = the hardest {100 * spec.splits.hard.value:.0f}% by {spec.splits.score} ({direction}).</p>
 <h2>{metric} and {second} by {spec.splits.score} bin (bin 0 = easiest)</h2>
 <table><tr><th>model</th><th>{metric} all (%)</th><th>{metric} hard</th><th>{metric} rest</th><th>{metric} per bin</th><th>{second} per bin</th><th>Pearson rho (bin, 1 - {metric})</th></tr>{rows}</table>
 <h2>Action vs confusion</h2>
@@ -298,7 +298,7 @@ def _report(run_dir: Path, spec: TextTaskSpec, evaluations: list[dict], comparis
 
 
 def run_text_benchmark(
-    spec: TextTaskSpec,
+    spec: BenchmarkSpec,
     *,
     runs_dir: Path | str = "runs",
     run_id: str | None = None,
@@ -334,7 +334,7 @@ def run_text_benchmark(
         run_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()
     )
     timings: dict[str, float] = {}
-    status = {"run_id": run_id, "task": spec.task, "status": "running", "timings_s": timings}
+    status = {"run_id": run_id, "task": spec.task.name, "status": "running", "timings_s": timings}
     atomic_write_bytes(run_dir / RUN_FILE, json.dumps(status, indent=2).encode())
     t_total = time.perf_counter()
     try:
@@ -349,7 +349,7 @@ def run_text_benchmark(
     return result
 
 
-def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None,
+def _stages(spec: BenchmarkSpec, run_dir: Path, run_id: str, num_cpus: int | None,
             timings: dict[str, float], log: Callable[[str], None]) -> TextRunResult:  # fmt: skip
     from engine.distributed.text_tasks import run_text_tasks
 
@@ -357,7 +357,7 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
         timings[name] = round(time.perf_counter() - start, 3)
 
     t = time.perf_counter()
-    data = spec.data.load()
+    data = spec.load_data()
     done("load", t)
     log(f"[data] {len(data)} samples ({int((data.split == SPLIT_HELDOUT).sum())} held out)")
     epochs = spec.replicas.recipe.epochs
@@ -389,10 +389,10 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
     pool = np.flatnonzero(data.split == SPLIT_HELDOUT) if spec.splits.pool == "heldout" else ids
     score = table.column(spec.splits.score).to_numpy()[pool]
     hard_by = hardness(spec.splits.score, score)  # higher = harder, whatever the score
-    bins = quantile_bins(hard_by, pool, spec.splits.bins)
-    is_hard = top_fraction(hard_by, pool, spec.splits.hard_fraction)
+    bins = quantile_bins(hard_by, pool, spec.splits.bins.count)
+    is_hard = top_fraction(hard_by, pool, spec.splits.hard.value)
     split_dir = run_dir / BENCHMARK_DIR / "splits"
-    if spec.task == "qa":
+    if spec.task.name == "qa":
         texts = {
             "question": [data.questions[i] for i in pool],
             "context": [data.contexts[i] for i in pool],
@@ -415,17 +415,19 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
         "hard": pa.array(is_hard),
     }
     masks = {"pool": np.ones(len(pool), bool), "hard": is_hard, "rest": ~is_hard}
-    masks.update({f"bin_{b}": bins == b for b in range(spec.splits.bins)})
+    masks.update({f"bin_{b}": bins == b for b in range(spec.splits.bins.count)})
     pool_table = pa.table(base)
     for name, mask in masks.items():
         atomic_write_table(split_dir / f"{name}.parquet", pool_table.filter(pa.array(mask)))
     done("build", t)
-    log(f"[build] pool {len(pool)} samples, hard {int(is_hard.sum())}, {spec.splits.bins} bins")
+    log(
+        f"[build] pool {len(pool)} samples, hard {int(is_hard.sum())}, {spec.splits.bins.count} bins"
+    )
 
     t = time.perf_counter()
     evaluations, per_sample = [], {}
-    args = (bins, is_hard, spec.splits.bins, hard_by)
-    if spec.task == "qa":
+    args = (bins, is_hard, spec.splits.bins.count, hard_by)
+    if spec.task.name == "qa":
         # The seed ensemble too: its best span of the replica-mean distributions.
         code = table.column("ensemble_pred").to_numpy()
         length = data.input_ids.shape[1]
@@ -454,7 +456,7 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
     done("evaluate", t)
 
     t = time.perf_counter()
-    info = TASKS[spec.task]
+    info = TASKS[spec.task.name]
     plots = [plot_error_by_bin(evaluations, spec.splits.score, eval_dir / "error_by_bin.png",
                                metric=f"1 - {info['metric']}")]  # fmt: skip
     if all(c in table.column_names for c in ("confidence", "variability", "correctness")):
@@ -469,9 +471,9 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
         "prediction", pa.array([per_sample[largest]["prediction"][j] for j in pick], pa.string())
     )
     report = _report(run_dir, spec, evaluations, comparison, examples, plots)
-    results = _results_table(spec.task, evaluations, comparison, spec.splits.score)
+    results = _results_table(spec.task.name, evaluations, comparison, spec.splits.score)
     card = {
-        "name": spec.metadata.name, "task": spec.task, "run_id": run_id, "source": data.name,
+        "name": spec.metadata.name, "task": spec.task.name, "run_id": run_id, "source": data.name,
         "samples": len(data), "pool": len(pool), "hard": int(is_hard.sum()),
         "score": spec.splits.score, "evaluations": evaluations, "comparison": comparison,
         "ensemble": summary, "timings_s": timings,
@@ -487,8 +489,8 @@ def _stages(spec: TextTaskSpec, run_dir: Path, run_id: str, num_cpus: int | None
         spec_dict=spec.to_dict(), evaluations=evaluations, summary_metrics=summary_metrics,
         artifacts=[run_dir / BENCHMARK_DIR / "card.json", report, run_dir / SCORES_FILE,
                    run_dir / SPEC_FILE, *plots],
-        model_dirs={m.name: run_dir / MODELS_DIR / m.name for m in spec.models},
-        tags={"hardbench.spec": spec.metadata.name, "hardbench.task": spec.task},
+        model_dirs={m.name: run_dir / MODELS_DIR / m.name for m in spec.evaluate.models},
+        tags={"hardbench.spec": spec.metadata.name, "hardbench.task": spec.task.name},
     )  # fmt: skip
     done("track", t)
     log(f"[mlflow] parent run {mlflow_info['parent_run_id']} in {mlflow_info['tracking_uri']}")

@@ -35,7 +35,9 @@ def test_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys, overrides, messag
 
 def test_validate(capsys):
     assert main(["validate", str(DIGITS)]) == 0
-    assert "valid spec 'digits': 5 x mlp replicas, 20 epochs" in capsys.readouterr().out
+    assert "valid classification spec 'digits': 5 replicas (mlp hidden=64), 20 epochs" in (
+        capsys.readouterr().out
+    )
     assert main(["validate", str(DIGITS), "--set", "splits.bins.count=1"]) == EXIT_BAD_INPUT
     assert "splits.bins.count: must be >= 2" in capsys.readouterr().err
 

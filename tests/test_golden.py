@@ -7,7 +7,7 @@ this run to the replicas, the scoring pool and the builder.
 import pytest
 
 from engine.pipeline import run_benchmark
-from engine.splits import load_spec
+from engine.spec import load_spec
 from tests.golden import check_golden
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from engine.pipeline import run_benchmark
-from engine.splits import load_spec
+from engine.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"

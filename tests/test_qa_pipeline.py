@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.pipeline_text import run_text_benchmark
-from engine.splits import load_spec
+from engine.spec import load_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def test_distributed_scores_equal_the_span_scores_of_the_full_arrays(qa_run):
     from engine.training.qa import train_readers
 
     spec = load_spec(SPEC)
-    data = spec.data.load()
+    data = spec.load_data()
     starts, ends = [], []
 
     def keep(epoch, s, e):
@@ -38,7 +38,7 @@ def test_distributed_scores_equal_the_span_scores_of_the_full_arrays(qa_run):
         ends.append(e)
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(spec.replicas.cpus)  # as in the Ray task
+    torch.set_num_threads(int(spec.replicas.cpus_per_worker))  # as in the Ray task
     try:
         train_readers(data, spec.replicas.recipe, spec.replicas.seeds(), on_epoch=keep)
     finally:
@@ -112,14 +112,14 @@ def test_cli_validates_qa_specs_and_refuses_classification_commands_on_qa_runs(q
 
 
 def test_a_gpu_request_on_a_cluster_without_gpus_is_refused(ray_local, tmp_path):
-    from engine.splits import SpecError
+    from engine.spec import SpecError
 
-    spec = load_spec(SPEC, ["replicas.gpus=1"])
+    spec = load_spec(SPEC, ["replicas.gpus_per_worker=1"])
     with pytest.raises(RuntimeError, match=r"asks for 1 GPU per task, but the Ray cluster has 0"):
         run_text_benchmark(spec, runs_dir=tmp_path, run_id="gpu", log=lambda line: None)
     assert json.loads((tmp_path / "gpu" / "run.json").read_text())["status"] == "failed"
-    with pytest.raises(SpecError, match=r"replicas.gpus: must be in \[0, 1\]"):
-        load_spec(SPEC, ["replicas.gpus=2"])
+    with pytest.raises(SpecError, match=r"replicas.gpus_per_worker: must be in \[0, 1\]"):
+        load_spec(SPEC, ["replicas.gpus_per_worker=2"])
 
 
 def test_scores_and_splits_equal_the_golden_values(qa_run):

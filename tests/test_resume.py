@@ -57,7 +57,7 @@ def test_resume_of_a_run_driven_from_another_host_needs_force(tmp_path):
     with pytest.raises(RunSetupError, match=r"driver on host some-other-host.*--force"):
         resume_run(run_dir)
     # With --force the guard lets it through (the stand-in spec then fails to parse).
-    from engine.splits import SpecError
+    from engine.spec import SpecError
 
     with pytest.raises(SpecError):
         resume_run(run_dir, force=True)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.pipeline_text import run_text_benchmark
-from engine.splits import load_spec
+from engine.spec import load_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -29,7 +29,7 @@ def test_distributed_scores_equal_the_token_scores_of_the_full_distributions(s2s
     from engine.scores.seq2seq import token_action, token_confusion
 
     spec = load_spec(SPEC)
-    data = spec.data.load()
+    data = spec.load_data()
     full = []
     reduce_epoch = s2s.reduce_epoch
 
@@ -41,7 +41,7 @@ def test_distributed_scores_equal_the_token_scores_of_the_full_distributions(s2s
 
     monkeypatch.setattr(s2s, "reduce_epoch", keep_full)
     threads = torch.get_num_threads()
-    torch.set_num_threads(spec.replicas.cpus)  # as in the Ray task
+    torch.set_num_threads(int(spec.replicas.cpus_per_worker))  # as in the Ray task
     try:
         s2s.train_seq2seq(
             data, spec.replicas.recipe, spec.replicas.seeds(), on_epoch=lambda e, r: None

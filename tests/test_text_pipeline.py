@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.pipeline import run_benchmark
-from engine.splits import load_spec
+from engine.spec import load_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ import numpy as np
 from engine.data import SPLIT_TRAIN
 from engine.evaluation.predictor import DESCRIPTOR_FILE
 from engine.shards import atomic_write_bytes
-from engine.splits.spec import BenchmarkSpec, EvalModelSpec, parse_spec
+from engine.spec import BenchmarkSpec, EvalModelSpec, parse_spec
 from engine.training import infer, train
 
 MODELS_DIR = "models"  # under the run directory: one folder per evaluated model
@@ -55,7 +55,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     import torch
 
     start = time.perf_counter()
-    data = spec.data.load()
+    data = spec.load_data()
     idx = data.indices(SPLIT_TRAIN)
     device = "cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu"
     net = train(

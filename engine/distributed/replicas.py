@@ -30,7 +30,7 @@ from engine.shards import (
 from engine.shards.layout import packed_manifest_path
 from engine.shards.provenance import git_revision
 from engine.shards.writer import write_reduced_epoch_shards
-from engine.splits.spec import BenchmarkSpec, parse_spec
+from engine.spec import BenchmarkSpec, parse_spec
 from engine.training import train
 from engine.training.checkpoints import load_checkpoint, replica_checkpoint_dir, save_checkpoint
 from engine.training.classification import softmax_and_loss
@@ -122,7 +122,7 @@ def train_replica(
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
-    data = spec.data.load()
+    data = spec.load_data()
     train_idx = data.indices(SPLIT_TRAIN)
     seed = spec.replicas.seeds()[replica]
     recipe = spec.replicas.recipe.with_seed(seed)
@@ -255,7 +255,7 @@ def train_pack(
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
-    data = spec.data.load()
+    data = spec.load_data()
     train_idx = data.indices(SPLIT_TRAIN)
     all_seeds = spec.replicas.seeds()
     seeds = [all_seeds[r] for r in replicas]

@@ -100,13 +100,18 @@ def _fit_ensemble(run_dir: Path | str, spec: object, data: object | None, fit: C
     """
     import torch
 
-    torch.set_num_threads(spec.replicas.cpus)
+    torch.set_num_threads(int(spec.replicas.cpus_per_worker))
     t0 = time.perf_counter()
-    data = data if data is not None else spec.data.load()
+    data = data if data is not None else spec.load_data()
     seeds = spec.replicas.seeds()
-    meta = {"spec": spec.metadata.name, "task": spec.task, "seeds": seeds, "replicas": len(seeds)}
+    meta = {
+        "spec": spec.metadata.name,
+        "task": spec.task.name,
+        "seeds": seeds,
+        "replicas": len(seeds),
+    }
     fit(data, spec.replicas.recipe, seeds, on_epoch=make_on_epoch(data, meta), log=log,
-        device=task_device(spec.replicas.gpus))  # fmt: skip
+        device=task_device(spec.replicas.gpus_per_worker))  # fmt: skip
     return {
         "epochs": spec.replicas.recipe.epochs,
         "samples": len(data),
@@ -117,7 +122,7 @@ def _fit_ensemble(run_dir: Path | str, spec: object, data: object | None, fit: C
 
 def _fit_model(run_dir: Path | str, spec: object, index: int, data: object | None,
                fit: Callable, log: Callable) -> tuple[object, object, str]:  # fmt: skip
-    """Train evaluated model ``spec.models[index]`` with ``fit`` and save its weights.
+    """Train evaluated model ``spec.evaluate.models[index]`` with ``fit`` and save its weights.
 
     The weights go to ``<run>/models/<name>/model.pt`` (on the CPU).
 
@@ -126,9 +131,9 @@ def _fit_model(run_dir: Path | str, spec: object, index: int, data: object | Non
     """
     import torch
 
-    model_spec = spec.models[index]
-    torch.set_num_threads(model_spec.cpus)
-    data = data if data is not None else spec.data.load()
+    model_spec = spec.evaluate.models[index]
+    torch.set_num_threads(int(model_spec.cpus))
+    data = data if data is not None else spec.load_data()
     device = task_device(model_spec.gpus)
     (model,) = fit(
         data, model_spec.recipe, [model_spec.recipe.seed],
@@ -147,7 +152,7 @@ def train_qa_replicas(
 
     Args:
         run_dir: The run directory.
-        spec: A :class:`engine.splits.text_spec.TextTaskSpec`.
+        spec: A :class:`engine.spec.BenchmarkSpec`.
         data: The spec's data, already loaded (default: load it here).
         log: Progress lines.
 
@@ -173,7 +178,7 @@ def train_qa_model(
     run_dir: Path | str, spec: object, index: int, data: QAData | None = None, *,
     log: Callable = print,
 ) -> dict:  # fmt: skip
-    """Train evaluated reader ``spec.models[index]`` on the training split; predict spans.
+    """Train evaluated reader ``spec.evaluate.models[index]`` on the training split; predict spans.
 
     Returns:
         ``{"name", "start" (N,), "end" (N,), "loss" (N,)}``: the reader's best span on
@@ -185,7 +190,7 @@ def train_qa_model(
     s, e = span_log_probs(reader, data, device)
     bs, be, _ = best_spans(np.exp(s), np.exp(e), max_tokens=MAX_ANSWER_TOKENS)
     loss = span_losses(s[None], e[None], data.start, data.end)[0]
-    return {"name": spec.models[index].name, "start": bs, "end": be, "loss": loss}
+    return {"name": spec.evaluate.models[index].name, "start": bs, "end": be, "loss": loss}
 
 
 def train_seq2seq_replicas(
@@ -213,7 +218,7 @@ def train_seq2seq_model(
     run_dir: Path | str, spec: object, index: int, data: object | None = None, *,
     log: Callable = print,
 ) -> dict:  # fmt: skip
-    """Train evaluated model ``spec.models[index]``; greedy-decode every sample.
+    """Train evaluated model ``spec.evaluate.models[index]``; greedy-decode every sample.
 
     Returns:
         ``{"name", "texts" (N strings), "loss" (N,)}``: the greedy decodings and the
@@ -223,7 +228,7 @@ def train_seq2seq_model(
 
     model, data, device = _fit_model(run_dir, spec, index, data, train_seq2seq, log)
     loss, texts = predict_loss_and_text(model, data, device)
-    return {"name": spec.models[index].name, "texts": texts, "loss": loss}
+    return {"name": spec.evaluate.models[index].name, "texts": texts, "loss": loss}
 
 
 TASK_FUNCTIONS = {
@@ -242,15 +247,15 @@ def run_text_tasks(run_dir: Path | str, spec: object, data: object) -> tuple[dic
     """
     import ray
 
-    ensemble_fn, model_fn = TASK_FUNCTIONS[spec.task]
-    wanted = max([spec.replicas.gpus, *(m.gpus for m in spec.models)])
+    ensemble_fn, model_fn = TASK_FUNCTIONS[spec.task.name]
+    wanted = max([spec.replicas.gpus_per_worker, *(m.gpus for m in spec.evaluate.models)])
     have = float(ray.cluster_resources().get("GPU", 0))
     if wanted > have:  # Ray would wait forever for a GPU that never comes
         raise RuntimeError(
             f"the spec asks for {wanted:g} GPU per task, but the Ray cluster has {have:g} GPUs; "
-            "set replicas.gpus and models[].gpus to 0 to train on CPUs"
+            "set replicas.gpus_per_worker and evaluate.models[].gpus to 0 to train on CPUs"
         )
-    ensemble = ray.remote(num_cpus=spec.replicas.cpus, num_gpus=spec.replicas.gpus,
+    ensemble = ray.remote(num_cpus=spec.replicas.cpus_per_worker, num_gpus=spec.replicas.gpus_per_worker,
                           max_retries=1)(ensemble_fn)  # fmt: skip
     model = ray.remote(max_retries=1)(model_fn)
     run_dir = str(Path(run_dir).resolve())
@@ -260,7 +265,7 @@ def run_text_tasks(run_dir: Path | str, spec: object, data: object) -> tuple[dic
         model.options(num_cpus=m.cpus, num_gpus=m.gpus).remote(
             run_dir, spec, i, data_ref, log=print
         )
-        for i, m in enumerate(spec.models)
+        for i, m in enumerate(spec.evaluate.models)
     ]
     out = ray.get(refs)
     return out[0], out[1:]

@@ -133,7 +133,7 @@ def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Aud
     Raises:
         ValueError: For a label-free run, an unknown split, or no usable score.
     """
-    from engine.splits import load_spec
+    from engine.spec import load_spec
 
     run_dir = Path(run_dir)
     if split not in ("train", "heldout", "all"):
@@ -145,7 +145,7 @@ def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Aud
     scores = pq.read_table(scores_path)
     if scores.column("label").null_count:
         raise ValueError("this run is label-free: there are no labels to audit")
-    data = spec.data.load()
+    data = spec.load_data()
     idx = data.indices(split)
     ids = scores.column("sample_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(data.labels))):
@@ -343,11 +343,11 @@ def apply_verdicts(run_dir: Path | str, verdicts_path: Path | str) -> dict:
         ``{"version", "dir", "relabelled", "removed", "kept", "mlflow_run"}``.
     """
     from engine.shards import atomic_write_bytes, atomic_write_table
-    from engine.splits import load_spec
+    from engine.spec import load_spec
 
     run_dir = Path(run_dir)
     spec = load_spec(run_dir / "spec.yaml")
-    data = spec.data.load()
+    data = spec.load_data()
     verdicts = read_verdicts(
         verdicts_path, num_samples=len(data.labels), num_classes=data.num_classes
     )

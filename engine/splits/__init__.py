@@ -1,5 +1,1 @@
-"""Benchmark specs, split selectors, the split builder and the benchmark card."""
-
-from engine.splits.spec import BenchmarkSpec, SpecError, load_spec, parse_spec
-
-__all__ = ["BenchmarkSpec", "SpecError", "load_spec", "parse_spec"]
+"""Split selectors, the split builder and the benchmark card (the spec lives in ``engine.spec``)."""

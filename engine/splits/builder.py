@@ -16,8 +16,8 @@ import pyarrow as pa
 from engine.data import ClassificationData
 from engine.scores import hardness
 from engine.shards import atomic_write_table
+from engine.spec import FRACTION_RULES, BinsSpec, HardSpec, SplitsSpec
 from engine.splits.selectors import edge_bins, per_class, quantile_bins, threshold, top_fraction
-from engine.splits.spec import FRACTION_RULES, BinsSpec, HardSpec, SplitsSpec
 
 BENCHMARK_DIR = "benchmark"  # under the run directory: splits/, exports and the card
 INPUT_SHAPE_KEY = b"input_shape"  # Parquet schema metadata: the shape of one input

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from engine.shards import atomic_write_bytes
+from engine.spec import HARD_RULES
 from engine.splits.builder import BENCHMARK_DIR, BuiltSplits
-from engine.splits.spec import HARD_RULES
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # score quantiles reported per split
 

@@ -88,6 +88,11 @@ class TrainRecipe:
         except ValueError as exc:
             raise FieldError("model_kwargs", str(exc)) from None
 
+    def describe(self) -> str:
+        """The recipe in a few words, for summaries: the model and its options."""
+        options = ", ".join(f"{k}={v}" for k, v in self.model_kwargs.items())
+        return f"{self.model}{f' {options}' if options else ''}"
+
     def with_seed(self, seed: int) -> TrainRecipe:
         """Return a copy of this recipe with another seed."""
         return TrainRecipe(**{**asdict(self), "seed": seed})

@@ -57,6 +57,10 @@ class TextRecipe:
         if not self.lr > 0:
             raise FieldError("lr", f"must be > 0, got {self.lr}")
 
+    def describe(self) -> str:
+        """The recipe in a few words, for summaries."""
+        return f"dim {self.dim}, {self.layers} layers, {self.heads} heads"
+
 
 def make_reader(recipe: TextRecipe, vocab: int, seq_len: int, seed: int) -> SpanReader:
     """A freshly initialized reader; the same seed gives the same weights."""

@@ -4,7 +4,7 @@ import pytest
 
 from engine.distributed.replicas import replica_scaling_config, resolve_num_workers
 from engine.distributed.scoring import pool_size
-from engine.splits import SpecError, load_spec
+from engine.spec import SpecError, load_spec
 
 TINY = "tests/fixtures/tiny.yaml"
 

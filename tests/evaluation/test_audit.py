@@ -16,7 +16,7 @@ from engine.evaluation.audit import (
     suspicion_percentile,
     write_audit,
 )
-from engine.splits import load_spec
+from engine.spec import load_spec
 
 NOISE = '{"fraction": 0.05, "kind": "uniform", "seed": 4}'
 
@@ -29,7 +29,7 @@ def crafted_run(tmp_path_factory):
     run.mkdir()
     spec = load_spec("tests/fixtures/tiny.yaml", [f"data.label_noise={NOISE}"])
     (run / "spec.yaml").write_text(spec.to_yaml())
-    data = spec.data.load()
+    data = spec.load_data()
     flipped = data.labels != data.clean_labels
     rng = np.random.default_rng(0)
     n = len(data.labels)

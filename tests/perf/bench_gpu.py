@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.splits import load_spec
+from engine.spec import load_spec
 from engine.training import train
 from engine.training.packed import train_packed
 
@@ -137,7 +137,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     spec = load_spec(DIGITS, OVERRIDES)
-    recipe, data = spec.replicas.recipe, spec.data.load()
+    recipe, data = spec.replicas.recipe, spec.load_data()
     seeds5 = [recipe.seed + r for r in range(5)]
     dev = torch.device(args.device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from engine.pipeline import run_benchmark
-from engine.splits import load_spec
+from engine.spec import load_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPEC = Path(__file__).resolve().parents[2] / "benchmarks" / "digits-mitigation.yaml"

@@ -33,7 +33,7 @@ import torch
 from engine.evaluation import auroc
 from engine.evaluation.audit import AUDIT_SCORES, out_of_fold_probs, suspicion_percentile
 from engine.scores import action, aum, forgetting_events, normalized_margin, self_confidence
-from engine.splits import load_spec
+from engine.spec import load_spec
 from engine.training.packed import train_packed
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,7 +45,7 @@ SEEDS = (1, 2, 3)
 
 def confusable_map(spec) -> list[int]:
     """Class c -> the class clean out-of-fold predictions mistake c for most often."""
-    data = spec.data.load()
+    data = spec.load_data()
     oof = out_of_fold_probs(data, spec.replicas.recipe, data.sample_ids)
     k = data.num_classes
     counts = np.zeros((k, k))
@@ -56,7 +56,7 @@ def confusable_map(spec) -> list[int]:
 
 def scores_for(spec) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Every detector's suspicion (higher = more suspicious) on all samples of a noisy spec."""
-    data = spec.data.load()
+    data = spec.load_data()
     labels, tr = data.labels, data.indices("train")
     logits = []
     train_packed(spec.replicas.recipe, spec.replicas.seeds(), data.inputs[tr], labels[tr],

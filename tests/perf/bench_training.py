@@ -35,7 +35,7 @@ from engine.distributed.cluster import ray_session
 from engine.distributed.replicas import train_replicas
 from engine.models import create_model
 from engine.pipeline import run_benchmark
-from engine.splits import load_spec
+from engine.spec import load_spec
 from engine.training import train
 from engine.training.packed import train_packed
 

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.data import ClassificationData
+from engine.spec import BinsSpec, HardSpec, SplitsSpec
 from engine.splits.builder import build_splits
-from engine.splits.spec import BinsSpec, HardSpec, SplitsSpec
 
 
 @pytest.fixture

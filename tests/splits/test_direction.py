@@ -15,10 +15,9 @@ from engine.data import ClassificationData
 from engine.evaluation import evaluate_predictions
 from engine.pipeline import transfer_metrics
 from engine.scores import get_score, hardness, list_scores
-from engine.splits import SpecError, load_spec
+from engine.spec import BinsSpec, HardSpec, SpecError, SplitsSpec, load_spec
 from engine.splits.builder import build_splits
-from engine.splits.spec import BinsSpec, HardSpec, SplitsSpec
-from tests.splits.test_spec import DIGITS
+from tests.spec.test_loader import DIGITS
 
 N, K = 80, 4
 
@@ -146,7 +145,7 @@ def test_mitigation_orders_training_samples_by_the_scores_direction(tmp_path):
     import torch
 
     from engine.distributed.models import mitigation_for
-    from engine.splits.spec import EvalModelSpec, MitigationSpec
+    from engine.spec import EvalModelSpec, MitigationSpec
     from engine.training import TrainRecipe
 
     aum = np.array([3.0, -2.0, 1.0, 2.5, -1.0, 0.5, 2.0, -0.5, 1.5, 0.0])  # low AUM = hard

@@ -12,7 +12,7 @@ import pytest
 
 from engine.cli import main
 from engine.pipeline import run_benchmark
-from engine.splits import load_spec
+from engine.spec import load_spec
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny.yaml"
 SERVER_START_TIMEOUT_S = 90  # /health answers after ~10 s here

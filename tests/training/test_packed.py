@@ -85,7 +85,7 @@ def _pack_run(tmp_path, mode, fmt="parquet"):
     from engine.distributed.replicas import train_pack, train_replica
     from engine.distributed.scoring import score_block
     from engine.shards import consolidate_manifest, num_blocks
-    from engine.splits import load_spec
+    from engine.spec import load_spec
 
     overrides = ["replicas.count=3", "replicas.epochs=3", "shards.grad_epochs=[]",
                  f"scores=[{','.join(REDUCIBLE)}]", "shards.block_size=700"]  # fmt: skip
@@ -136,7 +136,7 @@ def test_shard_modes_give_the_same_scores_and_reduced_is_smallest(tmp_path):
 
 
 def test_reduced_mode_refuses_scores_it_cannot_compute():
-    from engine.splits import SpecError, load_spec
+    from engine.spec import SpecError, load_spec
 
     with pytest.raises(SpecError, match=r"el2n, normalized_margin need K-sized probabilities"):
         load_spec("tests/fixtures/tiny.yaml", ["replicas.pack_size=all", "shards.mode=reduced",
@@ -159,7 +159,7 @@ def test_packs_run_as_ray_tasks_and_resume(ray_local, tmp_path):
 
     from engine.distributed.replicas import train_replicas
     from engine.shards import read_manifest
-    from engine.splits import load_spec
+    from engine.spec import load_spec
 
     spec = load_spec("tests/fixtures/tiny.yaml", ["replicas.count=3", "replicas.pack_size=2",
                                                   "shards.grad_epochs=[]", "replicas.cpus_per_worker=1",

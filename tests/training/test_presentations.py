@@ -106,7 +106,7 @@ def test_a_replica_writes_presentations_and_the_pool_counts_forgetting_from_them
     from engine.distributed.replicas import train_replica
     from engine.distributed.scoring import score_block
     from engine.shards import consolidate_manifest
-    from engine.splits import SpecError, load_spec
+    from engine.spec import SpecError, load_spec
 
     overrides = ["replicas.count=1", "scores=[confusion, forgetting]", "shards.grad_epochs=[]",
                  "score_options={forgetting: {counted: during_training}}",

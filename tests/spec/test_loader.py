@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.splits import SpecError, load_spec, parse_spec
+from engine.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "benchmarks" / "digits.yaml"
@@ -67,7 +67,10 @@ def test_resolved_spec_round_trips():
             "splits.hard.hardest_fraction=1.5",
             r"splits\.hard\.hardest_fraction: must be in \(0, 1\)",
         ),
-        ("data.source=mnist", r"data\.source: must be one of rotten_tomatoes, sklearn_digits"),
+        (
+            "data.source=mnist",
+            r"data\.source: must be one of the classification sources \(rotten_tomatoes, sklearn_digits\)",
+        ),
         ("evaluate.models=[{name: a}]", r"evaluate\.models\[0\]\.model: is required"),
         ("metadata.version=2", r"metadata\.version: this engine reads spec version 1"),
         ("replicas.num_workers=zero", r"replicas\.num_workers: must be 'auto' or an integer"),

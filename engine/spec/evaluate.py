@@ -1,0 +1,113 @@
+"""Spec sections of the evaluation: the models trained and measured on the benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.spec.common import NAME_PATTERN, FieldError, check_gpus
+from engine.training.mitigation import METHODS as MITIGATIONS
+from engine.training.mitigation import PACINGS, MitigationOptions
+
+REFERENCE_LARGER = "larger"  # evaluate.reference_models default: models bigger than the ensemble
+
+
+@dataclass(frozen=True)
+class MitigationSpec(MitigationOptions):
+    """How an evaluated model is trained: ``erm`` or a confusion-based mitigation.
+
+    ``score`` (one of the run's scores, read in its own direction: the lowest AUM is
+    the hardest) ranks the training samples;
+    ``groupdro`` uses ``groups`` equal-count bins of it and step size ``eta``;
+    ``upsample`` repeats the hardest ``hard_fraction`` ``factor`` times per epoch;
+    ``curriculum`` trains easy to hard, from ``start_fraction`` of the samples to all
+    of them over the first ``ramp_fraction`` of the epochs (``pacing`` linear or root).
+    """
+
+    method: str = "erm"
+    score: str = "confusion"
+
+    def __post_init__(self) -> None:
+        if self.method not in MITIGATIONS:
+            raise FieldError(
+                "method", f"must be one of {', '.join(MITIGATIONS)}, got {self.method!r}"
+            )
+        if self.groups < 2:
+            raise FieldError("groups", f"must be >= 2, got {self.groups}")
+        if not self.eta > 0:
+            raise FieldError("eta", f"must be > 0, got {self.eta}")
+        if self.factor < 1:
+            raise FieldError("factor", f"must be >= 1, got {self.factor}")
+        for name in ("hard_fraction", "start_fraction", "ramp_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise FieldError(name, f"must be in (0, 1], got {getattr(self, name)}")
+        if self.pacing not in PACINGS:
+            raise FieldError("pacing", f"must be one of {', '.join(PACINGS)}, got {self.pacing!r}")
+
+
+@dataclass(frozen=True)
+class EvalModelSpec:
+    """A model trained by the engine on the training split and evaluated on the splits.
+
+    Its Ray task reserves ``cpus`` CPUs and ``gpus`` GPUs (a fraction shares a GPU).
+    """
+
+    name: str
+    recipe: object  # the task's recipe, its fields inline in the YAML entry
+    cpus: float = 1.0
+    gpus: float = 0.0
+    mitigation: MitigationSpec = field(default_factory=MitigationSpec)
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise FieldError("name", f"must match {NAME_PATTERN.pattern}, got {self.name!r}")
+        if not self.cpus > 0:
+            raise FieldError("cpus", f"must be > 0, got {self.cpus}")
+        check_gpus("gpus", self.gpus)
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """Which models are evaluated; ``ensemble`` adds the replicas' final-epoch ensemble.
+
+    The ensemble is the scorer itself: its bins are cut from its own confusion, so its
+    row is in-sample and is labelled so, never a transfer result.
+    ``reference_models`` are the models whose ensemble confusion the small ensemble's
+    score is compared with (Kendall's tau): ``larger`` (the default) takes every
+    evaluated model with more parameters than the whole replica ensemble (R times one
+    replica), or list the names. ``cpus_per_actor`` and ``gpus_per_actor`` are the
+    defaults of ``hardbench eval``'s prediction actors (the CLI can override them).
+    """
+
+    models: list[EvalModelSpec] = field(default_factory=list)
+    ensemble: bool = True
+    reference_models: list[str] | str = REFERENCE_LARGER
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise FieldError("models", f"model names must be unique, repeated: {', '.join(dupes)}")
+        if "ensemble" in names:
+            raise FieldError("models", "'ensemble' is reserved for the replicas' ensemble")
+        if not self.models and not self.ensemble:
+            raise FieldError("models", "nothing to evaluate: list models or set ensemble: true")
+        if isinstance(self.reference_models, str):
+            if self.reference_models != REFERENCE_LARGER:
+                raise FieldError(
+                    "reference_models",
+                    f"must be {REFERENCE_LARGER!r} or a list of evaluated model names, "
+                    f"got {self.reference_models!r}",
+                )
+        else:
+            unknown = [n for n in self.reference_models if n not in names]
+            if unknown or not self.reference_models:
+                raise FieldError(
+                    "reference_models",
+                    f"must name evaluated models ({', '.join(names) or 'none listed'}), "
+                    f"got {self.reference_models}",
+                )
+        if not self.cpus_per_actor > 0:
+            raise FieldError("cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
+        check_gpus("gpus_per_actor", self.gpus_per_actor)
