@@ -145,7 +145,7 @@ def main() -> None:
     out = {"spec": str(args.spec.name), "runs": results, "summary": summary}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
     lines = [
-        f"{base.data.source}, all {len(base.data.load().labels):,} samples audited, mean of "
+        f"{base.data.source}, all {len(base.load_data().labels):,} samples audited, mean of "
         f"{len(args.seeds)} noise seed(s); hardbench's replicas R={base.replicas.count} x "
         f"E={base.replicas.recipe.epochs} ({base.replicas.recipe.model}), out-of-fold "
         f"probabilities from a 5-fold cross-fit of the same recipe (cleanlab uses the same). "
