@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2  # the spec or arguments are invalid; nothing was written
@@ -228,7 +227,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine.pipeline import RunSetupError, resume_run, run_benchmark
+    from engine.lifecycle import RunSetupError, read_run_spec, resume_run, run_benchmark
     from engine.spec import load_spec
 
     if (args.spec is None) == (args.resume is None):
@@ -257,11 +256,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 force=args.force,
                 log=log,
             )
-            spec = load_spec(result.run_dir / "spec.yaml")
+            spec = read_run_spec(result.run_dir)
         else:
             spec = load_spec(args.spec, args.overrides)
-            if spec.task.name != "classification":
-                return _run_text(args, spec, log)
             result = run_benchmark(
                 spec,
                 runs_dir=args.runs_dir or _default_runs_dir(),
@@ -282,43 +279,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.output:
         print(f"output: {result.output}")
     print(f"card: {result.card_paths['md']}")
+    print(f"report: {result.run_dir / 'report.html'}")
     print(
         f"mlflow: {result.mlflow['tracking_uri']} (experiment {spec.tracking.experiment}, run {result.mlflow['parent_run_id']})"
     )
     return 0
 
 
-def _run_text(args: argparse.Namespace, spec: object, log: Callable[[str], None]) -> int:
-    """``hardbench run`` for a ``task: qa`` or ``task: seq2seq`` spec."""
-    from engine.pipeline_text import run_text_benchmark
-
-    if args.output:
-        print(
-            f"hardbench: --output is not supported for {spec.task.name} runs yet", file=sys.stderr
-        )
-        return EXIT_BAD_INPUT
-    result = run_text_benchmark(
-        spec,
-        runs_dir=args.runs_dir or _default_runs_dir(),
-        run_id=args.run_id,
-        num_cpus=args.num_cpus,
-        log=log,
-    )
-    print()
-    print(result.table)
-    print()
-    print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
-    print(f"run: {result.run_dir}")
-    print(f"report: {result.run_dir / 'report.html'}")
-    print(
-        f"mlflow: {result.mlflow['tracking_uri']} (experiment {spec.tracking.experiment}, "
-        f"run {result.mlflow['parent_run_id']})"
-    )
-    return 0
-
-
 def _cmd_score(args: argparse.Namespace) -> int:
-    from engine.pipeline import RunSetupError, score_existing_run
+    from engine.lifecycle import RunSetupError, score_existing_run
     from engine.shards import ShardManifestError
 
     scores = [s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None
@@ -395,7 +364,7 @@ def _cmd_relabel(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from engine.pipeline import RunSetupError, verify_run
+    from engine.lifecycle import RunSetupError, verify_run
 
     try:
         out = verify_run(
@@ -469,7 +438,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     import yaml
 
-    from engine.pipeline import RunSetupError, evaluate_model_on_run
+    from engine.lifecycle import RunSetupError, evaluate_model_on_run
 
     model_kwargs = {}
     for item in args.model_kwargs:
@@ -520,38 +489,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    from engine.tracking.report import build_report
+    from engine.lifecycle import RunSetupError, read_status
+    from engine.lifecycle.report import rebuild_report
 
-    status_file = args.run_dir / "run.json"
-    task = json.loads(status_file.read_text()).get("task") if status_file.exists() else None
-    if task in ("qa", "seq2seq"):
-        print(
-            f"hardbench: {args.run_dir} is a {task} run: its report.html is written by "
-            "`hardbench run` and is not rebuilt by this command",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
     try:
-        path = build_report(args.run_dir)
-    except FileNotFoundError as exc:
+        path, parent = rebuild_report(args.run_dir)
+    except (RunSetupError, FileNotFoundError) as exc:
         print(f"hardbench: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"report: {path}")
-    status_file = args.run_dir / "run.json"
-    mlflow_info = (
-        json.loads(status_file.read_text()).get("mlflow") if status_file.exists() else None
-    )
-    if mlflow_info:
-        from mlflow.tracking import MlflowClient
-
-        from engine.tracking.mlflow_log import reconnect_uri
-
-        MlflowClient(tracking_uri=reconnect_uri(mlflow_info["tracking_uri"])).log_artifact(
-            mlflow_info["parent_run_id"], str(path)
-        )
-        print(
-            f"logged to MLflow run {mlflow_info['parent_run_id']} in {mlflow_info['tracking_uri']}"
-        )
+    if parent:
+        uri = read_status(args.run_dir)["mlflow"]["tracking_uri"]
+        print(f"logged to MLflow run {parent} in {uri}")
     return 0
 
 

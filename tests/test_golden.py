@@ -6,7 +6,7 @@ this run to the replicas, the scoring pool and the builder.
 
 import pytest
 
-from engine.pipeline import run_benchmark
+from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
 from tests.golden import check_golden
 

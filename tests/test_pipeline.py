@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from engine.pipeline import run_benchmark
+from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,7 +323,7 @@ def test_rescoring_a_partial_run_needs_the_flag_and_records_what_it_used(
 
 def test_eval_an_mlflow_logged_model_reproduces_its_build_metrics(tiny_run, capsys):
     from engine.cli import main
-    from engine.pipeline import evaluate_model_on_run
+    from engine.lifecycle import evaluate_model_on_run
 
     _, _, result = tiny_run
     child = result.mlflow["model_runs"]["small_mlp"]
@@ -420,7 +420,7 @@ def _run_copy(result, dest, *, drop_label=None):
 
 
 def test_eval_takes_the_number_of_classes_from_the_run_not_the_pool(tiny_run, tmp_path):
-    from engine.pipeline import evaluate_model_on_run
+    from engine.lifecycle import evaluate_model_on_run
 
     _, _, result = tiny_run
     run = _run_copy(result, tmp_path / "no9", drop_label=9)

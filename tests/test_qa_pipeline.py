@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from engine.pipeline_text import run_text_benchmark
+from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -20,7 +20,7 @@ SPEC = "tests/fixtures/tiny-qa.yaml"
 @pytest.fixture(scope="module")
 def qa_run(ray_local, tmp_path_factory, no_tracking_env_module):
     runs = tmp_path_factory.mktemp("runs")
-    return run_text_benchmark(load_spec(SPEC), runs_dir=runs, run_id="qa", log=lambda line: None)
+    return run_benchmark(load_spec(SPEC), runs_dir=runs, run_id="qa", log=lambda line: None)
 
 
 def test_distributed_scores_equal_the_span_scores_of_the_full_arrays(qa_run):
@@ -80,7 +80,7 @@ def test_splits_evaluation_report_and_mlflow(qa_run):
     preds = pq.read_table(run / "eval" / "predictions.parquet")
     assert preds.num_rows == n
     assert np.mean(preds.column("em_reader").to_numpy()) == pytest.approx(evals[1]["em_all"])
-    comparison = json.loads((run / "eval" / "comparison.json").read_text())
+    comparison = json.loads((run / "eval" / "transfer.json").read_text())
     from scipy.stats import spearmanr
 
     rho = spearmanr(scores.column("action").to_numpy(), scores.column("confusion").to_numpy())
@@ -98,17 +98,29 @@ def test_splits_evaluation_report_and_mlflow(qa_run):
     assert (run / "models" / "reader" / "model.pt").exists()
 
 
-def test_cli_validates_qa_specs_and_refuses_classification_commands_on_qa_runs(qa_run, capsys):
+def test_a_qa_run_goes_through_the_same_lifecycle_commands(qa_run, capsys):
     from engine.cli import main
 
+    run = qa_run.run_dir
     assert main(["validate", SPEC]) == 0
     assert "valid qa spec 'tiny-qa'" in capsys.readouterr().out
-    assert main(["score", str(qa_run.run_dir)]) != 0
-    assert "is a qa run" in capsys.readouterr().err
-    assert main(["report", str(qa_run.run_dir)]) == 2
-    assert "is a qa run: its report.html is written by" in capsys.readouterr().err
-    assert main(["run", "--resume", str(qa_run.run_dir)]) == 2
-    assert "is a qa run" in capsys.readouterr().err
+    assert main(["score", str(run), "--scores", "confusion,action"]) == 0
+    rescored = pq.read_table(run / "scores.rescored.parquet")
+    np.testing.assert_array_equal(
+        rescored.column("confusion").to_numpy(),
+        pq.read_table(run / "scores.parquet").column("confusion").to_numpy(),
+    )
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0
+    assert "Action vs confusion" in (run / "report.html").read_text()
+    assert main(["verify", str(run)]) == 0
+    assert "shards checked, 0 failed" in capsys.readouterr().out
+    assert main(["run", "--resume", str(run)]) == 2
+    assert "is complete; nothing to resume" in capsys.readouterr().err
+    assert main(["eval", str(run), "--model", "mlp"]) == 2
+    assert "hardbench eval measures outside models on classification runs" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_gpu_request_on_a_cluster_without_gpus_is_refused(ray_local, tmp_path):
@@ -116,7 +128,7 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_refused(ray_local, tmp_path)
 
     spec = load_spec(SPEC, ["replicas.gpus_per_worker=1"])
     with pytest.raises(RuntimeError, match=r"asks for 1 GPU per task, but the Ray cluster has 0"):
-        run_text_benchmark(spec, runs_dir=tmp_path, run_id="gpu", log=lambda line: None)
+        run_benchmark(spec, runs_dir=tmp_path, run_id="gpu", log=lambda line: None)
     assert json.loads((tmp_path / "gpu" / "run.json").read_text())["status"] == "failed"
     with pytest.raises(SpecError, match=r"replicas.gpus_per_worker: must be in \[0, 1\]"):
         load_spec(SPEC, ["replicas.gpus_per_worker=2"])

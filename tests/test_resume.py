@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 from engine.cli import main
-from engine.pipeline import RunSetupError, _driver_alive, _process_start, resume_run
+from engine.lifecycle import RunSetupError, resume_run
+from engine.lifecycle.driver import driver_alive, process_start
 
 
 def _fake_run(tmp_path, status: dict):
@@ -24,19 +25,19 @@ def test_resume_refuses_while_the_recorded_driver_still_runs(tmp_path):
         record = {
             "host": socket.gethostname(),
             "pid": sleeper.pid,
-            "pid_start": _process_start(sleeper.pid),
+            "pid_start": process_start(sleeper.pid),
         }
-        assert _driver_alive(record)
+        assert driver_alive(record)
         run_dir = _fake_run(tmp_path, {"status": "running", "attempts": [record]})
         with pytest.raises(RunSetupError, match=rf"still running \(driver pid {sleeper.pid}"):
             resume_run(run_dir)
         # The same pid reused by another process (other start time) is not the driver.
-        assert not _driver_alive({**record, "pid_start": "1"})
-        assert not _driver_alive({**record, "host": "elsewhere"})
+        assert not driver_alive({**record, "pid_start": "1"})
+        assert not driver_alive({**record, "host": "elsewhere"})
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert not _driver_alive(record)  # gone
+    assert not driver_alive(record)  # gone
 
 
 def test_resume_refuses_complete_runs_and_non_runs(tmp_path, capsys):

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from engine.pipeline_text import run_text_benchmark
+from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -21,7 +21,7 @@ SPEC = "tests/fixtures/tiny-seq2seq.yaml"
 @pytest.fixture(scope="module")
 def s2s_run(ray_local, tmp_path_factory, no_tracking_env_module):
     runs = tmp_path_factory.mktemp("runs")
-    return run_text_benchmark(load_spec(SPEC), runs_dir=runs, run_id="s2s", log=lambda line: None)
+    return run_benchmark(load_spec(SPEC), runs_dir=runs, run_id="s2s", log=lambda line: None)
 
 
 def test_distributed_scores_equal_the_token_scores_of_the_full_distributions(s2s_run, monkeypatch):
@@ -75,7 +75,7 @@ def test_splits_rouge_report_and_mlflow(s2s_run):
     assert np.mean(preds.column("rouge_l_generator").to_numpy()) == pytest.approx(ev["rouge_l_all"])
     # a miss is an NLL above the median: half the pool (the median sample itself is no miss)
     assert preds.column("miss_generator").to_numpy().sum() == pool.num_rows // 2
-    comparison = json.loads((run / "eval" / "comparison.json").read_text())
+    comparison = json.loads((run / "eval" / "transfer.json").read_text())
     assert 0 < comparison["auroc"]["generator"]["action"] <= 1
     assert "Action vs confusion" in (run / "report.html").read_text()
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")

@@ -92,7 +92,7 @@ def test_resolve_local_paths_and_bad_uris(tmp_path):
 
 def test_credentials_in_uris_are_redacted_and_refused(tmp_path):
     from engine._util import has_credentials, redact_uri
-    from engine.pipeline import RunSetupError, run_benchmark
+    from engine.lifecycle import RunSetupError, run_benchmark
     from engine.spec import SpecError, load_spec
 
     assert redact_uri("https://bob:pw@mlflow.example/x?token=abc&page=2") == (

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from engine.pipeline import run_benchmark
+from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -62,7 +62,7 @@ def test_a_local_hf_classifier_reads_the_texts_with_its_own_tokenizer(text_run, 
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    from engine.pipeline import RunSetupError, evaluate_model_on_run
+    from engine.lifecycle import RunSetupError, evaluate_model_on_run
 
     pool = pq.read_table(text_run.run_dir / "benchmark" / "splits" / "pool.parquet")
     texts, labels = pool.column("text").to_pylist(), pool.column("label").to_numpy()

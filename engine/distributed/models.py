@@ -19,6 +19,7 @@ from engine.training import infer, train
 MODELS_DIR = "models"  # under the run directory: one folder per evaluated model
 WEIGHTS_FILE = "weights.pt"  # the state dict (loaded with weights_only=True)
 LOGITS_FILE = "logits.npy"  # float32 (N, K) predictions on every sample, written last
+HISTORY_FILE = "history.json"  # per-epoch train loss and accuracy (the model's learning curve)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -58,6 +59,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     data = spec.load_data()
     idx = data.indices(SPLIT_TRAIN)
     device = "cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu"
+    history: list[dict] = []
     net = train(
         model.recipe,
         data.inputs[idx],
@@ -65,6 +67,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         num_classes=data.num_classes,
         device=device,
         mitigation=mitigation_for(run_dir, model, idx),
+        history=history,
     )
     logits = infer(net, data.inputs, device=device)
     out_dir = Path(run_dir) / MODELS_DIR / model.name
@@ -81,6 +84,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         "weights": WEIGHTS_FILE,
     }
     atomic_write_bytes(out_dir / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2).encode())
+    atomic_write_bytes(out_dir / HISTORY_FILE, json.dumps(history).encode())
     _save_npy(out_dir / LOGITS_FILE, logits)
     return {
         "name": model.name,
@@ -88,6 +92,12 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         "seconds": time.perf_counter() - start,
         "weights": str(weights),
     }
+
+
+def model_history(run_dir: Path | str, name: str) -> list[dict]:
+    """An evaluated model's per-epoch ``{"epoch", "train_loss", "train_accuracy"}`` ([] if none)."""
+    path = Path(run_dir) / MODELS_DIR / name / HISTORY_FILE
+    return json.loads(path.read_text()) if path.exists() else []
 
 
 def mitigation_for(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray) -> object:

@@ -29,10 +29,10 @@ from engine.shards import (
 )
 from engine.shards.layout import packed_manifest_path
 from engine.shards.provenance import git_revision
-from engine.shards.writer import write_reduced_epoch_shards
+from engine.shards.writer import remove_stale_temp_files, write_reduced_epoch_shards
 from engine.spec import BenchmarkSpec, parse_spec
 from engine.training import train
-from engine.training.checkpoints import load_checkpoint, replica_checkpoint_dir, save_checkpoint
+from engine.training.checkpoints import replica_checkpoint_dir, resume_point, save_checkpoint
 from engine.training.classification import softmax_and_loss
 from engine.training.packed import train_packed
 
@@ -40,46 +40,9 @@ PROGRESS_POLL_S = 1.0  # how often the driver checks the manifests while replica
 PROGRESS_EVERY_S = 5.0  # print a progress line at least this often
 
 
-def _remove_stale_temp_files(*folders: Path) -> int:
-    """Delete temp files a killed writer left in ``folders``; returns how many."""
-    removed = 0
-    for folder in folders:
-        if folder.is_dir():
-            for tmp in folder.rglob(".*.tmp-*"):
-                tmp.unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
 def _replica_folders(run_dir: Path, replica: int) -> tuple[Path, Path]:
     """The folders one replica's writer owns: its shards and its checkpoints."""
     return replica_manifest_path(run_dir, replica).parent, replica_checkpoint_dir(run_dir, replica)
-
-
-def _resume_point(
-    run_dir: Path,
-    owner: int | str,
-    name: str,
-    done: set[int],
-    epochs: int,
-    stale: int,
-    log: Callable[[str], None],
-) -> tuple[list[int], dict | None]:
-    """Epochs still to write and the checkpoint to continue from (None: from scratch).
-
-    The checkpoint is the newest readable one at or before the first unfinished epoch.
-    """
-    todo = [e for e in range(epochs) if e not in done]
-    if not todo:
-        return todo, None
-    state = load_checkpoint(run_dir, owner, at_most=todo[0], log=log)
-    if done or state is not None or stale:
-        log(
-            f"[train] {name}: {len(done)}/{epochs} epochs already done, continuing from "
-            f"{'checkpoint of epoch ' + str(state['epoch']) if state else 'scratch'}"
-            f"{f', removed {stale} temp files' if stale else ''}"
-        )
-    return todo, state
 
 
 def train_replica(
@@ -115,10 +78,10 @@ def train_replica(
     """
     run_dir = Path(run_dir)
     epochs = spec.replicas.recipe.epochs
-    stale = _remove_stale_temp_files(*_replica_folders(run_dir, replica))
+    stale = remove_stale_temp_files(*_replica_folders(run_dir, replica))
     done = set(read_replica_manifest(run_dir, replica))
     outcome = {"replica": replica, "written": 0, "resumed_from": None, "skipped": len(done)}
-    todo, state = _resume_point(run_dir, replica, f"replica {replica}", done, epochs, stale, log)
+    todo, state = resume_point(run_dir, replica, f"replica {replica}", done, epochs, stale, log)
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
@@ -158,7 +121,6 @@ def train_replica(
             pred=logits.argmax(axis=1),
             train_correct=presented.pop(epoch, None),
         )
-        heldout = data.split != SPLIT_TRAIN
         now = time.perf_counter()
         record_epoch(
             run_dir,
@@ -166,7 +128,7 @@ def train_replica(
             epoch=epoch,
             blocks=blocks,
             seed=seed,
-            heldout_accuracy=float(np.mean(probs[heldout].argmax(1) == data.labels[heldout])),
+            **epoch_curves(logits.argmax(axis=1)[None], loss[None], data.labels, data.split),
             seconds=round(now - clock["t"], 4),
             attempt=attempt,
             pid=os.getpid(),
@@ -195,6 +157,30 @@ def train_replica(
         on_presentations=on_presentations if spec.records_presentations else None,
     )
     return outcome
+
+
+def epoch_curves(
+    pred: np.ndarray, loss: np.ndarray, labels: np.ndarray, split: np.ndarray
+) -> dict[str, float]:
+    """A finished epoch's learning-curve points for the manifest row (and MLflow).
+
+    Args:
+        pred: Int (R, N) each replica's predicted class on every sample.
+        loss: Float (R, N) each replica's loss on every sample.
+        labels: Int (N,).
+        split: (N,) data split of each sample.
+
+    Returns:
+        ``train_loss``, ``train_accuracy`` and ``heldout_accuracy``: means over the
+        replicas and the samples of each split.
+    """
+    train = split == SPLIT_TRAIN
+    right = pred == labels
+    return {
+        "train_loss": float(np.mean(loss[:, train])),
+        "train_accuracy": float(np.mean(right[:, train])),
+        "heldout_accuracy": float(np.mean(right[:, ~train])),
+    }
 
 
 def scoring_set_records(records: np.ndarray, train_idx: np.ndarray, n: int) -> np.ndarray:
@@ -238,7 +224,7 @@ def train_pack(
     owner = f"pack={pack}"
     epochs = spec.replicas.recipe.epochs
     mode = spec.shards.mode
-    stale = _remove_stale_temp_files(
+    stale = remove_stale_temp_files(
         *(f for r in replicas for f in _replica_folders(run_dir, r)),
         packed_manifest_path(run_dir).parent,
         replica_checkpoint_dir(run_dir, owner),
@@ -251,7 +237,7 @@ def train_pack(
         done_by_replica = {r: done for r in replicas}
     outcome = {"pack": pack, "replicas": replicas, "written": 0, "resumed_from": None,
                "skipped": len(done)}  # fmt: skip
-    todo, state = _resume_point(run_dir, owner, f"pack {pack}", done, epochs, stale, log)
+    todo, state = resume_point(run_dir, owner, f"pack {pack}", done, epochs, stale, log)
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
@@ -261,17 +247,16 @@ def train_pack(
     seeds = [all_seeds[r] for r in replicas]
     recipe = spec.replicas.recipe
     host, clock = socket.gethostname(), {"t": time.perf_counter()}
-    heldout = data.split != SPLIT_TRAIN
     labels = data.labels
     presented: dict[int, np.ndarray] = {}  # epoch -> (R, N) records of the scoring set
 
     def on_presentations(epoch: int, records: np.ndarray) -> None:
         presented[epoch] = scoring_set_records(records, train_idx, len(labels))
 
-    def facts(epoch_probs: np.ndarray) -> dict:
+    def facts(pred: np.ndarray, loss: np.ndarray) -> dict:
         now = time.perf_counter()
         out = {
-            "heldout_accuracy": float(np.mean(epoch_probs[heldout].argmax(1) == labels[heldout])),
+            **epoch_curves(pred, loss, labels, data.split),
             "seconds": round(now - clock["t"], 4),
             "attempt": attempt,
             "pid": os.getpid(),
@@ -299,7 +284,7 @@ def train_pack(
                     train_correct=None if records is None else records[i],
                 )  # fmt: skip
                 record_epoch(run_dir, replica=r, epoch=epoch, blocks=blocks, seed=seeds[i],
-                             **facts(probs[i]))  # fmt: skip
+                             **facts(pred[i : i + 1], parts[i][1][None]))  # fmt: skip
         else:
             mean = probs.mean(axis=0)
             loss = np.stack([p[1] for p in parts])
@@ -324,7 +309,7 @@ def train_pack(
                     block_size=spec.shards.block_size, metadata=meta, fmt=spec.shards.format,
                 )  # fmt: skip
             record_packed_epoch(run_dir, replicas=replicas, epoch=epoch, blocks=blocks,
-                                seeds=seeds, form=mode, **facts(mean))  # fmt: skip
+                                seeds=seeds, form=mode, **facts(pred, loss))  # fmt: skip
         outcome["written"] += 1
 
     def on_checkpoint(epoch: int, ckpt: dict) -> None:

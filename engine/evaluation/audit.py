@@ -133,7 +133,8 @@ def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Aud
     Raises:
         ValueError: For a label-free run, an unknown split, or no usable score.
     """
-    from engine.spec import load_spec
+    from engine.lifecycle.rundir import read_run_spec
+    from engine.tasks import get_task
 
     run_dir = Path(run_dir)
     if split not in ("train", "heldout", "all"):
@@ -141,11 +142,13 @@ def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Aud
     scores_path = run_dir / "scores.parquet"
     if not scores_path.exists():
         raise ValueError(f"{run_dir} has no scores.parquet: audit a finished run")
-    spec = load_spec(run_dir / "spec.yaml")
+    spec = read_run_spec(run_dir)
     scores = pq.read_table(scores_path)
     if scores.column("label").null_count:
         raise ValueError("this run is label-free: there are no labels to audit")
     data = spec.load_data()
+    if get_task(spec.task.name).runtime().class_names(data) is None:
+        raise ValueError(f"{run_dir} is a {spec.task.name} run: the audit needs class labels")
     idx = data.indices(split)
     ids = scores.column("sample_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(data.labels))):
@@ -342,11 +345,11 @@ def apply_verdicts(run_dir: Path | str, verdicts_path: Path | str) -> dict:
     Returns:
         ``{"version", "dir", "relabelled", "removed", "kept", "mlflow_run"}``.
     """
+    from engine.lifecycle.rundir import read_run_spec
     from engine.shards import atomic_write_bytes, atomic_write_table
-    from engine.spec import load_spec
 
     run_dir = Path(run_dir)
-    spec = load_spec(run_dir / "spec.yaml")
+    spec = read_run_spec(run_dir)
     data = spec.load_data()
     verdicts = read_verdicts(
         verdicts_path, num_samples=len(data.labels), num_classes=data.num_classes

@@ -344,3 +344,14 @@ def write_reduced_epoch_shards(
         columns += _replica_lists(schema, scalars, REDUCED_SCALARS, pa.float16(), start, stop)
         entries.append(_write_block(packed_block_path(run_dir, epoch, block, fmt), columns, schema))
     return entries
+
+
+def remove_stale_temp_files(*folders: Path) -> int:
+    """Delete temp files a killed writer left in ``folders``; returns how many."""
+    removed = 0
+    for folder in folders:
+        if folder.is_dir():
+            for tmp in folder.rglob(".*.tmp-*"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    return removed

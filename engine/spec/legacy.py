@@ -25,6 +25,8 @@ NEW_SPELLINGS = {
 
 
 def _legacy_keys(data: dict) -> list[str]:
+    if not isinstance(data, dict):
+        return []
     found = []
     if isinstance(data.get("task"), str):
         found.append("task")

@@ -83,7 +83,7 @@ def make_card(
     scores: pa.Table,
     score_names: list[str],
     built: BuiltSplits,
-    class_names: list[str],
+    class_names: list[str] | None,
     evaluations: list[dict],
     timings: dict,
     scored_on: dict,
@@ -94,15 +94,17 @@ def make_card(
 
     ``hard_rule_text`` is the hard rule in words (``SplitsSpec.describe()``); every
     evaluation carries ``in_sample`` (True for the replicas' own ensemble) and
-    ``params``.
+    ``params``. ``class_names`` is None for a task without classes (QA, seq2seq): the
+    card then has no per-class counts.
     """
     from engine.scores import get_score
 
-    k = len(class_names)
+    k = len(class_names or [])
     hard = spec_dict["splits"]["hard"]
     rule = next(r for r in HARD_RULES if hard.get(r) is not None)
     return {
         "name": spec_dict["metadata"]["name"],
+        "task": spec_dict.get("task", {}).get("name", "classification"),
         "description": spec_dict["metadata"]["description"],
         "run_id": run_id,
         "seeds": seeds,
@@ -134,8 +136,10 @@ def make_card(
             "label_free": spec_dict["splits"]["label_free"],
             "files": {name: str(path) for name, path in built.files.items()},
         },
-        "class_names": class_names,
-        "per_class_counts": {
+        "class_names": class_names or [],
+        "per_class_counts": {}
+        if class_names is None
+        else {
             "pool": class_counts(built.labels, k),
             "hard": class_counts(built.labels[built.is_hard], k),
             **{
@@ -188,15 +192,21 @@ def card_markdown(card: dict) -> str:
             for b in sp["bins"]
         ],
         "",
-        "## Per-class counts",
-        "",
-        "| split | " + " | ".join(card["class_names"]) + " |",
-        "|---|" + "---|" * len(card["class_names"]),
-        *[
-            f"| {name} | " + " | ".join(str(c) for c in counts) + " |"
-            for name, counts in card["per_class_counts"].items()
-        ],
-        "",
+        *(
+            [
+                "## Per-class counts",
+                "",
+                "| split | " + " | ".join(card["class_names"]) + " |",
+                "|---|" + "---|" * len(card["class_names"]),
+                *[
+                    f"| {name} | " + " | ".join(str(c) for c in counts) + " |"
+                    for name, counts in card["per_class_counts"].items()
+                ],
+                "",
+            ]
+            if card["class_names"]
+            else []
+        ),
         "## Score statistics",
         "",
         "| score | split | count | mean | std | median | q90 | max |",
@@ -216,7 +226,7 @@ def card_markdown(card: dict) -> str:
         nb = len(sp["bins"])
         lines += [
             "",
-            "## Evaluation (top-1 error; bins from the easiest to the hardest)",
+            "## Evaluation (error per bin: top-1 error, or 1 - EM, 1 - ROUGE-L; bins from the easiest to the hardest)",
             "",
             "| model | params | all | hard | rest | "
             + " | ".join(f"bin {b}" for b in range(nb))

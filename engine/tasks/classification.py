@@ -1,11 +1,36 @@
-"""The classification task plugin: labelled samples (images or token ids) and top-1 error."""
+"""The classification task plugin: labelled samples (images or token ids) and top-1 error.
+
+Replicas train on Ray Train workers or as packed Ray tasks and write full, mean or
+reduced shards; evaluated models train as Ray tasks after scoring (a mitigation may
+read the scores); each is measured by top-1 error on the pool, the hard split and
+every bin, and the small ensemble's hardness is compared with the reference models'
+confusion (Kendall's tau).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
 
 from engine.data import ClassificationData, load_dataset
 from engine.data.sources import flip_labels
+from engine.evaluation import evaluate_predictions
+from engine.evaluation.transfer import (
+    format_results_table,
+    model_parameter_counts,
+    reference_models,
+    softmax,
+    transfer_metrics,
+)
+from engine.shards import atomic_write_bytes, atomic_write_table
+from engine.splits.builder import BENCHMARK_DIR, BuiltSplits, build_splits
+from engine.tasks.base import Evaluation, Ready, RunContext
+from engine.tracking.plots import plot_error_by_bin, plot_score_histogram
 
 
 class ClassificationTask:
@@ -25,3 +50,119 @@ class ClassificationTask:
             )  # fmt: skip
             data = dataclasses.replace(data, labels=noisy, clean_labels=data.labels)
         return data
+
+    def train_replicas(self, ctx: RunContext) -> None:
+        """Ray Train workers (or packed Ray tasks) train the replicas and write their shards."""
+        from engine.distributed.replicas import train_replicas
+
+        train_replicas(ctx.run_dir, ctx.spec, attempt=ctx.attempt, log=ctx.log)
+
+    def models_need_scores(self, spec: object) -> bool:
+        """Evaluated models train after scoring: a mitigation ranks samples by a score."""
+        return True
+
+    def start_models(self, ctx: RunContext, scores: pa.Table | None) -> Ready:
+        """Train every evaluated model as a Ray task (finished ones are loaded); their logits."""
+        from engine.distributed.models import train_eval_models
+
+        spec = ctx.spec
+        logits = train_eval_models(ctx.run_dir, spec, log=ctx.log) if spec.evaluate.models else {}
+        return Ready(logits)
+
+    def build_splits(self, ctx: RunContext, scores: pa.Table) -> BuiltSplits:
+        """The hard split, bins and exports of the pool (see :mod:`engine.splits.builder`)."""
+        built = build_splits(ctx.run_dir, ctx.spec.splits, ctx.data, scores)
+        ctx.log(
+            f"[build] pool {ctx.spec.splits.pool}: {len(built.sample_ids)} samples, hard split "
+            f"{int(built.is_hard.sum())}, {len(built.bin_edges)} bins -> {BENCHMARK_DIR}/splits"
+        )
+        return built
+
+    def evaluate(
+        self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, outputs: dict
+    ) -> Evaluation:
+        """Top-1 error of the ensemble (in-sample) and every model; Kendall tau; ``eval/``."""
+        from engine.distributed.models import MODELS_DIR, model_history
+
+        spec, data, run_dir = ctx.spec, ctx.data, ctx.run_dir
+        pool_pos = built.sample_ids
+        params = model_parameter_counts(spec, data.num_classes, data.input_shape)
+        replica_params = params.pop("replica")
+        predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # model -> (pred, confidence)
+        if spec.evaluate.ensemble:
+            predictions["ensemble"] = (
+                scores.column("ensemble_pred").to_numpy()[pool_pos],
+                scores.column("ensemble_conf").to_numpy()[pool_pos],
+            )
+        model_probs = {name: softmax(lg[pool_pos]) for name, lg in outputs.items()}
+        for name, probs in model_probs.items():
+            predictions[name] = (probs.argmax(axis=1), probs.max(axis=1))
+        evaluations = []
+        for name, (pred, conf) in predictions.items():
+            scorer = name == "ensemble"
+            ev = evaluate_predictions(
+                name, pred, built, confidence=conf, seed=spec.replicas.recipe.seed,
+                in_sample=scorer,
+                params=spec.replicas.count * replica_params if scorer else params[name],
+            )  # fmt: skip
+            if scorer:
+                ev["replicas"] = spec.replicas.count
+            evaluations.append(ev)
+        mitigations = {m.name: m.mitigation for m in spec.evaluate.models}
+        for ev in evaluations:
+            mit = mitigations.get(ev["model"])
+            if mit is not None and mit.method != "erm":
+                ev["mitigation"] = asdict(mit)
+        reference, rule = reference_models(spec, params, replica_params)
+        transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
+        transfer["params"] = {"replica": replica_params, **params}
+        eval_dir = run_dir / "eval"
+        eval_dir.mkdir(exist_ok=True)
+        preds = {"sample_id": pa.array(pool_pos), "label": pa.array(built.labels)}
+        for name, (pred, conf) in predictions.items():
+            preds[f"pred_{name}"] = pa.array(pred)
+            preds[f"conf_{name}"] = pa.array(conf)
+        if "large_confusion" in transfer:
+            preds["large_confusion"] = pa.array(transfer.pop("large_confusion"))
+        atomic_write_bytes(eval_dir / "transfer.json", json.dumps(transfer, indent=2).encode())
+        atomic_write_table(eval_dir / "predictions.parquet", pa.table(preds))
+        atomic_write_bytes(eval_dir / "metrics.json", json.dumps(evaluations, indent=2).encode())
+        split_values = np.asarray(scores.column("split").to_pylist())
+        score_values = scores.column(spec.splits.score).to_numpy()
+        plots = [
+            plot_error_by_bin(evaluations, spec.splits.score, eval_dir / "error_by_bin.png"),
+            plot_score_histogram(
+                {s: score_values[split_values == s] for s in sorted(set(split_values))},
+                spec.splits.score,
+                eval_dir / f"{spec.splits.score}_histogram.png",
+            ),
+        ]
+        summary = {}
+        if transfer.get("kendall_tau_small_large") is not None:
+            summary["kendall_tau_small_large"] = transfer["kendall_tau_small_large"]
+        names = [m.name for m in spec.evaluate.models]
+        return Evaluation(
+            evaluations=evaluations,
+            table=format_results_table(built, evaluations, spec.splits.score, transfer),
+            summary=summary,
+            transfer=transfer,
+            plots=plots,
+            model_dirs={n: run_dir / MODELS_DIR / n for n in names},
+            histories={n: model_history(run_dir, n) for n in names},
+        )
+
+    def class_names(self, data: ClassificationData) -> list[str]:
+        """The dataset's class names."""
+        return data.class_names
+
+    def build_report(self, run_dir: Path) -> Path:
+        """The HTML report with the paper's figures (:mod:`engine.tracking.report`)."""
+        from engine.tracking.report import build_report
+
+        return build_report(run_dir)
+
+    def evaluate_model(self, run_dir: Path, spec: object, status: dict, **kwargs: object) -> dict:
+        """``hardbench eval``: see :func:`engine.tasks.classification_eval.evaluate_classifier`."""
+        from engine.tasks.classification_eval import evaluate_classifier
+
+        return evaluate_classifier(run_dir, spec, status, **kwargs)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
+
 from engine.data.qa import QAData, load_quoref
+from engine.evaluation.text_eval import evaluate_reader
+from engine.tasks.base import RunContext
+from engine.tasks.text import TextTask
 
 
-class QATask:
+class QATask(TextTask):
     """Hooks of the run lifecycle for an extractive-QA benchmark."""
 
     name = "qa"
@@ -16,3 +22,24 @@ class QATask:
         return load_quoref(
             heldout_fraction=d.heldout_fraction, split_seed=d.split_seed, limit=d.limit
         )
+
+    def split_texts(self, data: QAData, pool: np.ndarray) -> dict[str, list]:
+        """Question, passage and answer of each pool sample."""
+        return {
+            "question": [data.questions[i] for i in pool],
+            "context": [data.contexts[i] for i in pool],
+            "answer": [data.answers[i] for i in pool],
+        }
+
+    def measure(
+        self, ctx: RunContext, scores: pa.Table, pool: np.ndarray, outputs: dict, args: tuple
+    ) -> list[tuple[dict, dict]]:
+        """EM and F1 of the ensemble's best span (in-sample) and of every reader's."""
+        data = ctx.data
+        runs = []
+        if ctx.spec.evaluate.ensemble:  # the scorer: its best span of the replica means
+            code = scores.column("ensemble_pred").to_numpy()
+            length = data.input_ids.shape[1]
+            runs.append(("ensemble", code // length, code % length))
+        runs += [(name, out["start"], out["end"]) for name, out in outputs.items()]
+        return [evaluate_reader(name, data, pool, s, e, *args) for name, s, e in runs]

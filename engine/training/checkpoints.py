@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -90,3 +91,29 @@ def load_checkpoint(
             if callable(log):
                 log(f"[train] replica {replica}: checkpoint {path} unreadable ({exc}); skipped")
     return None
+
+
+def resume_point(
+    run_dir: Path,
+    owner: int | str,
+    name: str,
+    done: set[int],
+    epochs: int,
+    stale: int,
+    log: Callable[[str], None],
+) -> tuple[list[int], dict | None]:
+    """Epochs still to write and the checkpoint to continue from (None: from scratch).
+
+    The checkpoint is the newest readable one at or before the first unfinished epoch.
+    """
+    todo = [e for e in range(epochs) if e not in done]
+    if not todo:
+        return todo, None
+    state = load_checkpoint(run_dir, owner, at_most=todo[0], log=log)
+    if done or state is not None or stale:
+        log(
+            f"[train] {name}: {len(done)}/{epochs} epochs already done, continuing from "
+            f"{'checkpoint of epoch ' + str(state['epoch']) if state else 'scratch'}"
+            f"{f', removed {stale} temp files' if stale else ''}"
+        )
+    return todo, state

@@ -132,6 +132,7 @@ def train(
     until_epoch: int | None = None,
     mitigation: Mitigation | None = None,
     on_presentations: PresentationCallback | None = None,
+    history: list[dict] | None = None,
 ) -> nn.Module:
     """Train ``recipe.model`` on (x_train, y_train), reporting scoring-set logits each epoch.
 
@@ -171,6 +172,9 @@ def train(
             right, 0 wrong, ``NOT_PRESENTED`` if no batch held it; the last presentation
             of the epoch counts). This is how Toneva et al. (2019) count forgetting.
             Checkpoints carry the records, so a resumed run reports them too.
+        history: When given, one ``{"epoch", "train_loss", "train_accuracy"}`` is
+            appended per epoch trained: the mean loss and accuracy of the mini-batches'
+            forward passes (the learning curve logged to MLflow).
 
     Returns:
         The trained model in eval mode.
@@ -241,13 +245,17 @@ def train(
             if on_presentations is None
             else torch.full((len(xt),), NOT_PRESENTED, dtype=torch.int8, device=device)
         )
+        seen = [0.0, 0, 0]  # loss sum, right, samples of this epoch's batches (history)
         for start in range(0, len(perm), recipe.batch_size):
             idx = perm[start : start + recipe.batch_size]
             if len(idx) < 2 and _has_batchnorm(model):
                 continue  # BatchNorm cannot normalise a batch of one
             logits = model(xt[idx])
-            if presented is not None:
-                presented[idx] = (logits.detach().argmax(dim=1) == yt[idx]).to(torch.int8)
+            if presented is not None or history is not None:
+                right = (logits.detach().argmax(dim=1) == yt[idx]).to(torch.int8)
+                if presented is not None:
+                    presented[idx] = right
+                seen[1] += int(right.sum())
             if mitigation is None:
                 loss = F.cross_entropy(logits, yt[idx])
             else:
@@ -257,6 +265,12 @@ def train(
             optimizer.step()
             if scheduler.last_epoch < total_steps:  # a longer-than-expected epoch stays at 0
                 scheduler.step()
+            if history is not None:
+                seen[0] += float(loss.detach()) * len(idx)
+                seen[2] += len(idx)
+        if history is not None:
+            history.append({"epoch": epoch, "train_loss": seen[0] / max(seen[2], 1),
+                            "train_accuracy": seen[1] / max(seen[2], 1)})  # fmt: skip
         if presented is not None:
             on_presentations(epoch, presented.cpu().numpy())
         if on_checkpoint is not None:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from engine.data.qa import SPLIT_TRAIN, QAData
 from engine.models.text import SpanReader
-from engine.training.side_by_side import train_side_by_side
+from engine.training.side_by_side import Continuation, train_side_by_side
 
 PREDICT_BATCH = 256  # samples per forward pass when predicting
 
@@ -106,6 +106,7 @@ def train_readers(
     on_epoch: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     log: Callable[[str], None] = lambda line: None,
     device: str | torch.device = "cpu",
+    continuation: Continuation | None = None,
 ) -> list[SpanReader]:
     """Train one reader per seed on the training split, side by side.
 
@@ -117,6 +118,8 @@ def train_readers(
             each float32 (R, N, L) over all samples (train and held-out).
         log: Progress lines.
         device: Torch device to train and predict on.
+        continuation: Resume state, per-epoch checkpoint callback and the epochs to
+            report (``on_epoch`` is called for those only); default: all, from scratch.
 
     Returns:
         The trained readers.
@@ -143,5 +146,5 @@ def train_readers(
     return train_side_by_side(
         models, seeds, train_idx, epochs=recipe.epochs, batch_size=recipe.batch_size,
         lr=recipe.lr, weight_decay=recipe.weight_decay, batch_loss=batch_loss,
-        after_epoch=after_epoch,
+        after_epoch=after_epoch, continuation=continuation,
     )  # fmt: skip

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from engine.data.seq2seq import SPLIT_TRAIN, Seq2SeqData
 from engine.models.text import Seq2SeqModel
 from engine.training.qa import TextRecipe
-from engine.training.side_by_side import train_side_by_side
+from engine.training.side_by_side import Continuation, train_side_by_side
 
 PREDICT_BATCH = 64  # samples per teacher-forced pass when reducing (R x 64 x T x V floats)
 ACCURACY_CORRECT = 0.5  # a replica is "correct" on a sample when it predicts this share of tokens
@@ -154,6 +154,7 @@ def train_seq2seq(
     on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     log: Callable[[str], None] = lambda line: None,
     device: str | torch.device = "cpu",
+    continuation: Continuation | None = None,
 ) -> list[Seq2SeqModel]:
     """Train one encoder-decoder per seed on the training split, side by side.
 
@@ -164,6 +165,8 @@ def train_seq2seq(
         on_epoch: Called after each epoch with ``(epoch, reduce_epoch(...))``.
         log: Progress lines.
         device: Torch device to train and predict on.
+        continuation: Resume state, per-epoch checkpoint callback and the epochs to
+            report (``on_epoch`` is called for those only); default: all, from scratch.
 
     Returns:
         The trained models.
@@ -187,5 +190,5 @@ def train_seq2seq(
     return train_side_by_side(
         models, seeds, train_idx, epochs=recipe.epochs, batch_size=recipe.batch_size,
         lr=recipe.lr, weight_decay=recipe.weight_decay, batch_loss=batch_loss,
-        after_epoch=after_epoch,
+        after_epoch=after_epoch, continuation=continuation,
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -41,3 +42,20 @@ def stop_pids(pids: list[int], grace_s: float = 2.0) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(grace_s)
+
+
+def kill_driver_and_cluster(proc: subprocess.Popen, ray_tmpdir: str) -> int:
+    """SIGKILL a driver and every process of the local Ray cluster it started, at once.
+
+    As when the driver's machine goes down: no process gets to clean up or finish an
+    epoch. Returns how many Ray processes were killed.
+    """
+    doomed = [proc.pid, *pids_using(ray_tmpdir)]
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=60)
+    stop_pids(pids_using(ray_tmpdir), grace_s=1)
+    return len(doomed) - 1

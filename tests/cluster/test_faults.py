@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.cluster.procs import pids_using, stop_pids
+from tests.cluster.procs import kill_driver_and_cluster, pids_using, stop_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 HARDBENCH = str(Path(sys.executable).parent / "hardbench")
@@ -182,15 +182,8 @@ def test_killed_driver_then_resume_redoes_only_unfinished_pairs(ray_tmp, baselin
     _wait_for_rows(proc, run_dir, 4, log)
     # The driver and the local Ray cluster it started die at once, as when its machine
     # goes down: SIGKILL, no chance to clean up or finish an epoch.
-    doomed = [proc.pid, *pids_using(ray_tmp["RAY_TMPDIR"])]
-    for pid in doomed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=60)
+    killed = kill_driver_and_cluster(proc, ray_tmp["RAY_TMPDIR"])
     killed_at = time.monotonic() - start
-    stop_pids(pids_using(ray_tmp["RAY_TMPDIR"]), grace_s=1)
     before = _rows(run_dir)
     shards_before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in _shards(run_dir)}
     assert 0 < len(before) < REPLICAS * EPOCHS
@@ -217,7 +210,7 @@ def test_killed_driver_then_resume_redoes_only_unfinished_pairs(ray_tmp, baselin
     rc, out, _ = _run(["run", "--resume", str(run_dir)], ray_tmp, tmp_path / "again.log")
     assert rc == 2 and "is complete; nothing to resume" in out
     print(
-        f"\nFAULT driver kill: SIGKILL to the driver and its {len(doomed) - 1} Ray processes at {killed_at:.1f} s with {len(before)}/"
+        f"\nFAULT driver kill: SIGKILL to the driver and its {killed} Ray processes at {killed_at:.1f} s with {len(before)}/"
         f"{REPLICAS * EPOCHS} pairs and {len(shards_before)} shards on disk; `hardbench run "
         f"--resume` took {resume_s:.1f} s, trained {REPLICAS * EPOCHS - len(before)} pairs, "
         f"left {len(kept)} finished shards untouched, ended with {len(_shards(run_dir))} shards; "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from engine.pipeline import run_benchmark
+from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"

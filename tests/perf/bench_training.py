@@ -33,8 +33,8 @@ import torch
 from engine.data import load_dataset
 from engine.distributed.cluster import ray_session
 from engine.distributed.replicas import train_replicas
+from engine.lifecycle import run_benchmark
 from engine.models import create_model
-from engine.pipeline import run_benchmark
 from engine.spec import load_spec
 from engine.training import train
 from engine.training.packed import train_packed

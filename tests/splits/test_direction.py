@@ -13,7 +13,7 @@ import pytest
 
 from engine.data import ClassificationData
 from engine.evaluation import evaluate_predictions
-from engine.pipeline import transfer_metrics
+from engine.evaluation.transfer import transfer_metrics
 from engine.scores import get_score, hardness, list_scores
 from engine.spec import BinsSpec, HardSpec, SpecError, SplitsSpec, load_spec
 from engine.splits.builder import build_splits
@@ -170,7 +170,7 @@ def test_mitigation_orders_training_samples_by_the_scores_direction(tmp_path):
 
 
 def test_text_comparison_and_report_read_every_score_in_its_direction():
-    from engine.pipeline_text import compare_scores
+    from engine.evaluation.text_eval import compare_scores
     from engine.tracking.report import hardest_first
 
     rng = np.random.default_rng(1)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.pipeline import run_benchmark
+from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny.yaml"

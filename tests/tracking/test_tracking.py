@@ -60,7 +60,7 @@ def test_compare_table_marks_the_scorer_and_shows_sizes():
 
 
 def test_reference_models_default_to_models_larger_than_the_whole_replica_ensemble():
-    from engine.pipeline import model_parameter_counts, reference_models
+    from engine.evaluation.transfer import model_parameter_counts, reference_models
     from engine.spec import load_spec
 
     spec = load_spec("benchmarks/digits.yaml")

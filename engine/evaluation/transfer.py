@@ -1,0 +1,162 @@
+"""Transfer of the small ensemble's difficulty to evaluated models: sizes, reference set, Kendall tau.
+
+The replicas' own ensemble is the scorer: its bins are cut from its own score, so it
+is in-sample. The reference models are the evaluated models the small ensemble is
+compared with; by default those with more parameters than the whole replica ensemble.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.evaluation.metrics import kendall_tau
+from engine.splits.builder import BuiltSplits
+
+
+def format_results_table(
+    built: BuiltSplits, evaluations: list[dict], score: str, transfer: dict | None = None
+) -> str:
+    """The table printed at the end of a run: each model's size and error per bin, then correlations.
+
+    Bins run from the easiest (0) to the hardest by the score's direction. The
+    replicas' own ensemble is marked as the in-sample scorer: its bins are cut from
+    its own score, so its column is not a transfer result.
+    """
+    from engine.evaluation.evaluate import display_name, format_params
+    from engine.scores import get_score
+
+    direction = get_score(score).direction
+    names = [display_name(ev) for ev in evaluations]
+    widths = [max(10, len(n) + 2) for n in names]  # each model column as wide as its name
+
+    def cells(values: list[str]) -> str:
+        return "".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
+
+    head = f"{'bin':<6}{score + ' range':<22}{'count':>7}" + cells(names)
+    rows = [f"bins from easiest (0) to hardest by {score} ({direction})", head, "-" * len(head)]
+
+    def pct(x: float) -> str:
+        return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
+
+    def size(ev: dict) -> str:
+        r = ev.get("replicas")
+        if r and ev.get("params"):
+            return f"{r} x {format_params(ev['params'] // r)}"
+        return format_params(ev.get("params"))
+
+    rows.append(f"{'params':<35}" + cells([size(ev) for ev in evaluations]))
+    for b, (lo, hi) in enumerate(built.bin_edges):
+        count = int((built.bins == b).sum())
+        rows.append(
+            f"{b:<6}{f'{lo:.4f} .. {hi:.4f}':<22}{count:>7}"
+            + cells([pct(ev["error_per_bin"][b]) for ev in evaluations])
+        )
+    rows.append("-" * len(head))
+    n_hard = int(built.is_hard.sum())
+    for label, key, count in (
+        ("hard", "error_hard", n_hard),
+        ("rest", "error_rest", len(built.is_hard) - n_hard),
+        ("all", "error_all", len(built.is_hard)),
+    ):
+        rows.append(f"{label:<28}{count:>7}" + cells([pct(ev[key]) for ev in evaluations]))
+    rows.append("")
+
+    def num(x: float) -> str:
+        return "n/a" if math.isnan(x) else f"{x:+.3f}"
+
+    def auc(x: float) -> str:
+        return "n/a (no errors)" if math.isnan(x) else f"{x:.3f}"
+
+    for ev, name in zip(evaluations, names, strict=True):
+        lo, hi = ev["error_hard_ci95"]
+        rows.append(
+            f"{name}: Pearson rho(bin, error) = {num(ev['pearson_rho'])} (p={ev['pearson_p']:.3g}), "
+            f"hard - rest = {num(100 * ev['hard_minus_rest'])} pts "
+            f"(hard error 95% CI {pct(lo)}..{pct(hi)}), "
+            f"AUROC({score} hardness -> error) = {auc(ev['auroc_score_error'])}, ECE = {auc(ev['ece'])}"
+        )
+    if any(ev.get("in_sample") for ev in evaluations):
+        rows.append(
+            "(scorer, in-sample): the replicas' own ensemble, on bins cut from its own score; "
+            "not a transfer result"
+        )
+    if transfer and transfer.get("kendall_tau_small_large") is not None:
+        rows.append(
+            f"Kendall tau between the small ensemble's {score} hardness and the reference models' "
+            f"confusion ({', '.join(transfer['reference_models'])}; {transfer['reference_rule']}) "
+            f"= {num(transfer['kendall_tau_small_large'])}"
+        )
+    elif transfer and "reference_rule" in transfer:
+        rows.append(f"Kendall tau: no reference models ({transfer['reference_rule']})")
+    return "\n".join(rows)
+
+
+def model_parameter_counts(
+    spec: object, num_classes: int, input_shape: tuple[int, ...]
+) -> dict[str, int]:
+    """Parameters of one replica (key ``replica``) and of every evaluated model."""
+    from engine.models import count_parameters
+
+    def count(recipe: object) -> int:
+        return count_parameters(
+            recipe.model, num_classes=num_classes, input_shape=input_shape, **recipe.model_kwargs
+        )
+
+    return {"replica": count(spec.replicas.recipe)} | {
+        m.name: count(m.recipe) for m in spec.evaluate.models
+    }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reference_models(
+    spec: object, params: dict[str, int], replica_params: int
+) -> tuple[list[str], str]:
+    """The evaluated models the small ensemble's difficulty is compared with, and why.
+
+    Args:
+        spec: The run's spec (``evaluate.reference_models``: ``larger`` or names).
+        params: Evaluated model name -> its number of parameters.
+        replica_params: Parameters of one seed replica.
+
+    Returns:
+        ``(names, rule)``: the reference models in spec order, and the rule in words.
+    """
+    from engine.spec import REFERENCE_LARGER
+
+    chosen = spec.evaluate.reference_models
+    if chosen != REFERENCE_LARGER:
+        return list(chosen), "listed in evaluate.reference_models"
+    total = spec.replicas.count * replica_params
+    names = [m.name for m in spec.evaluate.models if params[m.name] > total]
+    return (
+        names,
+        f"models with more parameters than the {spec.replicas.count}-replica ensemble ({total:,})",
+    )
+
+
+def transfer_metrics(built: BuiltSplits, model_probs: dict[str, np.ndarray], rule: str) -> dict:
+    """Rank agreement between the small ensemble and the reference (larger) models.
+
+    The reference models' confusion is the entropy of their mean predicted
+    distribution (one prediction per model, after training); Kendall's tau compares it
+    with the small ensemble's splitting score read as hardness (higher = harder), so
+    tau > 0 means both find the same samples hard whatever the score's direction.
+    """
+    out: dict = {"reference_models": list(model_probs), "reference_rule": rule}
+    if not model_probs:
+        return out
+    from engine.scores import confusion
+
+    stacked = np.stack(list(model_probs.values()))[:, None]  # (M, 1, P, K)
+    large = confusion(stacked / stacked.sum(axis=-1, keepdims=True))
+    tau, p = kendall_tau(built.hardness, large)
+    out.update(kendall_tau_small_large=tau, kendall_p=p, large_confusion=large)
+    return out

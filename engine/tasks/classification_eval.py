@@ -1,0 +1,201 @@
+"""``hardbench eval`` for classification runs: any registered or MLflow-logged model on a split.
+
+The model's weights are checked on the driver before any Ray actor starts; the
+predictions run on a Ray Data actor pool with the model's own preprocessing; the
+result is logged as a nested MLflow run of the build.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from engine.distributed.cluster import ray_session
+from engine.distributed.evaluation import predict_split
+from engine.evaluation import evaluate_predictions
+from engine.lifecycle.rundir import RunSetupError
+from engine.shards import atomic_write_bytes
+from engine.splits.builder import BENCHMARK_DIR, load_built_splits, read_input_shape
+from engine.tracking.mlflow_log import reconnect_uri
+
+
+def run_num_classes(run_dir: Path, spec: object) -> int:
+    """K of a finished run: its card's class list (the pool may lack a class)."""
+    card = Path(run_dir) / BENCHMARK_DIR / "card.json"
+    if card.exists():
+        return len(json.loads(card.read_text())["class_names"])
+    return spec.load_data().num_classes
+
+
+def evaluate_classifier(
+    run_dir: Path | str,
+    spec: object,
+    status: dict,
+    *,
+    model: str | None = None,
+    model_uri: str | None = None,
+    label: str | None = None,
+    pretrained: bool = False,
+    weights_file: str | None = None,
+    model_kwargs: dict | None = None,
+    num_classes: int | None = None,
+    split: str = "pool",
+    num_cpus: int | None = None,
+    cpus_per_actor: float | None = None,
+    gpus_per_actor: float | None = None,
+) -> dict:
+    """Evaluate a registered model, or an MLflow-logged one, on a finished classification run.
+
+    Predictions run on a Ray Data actor pool with the model's own preprocessing. On
+    the pool every transfer metric is computed (per bin, hard vs rest, AUROC); on
+    another split, its error with a bootstrap interval and the calibration error.
+    The result is logged as a nested MLflow run of the build, so ``hardbench
+    compare`` shows it next to the build's models.
+
+    Args:
+        run_dir: A finished run.
+        spec: Its spec.
+        status: Its ``run.json``.
+        model: Registered model name.
+        model_uri: An MLflow URI of a logged hardbench model (``runs:/<id>/model``) or
+            a local model directory; replaces ``model``.
+        label: Name in reports and MLflow (default: the model name).
+        pretrained: Load the registry's pretrained weights (local hub cache).
+        weights_file: A local state dict.
+        model_kwargs: Model options.
+        num_classes: Output size (default: the dataset's).
+        split: ``pool`` or any built split (``hard``, ``rest``, ``bin_<b>``).
+        num_cpus: CPUs of a local Ray cluster.
+        cpus_per_actor: CPUs of each prediction actor (default: the spec's
+            ``evaluate.cpus_per_actor``).
+        gpus_per_actor: GPU share of each prediction actor (default: the spec's
+            ``evaluate.gpus_per_actor``).
+
+    Returns:
+        The evaluation dict (as in ``evaluate_predictions``) plus ``split`` and ``mlflow_run``.
+    """
+    import pyarrow.parquet as pq
+
+    from engine.evaluation import bootstrap_ci, expected_calibration_error, top1_error
+    from engine.tracking.mlflow_log import log_model_run
+
+    run_dir = Path(run_dir).resolve()
+    try:
+        built = load_built_splits(run_dir, spec.splits)
+    except ValueError as exc:  # label-free: nothing to measure errors against
+        raise RunSetupError(str(exc)) from None
+    if split not in built.files:
+        raise RunSetupError(
+            f"unknown split {split!r}; this run has {', '.join(sorted(built.files))}"
+        )
+    input_shape = read_input_shape(pq.read_schema(built.files["pool"]))
+    kwargs: dict = {
+        "input_shape": input_shape,
+        "num_classes": num_classes or run_num_classes(run_dir, spec),
+    }
+    from engine.models import WeightsError, check_weights_file
+
+    if model_uri:
+        from engine.evaluation.predictor import describe_model_dir
+
+        model_dir = Path(model_uri)
+        if not model_dir.is_dir():
+            import mlflow.artifacts
+
+            model_dir = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=model_uri,
+                    tracking_uri=reconnect_uri(status.get("mlflow", {}).get("tracking_uri")),
+                )
+            )
+        info = describe_model_dir(model_dir)
+        try:  # fail before any actor starts
+            check_weights_file(
+                info["weights_file"], info["model"], num_classes=kwargs["num_classes"],
+                input_shape=input_shape, **info["model_kwargs"],
+            )  # fmt: skip
+        except WeightsError as exc:
+            raise RunSetupError(f"model {model_uri}: {exc}") from None
+        kwargs["model_dir"] = str(model_dir)
+        name, options = info["model"], info["model_kwargs"]
+        label = label or model_uri.rstrip("/").split("/")[-2 if model_uri.endswith("model") else -1]
+    elif model:
+        from engine.models import get_model_config
+        from engine.models import weights_file as hub_weights_file
+
+        config = get_model_config(model)  # unknown names fail here, with close matches
+        if config.family == "hf":  # fail before any actor starts: no texts, or no tokenizer
+            from engine.evaluation.predictor import require_hf_text_model
+
+            try:
+                require_hf_text_model((model_kwargs or {}).get("path"), built.files[split])
+            except (FileNotFoundError, ValueError) as exc:
+                raise RunSetupError(str(exc)) from None
+        if pretrained and weights_file is None:
+            # Resolve the hub cache path here: actors may not see this process's TORCH_HOME.
+            weights_file = str(hub_weights_file(model))
+        if weights_file is not None:
+            try:  # readable, and the keys and shapes of this model: before any actor starts
+                check_weights_file(
+                    weights_file, model, num_classes=kwargs["num_classes"],
+                    input_shape=input_shape, **(model_kwargs or {}),
+                )  # fmt: skip
+            except WeightsError as exc:
+                raise RunSetupError(str(exc)) from None
+        kwargs.update(model=model, weights_file=weights_file, model_kwargs=model_kwargs)
+        name, options = model, model_kwargs or {}
+        label = label or model
+    else:
+        raise RunSetupError("give a registered model name or a model URI")
+    with ray_session(num_cpus):
+        out = predict_split(
+            built.files[split],
+            kwargs,
+            cpus_per_actor=spec.evaluate.cpus_per_actor
+            if cpus_per_actor is None
+            else cpus_per_actor,
+            gpus_per_actor=spec.evaluate.gpus_per_actor
+            if gpus_per_actor is None
+            else gpus_per_actor,
+        )
+    if split == "pool":
+        if not np.array_equal(out["sample_id"], built.sample_ids):
+            raise RuntimeError("the evaluation pool returned other sample ids than the pool holds")
+        ev = evaluate_predictions(
+            label, out["pred"], built, confidence=out["conf"], seed=spec.replicas.recipe.seed,
+            params=_model_params(name, options, kwargs["num_classes"], input_shape),
+        )  # fmt: skip
+    else:
+        pos = np.searchsorted(built.sample_ids, out["sample_id"])
+        wrong = out["pred"] != built.labels[pos]
+        ev = {
+            "model": label,
+            "error_all": top1_error(built.labels[pos], out["pred"]),
+            "error_all_ci95": list(bootstrap_ci(wrong, seed=spec.replicas.recipe.seed)),
+            "ece": expected_calibration_error(out["conf"], ~wrong),
+        }
+    ev["split"] = split
+    mlflow_info = status.get("mlflow")
+    if mlflow_info:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=reconnect_uri(mlflow_info["tracking_uri"]))
+        ev["mlflow_run"] = log_model_run(
+            client, mlflow_info["experiment_id"], mlflow_info["parent_run_id"], status["run_id"], ev
+        )
+    evals_dir = run_dir / "eval" / "extra"
+    atomic_write_bytes(evals_dir / f"{label}-{split}.json", json.dumps(ev, indent=2).encode())
+    return ev
+
+
+def _model_params(
+    name: str, options: dict, num_classes: int, input_shape: tuple[int, ...]
+) -> int | None:
+    """Parameters of a model ``hardbench eval`` evaluates (None for Hugging Face models)."""
+    from engine.models import count_parameters, get_model_config
+
+    if get_model_config(name).family == "hf":
+        return None
+    return count_parameters(name, num_classes=num_classes, input_shape=input_shape, **options)
