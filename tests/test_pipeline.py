@@ -131,7 +131,7 @@ def test_card_has_provenance_and_evaluation(tiny_run):
 
 def test_mlflow_parent_and_nested_runs(tiny_run):
     _, _, result = tiny_run
-    client = MlflowClient(tracking_uri=f"sqlite:///{result.run_dir / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{result.run_dir.parent / 'mlflow.db'}")
     exp = client.get_experiment_by_name("hardbench-tests")
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -334,7 +334,7 @@ def test_eval_an_mlflow_logged_model_reproduces_its_build_metrics(tiny_run, caps
     for key in ("error_all", "error_hard", "error_rest", "pearson_rho"):
         assert ev[key] == pytest.approx(built[key], nan_ok=True), key
     capsys.readouterr()
-    uri = f"sqlite:///{result.run_dir / 'mlflow.db'}"
+    uri = f"sqlite:///{result.run_dir.parent / 'mlflow.db'}"
     assert main(["compare", "hardbench-tests", "--tracking-uri", uri, "--run-id", "first"]) == 0
     assert "small_mlp_from_mlflow" in capsys.readouterr().out
 

@@ -89,7 +89,7 @@ def test_splits_evaluation_report_and_mlflow(qa_run):
     page = (run / "report.html").read_text()
     assert "Action vs confusion" in page and "data:image/png;base64" in page
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
-    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{run.parent / 'mlflow.db'}")
     exp = client.get_experiment_by_name("hardbench-tests")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 3  # parent + ensemble + reader

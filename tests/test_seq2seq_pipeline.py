@@ -78,7 +78,7 @@ def test_splits_rouge_report_and_mlflow(s2s_run):
     comparison = json.loads((run / "eval" / "transfer.json").read_text())
     assert 0 < comparison["auroc"]["generator"]["action"] <= 1
     assert "Action vs confusion" in (run / "report.html").read_text()
-    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{run.parent / 'mlflow.db'}")
     exp = client.get_experiment_by_name("hardbench-tests")
     assert len(client.search_runs([exp.experiment_id])) == 2  # parent + generator
 

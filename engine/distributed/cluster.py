@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 
 RAY_ADDRESS_ENV = "RAY_ADDRESS"  # when set, attach to this cluster instead of starting one
@@ -36,6 +38,9 @@ def ray_session(num_cpus: int | None = None, *, quiet: bool = True) -> Iterator[
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
     started = False
+    # Ray's core worker installs a C-level SIGTERM handler that aborts the driver; the
+    # caller's own (the CLI's: record the build as killed, then exit) is put back.
+    on_term = signal.getsignal(signal.SIGTERM)
     if not ray.is_initialized():
         address = os.environ.get(RAY_ADDRESS_ENV)
         kwargs: dict = {
@@ -50,6 +55,8 @@ def ray_session(num_cpus: int | None = None, *, quiet: bool = True) -> Iterator[
         else:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
             started = True
+        if callable(on_term) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = not quiet
     ctx.print_on_execution_start = not quiet

@@ -65,7 +65,12 @@ def _auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _client(address: str):
+def job_client(address: str):
+    """A Ray Jobs client for ``address``, with the auth headers the environment gives.
+
+    Raises:
+        JobSubmitError: If the Jobs API cannot be reached, saying what to check.
+    """
     from ray.job_submission import JobSubmissionClient
 
     try:
@@ -116,7 +121,7 @@ def submit_build(
         argv += ["--runs-dir", runs_dir]
     for item in overrides or []:
         argv += ["--set", item]
-    client = _client(address)
+    client = job_client(address)
     return client.submit_job(
         entrypoint=shlex.join(argv),
         submission_id=submission_id,
@@ -131,12 +136,12 @@ def submit_build(
 
 def job_status(job_id: str, address: str) -> str:
     """The job's status name (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
-    return str(_client(address).get_job_status(job_id).value)
+    return str(job_client(address).get_job_status(job_id).value)
 
 
 def job_logs(job_id: str, address: str) -> str:
     """Everything the job has printed so far."""
-    return _client(address).get_job_logs(job_id)
+    return job_client(address).get_job_logs(job_id)
 
 
 def follow(
@@ -152,7 +157,7 @@ def follow(
     Raises:
         TimeoutError: If ``timeout_s`` passes first (the job keeps running).
     """
-    client = _client(address)
+    client = job_client(address)
     shown = 0
     start = time.monotonic()
     while True:

@@ -53,9 +53,19 @@ def prepare_inputs(x: np.ndarray, preprocess: Preprocess | None) -> torch.Tensor
     return (t - mean) / std
 
 
+MLFLOW_EXTRA_FILES = "extra_files"  # where an MLflow Model logged by a build keeps them
+
+
 def describe_model_dir(path: Path | str) -> dict:
-    """Read the descriptor of a saved model directory (``model.json`` + weights)."""
+    """Read the descriptor of a saved model directory (``model.json`` + weights).
+
+    The directory is a model folder of a run, or an MLflow Model a build logged
+    (``runs:/<id>/model``, ``models:/<model id>``), whose ``extra_files`` hold the same
+    two files: the weights are read from there, never unpickled from the MLflow flavor.
+    """
     path = Path(path)
+    if not (path / DESCRIPTOR_FILE).is_file() and (path / MLFLOW_EXTRA_FILES).is_dir():
+        path = path / MLFLOW_EXTRA_FILES
     descriptor = path / DESCRIPTOR_FILE
     if not descriptor.is_file():
         raise FileNotFoundError(f"{descriptor} not found: not a hardbench model directory")

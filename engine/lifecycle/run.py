@@ -21,6 +21,7 @@ from pathlib import Path
 from engine._util import has_credentials, redact_uri
 from engine.distributed.cluster import ray_session
 from engine.lifecycle.driver import driver_alive, driver_record
+from engine.lifecycle.record import CurveFeed, open_record, split_datasets
 from engine.lifecycle.rundir import (
     SCORES_FILE,
     SPEC_FILE,
@@ -40,7 +41,6 @@ from engine.splits.card import make_card, write_card
 from engine.storage import StorageError, check_new_destination, download_run, is_uri, mirror_run
 from engine.tasks import get_task
 from engine.tasks.base import RunContext
-from engine.tracking import log_benchmark_run
 
 
 @dataclass
@@ -207,24 +207,41 @@ def _execute(
     num_cpus: int | None,
     log: Callable[[str], None],
 ) -> RunResult:
-    """Run the stages, recording the outcome in ``run.json`` (and its mirror) whatever happens."""
+    """Run the stages, recording the outcome in ``run.json``, its mirror and MLflow whatever happens.
+
+    The MLflow parent run is RUNNING from here on; it ends FINISHED, FAILED (any
+    error) or KILLED (interrupted: Ctrl-C, or SIGTERM from ``ray job stop``).
+    """
 
     def mirror() -> None:
         if status.get("output"):
             mirror_run(run_dir, status["output"], log=log)
 
+    recorder = open_record(spec, run_dir, status)
+    write_status(run_dir, status)
+    log(f"[mlflow] parent run {recorder.parent_id} in {status['mlflow']['tracking_uri']} (RUNNING)")
     try:
-        result = _run_stages(spec, run_dir, num_cpus, status, log, mirror)
+        result = _run_stages(spec, run_dir, num_cpus, status, log, mirror, recorder)
     except BaseException as exc:
+        killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
         status.update(
-            status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+            status="killed" if killed else "failed",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
         )
         write_status(run_dir, status)
+        try:
+            recorder.finish("KILLED" if killed else "FAILED")
+        except Exception as mlflow_exc:  # keep the run's own error; say MLflow failed too
+            log(
+                f"[mlflow] marking the run {'KILLED' if killed else 'FAILED'} failed too: {mlflow_exc}"
+            )
         try:
             mirror()
         except Exception as mirror_exc:  # keep the run's own error; say the mirror failed too
             log(f"[output] mirroring the failed run failed too: {mirror_exc}")
         raise
+    recorder.finish()
     status.update(status="complete", finished=time.time(), mlflow=result.mlflow)
     write_status(run_dir, status)
     mirror()
@@ -237,7 +254,8 @@ def _run_stages(
     num_cpus: int | None,
     status: dict,
     log: Callable[[str], None],
-    mirror: Callable[[], None] = lambda: None,
+    mirror: Callable[[], None],
+    recorder: object,
 ) -> RunResult:
     run_id = status["run_id"]
     prov = status["provenance"]
@@ -246,6 +264,7 @@ def _run_stages(
 
     def stage_done(name: str, start: float) -> None:
         timings[name] = round(time.perf_counter() - start, 3)
+        recorder.stage(name, timings[name])
         write_status(run_dir, status)
         mirror()
 
@@ -260,7 +279,8 @@ def _run_stages(
         )
         early = None if task.models_need_scores(spec) else task.start_models(ctx, None)
         t = time.perf_counter()
-        task.train_replicas(ctx)
+        with CurveFeed(recorder, run_dir, spec.replicas.count):
+            task.train_replicas(ctx)
         stage_done("train_replicas", t)
 
         t = time.perf_counter()
@@ -311,30 +331,26 @@ def _run_stages(
     for ev in evaluation.evaluations:
         summary[f"{ev['model']}_error_hard"] = ev["error_hard"]
         summary[f"{ev['model']}_error_all"] = ev["error_all"]
-    mlflow_info = log_benchmark_run(
-        run_dir=run_dir,
-        run_id=run_id,
-        experiment=spec.tracking.experiment,
-        spec_dict=spec.to_dict(),
-        evaluations=evaluation.evaluations,
-        summary_metrics=summary,
-        artifacts=[
-            card_paths["json"],
-            card_paths["md"],
-            report,
-            run_dir / SCORES_FILE,
-            run_dir / SPEC_FILE,
-            *evaluation.plots,
-        ],
-        model_dirs=evaluation.model_dirs,
-        tags={
-            "hardbench.git_commit": str(prov["git"]["commit"]),
-            "hardbench.spec": spec.metadata.name,
-            "hardbench.task": spec.task.name,
-        },
-    )
+    recorder.summary(
+        summary,
+        [card_paths["json"], card_paths["md"], report, run_dir / SCORES_FILE, run_dir / SPEC_FILE,
+         *evaluation.plots],
+    )  # fmt: skip
+    datasets = split_datasets(built.files, spec.splits.score)
+    model_runs = {}
+    for ev in evaluation.evaluations:
+        name = ev["model"]
+        module = task.mlflow_model(ctx, name) if name in evaluation.model_dirs else None
+        model_runs[name] = recorder.log_evaluation(
+            run_id, ev, history=evaluation.histories.get(name), datasets=datasets, model=module,
+            artifacts_dir=None if module else evaluation.model_dirs.get(name),
+        )  # fmt: skip
+        status["mlflow"]["model_runs"] = dict(model_runs)  # a failure from here: redone on resume
+        write_status(run_dir, status)
+    mlflow_info = {**recorder.info(), "model_runs": model_runs}
     stage_done("track", t)
     timings["total"] = round(time.perf_counter() - t_total, 3)
+    recorder.stage("total", timings["total"])
     log(f"[mlflow] parent run {mlflow_info['parent_run_id']} in {mlflow_info['tracking_uri']}")
     return RunResult(
         run_id=run_id, run_dir=run_dir, evaluations=evaluation.evaluations, built=built,

@@ -49,7 +49,7 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class TrackingSpec:
-    """MLflow experiment; the store is ``MLFLOW_TRACKING_URI`` or a sqlite db in the run dir."""
+    """MLflow experiment; the store is ``MLFLOW_TRACKING_URI`` or the runs directory's ``mlflow.db``."""
 
     experiment: str = "hardbench"
 

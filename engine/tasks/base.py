@@ -111,6 +111,12 @@ class TaskPlugin(Protocol):
     ) -> Evaluation:
         """Measure every evaluated model per sample and write ``eval/``."""
 
+    def mlflow_model(self, ctx: RunContext, name: str) -> tuple | None:
+        """An evaluated model to log as an MLflow Model, or None to log its folder as files.
+
+        Returns ``(torch module, input example, extra files)`` for MLflow.
+        """
+
     def class_names(self, data: object) -> list[str] | None:
         """Class names for the card's per-class counts (None: the task has no classes)."""
 

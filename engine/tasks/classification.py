@@ -151,6 +151,31 @@ class ClassificationTask:
             histories={n: model_history(run_dir, n) for n in names},
         )
 
+    def mlflow_model(
+        self, ctx: RunContext, name: str
+    ) -> tuple[object, np.ndarray, list[Path]] | None:
+        """Evaluated model ``name`` rebuilt from its folder, for ``mlflow.pytorch.log_model``.
+
+        Returns:
+            ``(module in eval mode, an input example of two samples, the folder's
+            descriptor and weights)``: the MLflow Model carries them as extra files, which
+            is what ``hardbench eval --model-uri`` loads (with ``weights_only=True``).
+        """
+        from engine.distributed.models import MODELS_DIR
+        from engine.evaluation.predictor import DESCRIPTOR_FILE, describe_model_dir
+        from engine.models import create_model
+
+        folder = ctx.run_dir / MODELS_DIR / name
+        info = describe_model_dir(folder)
+        module = create_model(
+            info["model"], num_classes=info["num_classes"], input_shape=tuple(info["input_shape"]),
+            weights_file=info["weights_file"], **info["model_kwargs"],
+        ).eval()  # fmt: skip
+        example = np.asarray(ctx.data.inputs[:2])
+        if not np.issubdtype(example.dtype, np.integer):
+            example = example.astype(np.float32)
+        return module, example, [folder / DESCRIPTOR_FILE, Path(info["weights_file"])]
+
     def class_names(self, data: ClassificationData) -> list[str]:
         """The dataset's class names."""
         return data.class_names

@@ -79,7 +79,6 @@ def evaluate_classifier(
     import pyarrow.parquet as pq
 
     from engine.evaluation import bootstrap_ci, expected_calibration_error, top1_error
-    from engine.tracking.mlflow_log import log_model_run
 
     run_dir = Path(run_dir).resolve()
     try:
@@ -102,14 +101,10 @@ def evaluate_classifier(
 
         model_dir = Path(model_uri)
         if not model_dir.is_dir():
-            import mlflow.artifacts
+            from engine.tracking.mlflow_log import download_model
 
-            model_dir = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=model_uri,
-                    tracking_uri=reconnect_uri(status.get("mlflow", {}).get("tracking_uri")),
-                )
-            )
+            stored = status.get("mlflow", {}).get("tracking_uri")
+            model_dir = download_model(reconnect_uri(stored), model_uri)
         info = describe_model_dir(model_dir)
         try:  # fail before any actor starts
             check_weights_file(
@@ -179,12 +174,17 @@ def evaluate_classifier(
     ev["split"] = split
     mlflow_info = status.get("mlflow")
     if mlflow_info:
-        from mlflow.tracking import MlflowClient
+        from engine.lifecycle.record import split_datasets
+        from engine.tracking.mlflow_log import BuildRecorder
 
-        client = MlflowClient(tracking_uri=reconnect_uri(mlflow_info["tracking_uri"]))
-        ev["mlflow_run"] = log_model_run(
-            client, mlflow_info["experiment_id"], mlflow_info["parent_run_id"], status["run_id"], ev
+        recorder = BuildRecorder(
+            reconnect_uri(mlflow_info["tracking_uri"]), spec.tracking.experiment
         )
+        recorder.attach(mlflow_info["parent_run_id"])
+        ev["mlflow_run"] = recorder.log_evaluation(
+            status["run_id"], ev,
+            datasets=split_datasets({split: built.files[split]}, spec.splits.score),
+        )  # fmt: skip
     evals_dir = run_dir / "eval" / "extra"
     atomic_write_bytes(evals_dir / f"{label}-{split}.json", json.dumps(ev, indent=2).encode())
     return ev

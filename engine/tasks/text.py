@@ -160,6 +160,10 @@ class TextTask:
             histories={n: model_history(run_dir, n) for n in names},
         )
 
+    def mlflow_model(self, ctx: RunContext, name: str) -> None:
+        """Text models are logged as their folders (state dict, curve, outputs), not MLflow Models."""
+        return None
+
     def class_names(self, data: object) -> None:
         """Text tasks have no classes."""
         return None

@@ -1,5 +1,5 @@
-"""MLflow logging (driver only) and the plots of a run."""
+"""The MLflow record of a build (driver only), the comparison across builds, plots and reports."""
 
-from engine.tracking.mlflow_log import log_benchmark_run, resolve_tracking_uri
+from engine.tracking.mlflow_log import BuildRecorder, default_store, resolve_tracking_uri
 
-__all__ = ["log_benchmark_run", "resolve_tracking_uri"]
+__all__ = ["BuildRecorder", "default_store", "resolve_tracking_uri"]

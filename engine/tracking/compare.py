@@ -16,12 +16,12 @@ COMPARE_COLUMNS = (
 
 
 def fetch_model_runs(
-    experiment: str, *, tracking_uri: str | None = None, build: str | None = None
+    experiment: str | None = None, *, tracking_uri: str | None = None, build: str | None = None
 ) -> list[dict]:
-    """Nested per-model runs of an experiment, newest build first.
+    """Nested per-model runs of an experiment (or of every one), newest build first.
 
     Args:
-        experiment: MLflow experiment name.
+        experiment: MLflow experiment name; None: every experiment of the store.
         tracking_uri: Store to read (default ``MLFLOW_TRACKING_URI``).
         build: Only this hardbench run id.
 
@@ -37,18 +37,21 @@ def fetch_model_runs(
     if not uri:
         raise ValueError("no tracking store: pass --tracking-uri or set MLFLOW_TRACKING_URI")
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise ValueError(
-            f"no experiment {experiment!r} in {uri}; experiments there: {', '.join(names) or 'none'}"
-        )
+    if experiment is None:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    else:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            names = sorted(e.name for e in client.search_experiments())
+            raise ValueError(
+                f"no experiment {experiment!r} in {uri}; experiments there: "
+                f"{', '.join(names) or 'none'}"
+            )
+        ids = [exp.experiment_id]
     query = "tags.`hardbench.model` != ''"
     if build:
         query += f" and tags.`hardbench.run_id` = '{build}'"
-    runs = client.search_runs(
-        [exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
-    )
+    runs = client.search_runs(ids, filter_string=query, order_by=["attributes.start_time DESC"])
     rows = [
         {
             "build": r.data.tags.get("hardbench.run_id", "?"),
@@ -64,9 +67,9 @@ def fetch_model_runs(
         for r in runs
     ]
     if not rows:
+        where = f"experiment {experiment!r}" if experiment else f"the store {uri}"
         raise ValueError(
-            f"experiment {experiment!r} holds no hardbench model runs"
-            + (f" for build {build!r}" if build else "")
+            f"{where} holds no hardbench model runs" + (f" for build {build!r}" if build else "")
         )
     return rows
 

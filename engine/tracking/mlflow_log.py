@@ -1,26 +1,51 @@
-"""Log a benchmark run to MLflow: one parent run, one nested run per evaluated model."""
+"""The MLflow record of a build, live from its first stage to its end (driver only).
+
+:class:`BuildRecorder` owns the build's parent run: it starts RUNNING when the
+build starts (or is reopened by ``--resume``), gets each stage's time as the stage
+finishes and the replicas' learning curves while they train, and ends FINISHED,
+FAILED or KILLED. Each evaluated model gets a nested run with its metrics, its
+learning curve (step = epoch), the benchmark splits it was measured on as dataset
+inputs (``mlflow.log_input``, context ``pool``, ``hard``, ``bin_3``, ...) and the
+model itself as an MLflow Model (``mlflow.pytorch.log_model`` with a signature), so
+``runs:/<id>/model`` and ``models:/<model id>`` URIs load it again.
+
+The default store is one sqlite database per runs directory
+(``sqlite:///<runs>/mlflow.db``, artifacts in ``<runs>/mlartifacts``), so every
+build of that directory is in one ``mlflow ui``; ``MLFLOW_TRACKING_URI`` overrides
+it. Several builds may share the file: its creation is serialised with a file
+lock, and writes that meet sqlite's "database is locked" are retried.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from engine._util import redact_uri
 
-MLFLOW_DB_NAME = "mlflow.db"  # default sqlite store inside the run directory
-MLFLOW_ARTIFACTS_DIR = "mlartifacts"  # default artifact root inside the run directory
+MLFLOW_DB_NAME = "mlflow.db"  # the default sqlite store, in the runs directory
+MLFLOW_ARTIFACTS_DIR = "mlartifacts"  # the default artifact root, beside it
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # UI opens on runs
+LOCKED_RETRIES = 12  # attempts of a write that sqlite refused as locked
+LOCKED_BACKOFF_S = 0.25  # first wait between those attempts (doubling, capped at 4 s)
+MODEL_ARTIFACT = "model"  # name of an evaluated model's MLflow Model in its run
 
 
-def resolve_tracking_uri(run_dir: Path | str) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else a sqlite store inside the run directory."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path(run_dir).resolve() / MLFLOW_DB_NAME}"
+def default_store(runs_dir: Path | str) -> str:
+    """The embedded store of a runs directory: ``sqlite:///<runs>/mlflow.db``."""
+    return f"sqlite:///{Path(runs_dir).resolve() / MLFLOW_DB_NAME}"
+
+
+def resolve_tracking_uri(runs_dir: Path | str) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the runs directory's embedded sqlite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_store(runs_dir)
 
 
 def reconnect_uri(stored: str | None) -> str | None:
@@ -55,123 +80,255 @@ def _metrics(values: dict[str, float], step: int = 0) -> list:
     return [
         Metric(k, float(v), now, step)
         for k, v in values.items()
-        if v is not None and not math.isnan(float(v))
+        if v is not None and not isinstance(v, bool) and not math.isnan(float(v))
     ]
 
 
-def log_model_run(
-    client, exp_id: str, parent_id: str, run_id: str, ev: dict, *, model_dir: Path | None = None
-) -> str:
-    """Log one model's evaluation as a nested run of ``parent_id``; returns its run id.
+def _retry(fn: Callable, *args: object, **kwargs: object) -> object:
+    """Call ``fn``, retrying while sqlite says the database is locked (another build writes)."""
+    wait = LOCKED_BACKOFF_S
+    for attempt in range(LOCKED_RETRIES):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == LOCKED_RETRIES - 1:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 4.0)
+    raise AssertionError("unreachable")
 
-    Args:
-        client: An ``MlflowClient``.
-        exp_id: Experiment id.
-        parent_id: The build's parent run id.
-        run_id: hardbench run id.
-        ev: One dict from ``evaluate_predictions``.
-        model_dir: Saved model directory to log as the ``model`` artifact.
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a sqlite store file, so two builds never create it at once."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Where the embedded store's artifacts go (None: the store or server decides)."""
+    if not uri.startswith("sqlite:///") or os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / MLFLOW_ARTIFACTS_DIR).as_uri()
+
+
+@contextlib.contextmanager
+def _fluent(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to ``uri`` for a block.
+
+    The fluent API (``log_input``, ``log_model``) and ``runs:/``/``models:/`` URIs read
+    these globals, not a client's URI. ``mlflow.set_tracking_uri`` also writes the
+    ``MLFLOW_TRACKING_URI`` and ``MLFLOW_REGISTRY_URI`` environment variables, so
+    both the globals and the variables are put back exactly as they were (the
+    driver sets the globals nowhere else).
     """
-    from mlflow.entities import Param, RunTag
+    import mlflow
 
-    child = client.create_run(
-        exp_id,
-        run_name=f"{run_id}/{ev['model']}",
-        tags={
-            "mlflow.parentRunId": parent_id,
-            "hardbench.run_id": run_id,
-            "hardbench.model": ev["model"],
-        },
-    )
-    cid = child.info.run_id
-    values = {
-        k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    values.update({f"error_bin_{b}": e for b, e in enumerate(ev.get("error_per_bin", []))})
-    for key in ("error_all_ci95", "error_hard_ci95"):
-        if key in ev:
-            values[f"{key}_low"], values[f"{key}_high"] = ev[key]
-    client.log_batch(
-        cid,
-        metrics=_metrics(values),
-        params=[
-            Param("model", ev["model"]),
-            *(Param(f"mitigation.{k}", str(v)) for k, v in ev.get("mitigation", {}).items()),
-        ],
-        tags=[
-            RunTag("hardbench.kind", "ensemble" if ev["model"] == "ensemble" else "model"),
-            # the replicas' own ensemble is scored on bins cut from its own score
-            RunTag("hardbench.in_sample", "true" if ev.get("in_sample") else "false"),
-        ],
-    )
-    if model_dir is not None:
-        client.log_artifacts(cid, str(model_dir), artifact_path="model")
-    client.set_terminated(cid)
-    return cid
-
-
-def log_benchmark_run(
-    *,
-    run_dir: Path | str,
-    run_id: str,
-    experiment: str,
-    spec_dict: dict,
-    evaluations: list[dict],
-    summary_metrics: dict[str, float],
-    artifacts: list[Path],
-    tags: dict[str, str],
-    model_dirs: dict[str, Path] | None = None,
-) -> dict:
-    """Create the parent run (params, summary metrics, artifacts) and a nested run per model.
-
-    Args:
-        run_dir: The run directory (default store and artifact root live there).
-        run_id: hardbench run id (the parent run's name).
-        experiment: MLflow experiment name (created if missing).
-        spec_dict: Resolved spec, logged as flattened params.
-        evaluations: One dict per model from ``evaluate_predictions``.
-        summary_metrics: Parent-run metrics (timings, score statistics).
-        artifacts: Files logged on the parent run.
-        tags: Extra parent-run tags (git commit, ...).
-        model_dirs: Model name -> saved model directory, logged as the nested run's
-            ``model`` artifact (so ``runs:/<id>/model`` can be evaluated again).
-
-    Returns:
-        ``{"tracking_uri", "experiment_id", "parent_run_id", "model_runs": {name: id}}``.
-    """
-    from mlflow.entities import Param
-    from mlflow.tracking import MlflowClient
-
-    uri = resolve_tracking_uri(run_dir)
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        local = uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI")
-        location = (Path(run_dir).resolve() / MLFLOW_ARTIFACTS_DIR).as_uri() if local else None
-        exp_id = client.create_experiment(experiment, artifact_location=location)
-    else:
-        exp_id = exp.experiment_id
-    parent = client.create_run(exp_id, run_name=run_id, tags={"hardbench.run_id": run_id, **tags})
-    pid = parent.info.run_id
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def download_model(store_uri: str | None, model_uri: str) -> Path:
+    """A logged model (``runs:/<id>/model``, ``models:/<model id or name/version>``) on disk."""
+    import mlflow.artifacts
+
+    if store_uri is None:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    with _fluent(store_uri):
+        return Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=store_uri)
+        )
+
+
+class BuildRecorder:
+    """The MLflow parent run of one build and its nested runs.
+
+    Args:
+        tracking_uri: The store (with credentials, never stored or printed as is).
+        experiment: Experiment name (created, with the custom-model kind tag, if new).
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = tracking_uri
+        with _store_lock(tracking_uri):  # the first client of a new sqlite file creates it
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            exp = _retry(self.client.get_experiment_by_name, experiment)
+            if exp is None:
+                self.experiment_id = _retry(
+                    self.client.create_experiment, experiment,
+                    artifact_location=_artifact_root(tracking_uri),
+                    tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]},
+                )  # fmt: skip
+            else:
+                self.experiment_id = exp.experiment_id
+                if exp.tags.get(EXPERIMENT_KIND[0]) is None:
+                    _retry(self.client.set_experiment_tag, exp.experiment_id, *EXPERIMENT_KIND)
+        self.parent_id: str | None = None
+
+    def info(self) -> dict:
+        """What ``run.json`` keeps to reach this record again (the URI redacted)."""
+        return {
+            "tracking_uri": redact_uri(self.uri),
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_id,
+        }
+
+    def start(self, run_id: str, spec_dict: dict, tags: dict[str, str]) -> str:
+        """Create the parent run, RUNNING, with the resolved spec as params; its id."""
+        from mlflow.entities import Param
+
+        run = _retry(
+            self.client.create_run, self.experiment_id, run_name=run_id,
+            tags={"hardbench.run_id": run_id, **tags},
+        )  # fmt: skip
+        self.parent_id = run.info.run_id
         params = [Param(k, v) for k, v in flatten_params(spec_dict).items()]
         for i in range(0, len(params), 100):
-            client.log_batch(pid, params=params[i : i + 100])
-        client.log_batch(pid, metrics=_metrics(summary_metrics))
+            _retry(self.client.log_batch, self.parent_id, params=params[i : i + 100])
+        return self.parent_id
+
+    def attach(self, parent_id: str) -> None:
+        """Add nested runs to a finished build's parent run (``hardbench eval``)."""
+        self.parent_id = parent_id
+
+    def reopen(self, parent_id: str, model_runs: dict[str, str] | None = None) -> None:
+        """Continue a resumed build's parent run (RUNNING again); drop nested runs to redo."""
+        self.parent_id = parent_id
+        _retry(self.client.update_run, parent_id, status="RUNNING")
+        for child in (model_runs or {}).values():
+            with contextlib.suppress(Exception):  # already gone: nothing to redo
+                _retry(self.client.delete_run, child)
+
+    def stage(self, name: str, seconds: float) -> None:
+        """Log a finished stage's wall time (``time_<stage>_s``)."""
+        _retry(self.client.log_batch, self.parent_id, metrics=_metrics({f"time_{name}_s": seconds}))
+
+    def curve(self, epoch: int, values: dict[str, float]) -> None:
+        """Log one epoch of the replicas' learning curve on the parent run (step = epoch)."""
+        _retry(self.client.log_batch, self.parent_id, metrics=_metrics(values, step=epoch))
+
+    def summary(self, values: dict[str, float], artifacts: list[Path]) -> None:
+        """Log the build's summary metrics and files on the parent run."""
+        _retry(self.client.log_batch, self.parent_id, metrics=_metrics(values))
         for path in artifacts:
-            client.log_artifact(pid, str(path))
-        model_runs = {}
-        for ev in evaluations:
-            model_runs[ev["model"]] = log_model_run(
-                client, exp_id, pid, run_id, ev, model_dir=(model_dirs or {}).get(ev["model"])
-            )
-    except BaseException:
-        client.set_terminated(pid, status="FAILED")
-        raise
-    client.set_terminated(pid)
-    return {
-        "tracking_uri": redact_uri(uri),  # run.json, logs and prints never hold credentials
-        "experiment_id": exp_id,
-        "parent_run_id": pid,
-        "model_runs": model_runs,
+            _retry(self.client.log_artifact, self.parent_id, str(path))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the parent run: ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        if self.parent_id is not None:
+            _retry(self.client.set_terminated, self.parent_id, status=status)
+
+    def log_evaluation(
+        self,
+        run_id: str,
+        ev: dict,
+        *,
+        history: list[dict] | None = None,
+        datasets: list[tuple[str, object, str]] | None = None,
+        model: tuple[object, object, list[Path]] | None = None,
+        artifacts_dir: Path | None = None,
+    ) -> str:
+        """One evaluated model as a nested run of the build; returns its run id.
+
+        Args:
+            run_id: hardbench run id.
+            ev: The model's evaluation (``model``, metrics, ``in_sample``, ...).
+            history: Its per-epoch ``{"epoch", "train_loss", ...}``, logged with step = epoch.
+            datasets: ``(context, pandas DataFrame, source path)`` of each split it was
+                measured on, logged as dataset inputs.
+            model: ``(torch module, input example, extra files)`` to log as an MLflow
+                Model named ``model`` with a signature inferred from the example.
+            artifacts_dir: A folder logged as the run's ``model`` artifacts instead
+                (models that are not torch modules of the registry).
+        """
+        from mlflow.entities import Param, RunTag
+
+        child = _retry(
+            self.client.create_run, self.experiment_id, run_name=f"{run_id}/{ev['model']}",
+            tags={"mlflow.parentRunId": self.parent_id, "hardbench.run_id": run_id,
+                  "hardbench.model": ev["model"]},
+        )  # fmt: skip
+        cid = child.info.run_id
+        values = {
+            k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        values.update({f"error_bin_{b}": e for b, e in enumerate(ev.get("error_per_bin", []))})
+        for key in ("error_all_ci95", "error_hard_ci95"):
+            if key in ev:
+                values[f"{key}_low"], values[f"{key}_high"] = ev[key]
+        _retry(
+            self.client.log_batch, cid, metrics=_metrics(values),
+            params=[Param("model", ev["model"]),
+                    *(Param(f"mitigation.{k}", str(v)) for k, v in ev.get("mitigation", {}).items())],
+            tags=[RunTag("hardbench.kind", "ensemble" if ev["model"] == "ensemble" else "model"),
+                  # the replicas' own ensemble is scored on bins cut from its own score
+                  RunTag("hardbench.in_sample", "true" if ev.get("in_sample") else "false")],
+        )  # fmt: skip
+        for point in history or []:
+            step = {k: v for k, v in point.items() if k != "epoch"}
+            _retry(self.client.log_batch, cid, metrics=_metrics(step, step=int(point["epoch"])))
+        if artifacts_dir is not None and Path(artifacts_dir).is_dir():
+            _retry(self.client.log_artifacts, cid, str(artifacts_dir), artifact_path=MODEL_ARTIFACT)
+        if datasets or model is not None:
+            self._log_inputs_and_model(cid, datasets or [], model)
+        _retry(self.client.set_terminated, cid)
+        return cid
+
+    def _log_inputs_and_model(
+        self, cid: str, datasets: list[tuple[str, object, str]], model: tuple | None
+    ) -> None:
+        """Dataset inputs and the MLflow Model, through MLflow's fluent API on run ``cid``."""
+        import mlflow
+        import mlflow.data
+
+        with _fluent(self.uri), mlflow.start_run(run_id=cid):
+            for context, frame, source in datasets:
+                mlflow.log_input(
+                    mlflow.data.from_pandas(frame, source=source, name=context), context=context
+                )
+            if model is not None:
+                _log_torch_model(*model)
+
+
+def _log_torch_model(module: object, example: object, extra_files: list[Path]) -> None:
+    """``mlflow.pytorch.log_model`` with a signature; torch.export format, pickle if it cannot."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        output = module(torch.as_tensor(example)).numpy()
+    options = {
+        "name": MODEL_ARTIFACT,
+        "signature": infer_signature(example, output),
+        "input_example": example,
+        "extra_files": [str(p) for p in extra_files],
+        # what loading needs; inferring it instead takes seconds per model
+        "pip_requirements": [f"torch=={torch.__version__.split('+')[0]}"],
     }
+    try:
+        mlflow.pytorch.log_model(module, **options)
+    except Exception:  # a model torch.export cannot trace is stored pickled instead
+        mlflow.pytorch.log_model(module, serialization_format="pickle", **options)

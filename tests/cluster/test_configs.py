@@ -69,10 +69,10 @@ def test_kuberay_rayjob_entrypoint_exists_and_cluster_is_secure():
 
 def test_rayjob_entrypoint_accepts_its_arguments():
     """The RayJob's arguments are ones `hardbench run` takes (checked without running it)."""
-    from engine.cli import _parser
+    from engine.cli.parser import build_parser
 
     argv = shlex.split(_load("kuberay/rayjob.yaml")["spec"]["entrypoint"])[3:]
-    args = _parser().parse_args(["run", *argv])
+    args = build_parser().parse_args(["run", *argv])
     assert str(args.runs_dir) == "/mnt/runs"
 
 

@@ -11,8 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,50 +18,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.cluster.procs import kill_driver_and_cluster, pids_using, stop_pids
+from tests.cluster.cli_runs import SECRETS, assert_same_scores, run_cli, start_cli
+from tests.cluster.procs import kill_driver_and_cluster
 
-ROOT = Path(__file__).resolve().parents[2]
-HARDBENCH = str(Path(sys.executable).parent / "hardbench")
 REPLICAS, EPOCHS, BLOCKS = 2, 8, 4  # tiny.yaml: 1,797 samples in 512-sample blocks
 SPEC = ["tests/fixtures/tiny.yaml", "--set", f"replicas.epochs={EPOCHS}"]
 SCORE_COLUMNS = ("confusion", "action", "aum", "forgetting", "el2n", "vog", "ensemble_pred")
-# Credentials a real job's environment holds; none may reach a log, run.json or MLflow.
-SECRETS = {
-    "AWS_SECRET_ACCESS_KEY": "hb-test-secret-aws-7f3a9c",
-    "MLFLOW_TRACKING_PASSWORD": "hb-test-secret-mlflow-51d2",
-    "HF_TOKEN": "hb-test-secret-hf-0b8e",
-}
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ray_tmp():
-    """A short private RAY_TMPDIR for the CLI's local clusters; leftovers killed at the end."""
-    temp = tempfile.mkdtemp(prefix="rft", dir="/tmp")
-    env = {**os.environ, **SECRETS, "RAY_TMPDIR": temp, "MLFLOW_LOGGING_LEVEL": "WARNING"}
-    for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
-        env.pop(key, None)
-    yield env
-    stop_pids(pids_using(temp))
-    shutil.rmtree(temp, ignore_errors=True)
-
-
-def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [HARDBENCH, *args],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _run(args: list[str], env: dict, log: Path, timeout: float = 400) -> tuple[int, str, float]:
-    start = time.monotonic()
-    proc = _start(args, env, log)
-    rc = proc.wait(timeout=timeout)
-    return rc, log.read_text(), time.monotonic() - start
 
 
 def _rows(run_dir: Path) -> dict[tuple[int, int], dict]:
@@ -98,30 +59,26 @@ def _scores(run_dir: Path, name: str = "scores.parquet") -> dict[str, np.ndarray
     return {c: table.column(c).to_numpy() for c in ("sample_id", *SCORE_COLUMNS)}
 
 
-def _assert_same_scores(a: dict, b: dict) -> None:
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)  # bit for bit
-
-
 @pytest.fixture(scope="module")
 def baseline(ray_tmp, tmp_path_factory):
     """An uninterrupted run of the spec: the reference every faulted run must equal."""
     runs = tmp_path_factory.mktemp("runs")
-    rc, out, secs = _run(
+    rc, out, secs = run_cli(
         ["run", *SPEC, "--runs-dir", str(runs), "--run-id", "base"], ray_tmp, runs / "base.log"
     )
     assert rc == 0, out[-3000:]
     run_dir = runs / "base"
     _check_exactly_one_shard_each(run_dir)
     # No secret from the environment in the output, run.json, the card or MLflow's store.
-    searched = [runs / "base.log", *(p for p in run_dir.rglob("*") if p.is_file())]
+    searched = [runs / "base.log", runs / "mlflow.db",
+                *(p for p in run_dir.rglob("*") if p.is_file())]  # fmt: skip
     for path in searched:
         data = path.read_bytes()
         for name, value in SECRETS.items():
             assert value.encode() not in data, f"{name} leaked into {path}"
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir.parent / 'mlflow.db'}")
     parent = json.loads((run_dir / "run.json").read_text())["mlflow"]["parent_run_id"]
     params = client.get_run(parent).data.params
     assert params and not any(v in str(params) for v in SECRETS.values())
@@ -146,7 +103,7 @@ def _wait_for_rows(proc: subprocess.Popen, run_dir: Path, at_least: int, log: Pa
 def test_killed_replica_worker_is_restarted_and_resumes(ray_tmp, baseline, tmp_path):
     run_dir, log = tmp_path / "w", tmp_path / "w.log"
     start = time.monotonic()
-    proc = _start(["run", *SPEC, "--runs-dir", str(tmp_path), "--run-id", "w"], ray_tmp, log)
+    proc = start_cli(["run", *SPEC, "--runs-dir", str(tmp_path), "--run-id", "w"], ray_tmp, log)
     rows = _wait_for_rows(proc, run_dir, 3, log)
     victim = rows[min(rows)]  # the worker that wrote the first finished pair
     os.kill(victim["pid"], signal.SIGKILL)
@@ -164,7 +121,7 @@ def test_killed_replica_worker_is_restarted_and_resumes(ray_tmp, baseline, tmp_p
     assert victim["pid"] in pids and pids[-1] != victim["pid"]
     first_new = pids.index(pids[-1])
     assert all(p == victim["pid"] for p in pids[:first_new])
-    _assert_same_scores(_scores(baseline), _scores(run_dir))
+    assert_same_scores(_scores(baseline), _scores(run_dir))
     print(
         f"\nFAULT worker kill: SIGKILL to replica {replica}'s worker (pid {victim['pid']}) at "
         f"{killed_at:.1f} s with {done_at_kill}/{REPLICAS * EPOCHS} pairs and {shards_at_kill} "
@@ -178,7 +135,7 @@ def test_killed_replica_worker_is_restarted_and_resumes(ray_tmp, baseline, tmp_p
 def test_killed_driver_then_resume_redoes_only_unfinished_pairs(ray_tmp, baseline, tmp_path):
     run_dir, log = tmp_path / "d", tmp_path / "d.log"
     start = time.monotonic()
-    proc = _start(["run", *SPEC, "--runs-dir", str(tmp_path), "--run-id", "d"], ray_tmp, log)
+    proc = start_cli(["run", *SPEC, "--runs-dir", str(tmp_path), "--run-id", "d"], ray_tmp, log)
     _wait_for_rows(proc, run_dir, 4, log)
     # The driver and the local Ray cluster it started die at once, as when its machine
     # goes down: SIGKILL, no chance to clean up or finish an epoch.
@@ -189,7 +146,7 @@ def test_killed_driver_then_resume_redoes_only_unfinished_pairs(ray_tmp, baselin
     assert 0 < len(before) < REPLICAS * EPOCHS
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
 
-    rc, out, resume_s = _run(["run", "--resume", str(run_dir)], ray_tmp, tmp_path / "r.log")
+    rc, out, resume_s = run_cli(["run", "--resume", str(run_dir)], ray_tmp, tmp_path / "r.log")
     assert rc == 0, out[-3000:]
     assert f"{len(before)}/{REPLICAS * EPOCHS} pairs done before, not retrained" in out
     _check_exactly_one_shard_each(run_dir)
@@ -206,8 +163,8 @@ def test_killed_driver_then_resume_redoes_only_unfinished_pairs(ray_tmp, baselin
     status = json.loads((run_dir / "run.json").read_text())
     assert status["status"] == "complete"
     assert [a.get("ended_as") for a in status["attempts"]] == ["running", None]
-    _assert_same_scores(_scores(baseline), _scores(run_dir))
-    rc, out, _ = _run(["run", "--resume", str(run_dir)], ray_tmp, tmp_path / "again.log")
+    assert_same_scores(_scores(baseline), _scores(run_dir))
+    rc, out, _ = run_cli(["run", "--resume", str(run_dir)], ray_tmp, tmp_path / "again.log")
     assert rc == 2 and "is complete; nothing to resume" in out
     print(
         f"\nFAULT driver kill: SIGKILL to the driver and its {killed} Ray processes at {killed_at:.1f} s with {len(before)}/"
@@ -233,17 +190,17 @@ def test_corrupt_and_truncated_shards_are_refused_then_regenerated(ray_tmp, base
     _flip_byte(flipped)
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
 
-    rc, out, _ = _run(["score", str(run_dir)], ray_tmp, tmp_path / "score.log")
+    rc, out, _ = run_cli(["score", str(run_dir)], ray_tmp, tmp_path / "score.log")
     assert rc != 0 and "is corrupt: sha256" in out, out[-3000:]
     assert not (run_dir / "scores.rescored.parquet").exists()  # never silently scored
 
-    rc, out, _ = _run(["verify", str(run_dir)], ray_tmp, tmp_path / "verify.log")
+    rc, out, _ = run_cli(["verify", str(run_dir)], ray_tmp, tmp_path / "verify.log")
     assert rc == 1, out
     assert "64 shards checked, 2 failed" in out
     assert "replica=0/epoch=3/block=1.parquet: sha256" in out
     assert "replica=1/epoch=6/block=3.parquet: unreadable Parquet" in out
 
-    rc, out, repair_s = _run(["verify", str(run_dir), "--repair"], ray_tmp, tmp_path / "fix.log")
+    rc, out, repair_s = run_cli(["verify", str(run_dir), "--repair"], ray_tmp, tmp_path / "fix.log")
     assert rc == 0, out[-3000:]
     assert "regenerated 2 of 2 shards, 2 byte-identical to the originals; 0 still failing" in out
     _check_exactly_one_shard_each(run_dir)
@@ -254,9 +211,9 @@ def test_corrupt_and_truncated_shards_are_refused_then_regenerated(ray_tmp, base
         "replica=0/epoch=3/block=1.parquet",
         "replica=1/epoch=6/block=3.parquet",
     ]
-    rc, out, _ = _run(["score", str(run_dir)], ray_tmp, tmp_path / "rescore.log")
+    rc, out, _ = run_cli(["score", str(run_dir)], ray_tmp, tmp_path / "rescore.log")
     assert rc == 0, out[-3000:]
-    _assert_same_scores(_scores(baseline), _scores(run_dir, "scores.rescored.parquet"))
+    assert_same_scores(_scores(baseline), _scores(run_dir, "scores.rescored.parquet"))
     print(
         f"\nFAULT corrupt shards: 1 bit-flipped + 1 truncated of {len(_shards(run_dir))} shards; "
         f"`hardbench score` refused, `hardbench verify` named both, `--repair` regenerated them "

@@ -50,14 +50,14 @@ def loopback_cluster():
             env=env, check=True, capture_output=True, timeout=120,
         )  # fmt: skip
         address = f"http://127.0.0.1:{dash}"
-        from engine.distributed.jobs import TERMINAL, _client
+        from engine.distributed.jobs import TERMINAL, job_client
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("RAY_AUTH_MODE", "token")  # for this process's Jobs API clients
             deadline = time.monotonic() + 120
             while True:  # ready when the job agent takes and runs a trivial job
                 try:
-                    client = _client(address)
+                    client = job_client(address)
                     probe = client.submit_job(entrypoint="python -c pass")
                     break
                 except Exception:
@@ -96,7 +96,8 @@ def test_ray_job_submit_cli_builds_a_benchmark(loopback_cluster, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in (proc.stdout + proc.stderr).lower()
-    (run_dir,) = runs.iterdir()
+    (run_dir,) = [p.parent for p in runs.glob("*/run.json")]
+    assert (runs / "mlflow.db").exists()  # the runs directory's one store
     _check_complete_run(run_dir, replicas=2, epochs=3)
     # The score and evaluate entrypoints, on the run the build job left on shared storage.
     for module, args in (

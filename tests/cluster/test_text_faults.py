@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.cli_runs import assert_same_scores, run_cli, start_cli
 from tests.cluster.procs import kill_driver_and_cluster
-from tests.cluster.test_faults import _assert_same_scores, _run, _start, ray_tmp  # noqa: F401
 
 EPOCHS = 8
 SPEC = ["tests/fixtures/tiny-qa.yaml", "--set", f"replicas.epochs={EPOCHS}",
@@ -38,13 +38,13 @@ def _scores(run_dir: Path) -> dict:
     return {c: table.column(c).to_numpy() for c in ("sample_id", *SCORES)}
 
 
-def test_a_killed_qa_driver_resumes_from_the_ensembles_checkpoint(ray_tmp, tmp_path):  # noqa: F811
-    rc, out, base_s = _run(["run", *SPEC, "--runs-dir", str(tmp_path), "--run-id", "base"],
+def test_a_killed_qa_driver_resumes_from_the_ensembles_checkpoint(ray_tmp, tmp_path):
+    rc, out, base_s = run_cli(["run", *SPEC, "--runs-dir", str(tmp_path), "--run-id", "base"],
                            ray_tmp, tmp_path / "base.log")  # fmt: skip
     assert rc == 0, out[-3000:]
     run_dir, log = tmp_path / "qa", tmp_path / "qa.log"
     start = time.monotonic()
-    proc = _start(["run", *SPEC, "--runs-dir", str(tmp_path), "--run-id", "qa"], ray_tmp, log)
+    proc = start_cli(["run", *SPEC, "--runs-dir", str(tmp_path), "--run-id", "qa"], ray_tmp, log)
     deadline = time.monotonic() + 300
     while len(_epochs(run_dir)) < 2:
         assert proc.poll() is None, f"the run ended before the fault:\n{log.read_text()[-3000:]}"
@@ -57,7 +57,7 @@ def test_a_killed_qa_driver_resumes_from_the_ensembles_checkpoint(ray_tmp, tmp_p
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     assert list((run_dir / "checkpoints" / "pack=0").glob("epoch=*.pt"))
 
-    rc, out, resume_s = _run(["run", "--resume", str(run_dir)], ray_tmp, tmp_path / "r.log")
+    rc, out, resume_s = run_cli(["run", "--resume", str(run_dir)], ray_tmp, tmp_path / "r.log")
     assert rc == 0, out[-3000:]
     assert "done before, resumed from epoch" in out
     after = _epochs(run_dir)
@@ -67,7 +67,7 @@ def test_a_killed_qa_driver_resumes_from_the_ensembles_checkpoint(ray_tmp, tmp_p
     assert {after[e]["attempt"] for e in after.keys() - before.keys()} == {2}
     status = json.loads((run_dir / "run.json").read_text())
     assert status["status"] == "complete" and len(status["attempts"]) == 2
-    _assert_same_scores(_scores(tmp_path / "base"), _scores(run_dir))
+    assert_same_scores(_scores(tmp_path / "base"), _scores(run_dir))
     assert (run_dir / "report.html").exists()
     print(
         f"\nFAULT QA driver kill: uninterrupted run {base_s:.1f} s; SIGKILL to the driver and its "

@@ -5,7 +5,7 @@ from engine.tracking.mlflow_log import flatten_params
 from engine.tracking.plots import plot_error_by_bin
 
 
-def test_default_store_is_inside_the_run_dir(monkeypatch, tmp_path):
+def test_default_store_is_the_runs_directorys_sqlite(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert resolve_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")

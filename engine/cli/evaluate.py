@@ -1,0 +1,122 @@
+"""Commands that measure models on finished runs: eval, compare, audit, relabel."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from engine.cli.common import EXIT_BAD_INPUT, default_runs_dir
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``hardbench eval RUN``: measure a registered or MLflow-logged model on a split."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    import yaml
+
+    from engine.lifecycle import RunSetupError, evaluate_model_on_run
+
+    model_kwargs = {}
+    for item in args.model_kwargs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"hardbench: --model-kwargs takes KEY=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        model_kwargs[key] = yaml.safe_load(value)
+    try:
+        ev = evaluate_model_on_run(
+            args.run_dir,
+            model=args.model,
+            model_uri=args.model_uri,
+            label=args.label,
+            pretrained=args.pretrained,
+            weights_file=args.weights_file,
+            model_kwargs=model_kwargs or None,
+            split=args.split,
+            num_cpus=args.num_cpus,
+            cpus_per_actor=args.cpus_per_actor,
+            gpus_per_actor=args.gpus_per_actor,
+        )
+    except (RunSetupError, FileNotFoundError, ValueError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    lo, hi = ev["error_all_ci95"]
+    line = f"{ev['model']} on {ev['split']}: error {100 * ev['error_all']:.1f}% (95% CI {100 * lo:.1f}..{100 * hi:.1f}%)"
+    if "error_hard" in ev:
+        line += f", hard {100 * ev['error_hard']:.1f}%, rest {100 * ev['error_rest']:.1f}%, Pearson rho {ev['pearson_rho']:+.3f}"
+    print(line)
+    if ev.get("mlflow_run"):
+        print(f"logged as MLflow run {ev['mlflow_run']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``hardbench compare [EXPERIMENT]``: the robustness table across builds, from MLflow."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from engine.tracking.compare import fetch_model_runs, format_compare_table
+    from engine.tracking.mlflow_log import resolve_tracking_uri
+
+    uri = args.tracking_uri or resolve_tracking_uri(args.runs_dir or default_runs_dir())
+    try:
+        rows = fetch_model_runs(args.experiment, tracking_uri=uri, build=args.run_id)
+    except ValueError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(format_compare_table(rows))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``hardbench audit RUN``: rank samples by how suspicious their labels are."""
+    from engine.evaluation.audit import audit_run, write_audit
+
+    if not (args.run_dir / "spec.yaml").exists():
+        print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        audit = audit_run(args.run_dir, split=args.split, folds=args.folds)
+    except ValueError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    data = audit.data  # loaded once by the audit (text data retrains its tokenizer)
+    out = write_audit(
+        args.run_dir,
+        audit,
+        class_names=data.class_names,
+        inputs=data.inputs,
+        top=args.top,
+        texts=data.texts,
+    )
+    rows = audit.table.slice(0, 10).to_pylist()
+    print(f"audited {audit.table.num_rows} samples on {', '.join(audit.scores_used)}")
+    print("rank  sample  given  oof_pred  audit_score")
+    for row in rows:
+        print(
+            f"{row['rank']:>4}  {row['sample_id']:>6}  {data.class_names[row['label']]:>5}  "
+            f"{data.class_names[row['oof_pred']]:>8}  {row['audit_score']:.3f}"
+        )
+    print(f"audit: {out / 'audit.csv'}")
+    print(f"page: {out / 'audit.html'}")
+    return 0
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    """``hardbench relabel RUN --verdicts FILE``: a new labels version from a review."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from engine.evaluation.audit import apply_verdicts
+
+    if not (args.run_dir / "spec.yaml").exists():
+        print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        out = apply_verdicts(args.run_dir, args.verdicts)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"labels {out['version']}: {out['relabelled']} relabelled, {out['removed']} removed, "
+        f"{out['kept']} kept -> {out['dir']}"
+    )
+    if out["mlflow_run"]:
+        print(f"logged as MLflow run {out['mlflow_run']}")
+    return 0

@@ -1,0 +1,182 @@
+"""Commands of the run lifecycle: run, resume, score, verify, report, ls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from engine.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, default_runs_dir, quiet_mlflow
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``hardbench run SPEC`` or ``run --resume RUN``: the whole lifecycle, then the results table."""
+    from engine.lifecycle import RunSetupError, read_run_spec, resume_run, run_benchmark
+    from engine.spec import load_spec
+
+    if (args.spec is None) == (args.resume is None):
+        print("hardbench: give a SPEC, or --resume RUN_DIR (not both)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.resume is not None and (args.overrides or args.run_id or args.output):
+        print(
+            "hardbench: --resume takes the run's own spec and output; --set, --run-id and "
+            "--output do not apply",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    quiet_mlflow()  # MLflow configures its own INFO logger on import: off the table
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        if args.resume is not None:
+            result = resume_run(
+                args.resume,
+                num_cpus=args.num_cpus,
+                runs_dir=args.runs_dir or default_runs_dir(),
+                force=args.force,
+                log=log,
+            )
+            spec = read_run_spec(result.run_dir)
+        else:
+            spec = load_spec(args.spec, args.overrides)
+            result = run_benchmark(
+                spec,
+                runs_dir=args.runs_dir or default_runs_dir(),
+                run_id=args.run_id,
+                num_cpus=args.num_cpus,
+                output=args.output,
+                log=log,
+            )
+    except RunSetupError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print()
+    print(result.table)
+    print()
+    t = result.timings
+    print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
+    print(f"run: {result.run_dir}")
+    if result.output:
+        print(f"output: {result.output}")
+    print(f"card: {result.card_paths['md']}")
+    print(f"report: {result.run_dir / 'report.html'}")
+    print(
+        f"mlflow: {result.mlflow['tracking_uri']} (experiment {spec.tracking.experiment}, run {result.mlflow['parent_run_id']})"
+    )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """``hardbench score RUN``: re-score a run's shards into a new table."""
+    from engine.lifecycle import RunSetupError, score_existing_run
+    from engine.shards import ShardManifestError
+
+    scores = [s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None
+    try:
+        out, used = score_existing_run(
+            args.run_dir,
+            scores=scores,
+            allow_partial=args.allow_partial,
+            out=args.out,
+            num_cpus=args.num_cpus,
+        )
+    except (RunSetupError, ShardManifestError, ValueError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    state = "complete run" if used["complete"] else "PARTIAL run"
+    print(
+        f"scored {state}: replicas {used['replicas']}, epochs {used['epochs'][0]}..{used['epochs'][-1]} -> {out}"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``hardbench verify RUN [--repair]``: check every shard against its manifest."""
+    from engine.lifecycle import RunSetupError, verify_run
+
+    try:
+        out = verify_run(
+            args.run_dir,
+            repair=args.repair,
+            num_cpus=args.num_cpus,
+            log=lambda line: print(line, flush=True),
+        )
+    except RunSetupError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if out["remaining"]:
+        if not args.repair:
+            print("run `hardbench verify --repair` to regenerate the failed shards")
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``hardbench report RUN``: rebuild the HTML report and log it to MLflow."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from engine.lifecycle import RunSetupError, read_status
+    from engine.lifecycle.report import rebuild_report
+
+    try:
+        path, parent = rebuild_report(args.run_dir)
+    except (RunSetupError, FileNotFoundError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"report: {path}")
+    if parent:
+        uri = read_status(args.run_dir)["mlflow"]["tracking_uri"]
+        print(f"logged to MLflow run {parent} in {uri}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """``hardbench ls``: the runs of a runs directory with their status."""
+    runs = Path(args.runs_dir or default_runs_dir())
+    if not runs.is_dir():
+        print(f"no runs under {runs}")
+        return 0
+    rows = []
+    for run_file in sorted(runs.glob("*/run.json")):
+        status = json.loads(run_file.read_text())
+        rows.append(
+            (
+                status["run_id"],
+                status["status"],
+                f"{status.get('timings_s', {}).get('total', float('nan')):.1f}",
+            )
+        )
+    if not rows:
+        print(f"no runs under {runs}")
+        return 0
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"{'run':<{width}}{'status':<10}{'total s':>8}")
+    for run_id, state, total in rows:
+        print(f"{run_id:<{width}}{state:<10}{total:>8}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``hardbench ui``: the MLflow UI of a runs directory's store, served on 127.0.0.1."""
+    import subprocess
+
+    from engine.tracking.mlflow_log import MLFLOW_ARTIFACTS_DIR, resolve_tracking_uri
+
+    runs = Path(args.runs_dir or default_runs_dir()).resolve()
+    uri = resolve_tracking_uri(runs)
+    if not uri.startswith("sqlite:///"):
+        print(f"hardbench: the store is {uri}: open that server in a browser", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not Path(uri.removeprefix("sqlite:///")).exists():
+        print(f"hardbench: no MLflow store in {runs} yet: run a build first", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    command = [
+        str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
+        "--default-artifact-root", str(runs / MLFLOW_ARTIFACTS_DIR),
+        "--host", "127.0.0.1", "--port", str(args.port),
+    ]  # fmt: skip
+    print(f"MLflow UI of {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    return subprocess.call(command)
