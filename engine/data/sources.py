@@ -70,7 +70,7 @@ class ClassificationData:
         return np.flatnonzero(self.split == split)
 
 
-def _stratified_split(labels: np.ndarray, heldout_fraction: float, seed: int) -> np.ndarray:
+def stratified_split(labels: np.ndarray, heldout_fraction: float, seed: int) -> np.ndarray:
     """Return an (N,) split array, held-out fraction taken per class with a fixed seed."""
     rng = np.random.default_rng(seed)
     split = np.full(len(labels), SPLIT_TRAIN, dtype=object)
@@ -100,7 +100,7 @@ def load_sklearn_digits(*, heldout_fraction: float, split_seed: int) -> Classifi
         name="sklearn_digits",
         inputs=np.ascontiguousarray(inputs),
         labels=labels,
-        split=_stratified_split(labels, heldout_fraction, split_seed),
+        split=stratified_split(labels, heldout_fraction, split_seed),
         class_names=[str(c) for c in bunch.target_names],
     )
 

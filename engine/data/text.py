@@ -111,10 +111,10 @@ def load_rotten_tomatoes(*, heldout_fraction: float, split_seed: int) -> object:
     Returns:
         ``ClassificationData`` with int64 inputs (N, MAX_LEN), 2 classes and the texts.
     """
-    from engine.data.sources import ClassificationData, _stratified_split
+    from engine.data.sources import ClassificationData, stratified_split
 
     texts, labels = read_sentiment_corpus()
-    split = _stratified_split(labels, heldout_fraction, split_seed)
+    split = stratified_split(labels, heldout_fraction, split_seed)
     tokenizer = train_tokenizer([t for t, s in zip(texts, split, strict=True) if s == "train"])
     return ClassificationData(
         name="rotten_tomatoes",

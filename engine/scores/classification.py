@@ -55,8 +55,15 @@ def action(losses: np.ndarray) -> np.ndarray:
     return _compute_action(arr)
 
 
-def _entropy(probs: np.ndarray) -> np.ndarray:
+def entropy_native(probs: np.ndarray) -> np.ndarray:
     """Natural-log entropy over the last axis in the input's float type, with 0 log 0 = 0.
+
+    Args:
+        probs: Probabilities of shape (..., K), float32 or float64 (kept as given).
+
+    Returns:
+        Entropies of shape (...) in the input's float type, in [0, ln K]; higher =
+        more uncertain.
 
     One log per element, computed in place; the sum over classes is a matrix-vector
     product, which for small K is several times faster than ``sum(axis=-1)``.
@@ -78,7 +85,7 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     Returns:
         Entropies of shape (...), in [0, ln K]; higher = more uncertain.
     """
-    return _entropy(np.ascontiguousarray(probs, dtype=np.float64))
+    return entropy_native(np.ascontiguousarray(probs, dtype=np.float64))
 
 
 def entropy_float32(probs: np.ndarray) -> np.ndarray:
@@ -94,12 +101,12 @@ def entropy_float32(probs: np.ndarray) -> np.ndarray:
     Returns:
         Float64 entropies of shape (...), in [0, ln K]; higher = more uncertain.
     """
-    return _entropy(np.ascontiguousarray(probs, dtype=np.float32)).astype(np.float64)
+    return entropy_native(np.ascontiguousarray(probs, dtype=np.float32)).astype(np.float64)
 
 
 def _compute_confusion(probs: np.ndarray) -> np.ndarray:
     mean_over_replicas = probs.mean(axis=0)  # (E, N, K)
-    return _entropy(mean_over_replicas).mean(axis=0)
+    return entropy_native(mean_over_replicas).mean(axis=0)
 
 
 def _compute_action(losses: np.ndarray) -> np.ndarray:
@@ -134,7 +141,7 @@ class ConfusionAccumulator:
 
     def update_mean(self, mean_probs: np.ndarray) -> None:
         """Add replica-mean probabilities of shape (E_chunk, N, K) (already validated)."""
-        self.update_entropy(_entropy(np.asarray(mean_probs, dtype=np.float64)))
+        self.update_entropy(entropy_native(np.asarray(mean_probs, dtype=np.float64)))
 
     def update_entropy(self, entropies: np.ndarray) -> None:
         """Add precomputed entropies of the replica-mean distribution, shape (E_chunk, N)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.scores._validation import as_float_array, check_probabilities
-from engine.scores.classification import _entropy
+from engine.scores.classification import entropy_native
 
 
 def _check_pair(start: np.ndarray, end: np.ndarray, ndim: int, doc: str) -> None:
@@ -46,7 +46,7 @@ def span_entropy(start_probs: np.ndarray, end_probs: np.ndarray) -> np.ndarray:
     _check_pair(s, e, 3, "(R, N, L)")
     check_probabilities("start_probs", s)
     check_probabilities("end_probs", e)
-    return _entropy(s.mean(axis=0)) + _entropy(e.mean(axis=0))
+    return entropy_native(s.mean(axis=0)) + entropy_native(e.mean(axis=0))
 
 
 def span_confusion(start_probs: np.ndarray, end_probs: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.scores._validation import as_float_array, check_probabilities
-from engine.scores.classification import _entropy
+from engine.scores.classification import entropy_native
 
 
 def _mask(mask: np.ndarray, n: int, t: int) -> np.ndarray:
@@ -50,7 +50,7 @@ def token_entropy(probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
     p = as_float_array("probs", probs, 4, "(R, N, T, V)")
     check_probabilities("probs", p)
     m = _mask(mask, p.shape[1], p.shape[2])
-    return _masked_mean(_entropy(p.mean(axis=0)), m)
+    return _masked_mean(entropy_native(p.mean(axis=0)), m)
 
 
 def token_confusion(probs: np.ndarray, mask: np.ndarray) -> np.ndarray:

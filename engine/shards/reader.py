@@ -236,7 +236,7 @@ def _row_sums(probs: np.ndarray) -> np.ndarray:
     return (probs.reshape(-1, k) @ np.ones(k, dtype=probs.dtype)).reshape(probs.shape[:-1])
 
 
-def _probs_look_valid(probs: np.ndarray, sums: np.ndarray | None = None) -> bool:
+def probs_look_valid(probs: np.ndarray, sums: np.ndarray | None = None) -> bool:
     """One cheap pass: every row sums to 1 within tolerance and no value is negative.
 
     NaN and inf make a row sum fail the comparison, so a True here means the detailed
@@ -264,7 +264,7 @@ def check_shard_values(
     ``PROBS_SUM_ATOL``; labels in [0, K); losses finite and >= 0; margins finite.
     ``sums`` are the probabilities' row sums, if already computed.
     """
-    if probs is not None and not _probs_look_valid(probs, sums):
+    if probs is not None and not probs_look_valid(probs, sums):
         _first_bad(path, ids, ~np.isfinite(probs), "probabilities hold NaN or inf")
         _first_bad(path, ids, probs < 0, "probabilities hold a negative value")
         sums = probs.sum(axis=-1, dtype=np.float64)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def get_pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (figures go to files only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +37,7 @@ def plot_error_by_bin(
     """
     from engine.evaluation.evaluate import transfer_rows
 
-    plt = _pyplot()
+    plt = get_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     transfer = transfer_rows(evaluations)
     for ev in transfer:
@@ -70,7 +71,7 @@ def plot_score_histogram(
 
     NaN values (where the score is undefined for a split) are left out.
     """
-    plt = _pyplot()
+    plt = get_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     finite = {k: v[np.isfinite(v)] for k, v in values_by_split.items()}
     all_values = np.concatenate([v for v in finite.values() if len(v)] or [np.zeros(1)])

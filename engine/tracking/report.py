@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.tracking.plots import _pyplot, plot_error_by_bin, plot_score_histogram
+from engine.tracking.plots import get_pyplot, plot_error_by_bin, plot_score_histogram
 
 REPORT_FILE = "report.html"  # under the run directory
 SAMPLES_PER_CLASS = 6  # hardest and easiest samples shown per class
@@ -46,7 +46,7 @@ def plot_kendall_scatter(
     from engine.scores import get_score
 
     info = get_score(score)
-    plt = _pyplot()
+    plt = get_pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(small, large, s=6, alpha=0.5)
     if not info.higher_is_harder:
@@ -65,7 +65,7 @@ def plot_data_map(
     confidence: np.ndarray, variability: np.ndarray, correctness: np.ndarray, path: Path
 ) -> Path:
     """Data map (Swayamdipta et al.): confidence against variability, coloured by correctness."""
-    plt = _pyplot()
+    plt = get_pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     sc = ax.scatter(
         variability, confidence, c=correctness, cmap="viridis", s=6, alpha=0.7, vmin=0, vmax=1
@@ -99,7 +99,7 @@ def plot_extreme_samples(
     """Per class, the hardest and easiest samples by the score's direction, as images (Figure 1)."""
     from engine.scores import get_score
 
-    plt = _pyplot()
+    plt = get_pyplot()
     k = SAMPLES_PER_CLASS
     classes = list(range(len(class_names)))
     fig, axes = plt.subplots(len(classes), 2 * k, figsize=(2 * k * 0.9, len(classes) * 0.95))

@@ -103,7 +103,8 @@ CheckpointCallback = Callable[[int, dict], None]
 PresentationCallback = Callable[[int, np.ndarray], None]  # (epoch, int8 records (N_train,))
 
 
-def _make_optimizer(recipe: TrainRecipe, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(recipe: TrainRecipe, model: nn.Module) -> torch.optim.Optimizer:
+    """The recipe's optimizer (SGD, Nesterov when momentum > 0, or AdamW) over the model's parameters."""
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
             model.parameters(),
@@ -193,7 +194,7 @@ def train(
         input_shape=tuple(x_train.shape[1:]),
         **recipe.model_kwargs,
     ).to(device)
-    optimizer = _make_optimizer(recipe, model)
+    optimizer = make_optimizer(recipe, model)
     steps_per_epoch = max(1, -(-len(x_train) // recipe.batch_size))
     total_steps = (
         recipe.epochs * steps_per_epoch
@@ -217,10 +218,10 @@ def train(
 
     start_epoch = 0
     if resume is not None:
-        if resume.get("recipe") != _recipe_key(recipe):
+        if resume.get("recipe") != recipe_key(recipe):
             raise ValueError(
                 f"checkpoint was written for recipe {resume.get('recipe')}, "
-                f"not {_recipe_key(recipe)}"
+                f"not {recipe_key(recipe)}"
             )
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -276,7 +277,7 @@ def train(
         if on_checkpoint is not None:
             state = {
                 "epoch": epoch,
-                "recipe": _recipe_key(recipe),
+                "recipe": recipe_key(recipe),
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -293,7 +294,7 @@ def train(
     return model
 
 
-def _recipe_key(recipe: TrainRecipe) -> str:
+def recipe_key(recipe: TrainRecipe) -> str:
     """The recipe as a canonical string, stored in checkpoints to refuse a mismatched resume."""
     return json.dumps(asdict(recipe), sort_keys=True)
 

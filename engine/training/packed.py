@@ -26,9 +26,9 @@ from engine.scores.dynamics import NOT_PRESENTED
 from engine.training.classification import (
     INFER_BATCH_SIZE,
     TrainRecipe,
-    _make_optimizer,
-    _recipe_key,
     as_input,
+    make_optimizer,
+    recipe_key,
 )
 
 PackedEpochCallback = Callable[[int, np.ndarray], None]  # (epoch, logits (R, N, K))
@@ -68,16 +68,17 @@ class PackedEnsemble:
         self.base = copy.deepcopy(models[0]).to("meta")
         self.size = len(models)
 
-    def _forward_one(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+    def forward_one(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """One replica's logits (B, K) from its own parameters and buffers (what vmap maps)."""
         return functional_call(self.base, (params, buffers), (x,))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Per-replica logits for per-replica inputs: (R, B, ...) -> (R, B, K)."""
-        return vmap(self._forward_one)(self.params, self.buffers, x)
+        return vmap(self.forward_one)(self.params, self.buffers, x)
 
     def logits_shared(self, x: torch.Tensor) -> torch.Tensor:
         """Every replica's logits for the same inputs: (B, ...) -> (R, B, K)."""
-        return vmap(self._forward_one, in_dims=(0, 0, None))(self.params, self.buffers, x)
+        return vmap(self.forward_one, in_dims=(0, 0, None))(self.params, self.buffers, x)
 
     def replica_state_dict(self, r: int) -> dict[str, torch.Tensor]:
         """Replica r's parameters and buffers as an ordinary ``state_dict``."""
@@ -144,11 +145,11 @@ def train_packed(
     _check_packable(models[0], recipe.model)
     models = [m.to(device) for m in models]
     pack = PackedEnsemble(models)
-    holder = nn.Module()  # lets _make_optimizer see the stacked tensors as parameters
+    holder = nn.Module()  # lets make_optimizer see the stacked tensors as parameters
     for i, p in enumerate(pack.params.values()):
         holder.register_parameter(f"p{i}", nn.Parameter(p, requires_grad=True))
     pack.params = dict(zip(pack.params, holder.parameters(), strict=True))
-    optimizer = _make_optimizer(recipe, holder)
+    optimizer = make_optimizer(recipe, holder)
     steps_per_epoch = max(1, -(-len(x_train) // recipe.batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=recipe.epochs * steps_per_epoch
@@ -156,7 +157,7 @@ def train_packed(
     xt = as_input(x_train, device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    key = {"recipe": _recipe_key(recipe.with_seed(0)), "seeds": list(seeds)}
+    key = {"recipe": recipe_key(recipe.with_seed(0)), "seeds": list(seeds)}
 
     def report(epoch: int) -> None:
         if on_epoch is None or (report_epochs is not None and epoch not in report_epochs):
@@ -182,7 +183,7 @@ def train_packed(
     def loss_one(
         params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = pack._forward_one(params, buffers, x)
+        logits = pack.forward_one(params, buffers, x)
         return F.cross_entropy(logits, y), (logits.argmax(dim=1) == y).to(torch.int8)
 
     batched_loss = vmap(loss_one)

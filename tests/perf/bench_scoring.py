@@ -29,7 +29,7 @@ from engine.distributed.cluster import ray_session
 from engine.distributed.scoring import score_run
 from engine.scores import entropy_float32, margins_from_logits
 from engine.shards import consolidate_manifest, num_blocks, record_epoch, write_epoch_shards
-from engine.shards.reader import _probs_look_valid, widen_probs
+from engine.shards.reader import probs_look_valid, widen_probs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COPY_BYTES = 1 << 30  # array size of the copy-bandwidth probe (1 GiB)
@@ -82,7 +82,7 @@ def arithmetic_rate(r: int, k: int, block_size: int, repeats: int = 5) -> float:
         wide = np.empty((r, block_size, k), np.float32)
         for i in range(r):
             widen_probs(half[i], out=wide[i])
-            assert _probs_look_valid(wide[i])
+            assert probs_look_valid(wide[i])
         acc += entropy_float32(wide.mean(axis=0))
         acc += loss.astype(np.float64).mean(axis=0)
         best = min(best, time.perf_counter() - t)

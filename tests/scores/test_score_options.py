@@ -5,12 +5,12 @@ import pytest
 
 from engine.scores import el2n, finalize_scores, get_score, normalize_within_groups, vog
 from engine.shards import ShardManifestError
-from tests.shards.test_shards import _full_run
+from tests.shards.synthetic import write_full_run
 
 
 @pytest.mark.parametrize("epoch", [0, 1, -1, -3])
 def test_el2n_at_a_chosen_epoch_through_the_pool(tmp_path, epoch):
-    arrays = _full_run(tmp_path)  # R=3, E=4, float32 shards
+    arrays = write_full_run(tmp_path)  # R=3, E=4, float32 shards
     from engine.distributed.scoring import score_block
 
     parts = [
@@ -28,7 +28,7 @@ def test_el2n_at_a_chosen_epoch_through_the_pool(tmp_path, epoch):
 def test_el2n_epoch_is_the_epoch_index_when_only_some_epochs_are_scored(tmp_path):
     from engine.distributed.scoring import score_block
 
-    arrays = _full_run(tmp_path)
+    arrays = write_full_run(tmp_path)
     got = score_block(tmp_path, 0, replicas=[0, 1, 2], epochs=[0, 2, 3], scores=["el2n"],
                       options={"el2n": {"epoch": 2}}).column("el2n").to_numpy()  # fmt: skip
     p = arrays["probs"].astype(np.float32).astype(np.float64)

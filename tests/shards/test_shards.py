@@ -19,6 +19,7 @@ from engine.shards import (
     write_epoch_shards,
 )
 from engine.shards.schema import METADATA_KEY
+from tests.shards.synthetic import write_full_run
 
 
 def _probs(rng, n, k):
@@ -178,39 +179,6 @@ ALL_BUT_VOG = [
 ]  # fmt: skip
 
 
-def _full_run(tmp_path, r=3, e=4, n=13, k=4, block_size=5, grad_epochs=(1, 3)):
-    from engine.scores import margins_from_logits
-
-    rng = np.random.default_rng(3)
-    logits = rng.normal(size=(r, e, n, k)) * 2
-    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    labels = rng.integers(0, k, size=n)
-    losses = -np.log(probs[:, :, np.arange(n), labels])
-    margins = margins_from_logits(labels, logits)
-    grads = rng.normal(size=(r, e, n, 6))
-    for ri in range(r):
-        for ei in range(e):
-            blocks = write_epoch_shards(
-                tmp_path,
-                replica=ri,
-                epoch=ei,
-                probs=probs[ri, ei],
-                loss=losses[ri, ei],
-                labels=labels,
-                margin=margins[ri, ei],
-                input_grad=grads[ri, ei] if ei in grad_epochs else None,
-                block_size=block_size,
-            )
-            record_epoch(tmp_path, replica=ri, epoch=ei, blocks=blocks)
-    return {
-        "logits": logits,
-        "probs": probs,
-        "labels": labels,
-        "losses": losses,
-        "grads": grads[:, list(grad_epochs)],
-    }
-
-
 def _score_all(run_dir, names, r, e, blocks):
     parts = [
         score_block(run_dir, b, replicas=list(range(r)), epochs=list(range(e)), scores=names)
@@ -246,7 +214,7 @@ def _reference(arrays):
 
 
 def test_pool_path_equals_in_memory_function_for_every_score(tmp_path):
-    arrays = _full_run(tmp_path)
+    arrays = write_full_run(tmp_path)
     table = _score_all(tmp_path, [*ALL_BUT_VOG, "vog"], 3, 4, 3)
     ref = _reference(arrays)
     for name, expected in ref.items():
@@ -260,7 +228,7 @@ def test_packed_form_gives_the_same_scores(tmp_path):
     from engine.shards import record_packed_epoch, write_packed_epoch_shards
 
     full_dir, packed_dir = tmp_path / "full", tmp_path / "packed"
-    arrays = _full_run(full_dir, grad_epochs=())
+    arrays = write_full_run(full_dir, grad_epochs=())
     p, y = arrays["probs"], arrays["labels"]
     from engine.scores import margins_from_logits
 
@@ -299,7 +267,7 @@ def test_packed_form_gives_the_same_scores(tmp_path):
 def test_bad_values_name_shard_and_first_sample(tmp_path, column, value, match, dtype):
     from engine.shards import ShardValueError
 
-    arrays = _full_run(tmp_path, grad_epochs=())
+    arrays = write_full_run(tmp_path, grad_epochs=())
     probs = arrays["probs"][1, 2].copy()
     labels = arrays["labels"].copy()
     loss = arrays["losses"][1, 2].copy()
