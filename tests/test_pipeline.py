@@ -165,6 +165,57 @@ def test_mlflow_parent_and_nested_runs(tiny_run):
     } <= artifacts
 
 
+def test_hardbench_ui_serves_the_runs_directorys_store(tiny_run, tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    _, runs, result = tiny_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "ui.log"
+    hardbench = str(Path(sys.executable).parent / "hardbench")
+    proc = subprocess.Popen([hardbench, "ui", "--runs-dir", str(runs), "--port", str(port)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        base, found, deadline = f"http://127.0.0.1:{port}", None, time.monotonic() + 90
+        query = f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=hardbench-tests"
+        while found is None and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(query, timeout=2) as resp:
+                    found = json.loads(resp.read())["experiment"]
+            except OSError:
+                time.sleep(0.5)
+        assert found is not None, log.read_text()[-2000:]
+        assert found["tags"] == [{"key": "mlflow.experimentKind",
+                                  "value": "custom_model_development"}]  # fmt: skip
+        printed = log.read_text()
+        assert f"MLflow UI of sqlite:///{runs.resolve() / 'mlflow.db'} at {base}" in printed
+        # the link opens the experiment on its training runs, not the GenAI overview
+        exp_id = found["experiment_id"]
+        assert (
+            f"hardbench-tests: {base}/#/experiments/{exp_id}?workflowType=machine_learning"
+            in printed
+        )
+        body = {"experiment_ids": [exp_id], "max_results": 50}
+        req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            ids = {r["info"]["run_id"] for r in json.loads(resp.read())["runs"]}
+        assert result.mlflow["parent_run_id"] in ids
+    finally:
+        proc.terminate()  # SIGTERM, as a service manager stops it
+        proc.wait(timeout=30)
+    with socket.socket() as s:  # the server's workers went with it: the port is free again
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+    # a runs directory without a store is refused
+    rc = subprocess.run([hardbench, "ui", "--runs-dir", str(tmp_path / "empty")],
+                        capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert rc.returncode == 2 and "no MLflow store in" in rc.stderr
+
+
 def test_html_report_has_every_figure(tiny_run, capsys):
     from engine.cli import main
 

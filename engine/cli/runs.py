@@ -1,14 +1,17 @@
-"""Commands of the run lifecycle: run, resume, score, verify, report, ls."""
+"""Commands of the run lifecycle: run, resume, score, verify, report, ls, ui."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 from engine.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, default_runs_dir, quiet_mlflow
+
+UI_TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3 UI: open on training runs
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -161,8 +164,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """``hardbench ui``: the MLflow UI of a runs directory's store, served on 127.0.0.1."""
-    import subprocess
-
     from engine.tracking.mlflow_log import MLFLOW_ARTIFACTS_DIR, resolve_tracking_uri
 
     runs = Path(args.runs_dir or default_runs_dir()).resolve()
@@ -173,10 +174,43 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not Path(uri.removeprefix("sqlite:///")).exists():
         print(f"hardbench: no MLflow store in {runs} yet: run a build first", file=sys.stderr)
         return EXIT_BAD_INPUT
+    quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    base = f"http://127.0.0.1:{args.port}"
     command = [
         str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
         "--default-artifact-root", str(runs / MLFLOW_ARTIFACTS_DIR),
-        "--host", "127.0.0.1", "--port", str(args.port),
+        "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",  # one local user
     ]  # fmt: skip
-    print(f"MLflow UI of {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
-    return subprocess.call(command)
+    print(f"MLflow UI of {uri} at {base} (Ctrl-C stops it)", flush=True)
+    for exp in MlflowClient(tracking_uri=uri).search_experiments():
+        if exp.name != "Default":
+            # the UI's GenAI/Model-training toggle is a per-browser setting; the link picks
+            # the training view, where builds and their nested model runs are listed
+            print(f"  {exp.name}: {base}/#/experiments/{exp.experiment_id}?{UI_TRAINING_VIEW}")
+    sys.stdout.flush()
+    # its own process group: mlflow ui runs uvicorn and its workers as children, and
+    # stopping this command (Ctrl-C, SIGTERM) must stop all of them
+    server = subprocess.Popen(command, start_new_session=True)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        _stop_group(server)
+        raise
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM ``proc``'s process group, SIGKILL it if it has not exited after ``grace_s``."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

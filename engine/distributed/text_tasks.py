@@ -231,9 +231,13 @@ def train_text_model(
     device = task_device(model_spec.gpus)
     qa = spec.task.name == "qa"
     history: list[dict] = []
+    clock = [time.time()]  # when the epoch being trained started
 
     def keep(epoch: int, losses: list[float]) -> None:
-        history.append({"epoch": epoch, "train_loss": float(losses[0])})
+        now = time.time()
+        history.append({"epoch": epoch, "train_loss": float(losses[0]), "started": clock[0],
+                        "ended": now})  # fmt: skip
+        clock[0] = now
 
     fit = train_readers if qa else train_seq2seq
     (model,) = fit(

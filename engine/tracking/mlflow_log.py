@@ -24,6 +24,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from engine._util import redact_uri
 
 MLFLOW_DB_NAME = "mlflow.db"  # the default sqlite store, in the runs directory
 MLFLOW_ARTIFACTS_DIR = "mlartifacts"  # the default artifact root, beside it
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # UI opens on runs
 LOCKED_RETRIES = 12  # attempts of a write that sqlite refused as locked
@@ -73,12 +75,13 @@ def flatten_params(data: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _metrics(values: dict[str, float], step: int = 0) -> list:
+def _metrics(values: dict[str, float], step: int = 0, at: float | None = None) -> list:
+    """MLflow metrics of ``values`` at ``step``, stamped ``at`` (Unix seconds; default now)."""
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
+    stamp = int((time.time() if at is None else at) * 1000)
     return [
-        Metric(k, float(v), now, step)
+        Metric(k, float(v), stamp, step)
         for k, v in values.items()
         if v is not None and not isinstance(v, bool) and not math.isnan(float(v))
     ]
@@ -129,11 +132,14 @@ def _fluent(uri: str) -> Iterator[None]:
     these globals, not a client's URI. ``mlflow.set_tracking_uri`` also writes the
     ``MLFLOW_TRACKING_URI`` and ``MLFLOW_REGISTRY_URI`` environment variables, so
     both the globals and the variables are put back exactly as they were (the
-    driver sets the globals nowhere else).
+    driver sets the globals nowhere else). MLflow's artifact progress bars, which
+    logging a model with an input example prints, stay off unless the caller asked.
     """
     import mlflow
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", PROGRESS_BAR_ENV)
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.setdefault(PROGRESS_BAR_ENV, "false")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
@@ -255,7 +261,9 @@ class BuildRecorder:
         Args:
             run_id: hardbench run id.
             ev: The model's evaluation (``model``, metrics, ``in_sample``, ...).
-            history: Its per-epoch ``{"epoch", "train_loss", ...}``, logged with step = epoch.
+            history: Its per-epoch ``{"epoch", "train_loss", ..., "started", "ended"}``,
+                logged with step = epoch and stamped with the epoch's end; the nested run
+                starts when the first epoch started.
             datasets: ``(context, pandas DataFrame, source path)`` of each split it was
                 measured on, logged as dataset inputs.
             model: ``(torch module, input example, extra files)`` to log as an MLflow
@@ -265,8 +273,10 @@ class BuildRecorder:
         """
         from mlflow.entities import Param, RunTag
 
+        started = (history or [{}])[0].get("started")  # the run spans the model's training
         child = _retry(
             self.client.create_run, self.experiment_id, run_name=f"{run_id}/{ev['model']}",
+            start_time=None if started is None else int(started * 1000),
             tags={"mlflow.parentRunId": self.parent_id, "hardbench.run_id": run_id,
                   "hardbench.model": ev["model"]},
         )  # fmt: skip
@@ -287,8 +297,9 @@ class BuildRecorder:
                   RunTag("hardbench.in_sample", "true" if ev.get("in_sample") else "false")],
         )  # fmt: skip
         for point in history or []:
-            step = {k: v for k, v in point.items() if k != "epoch"}
-            _retry(self.client.log_batch, cid, metrics=_metrics(step, step=int(point["epoch"])))
+            step = {k: v for k, v in point.items() if k not in ("epoch", "started", "ended")}
+            metrics = _metrics(step, step=int(point["epoch"]), at=point.get("ended"))
+            _retry(self.client.log_batch, cid, metrics=metrics)
         if artifacts_dir is not None and Path(artifacts_dir).is_dir():
             _retry(self.client.log_artifacts, cid, str(artifacts_dir), artifact_path=MODEL_ARTIFACT)
         if datasets or model is not None:
@@ -303,7 +314,11 @@ class BuildRecorder:
         import mlflow
         import mlflow.data
 
-        with _fluent(self.uri), mlflow.start_run(run_id=cid):
+        with _fluent(self.uri), mlflow.start_run(run_id=cid), warnings.catch_warnings():
+            # MLflow's hints on the sample-id/label integer columns and on which of its two
+            # identical local sources a path is: advice about its own choices, not ours
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer")
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
             for context, frame, source in datasets:
                 mlflow.log_input(
                     mlflow.data.from_pandas(frame, source=source, name=context), context=context

@@ -6,6 +6,7 @@ It runs with no cluster; Ray Train workers and Ray tasks call it unchanged.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -173,9 +174,10 @@ def train(
             right, 0 wrong, ``NOT_PRESENTED`` if no batch held it; the last presentation
             of the epoch counts). This is how Toneva et al. (2019) count forgetting.
             Checkpoints carry the records, so a resumed run reports them too.
-        history: When given, one ``{"epoch", "train_loss", "train_accuracy"}`` is
-            appended per epoch trained: the mean loss and accuracy of the mini-batches'
-            forward passes (the learning curve logged to MLflow).
+        history: When given, one ``{"epoch", "train_loss", "train_accuracy", "started",
+            "ended"}`` is appended per epoch trained: the mean loss and accuracy of the
+            mini-batches' forward passes (the learning curve logged to MLflow) and the
+            epoch's wall-clock start and end (Unix seconds).
 
     Returns:
         The trained model in eval mode.
@@ -247,6 +249,7 @@ def train(
             else torch.full((len(xt),), NOT_PRESENTED, dtype=torch.int8, device=device)
         )
         seen = [0.0, 0, 0]  # loss sum, right, samples of this epoch's batches (history)
+        epoch_started = time.time()
         for start in range(0, len(perm), recipe.batch_size):
             idx = perm[start : start + recipe.batch_size]
             if len(idx) < 2 and _has_batchnorm(model):
@@ -271,7 +274,8 @@ def train(
                 seen[2] += len(idx)
         if history is not None:
             history.append({"epoch": epoch, "train_loss": seen[0] / max(seen[2], 1),
-                            "train_accuracy": seen[1] / max(seen[2], 1)})  # fmt: skip
+                            "train_accuracy": seen[1] / max(seen[2], 1),
+                            "started": epoch_started, "ended": time.time()})  # fmt: skip
         if presented is not None:
             on_presentations(epoch, presented.cpu().numpy())
         if on_checkpoint is not None:

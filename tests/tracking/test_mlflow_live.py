@@ -83,6 +83,7 @@ def test_a_build_is_live_in_mlflow_and_its_models_and_splits_are_recorded(
     import torch
 
     from engine.cli import main
+    from engine.cli.runs import UI_TRAINING_VIEW
 
     served = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
     log = tmp_path / "live.log"
@@ -126,6 +127,12 @@ def test_a_build_is_live_in_mlflow_and_its_models_and_splits_are_recorded(
     curve = _rest(mlflow_server, f"metrics/get-history?run_id={model_run['info']['run_id']}"
                   "&metric_key=train_loss")  # fmt: skip
     assert sorted(m["step"] for m in curve["metrics"]) == [0, 1, 2, 3]  # small_mlp: 4 epochs
+    # the nested run spans the model's training: it starts before its first epoch ended
+    # and the curve's points are stamped when their epochs ended
+    stamps = sorted(int(m["timestamp"]) for m in curve["metrics"])
+    assert int(model_run["info"]["start_time"]) < stamps[0] <= stamps[-1]
+    assert stamps[-1] <= int(model_run["info"]["end_time"])
+    assert int(parent["info"]["start_time"]) <= int(model_run["info"]["start_time"])
     outputs = model_run.get("outputs", {}).get("model_outputs", [])
     assert len(outputs) == 1
     model_id = outputs[0]["model_id"]
@@ -174,7 +181,8 @@ def test_a_build_is_live_in_mlflow_and_its_models_and_splits_are_recorded(
 
     # The nested run's page in the MLflow UI: the model and the splits are there.
     exp_id = parent["info"]["experiment_id"]
-    page = f"{mlflow_server}/#/experiments/{exp_id}/runs/{model_run['info']['run_id']}"
+    page = (f"{mlflow_server}/#/experiments/{exp_id}/runs/{model_run['info']['run_id']}"
+            f"?{UI_TRAINING_VIEW}")  # fmt: skip
     shot = tmp_path / "mlflow-run.png"
     dom = _chromium(page, shot, tmp_path)
     for text in ("small_mlp", "hard", "bin_0"):
