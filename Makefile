@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test lint format bench clean
+.PHONY: install browser datasets demo fashion test lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,17 +38,31 @@ browser:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@chromium --version
 
-test: lint browser
+# Fashion-MNIST as IDX files in /usr/share/datasets/fashion-mnist (Debian's package, MIT).
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+datasets:
+	@test -f $(FASHION_DIR)/train-images-idx3-ubyte.gz || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+	@ls $(FASHION_DIR)
+
+# The real-data benchmark: 70,000 Fashion-MNIST images, about 8 minutes on 2 cores.
+fashion: install datasets
+	$(VENV)/bin/hardbench run benchmarks/fashion-mnist.yaml
+
+test: lint browser datasets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Performance benchmarks (not timed tests): results land in tests/perf/results/.
-bench: install
+bench: install datasets
 	$(PY) tests/perf/bench_training.py
 	$(PY) tests/perf/bench_scoring.py
 	$(PY) tests/perf/bench_float16.py
 	$(PY) tests/perf/bench_noise.py
 	$(PY) tests/perf/bench_noise.py --spec benchmarks/sentiment.yaml --seeds 1 --name noise_text
 	$(PY) tests/perf/bench_mitigation.py --runs-dir runs
+	$(PY) tests/perf/bench_ingest.py
+	$(PY) tests/perf/bench_memory.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -55,3 +55,15 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         task = get_task(name)
         print(f"{name:<16}{task.description} (sources: {', '.join(task.sources())})")
     return 0
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    """``hardbench sources``: the registered data sources."""
+    from engine.data.registry import get_source, list_registered_sources
+
+    for name in list_registered_sources(args.pattern):
+        info = get_source(name)
+        print(
+            f"{name:<16}{'needs data.path' if info.needs_path else 'bundled':<17}{info.description}"
+        )
+    return 0

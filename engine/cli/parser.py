@@ -194,4 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("scores", help="list registered scores with direction and inputs")
     sub.add_parser("tasks", help="list registered tasks with their sources")
+    src = sub.add_parser("sources", help="list registered data sources")
+    src.add_argument("pattern", nargs="?", default="*")
+    ing = sub.add_parser(
+        "ingest", help="decode a spec's data into its dataset cache (reused by later runs)"
+    )
+    _add_spec_args(ing)
+    ing.add_argument("--runs-dir", default=None, help=f"default ${RUNS_DIR_ENV} or ./runs")
+    ing.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
     return parser

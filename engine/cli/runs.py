@@ -1,4 +1,4 @@
-"""Commands of the run lifecycle: run, resume, score, verify, report, ls, ui."""
+"""Commands of the run lifecycle: ingest, run, resume, score, verify, report, ls, ui."""
 
 from __future__ import annotations
 
@@ -14,8 +14,43 @@ from engine.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, default_runs_dir, qui
 UI_TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3 UI: open on training runs
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """``hardbench ingest SPEC``: build (or find) the spec's dataset cache, with progress."""
+    from engine.data.loading import run_cache
+    from engine.data.registry import BadInputError
+    from engine.distributed.cluster import ray_session
+    from engine.distributed.ingest import chunk_map
+    from engine.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    if spec.task.name != "classification" or spec.data.source == "rotten_tomatoes":
+        print(f"hardbench: {spec.data.source} is read in memory; there is nothing to ingest",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    try:
+        with ray_session(args.num_cpus):
+            cache = run_cache(spec.data.parts(), block_size=spec.shards.block_size,
+                              runs_dir=args.runs_dir or default_runs_dir(),
+                              cache_dir=spec.data.cache_dir, map_chunks=chunk_map(),
+                              log=lambda line: print(line, flush=True))  # fmt: skip
+    except BadInputError as exc:
+        print(f"hardbench: bad input: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    size = sum(p.stat().st_size for p in cache.path.rglob("*") if p.is_file())
+    meta = cache.meta
+    print(f"cache: {cache.path}")
+    print(f"fingerprint: {cache.fingerprint}")
+    print(f"samples: {cache.num_samples:,} of shape {tuple(meta['shape'] or ())}, "
+          f"{len(cache.class_names)} classes, {size / 2**20:,.1f} MiB on disk")  # fmt: skip
+    if meta["skipped"]:
+        print(f"skipped: {len(meta['skipped'])} (first: {meta['skipped'][0]['key']}: "
+              f"{meta['skipped'][0]['reason']}); all listed in {cache.path / 'meta.json'}")  # fmt: skip
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``hardbench run SPEC`` or ``run --resume RUN``: the whole lifecycle, then the results table."""
+    from engine.data.registry import BadInputError
     from engine.lifecycle import RunSetupError, read_run_spec, resume_run, run_benchmark
     from engine.spec import load_spec
 
@@ -54,8 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 output=args.output,
                 log=log,
             )
-    except RunSetupError as exc:
-        print(f"hardbench: {exc}", file=sys.stderr)
+    except (RunSetupError, BadInputError) as exc:
+        print(f"hardbench: {'bad input: ' if isinstance(exc, BadInputError) else ''}{exc}",
+              file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
     print()
     print(result.table)

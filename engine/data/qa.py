@@ -54,6 +54,8 @@ class QAData:
             ``contexts[i]``; -1 outside the window.
         passage: Int64 (N,) index of the passage each question is about.
         vocab_size: Size of the tokenizer's vocabulary.
+        texts: One display string per sample.
+        dataset: A user table's description (path, fingerprint, skipped rows), or None.
     """
 
     name: str
@@ -70,6 +72,7 @@ class QAData:
     passage: np.ndarray
     vocab_size: int = VOCAB_SIZE
     texts: list[str] = field(default_factory=list)
+    dataset: dict | None = None  # a user table's description (run.json, card), else None
 
     def __len__(self) -> int:
         return len(self.start)
@@ -130,12 +133,43 @@ def load_quoref(
     Returns:
         :class:`QAData` with every question whose answer lies inside its window (all do).
     """
+    passages, rows = read_quoref()
+    return build_qa("quoref", passages, rows, heldout_fraction=heldout_fraction,
+                    split_seed=split_seed, limit=limit)  # fmt: skip
+
+
+def build_qa(
+    name: str,
+    passages: list[str],
+    rows: list[tuple[int, str, str, int]],
+    *,
+    heldout_fraction: float,
+    split_seed: int,
+    limit: int | None = None,
+    split: np.ndarray | None = None,
+) -> QAData:
+    """Tokenize questions over passages into fixed-length QA samples (see the module docstring).
+
+    Args:
+        name: Source name.
+        passages: The passages.
+        rows: ``(passage index, question, answer, answer's first character)`` per sample.
+        heldout_fraction: Share of passages (with all their questions) held out.
+        split_seed: Seed of the passage split and of each question's window offset.
+        limit: Keep only the first ``limit`` rows.
+        split: ``train``/``heldout`` per row from the source, instead of the passage split.
+    """
     if not 0.0 < heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
-    passages, rows = read_quoref()
     if limit is not None:
         rows = rows[:limit]
+        split = None if split is None else split[:limit]
     held = held_out_groups(len(passages), heldout_fraction, split_seed)
+    if split is not None:  # the source's split, per question: a passage's questions may differ
+        held_q = np.asarray(split) == SPLIT_HELDOUT
+        held = np.zeros(len(passages), bool)
+        for (p, *_), h in zip(rows, held_q, strict=True):
+            held[p] |= h
     used = sorted({p for p, *_ in rows})
     tokenizer = train_tokenizer(
         [passages[p] for p in used if not held[p]] + [q for p, q, *_ in rows if not held[p]],
@@ -169,11 +203,12 @@ def load_quoref(
         mask[i, first : first + we - ws] = True
         offsets[i, first : first + we - ws] = tok_off[ws:we] - c0
         start[i], end[i] = first + s_tok - ws, first + e_tok - ws
-    split = np.where(held[[p for p, *_ in rows]], SPLIT_HELDOUT, SPLIT_TRAIN)
+    split = (np.where(held[[p for p, *_ in rows]], SPLIT_HELDOUT, SPLIT_TRAIN)
+             if split is None else np.asarray(split, dtype=str))  # fmt: skip
     qs = [q for _, q, _, _ in rows]
     answers = [a for _, _, a, _ in rows]
     return QAData(
-        name="quoref",
+        name=name,
         input_ids=ids,
         token_types=types,
         context_mask=mask,

@@ -49,6 +49,7 @@ class Seq2SeqData:
         vocab: Token of each id (for decoding).
         start_id: Decoder start id ([CLS]).
         end_id: End-of-sequence id ([SEP]).
+        dataset: A user table's description (path, fingerprint, skipped rows), or None.
     """
 
     name: str
@@ -63,6 +64,7 @@ class Seq2SeqData:
     vocab: list[str]
     start_id: int
     end_id: int
+    dataset: dict | None = None  # a user table's description (run.json, card), else None
 
     def __len__(self) -> int:
         return len(self.split)
@@ -107,26 +109,50 @@ def load_qasc_fusion(
     Returns:
         :class:`Seq2SeqData`.
     """
+    return build_seq2seq("qasc_fusion", read_qasc_fusion(), heldout_fraction=heldout_fraction,
+                         split_seed=split_seed, limit=limit)  # fmt: skip
+
+
+def build_seq2seq(
+    name: str,
+    rows: list[tuple[str, str | None, list[str]]],
+    *,
+    heldout_fraction: float,
+    split_seed: int,
+    limit: int | None = None,
+    split: np.ndarray | None = None,
+) -> Seq2SeqData:
+    """Tokenize ``(source part 1, part 2 or None, [references])`` rows (see the module docstring).
+
+    A row without a second part has the source ``[CLS] part 1``. Rows are split by
+    their first part (all rows with the same one on one side), unless the source
+    gives ``split`` per row.
+    """
     if not 0.0 < heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
-    rows = read_qasc_fusion()
     if limit is not None:
         rows = rows[:limit]
+        split = None if split is None else split[:limit]
     firsts = sorted({r[0] for r in rows})
     position = {fact: i for i, fact in enumerate(firsts)}
     group = np.asarray([position[r[0]] for r in rows], np.int64)
-    held = held_out_groups(len(firsts), heldout_fraction, split_seed)[group]
-    train_text = [t for r, h in zip(rows, held, strict=True) if not h for t in (r[0], r[1], *r[2])]
+    if split is None:
+        held = held_out_groups(len(firsts), heldout_fraction, split_seed)[group]
+    else:
+        held = np.asarray(split) == SPLIT_HELDOUT
+    train_text = [t for r, h in zip(rows, held, strict=True) if not h
+                  for t in (r[0], *([r[1]] if r[1] is not None else []), *r[2])]  # fmt: skip
     tok = train_tokenizer(train_text, VOCAB, extra_specials=(SEP,))
     start_id, end_id = tok.token_to_id(CLS), tok.token_to_id(SEP)
     n = len(rows)
     src = np.zeros((n, SOURCE_LEN), np.int64)
     tgt = np.zeros((n, TARGET_LEN), np.int64)
     f1 = tok.encode_batch([r[0] for r in rows])
-    f2 = tok.encode_batch([r[1] for r in rows])
+    f2 = tok.encode_batch([r[1] or "" for r in rows])
     out = tok.encode_batch([r[2][0] for r in rows])
     for i in range(n):
-        s = [start_id, *f1[i].ids, end_id, *f2[i].ids][:SOURCE_LEN]
+        second = [end_id, *f2[i].ids] if rows[i][1] is not None else []
+        s = [start_id, *f1[i].ids, *second][:SOURCE_LEN]
         t = [*out[i].ids[: TARGET_LEN - 1], end_id]
         src[i, : len(s)] = s
         tgt[i, : len(t)] = t
@@ -139,13 +165,13 @@ def load_qasc_fusion(
     for word, i in tok.get_vocab().items():
         vocab[i] = word
     return Seq2SeqData(
-        name="qasc_fusion",
+        name=name,
         source_ids=src,
         target_ids=tgt,
         decoder_ids=dec,
         target_mask=mask,
         split=np.where(held, SPLIT_HELDOUT, SPLIT_TRAIN),
-        sources=[f"{r[0]} / {r[1]}" for r in rows],
+        sources=[f"{r[0]} / {r[1]}" if r[1] is not None else r[0] for r in rows],
         references=[list(r[2]) for r in rows],
         group=group,
         vocab=vocab,

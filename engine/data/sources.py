@@ -12,6 +12,7 @@ from engine._util import unknown_name_error
 SPLIT_TRAIN = "train"  # samples the replicas and the evaluated models are trained on
 SPLIT_HELDOUT = "heldout"  # samples never trained on; hard splits are cut from these
 DIGITS_MAX_PIXEL = 16.0  # sklearn digits pixels are integers in [0, 16]
+UNLABELLED = -1  # the label of an unlabelled pool sample
 
 
 @dataclass
@@ -20,13 +21,18 @@ class ClassificationData:
 
     Attributes:
         name: Source name.
-        inputs: Float32 array of shape (N, C, H, W) (or (N, D) for feature data).
-        labels: Int64 array of shape (N,) with values in [0, K).
+        inputs: Float32 array of shape (N, C, H, W) (or (N, D) for feature data), or a
+            :class:`engine.data.cache.CachedInputs` standing for one (gathered per batch).
+        labels: Int64 array of shape (N,) with values in [0, K), or -1 for an
+            unlabelled held-out sample (an unlabelled pool).
         split: Array of shape (N,) holding ``"train"`` or ``"heldout"``.
         class_names: K class names.
         sample_ids: Int64 array of shape (N,); sample ``i`` has id ``sample_ids[i] == i``.
         clean_labels: Int64 (N,) labels before injected label noise (benchmarks), or None.
         texts: N raw strings for text data, whose ``inputs`` are int64 token ids (N, L).
+        dataset: The dataset cache's description (folder, fingerprint, skips), or None
+            for data loaded without a cache.
+        keys: N keys of the samples in their source (a file's path, a row), or None.
     """
 
     name: str
@@ -37,6 +43,8 @@ class ClassificationData:
     sample_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
     clean_labels: np.ndarray | None = None  # the labels before injected noise, if any
     texts: list[str] | None = None  # the raw texts of text data (inputs are token ids)
+    dataset: dict | None = None  # the dataset cache's description, when read from one
+    keys: list[str] | None = None  # each sample's key in its source (file path, row, ...)
 
     def __post_init__(self) -> None:
         n = len(self.inputs)
@@ -48,10 +56,18 @@ class ClassificationData:
         if not np.array_equal(self.sample_ids, np.arange(n)):
             raise ValueError("sample_ids must be 0..N-1 in row order")
         k = len(self.class_names)
-        if self.labels.min() < 0 or self.labels.max() >= k:
+        if self.labels.min() < UNLABELLED or self.labels.max() >= k:
             raise ValueError(
-                f"labels must lie in [0, {k}), got [{self.labels.min()}, {self.labels.max()}]"
+                f"labels must lie in [0, {k}) (or be {UNLABELLED}: unlabelled), got "
+                f"[{self.labels.min()}, {self.labels.max()}]"
             )
+        if ((self.labels == UNLABELLED) & (self.split == SPLIT_TRAIN)).any():
+            raise ValueError("every training sample needs a label (unlabelled: held out only)")
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every sample has a label (else the held-out pool has unlabelled ones)."""
+        return bool((self.labels != UNLABELLED).all())
 
     @property
     def num_classes(self) -> int:
@@ -118,8 +134,10 @@ _SOURCES: dict[str, Callable[..., ClassificationData]] = {
 
 
 def list_sources() -> list[str]:
-    """Names of the registered dataset sources."""
-    return sorted(_SOURCES)
+    """Names of the classification sources: the registry's and the bundled sentiment corpus."""
+    from engine.data.registry import list_registered_sources
+
+    return sorted({*_SOURCES, *list_registered_sources()})
 
 
 def load_dataset(source: str, *, heldout_fraction: float, split_seed: int) -> ClassificationData:

@@ -39,13 +39,20 @@ def predict_split(
     import ray
     from ray.data import ActorPoolStrategy
 
-    columns = ["sample_id", "input"]
-    if "text" in pq.read_schema(parquet).names:
+    from engine.splits.inputs import split_cache
+
+    schema = pq.read_schema(parquet)
+    cached = split_cache(schema)  # a split of cached data refers to the cache: no pixels in it
+    columns = ["sample_id", *(["input"] if "input" in schema.names else [])]
+    if "text" in schema.names:
         columns.append("text")  # Hugging Face classifiers tokenize the texts themselves
+    kwargs = dict(predictor_kwargs)
+    if cached is not None:
+        kwargs["cache_dir"] = str(cached.cache_dir)
     ds = ray.data.read_parquet(str(parquet)).select_columns(columns)
     ds = ds.map_batches(
         SplitPredictor,
-        fn_constructor_kwargs=predictor_kwargs,
+        fn_constructor_kwargs=kwargs,
         batch_size=batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),

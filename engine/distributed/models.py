@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data import SPLIT_TRAIN
+from engine.data.cache import take_rows
 from engine.evaluation.predictor import DESCRIPTOR_FILE
 from engine.shards import atomic_write_bytes
 from engine.spec import BenchmarkSpec, EvalModelSpec, parse_spec
@@ -56,13 +57,13 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     import torch
 
     start = time.perf_counter()
-    data = spec.load_data()
+    data = spec.load_data(run_dir)
     idx = data.indices(SPLIT_TRAIN)
     device = "cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu"
     history: list[dict] = []
     net = train(
         model.recipe,
-        data.inputs[idx],
+        take_rows(data.inputs, idx),
         data.labels[idx],
         num_classes=data.num_classes,
         device=device,
@@ -148,6 +149,7 @@ def train_eval_models(
     import ray
 
     run_dir = str(Path(run_dir).resolve())
+    spec.load_data(run_dir, log)  # the dataset cache, before any task needs it (see chunk_map)
     spec_dict = spec.to_dict()
     out: dict[str, np.ndarray] = {}
     for m in spec.evaluate.models:

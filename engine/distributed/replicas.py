@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data import SPLIT_TRAIN
+from engine.data.cache import take_rows
 from engine.scores import entropy, replica_scalars
 from engine.scores.dynamics import NOT_PRESENTED
 from engine.shards import (
@@ -85,7 +86,7 @@ def train_replica(
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
-    data = spec.load_data()
+    data = spec.load_data(run_dir)
     train_idx = data.indices(SPLIT_TRAIN)
     seed = spec.replicas.seeds()[replica]
     recipe = spec.replicas.recipe.with_seed(seed)
@@ -102,15 +103,17 @@ def train_replica(
     def on_presentations(epoch: int, records: np.ndarray) -> None:
         presented[epoch] = scoring_set_records(records, train_idx, len(data.labels))
 
+    shard_labels = data.labels if data.labelled else None  # an unlabelled pool: label-free shards
+
     def on_epoch(epoch: int, logits: np.ndarray, input_grads: np.ndarray | None) -> None:
-        probs, loss, margin = softmax_and_loss(logits, data.labels)
+        probs, loss, margin = softmax_and_loss(logits, shard_labels)
         blocks = write_epoch_shards(
             run_dir,
             replica=replica,
             epoch=epoch,
             probs=probs,
             loss=loss,
-            labels=data.labels,
+            labels=shard_labels,
             margin=margin,
             input_grad=input_grads,
             block_size=spec.shards.block_size,
@@ -128,7 +131,12 @@ def train_replica(
             epoch=epoch,
             blocks=blocks,
             seed=seed,
-            **epoch_curves(logits.argmax(axis=1)[None], loss[None], data.labels, data.split),
+            **epoch_curves(
+                logits.argmax(axis=1)[None],
+                curve_loss(logits, data.labels, loss)[None],
+                data.labels,
+                data.split,
+            ),
             seconds=round(now - clock["t"], 4),
             attempt=attempt,
             pid=os.getpid(),
@@ -142,7 +150,7 @@ def train_replica(
 
     train(
         recipe,
-        data.inputs[train_idx],
+        take_rows(data.inputs, train_idx),
         data.labels[train_idx],
         num_classes=data.num_classes,
         x_score=data.inputs,
@@ -157,6 +165,22 @@ def train_replica(
         on_presentations=on_presentations if spec.records_presentations else None,
     )
     return outcome
+
+
+def curve_loss(logits: np.ndarray, labels: np.ndarray, loss: np.ndarray | None) -> np.ndarray:
+    """Per-sample loss (N,) for the learning curves: ``loss``, or NaN where unlabelled.
+
+    Args:
+        logits: Float32 (N, K) of one replica.
+        labels: Int (N,), -1 for an unlabelled pool sample.
+        loss: The shards' loss (None for a label-free run).
+    """
+    if loss is not None:
+        return loss
+    out = np.full(len(labels), np.nan, dtype=np.float32)
+    known = labels >= 0
+    out[known] = softmax_and_loss(logits[known], labels[known])[1]
+    return out
 
 
 def epoch_curves(
@@ -176,10 +200,11 @@ def epoch_curves(
     """
     train = split == SPLIT_TRAIN
     right = pred == labels
+    held = ~train & (labels >= 0)  # an unlabelled pool has no held-out accuracy
     return {
         "train_loss": float(np.mean(loss[:, train])),
         "train_accuracy": float(np.mean(right[:, train])),
-        "heldout_accuracy": float(np.mean(right[:, ~train])),
+        "heldout_accuracy": float(np.mean(right[:, held])) if held.any() else float("nan"),
     }
 
 
@@ -241,13 +266,18 @@ def train_pack(
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
-    data = spec.load_data()
+    data = spec.load_data(run_dir)
     train_idx = data.indices(SPLIT_TRAIN)
     all_seeds = spec.replicas.seeds()
     seeds = [all_seeds[r] for r in replicas]
     recipe = spec.replicas.recipe
     host, clock = socket.gethostname(), {"t": time.perf_counter()}
     labels = data.labels
+    if not data.labelled and mode != "full":
+        raise ValueError(
+            f"shards.mode {mode!r} stores label-aware values: an unlabelled pool needs mode full"
+        )
+    shard_labels = labels if data.labelled else None
     presented: dict[int, np.ndarray] = {}  # epoch -> (R, N) records of the scoring set
 
     def on_presentations(epoch: int, records: np.ndarray) -> None:
@@ -267,7 +297,7 @@ def train_pack(
         return out
 
     def on_epoch(epoch: int, logits: np.ndarray) -> None:
-        parts = [softmax_and_loss(lg, labels) for lg in logits]  # per replica
+        parts = [softmax_and_loss(lg, shard_labels) for lg in logits]  # per replica
         probs = np.stack([p for p, _, _ in parts])  # (R, N, K)
         pred = logits.argmax(axis=-1)  # (R, N) from the float32 logits, not rounded probs
         records = presented.pop(epoch, None)
@@ -278,13 +308,14 @@ def train_pack(
                     continue
                 blocks = write_epoch_shards(
                     run_dir, replica=r, epoch=epoch, probs=probs[i], loss=parts[i][1],
-                    labels=labels, margin=parts[i][2], block_size=spec.shards.block_size,
+                    labels=shard_labels, margin=parts[i][2], block_size=spec.shards.block_size,
                     probs_dtype=spec.shards.probs_dtype, metadata={**meta, "seed": seeds[i]},
                     top_k=spec.shards.top_k, fmt=spec.shards.format, pred=pred[i],
                     train_correct=None if records is None else records[i],
                 )  # fmt: skip
                 record_epoch(run_dir, replica=r, epoch=epoch, blocks=blocks, seed=seeds[i],
-                             **facts(pred[i : i + 1], parts[i][1][None]))  # fmt: skip
+                             **facts(pred[i : i + 1],
+                                     curve_loss(logits[i], labels, parts[i][1])[None]))  # fmt: skip
         else:
             mean = probs.mean(axis=0)
             loss = np.stack([p[1] for p in parts])
@@ -318,7 +349,7 @@ def train_pack(
     train_packed(
         recipe,
         seeds,
-        data.inputs[train_idx],
+        take_rows(data.inputs, train_idx),
         labels[train_idx],
         num_classes=data.num_classes,
         x_score=data.inputs,
@@ -492,6 +523,7 @@ def train_replicas(
     from ray.train.torch import TorchTrainer
 
     run_dir = Path(run_dir).resolve()
+    spec.load_data(run_dir, log)  # the dataset cache, before any task needs it (see chunk_map)
     resources = ray.cluster_resources()
     workers = resolve_num_workers(
         spec, float(resources.get("CPU", 1)), float(resources.get("GPU", 0))

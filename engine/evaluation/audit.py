@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.data.cache import take_rows
 from engine.scores import get_score, normalized_margin, self_confidence
 
 # The audit's scores, each read in its registry direction (harder = more suspicious
@@ -91,11 +92,13 @@ def out_of_fold_probs(
         fit, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
         model = train(
             recipe.with_seed(recipe.seed + 1000 + f),
-            data.inputs[idx[fit]],
+            take_rows(data.inputs, idx[fit]),
             labels[fit],
             num_classes=data.num_classes,
         )
-        logits = torch.as_tensor(infer(model, data.inputs[idx[held]]), dtype=torch.float64)
+        logits = torch.as_tensor(
+            infer(model, take_rows(data.inputs, idx[held])), dtype=torch.float64
+        )
         out[held] = torch.softmax(logits, dim=1).numpy()
     return out
 
@@ -146,7 +149,7 @@ def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Aud
     scores = pq.read_table(scores_path)
     if scores.column("label").null_count:
         raise ValueError("this run is label-free: there are no labels to audit")
-    data = spec.load_data()
+    data = spec.load_data(run_dir)
     if get_task(spec.task.name).runtime().class_names(data) is None:
         raise ValueError(f"{run_dir} is a {spec.task.name} run: the audit needs class labels")
     idx = data.indices(split)
@@ -350,7 +353,7 @@ def apply_verdicts(run_dir: Path | str, verdicts_path: Path | str) -> dict:
 
     run_dir = Path(run_dir)
     spec = read_run_spec(run_dir)
-    data = spec.load_data()
+    data = spec.load_data(run_dir)
     verdicts = read_verdicts(
         verdicts_path, num_samples=len(data.labels), num_classes=data.num_classes
     )

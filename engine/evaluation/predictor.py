@@ -122,6 +122,8 @@ class SplitPredictor:
         weights_file: Load this local state dict.
         model_kwargs: Model options.
         device: Torch device; ``"auto"`` picks CUDA when there is one.
+        cache_dir: The dataset cache a split without an ``input`` column refers to:
+            each batch's inputs are gathered from it by ``sample_id``.
     """
 
     def __init__(
@@ -135,8 +137,14 @@ class SplitPredictor:
         weights_file: str | None = None,
         model_kwargs: dict | None = None,
         device: str = "auto",
+        cache_dir: str | None = None,
     ) -> None:
         kwargs = dict(model_kwargs or {})
+        self.cached = None
+        if cache_dir is not None:
+            from engine.data.cache import CachedInputs
+
+            self.cached = CachedInputs(cache_dir)
         if model_dir is not None:
             info = describe_model_dir(model_dir)
             model, kwargs, weights_file = info["model"], info["model_kwargs"], info["weights_file"]
@@ -190,8 +198,13 @@ class SplitPredictor:
                 attention_mask=enc["attention_mask"].to(self.device),
             )
         else:
-            flat = batch["input"]
-            flat = np.stack(flat) if flat.dtype == object else flat
+            if "input" in batch:
+                flat = batch["input"]
+                flat = np.stack(flat) if flat.dtype == object else flat
+            elif self.cached is not None:
+                flat = self.cached[np.asarray(batch["sample_id"], dtype=np.int64)]
+            else:
+                raise ValueError("the split has no input column and no dataset cache was given")
             x = prepare_inputs(flat.reshape(len(flat), *self.input_shape), self.config.preprocess)
             logits = self.model(x.to(self.device))
         probs = torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -1,7 +1,7 @@
 """The one run lifecycle of every task: stages, ``run.json``, resume, mirroring, card, report, MLflow.
 
 ``run_benchmark`` starts a run, ``resume_run`` continues one whose driver died or
-failed. Both go through the same stages, in order: ``ray_init``,
+failed. Both go through the same stages, in order: ``ray_init``, ``ingest``,
 ``train_replicas``, ``score``, ``build``, ``train_models``, ``evaluate``,
 ``track``; the task plugin (:mod:`engine.tasks`) supplies what differs per task.
 After every stage ``run.json`` is rewritten and the run mirrored; whatever fails,
@@ -269,7 +269,6 @@ def _run_stages(
         mirror()
 
     t_total = time.perf_counter()
-    ctx = RunContext(run_dir, run_id, spec, task.load_data(spec), len(status["attempts"]), log)
     t = time.perf_counter()
     with ray_session(num_cpus) as cluster:
         stage_done("ray_init", t)
@@ -277,6 +276,12 @@ def _run_stages(
             f"[ray] {'started local cluster' if cluster['started'] else 'attached to'} "
             f"{cluster['address']} ({cluster['cpus']:.0f} CPUs)"
         )
+        t = time.perf_counter()
+        data = task.load_data(spec, run_dir, log)
+        ctx = RunContext(run_dir, run_id, spec, data, len(status["attempts"]), log)
+        if getattr(data, "dataset", None):
+            status["dataset"] = data.dataset  # fingerprint, cache folder and skipped samples
+        stage_done("ingest", t)
         early = None if task.models_need_scores(spec) else task.start_models(ctx, None)
         t = time.perf_counter()
         with CurveFeed(recorder, run_dir, spec.replicas.count):
@@ -314,6 +319,7 @@ def _run_stages(
         score_names=spec.scores, built=built, class_names=task.class_names(ctx.data),
         evaluations=evaluation.evaluations, timings=dict(timings), scored_on=scored_on,
         transfer=evaluation.transfer, hard_rule_text=spec.splits.describe(),
+        dataset=getattr(ctx.data, "dataset", None),
     )  # fmt: skip
     card_paths = write_card(run_dir, card)
     report = task.build_report(run_dir)

@@ -106,7 +106,7 @@ def score_existing_run(
         )
     for name in scores or []:
         get_score(name)
-    data = spec.load_data()
+    data = spec.load_data(run_dir)
     with ray_session(num_cpus):
         _, scored_on = score_stage(
             run_dir, run_dir.name, spec, data, allow_partial=allow_partial, scores=scores,

@@ -67,7 +67,9 @@ def verify_run(
         f"[verify] moved to {dest.relative_to(run_dir)}; regenerating {len(redo)} (replica, epoch) pairs"
     )
     task = get_task(spec.task.name).runtime()
-    ctx = RunContext(run_dir, run_dir.name, spec, task.load_data(spec), len(attempts) + 1, log)
+    ctx = RunContext(
+        run_dir, run_dir.name, spec, task.load_data(spec, run_dir, log), len(attempts) + 1, log
+    )
     with ray_session(num_cpus):
         task.train_replicas(ctx)
     now = manifest_checksums(run_dir)

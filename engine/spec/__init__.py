@@ -13,7 +13,14 @@ from engine.spec.evaluate import REFERENCE_LARGER, EvalModelSpec, EvaluateSpec, 
 from engine.spec.legacy import migrate_legacy
 from engine.spec.loader import apply_overrides, load_spec, parse_spec, spec_root
 from engine.spec.splits import EXPORTS, FRACTION_RULES, HARD_RULES, BinsSpec, HardSpec, SplitsSpec
-from engine.spec.training import DataSpec, LabelNoiseSpec, ReplicasSpec, ScoringSpec, ShardsSpec
+from engine.spec.training import (
+    DataSpec,
+    LabelNoiseSpec,
+    ReplicasSpec,
+    ScoringSpec,
+    ShardsSpec,
+    SourceSpec,
+)
 
 __all__ = [
     "CREDENTIALS_IN_URI",
@@ -34,6 +41,7 @@ __all__ = [
     "ReplicasSpec",
     "ScoringSpec",
     "ShardsSpec",
+    "SourceSpec",
     "SpecError",
     "SplitsSpec",
     "TaskSpec",

@@ -221,9 +221,15 @@ class BenchmarkSpec:
         opts = self.score_options.get("forgetting") or {}
         return "forgetting" in self.scores and opts.get("counted") == "during_training"
 
-    def load_data(self) -> object:
-        """The task's data for this spec (classification, QA or seq2seq samples)."""
-        return get_task(self.task.name).runtime().load_data(self)
+    def load_data(self, run_dir: object = None, log: object = print) -> object:
+        """The task's data for this spec (classification, QA or seq2seq samples).
+
+        Args:
+            run_dir: The run directory: its dataset cache is used (recorded in
+                ``dataset.json`` on the first load).
+            log: Where ingest progress goes.
+        """
+        return get_task(self.task.name).runtime().load_data(self, run_dir, log)
 
     def to_dict(self) -> dict:
         """The resolved spec as plain YAML-ready data (recipes flattened as in the files)."""

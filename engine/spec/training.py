@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+from engine.data.ingest import POOL_PREFIX, TRAIN_PREFIX, Part
+from engine.data.registry import DEFAULT_MAX_PIXELS, ON_BAD, SourceConfig
 from engine.data.sources import NOISE_KINDS
 from engine.shards.layout import SHARD_FORMATS
 from engine.spec.common import FieldError, check_gpus
@@ -33,17 +36,71 @@ class LabelNoiseSpec:
 
 
 @dataclass(frozen=True)
-class DataSpec:
-    """The dataset: its source, fixed train/held-out split, and what a task may add.
+class SourceSpec:
+    """One source of ``data.train`` or ``data.pool``: the source-specific fields of ``data``.
 
-    ``source`` is one of the task's sources (``hardbench validate`` lists them);
-    ``heldout_fraction`` of the samples (stratified per class, or by passage / first
-    fact for the text tasks) are never trained on; ``label_noise`` flips a known share
-    of labels (classification); ``limit`` keeps only the first samples (text corpora,
-    for quick runs). Each task sets its own defaults.
+    ``label_column: null`` makes the pool unlabelled (an image folder without class
+    folders is unlabelled whatever it says). Images are converted and resized as
+    ``data`` says, to the training source's shape.
+    """
+
+    source: str
+    path: str | None = None
+    image_column: str | None = None
+    text_column: str | None = None
+    label_column: str | None = "label"
+    id_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.path is not None and "://" not in self.path:
+            object.__setattr__(self, "path", os.path.abspath(os.path.expanduser(self.path)))
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The dataset: its source and options, the train/held-out split, what a task may add.
+
+    ``source`` is one of the task's sources (``hardbench sources`` lists them), read
+    from ``path`` (a folder, a table file or a glob; relative paths are taken from
+    the working directory and stored absolute). Table sources name their columns
+    (``image_column`` or ``text_column``, ``label_column``, ``id_column``,
+    ``split_column``); ``class_names`` fixes the class list; images are converted to
+    ``channels`` (1 or 3) and resized to ``image_size`` (an int or ``[h, w]``).
+    Ingest decodes the source once into a dataset cache under ``cache_dir`` (default
+    ``$HARDBENCH_CACHE_DIR`` or ``<runs>/_datasets``), keyed by its fingerprint.
+    A bad sample (unreadable, not an image, over ``max_pixels``, a label outside the
+    class list, ...) stops the ingest with an error naming it, or with ``on_bad:
+    skip`` is left out and listed in ``dataset.json`` and the card.
+
+    The split comes from the source (a split column, IDX train/t10k files, HF
+    splits) or, where it gives none, ``heldout_fraction`` of each class (or of the
+    passages / first facts for the text tasks) is held out with ``split_seed``. With
+    ``pool`` (a :class:`SourceSpec`), the samples come from two sources: every
+    sample of ``train`` (or of the source ``data`` itself names) is trained on, every
+    sample of ``pool`` is held out and scored; the pool may be unlabelled, and
+    ``pool_labels`` (a CSV/Parquet/JSONL table of ``key`` and ``label``, keys as the
+    pool source spells them) attaches labels to it later.
+    ``label_noise`` flips a known share of labels (classification); ``limit`` keeps
+    that many samples for a quick run (text corpora: the first; other sources:
+    evenly spaced in key order within each split). Each task sets its own defaults.
     """
 
     source: str = "sklearn_digits"
+    path: str | None = None
+    image_column: str | None = None
+    text_column: str | None = None
+    label_column: str | None = "label"
+    id_column: str | None = None
+    split_column: str | None = None
+    class_names: list[str] | None = None
+    image_size: int | list[int] | None = None
+    channels: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    on_bad: str = "error"
+    cache_dir: str | None = None
+    train: SourceSpec | None = None
+    pool: SourceSpec | None = None
+    pool_labels: str | None = None
     heldout_fraction: float = 0.4
     split_seed: int = 0
     label_noise: LabelNoiseSpec | None = None
@@ -54,6 +111,58 @@ class DataSpec:
             raise FieldError("heldout_fraction", f"must be in (0, 1), got {self.heldout_fraction}")
         if self.limit is not None and self.limit < 20:
             raise FieldError("limit", f"must be >= 20 or left out, got {self.limit}")
+        if self.on_bad not in ON_BAD:
+            raise FieldError("on_bad", f"must be one of {', '.join(ON_BAD)}, got {self.on_bad!r}")
+        if self.channels not in (None, 1, 3):
+            raise FieldError("channels", f"must be 1, 3 or left out, got {self.channels!r}")
+        size = self.image_size
+        if size is not None and not (
+            (isinstance(size, int) and size >= 1)
+            or (isinstance(size, list) and len(size) == 2
+                and all(isinstance(v, int) and v >= 1 for v in size))
+        ):  # fmt: skip
+            raise FieldError("image_size", f"must be an integer >= 1 or [h, w], got {size!r}")
+        if self.max_pixels < 1:
+            raise FieldError("max_pixels", f"must be >= 1, got {self.max_pixels}")
+        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
+            raise FieldError("class_names", "must not repeat a name")
+        if self.path is not None and "://" not in self.path:
+            object.__setattr__(self, "path", os.path.abspath(os.path.expanduser(self.path)))
+        if self.train is not None and self.pool is None:
+            raise FieldError("train", "goes with data.pool (the samples to score)")
+        if self.train is not None and self.path is not None:
+            raise FieldError("path", "set the training source in data.train or in data, not both")
+        if self.pool_labels is not None:
+            if self.pool is None:
+                raise FieldError("pool_labels", "attaches labels to data.pool: set a pool")
+            object.__setattr__(self, "pool_labels", os.path.abspath(self.pool_labels))
+
+    def parts(self) -> list[Part]:
+        """The sources the ingest reads: this one, or ``train`` (or this) + ``pool``."""
+        if self.pool is None:
+            return [Part("", self.source_config())]
+        lead = self.source_config(self.train)
+        pool = self.source_config(self.pool)
+        return [Part(TRAIN_PREFIX, lead, "train"), Part(POOL_PREFIX, pool, "heldout")]
+
+    def source_config(self, part: SourceSpec | None = None) -> SourceConfig:
+        """The options a source and the ingest read (:class:`engine.data.SourceConfig`).
+
+        Args:
+            part: ``train`` or ``pool``, whose own fields replace the source fields of
+                ``data`` (the conversion options stay ``data``'s); None for ``data``.
+        """
+        size = self.image_size
+        src = part or self
+        return SourceConfig(
+            source=src.source, path=src.path, image_column=src.image_column,
+            text_column=src.text_column, label_column=src.label_column,
+            id_column=src.id_column, split_column=None if part else self.split_column,
+            class_names=tuple(self.class_names) if self.class_names else None,
+            image_size=(size, size) if isinstance(size, int) else (tuple(size) if size else None),
+            channels=self.channels, max_pixels=self.max_pixels, on_bad=self.on_bad,
+            limit=self.limit,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,17 @@ import numpy as np
 import pyarrow as pa
 
 from engine.data import ClassificationData
+from engine.data.cache import CachedInputs
 from engine.scores import hardness
 from engine.shards import atomic_write_table
 from engine.spec import FRACTION_RULES, BinsSpec, HardSpec, SplitsSpec
+from engine.splits.inputs import cache_metadata
 from engine.splits.selectors import edge_bins, per_class, quantile_bins, threshold, top_fraction
 
 BENCHMARK_DIR = "benchmark"  # under the run directory: splits/, exports and the card
 INPUT_SHAPE_KEY = b"input_shape"  # Parquet schema metadata: the shape of one input
 IMAGE_CHANNELS = (1, 3)  # inputs exportable as PNG images (grey or RGB, values in [0, 1])
+UNLABELLED_FOLDER = "_unlabelled"  # imagefolder export: where unlabelled pool samples go
 
 
 @dataclass
@@ -167,13 +170,14 @@ def build_splits(
     pool = scores.filter(pa.array(pool_mask))
     ids = pool.column("sample_id").to_numpy()
     score = pool.column(spec.score).to_numpy().astype(np.float64)
-    labels = pool.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
+    labels = np.asarray(data.labels)[ids]  # -1 for unlabelled pool samples
+    label_free = spec.label_free or bool((labels < 0).any())
     if np.isnan(score).any():
         raise ValueError(
             f"{spec.score} is undefined (NaN) for {int(np.isnan(score).sum())} samples of the "
             f"{spec.pool} pool; cut the splits from samples the score covers"
         )
-    is_hard = select_hard(spec.hard, spec.score, score, ids, None if spec.label_free else labels)
+    is_hard = select_hard(spec.hard, spec.score, score, ids, None if label_free else labels)
     if not is_hard.any():
         raise ValueError(
             f"the hard rule {spec.hard.rule}={spec.hard.value} selects no sample; "
@@ -182,21 +186,27 @@ def build_splits(
     bins = score_bins(spec.bins, spec.score, score, ids)
     edges = bin_ranges(score, bins, spec.bins.count)
 
-    flat_inputs = data.inputs[ids].reshape(len(ids), -1)
-    if not np.issubdtype(flat_inputs.dtype, np.integer):  # token ids keep their int64 type
-        flat_inputs = flat_inputs.astype(np.float32)
     table = pool.append_column("bin", pa.array(bins)).append_column("is_hard", pa.array(is_hard))
-    table = table.append_column(
-        "input",
-        pa.FixedSizeListArray.from_arrays(pa.array(flat_inputs.reshape(-1)), flat_inputs.shape[1]),
-    )
+    metadata = {INPUT_SHAPE_KEY: ",".join(str(d) for d in data.input_shape).encode()}
+    if data.keys is not None:
+        table = table.append_column("key", pa.array([data.keys[i] for i in ids], pa.string()))
+    if isinstance(data.inputs, CachedInputs) and data.dataset is not None:
+        metadata.update(cache_metadata(data.dataset))  # inputs stay in the cache: a reference
+    else:
+        flat_inputs = np.asarray(data.inputs[ids]).reshape(len(ids), -1)
+        if not np.issubdtype(flat_inputs.dtype, np.integer):  # token ids keep their int64 type
+            flat_inputs = flat_inputs.astype(np.float32)
+        table = table.append_column(
+            "input",
+            pa.FixedSizeListArray.from_arrays(
+                pa.array(flat_inputs.reshape(-1)), flat_inputs.shape[1]
+            ),
+        )
     if data.texts is not None:
         table = table.append_column("text", pa.array([data.texts[i] for i in ids], pa.string()))
-    if spec.label_free:
+    if label_free:
         table = table.drop_columns(["label"])
-    table = table.replace_schema_metadata(
-        {INPUT_SHAPE_KEY: ",".join(str(d) for d in data.input_shape).encode()}
-    )
+    table = table.replace_schema_metadata(metadata)
     out = Path(run_dir) / BENCHMARK_DIR
     masks = _split_masks(is_hard, bins, spec.bins.count)
     files: dict[str, Path] = {}
@@ -206,7 +216,7 @@ def build_splits(
     if "imagefolder" in spec.exports:
         files["imagefolder"] = export_imagefolder(out / "imagefolder", data, ids, labels, masks)
     if "hf" in spec.exports:
-        files["hf"] = export_hf(out / "hf", table, masks)
+        files["hf"] = export_hf(out / "hf", table, masks, data)
     return BuiltSplits(
         sample_ids=ids,
         labels=labels,
@@ -217,6 +227,17 @@ def build_splits(
         files=files,
         score_name=spec.score,
     )
+
+
+def _png_bytes(chw: np.ndarray) -> bytes:
+    """A uint8 (C, H, W) image as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(chw[0] if chw.shape[0] == 1 else np.moveaxis(chw, 0, -1)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def export_imagefolder(
@@ -241,19 +262,41 @@ def export_imagefolder(
         if split == "pool":
             continue
         for i in np.flatnonzero(mask):
+            folder = data.class_names[labels[i]] if labels[i] >= 0 else UNLABELLED_FOLDER
+            path = root / split / folder / f"{ids[i]}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(data.inputs, CachedInputs) and data.inputs.scale == 255:
+                path.write_bytes(_png_bytes(data.inputs.uint8(int(ids[i]))))  # the stored pixels
+                continue
             img = np.clip(data.inputs[ids[i]], 0.0, 1.0)
             pixels = (img[0] if shape[0] == 1 else np.moveaxis(img, 0, -1)) * 255
-            path = root / split / data.class_names[labels[i]] / f"{ids[i]}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.round(pixels).astype(np.uint8)).save(path)
     return root
 
 
-def export_hf(root: Path, table: pa.Table, masks: dict[str, np.ndarray]) -> Path:
-    """Save the splits as a Hugging Face ``DatasetDict`` with ``save_to_disk``."""
+def export_hf(
+    root: Path, table: pa.Table, masks: dict[str, np.ndarray], data: ClassificationData
+) -> Path:
+    """Save the splits as a Hugging Face ``DatasetDict`` with ``save_to_disk``.
+
+    Splits that refer to the dataset cache get their images materialised here, as an
+    ``image`` column of PNG bytes (the ``datasets`` Image feature).
+    """
     from datasets import Dataset, DatasetDict
 
     plain = table.replace_schema_metadata(None)
+    if "input" not in plain.column_names and len(data.input_shape) == 3:
+        pngs = [_png_bytes(data.inputs.uint8(int(i))) for i in plain.column("sample_id").to_numpy()]
+        image = pa.array([{"bytes": b, "path": None} for b in pngs],
+                         pa.struct([("bytes", pa.binary()), ("path", pa.string())]))  # fmt: skip
+        plain = plain.append_column("image", image)
+        from datasets import Image
+
+        DatasetDict(
+            {name: Dataset(plain.filter(pa.array(mask))).cast_column("image", Image())
+             for name, mask in masks.items()}
+        ).save_to_disk(str(root))  # fmt: skip
+        return root
     DatasetDict(
         {name: Dataset(plain.filter(pa.array(mask))) for name, mask in masks.items()}
     ).save_to_disk(str(root))

@@ -70,8 +70,9 @@ def _num(x: float) -> float | None:
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
-    """Samples per class, classes 0..K-1."""
-    return np.bincount(labels, minlength=num_classes).astype(int).tolist()
+    """Samples per class, classes 0..K-1 (unlabelled samples, label -1, are not counted)."""
+    labels = np.asarray(labels)
+    return np.bincount(labels[labels >= 0], minlength=num_classes).astype(int).tolist()
 
 
 def make_card(
@@ -89,13 +90,15 @@ def make_card(
     scored_on: dict,
     transfer: dict | None = None,
     hard_rule_text: str = "",
+    dataset: dict | None = None,
 ) -> dict:
     """Assemble the card as plain data.
 
     ``hard_rule_text`` is the hard rule in words (``SplitsSpec.describe()``); every
     evaluation carries ``in_sample`` (True for the replicas' own ensemble) and
     ``params``. ``class_names`` is None for a task without classes (QA, seq2seq): the
-    card then has no per-class counts.
+    card then has no per-class counts. ``dataset`` describes the dataset cache the run
+    read (fingerprint, folder, samples, skipped samples with their reasons).
     """
     from engine.scores import get_score
 
@@ -110,6 +113,7 @@ def make_card(
         "seeds": seeds,
         "provenance": provenance,
         "scored_on": scored_on,
+        "dataset": dataset,
         "splits": {
             "score": spec_dict["splits"]["score"],
             "pool": spec_dict["splits"]["pool"],
@@ -163,6 +167,50 @@ def _fmt(x: float, pct: bool = False) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
 
 
+SKIPS_SHOWN = 20  # skipped samples listed in card.md (card.json lists all)
+
+
+def _dataset_lines(dataset: dict | None) -> list[str]:
+    if not dataset:
+        return []
+    src = dataset["source"]
+    lines = [
+        f"- data: `{src['source']}`"
+        + (f" at `{src['path']}`" if src.get("path") else "")
+        + f", {dataset['num_samples']} samples of shape {tuple(dataset['shape'] or ())}, "
+        f"fingerprint `{dataset['fingerprint'][:16]}`",
+    ]
+    skipped = dataset.get("skipped") or []
+    if skipped:
+        lines.append(f"- skipped while ingesting ({len(skipped)}, `data.on_bad: skip`):")
+        lines += [f"  - `{s['key']}`: {s['reason']}" for s in skipped[:SKIPS_SHOWN]]
+        if len(skipped) > SKIPS_SHOWN:
+            lines.append(f"  - ... {len(skipped) - SKIPS_SHOWN} more in card.json")
+    return lines
+
+
+def _label_free_lines(evaluations: list[dict], nb: int) -> list[str]:
+    """The evaluation section of an unlabelled pool: confusion and disagreement per bin."""
+    lines = [
+        "",
+        "## Evaluation (unlabelled pool: each model's confusion, mean entropy in nats / its "
+        "disagreement with the others' majority; bins from the easiest to the hardest)",
+        "",
+        "| model | all | hard | rest | "
+        + " | ".join(f"bin {b}" for b in range(nb))
+        + " | Pearson rho (bin, disagreement) | AUROC (hardness -> disagreement) |",
+        "|---|---|---|---|" + "---|" * nb + "---|---|",
+    ]
+    for ev in evaluations:
+        cells = [f"{ev[f'confusion_{p}']:.3f} / {_fmt(ev[f'disagreement_{p}'], True)}"
+                 for p in ("all", "hard", "rest")]  # fmt: skip
+        cells += [f"{c:.3f} / {_fmt(d, True)}"
+                  for c, d in zip(ev["confusion_per_bin"], ev["disagreement_per_bin"], strict=True)]  # fmt: skip
+        lines.append(f"| {ev['model']} | " + " | ".join(cells)
+                     + f" | {_fmt(ev['pearson_rho'])} | {_fmt(ev['auroc_score_disagreement'])} |")  # fmt: skip
+    return lines
+
+
 def card_markdown(card: dict) -> str:
     """Render the card as Markdown."""
     sp = card["splits"]
@@ -177,6 +225,7 @@ def card_markdown(card: dict) -> str:
         f"- seeds: {json.dumps(card['seeds'])}",
         f"- scored on replicas {card['scored_on']['replicas']} and epochs "
         f"{card['scored_on']['epochs'][0]}..{card['scored_on']['epochs'][-1]} (complete: {card['scored_on']['complete']})",
+        *_dataset_lines(card.get("dataset")),
         "",
         f"## Splits (score `{sp['score']}`, {sp.get('direction', 'higher = harder')}; "
         f"pool `{sp['pool']}`, {sp['pool_size']} samples)",
@@ -220,7 +269,9 @@ def card_markdown(card: dict) -> str:
                 for key in ("mean", "std", "q50", "q90", "q100")
             )
             lines.append(f"| {score} ({direction}) | {part} | {s['count']} | {cells} |")
-    if card["evaluation"]:
+    if card["evaluation"] and all(ev.get("label_free") for ev in card["evaluation"]):
+        lines += _label_free_lines(card["evaluation"], len(sp["bins"]))
+    elif card["evaluation"]:
         from engine.evaluation.evaluate import display_name, format_params
 
         nb = len(sp["bins"])

@@ -1,7 +1,7 @@
 """What the one run lifecycle asks of a task plugin, and what it gets back.
 
 The lifecycle (:mod:`engine.lifecycle.run`) runs the same stages for every task:
-ray_init, train_replicas, score, build, train_models, evaluate, track. Between
+ray_init, ingest, train_replicas, score, build, train_models, evaluate, track. Between
 them it keeps ``run.json``, mirrors the run, writes the card and report and records
 everything in MLflow. A plugin supplies what differs per task, as the methods of
 :class:`TaskPlugin`; each gets the :class:`RunContext` of the run.
@@ -91,8 +91,14 @@ class TaskPlugin(Protocol):
 
     name: str
 
-    def load_data(self, spec: object) -> object:
-        """The task's samples, with a ``split`` array indexed by sample id."""
+    def load_data(
+        self, spec: object, run_dir: Path | None = None, log: Callable[[str], None] = print
+    ) -> object:
+        """The task's samples, with a ``split`` array indexed by sample id.
+
+        With ``run_dir`` the run's dataset cache is used (and recorded there on the
+        first load); ``log`` receives ingest progress.
+        """
 
     def train_replicas(self, ctx: RunContext) -> None:
         """Train the seed replicas on Ray and write their shards, resuming what is done."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,8 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 from engine.data import ClassificationData, load_dataset
+from engine.data.loading import cached_classification_data, run_cache
 from engine.data.sources import flip_labels
 from engine.evaluation import evaluate_predictions
+from engine.evaluation.label_free import evaluate_label_free, format_label_free_table
 from engine.evaluation.transfer import (
     format_results_table,
     model_parameter_counts,
@@ -38,10 +41,30 @@ class ClassificationTask:
 
     name = "classification"
 
-    def load_data(self, spec: object) -> ClassificationData:
-        """The dataset with its split, and the injected label noise if the spec asks."""
+    def load_data(
+        self, spec: object, run_dir: Path | None = None, log: Callable[[str], None] = print
+    ) -> ClassificationData:
+        """The dataset with its split, and the injected label noise if the spec asks.
+
+        Registered sources are read from the run's dataset cache (ingested on the
+        connected Ray cluster, or in this process, when the run has none yet); the
+        bundled sentiment corpus is tokenized in memory.
+        """
         d = spec.data
-        data = load_dataset(d.source, heldout_fraction=d.heldout_fraction, split_seed=d.split_seed)
+        if d.source == "rotten_tomatoes":
+            data = load_dataset(d.source, heldout_fraction=d.heldout_fraction,
+                                split_seed=d.split_seed)  # fmt: skip
+        else:
+            from engine.distributed.ingest import chunk_map
+
+            cache = run_cache(d.parts(), block_size=spec.shards.block_size,
+                              run_dir=run_dir, cache_dir=d.cache_dir, map_chunks=chunk_map(),
+                              log=log)  # fmt: skip
+            data = cached_classification_data(cache, heldout_fraction=d.heldout_fraction,
+                                              split_seed=d.split_seed,
+                                              pool_labels=d.pool_labels)  # fmt: skip
+        if not data.labelled:
+            check_label_free(spec, data)
         noise = d.label_noise
         if noise is not None:
             noisy, _ = flip_labels(
@@ -95,6 +118,10 @@ class ClassificationTask:
                 scores.column("ensemble_conf").to_numpy()[pool_pos],
             )
         model_probs = {name: softmax(lg[pool_pos]) for name, lg in outputs.items()}
+        if (built.labels < 0).any():
+            return self._evaluate_label_free(
+                ctx, scores, built, model_probs, params, replica_params
+            )
         for name, probs in model_probs.items():
             predictions[name] = (probs.argmax(axis=1), probs.max(axis=1))
         evaluations = []
@@ -151,6 +178,47 @@ class ClassificationTask:
             histories={n: model_history(run_dir, n) for n in names},
         )
 
+    def _evaluate_label_free(
+        self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, model_probs: dict,
+        params: dict, replica_params: int,
+    ) -> Evaluation:  # fmt: skip
+        """An unlabelled pool: each model's confusion and disagreement (:mod:`engine.evaluation.label_free`)."""
+        from engine.distributed.models import MODELS_DIR, model_history
+
+        spec, run_dir = ctx.spec, ctx.run_dir
+        ensemble = scores.column("ensemble_pred").to_numpy()[built.sample_ids]
+        preds = {name: p.argmax(axis=1) for name, p in model_probs.items()}
+        evaluations = []
+        for name, probs in model_probs.items():
+            others = [preds[o] for o in preds if o != name] + [ensemble]
+            evaluations.append(evaluate_label_free(name, probs, np.stack(others), built,
+                                                   params=params[name]))  # fmt: skip
+        reference, rule = reference_models(spec, params, replica_params)
+        transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
+        eval_dir = run_dir / "eval"
+        eval_dir.mkdir(exist_ok=True)
+        columns = {"sample_id": pa.array(built.sample_ids), "pred_ensemble": pa.array(ensemble)}
+        for name, probs in model_probs.items():
+            columns[f"pred_{name}"] = pa.array(probs.argmax(axis=1))
+            columns[f"conf_{name}"] = pa.array(probs.max(axis=1))
+        if "large_confusion" in transfer:
+            columns["large_confusion"] = pa.array(transfer.pop("large_confusion"))
+        atomic_write_bytes(eval_dir / "transfer.json", json.dumps(transfer, indent=2).encode())
+        atomic_write_table(eval_dir / "predictions.parquet", pa.table(columns))
+        atomic_write_bytes(eval_dir / "metrics.json", json.dumps(evaluations, indent=2).encode())
+        names = [m.name for m in spec.evaluate.models]
+        summary = {}
+        if transfer.get("kendall_tau_small_large") is not None:
+            summary["kendall_tau_small_large"] = transfer["kendall_tau_small_large"]
+        return Evaluation(
+            evaluations=evaluations,
+            table=format_label_free_table(built, evaluations, spec.splits.score, transfer),
+            summary=summary,
+            transfer=transfer,
+            model_dirs={n: run_dir / MODELS_DIR / n for n in names},
+            histories={n: model_history(run_dir, n) for n in names},
+        )
+
     def mlflow_model(
         self, ctx: RunContext, name: str
     ) -> tuple[object, np.ndarray, list[Path]] | None:
@@ -191,3 +259,35 @@ class ClassificationTask:
         from engine.tasks.classification_eval import evaluate_classifier
 
         return evaluate_classifier(run_dir, spec, status, **kwargs)
+
+
+def check_label_free(spec: object, data: ClassificationData) -> None:
+    """An unlabelled pool can only be scored and evaluated without labels: refuse what needs them.
+
+    The replicas' ensemble is not evaluated (its error needs labels); evaluated models
+    are measured by :mod:`engine.evaluation.label_free`.
+
+    Raises:
+        ValueError: Naming the label-aware scores, the per-class split rule or label noise.
+    """
+    from engine.scores import get_score
+
+    n = int((data.labels < 0).sum())
+    why = f"the pool has {n} unlabelled samples"
+    aware = [s for s in spec.scores if get_score(s).needs_labels]
+    if aware:
+        free = list_label_free_scores()
+        raise ValueError(
+            f"{why}: scores {', '.join(aware)} need labels; use label-free ones ({', '.join(free)})"
+        )
+    if spec.splits.hard.per_class:
+        raise ValueError(f"{why}: splits.hard.per_class needs labels")
+    if spec.data.label_noise is not None:
+        raise ValueError(f"{why}: data.label_noise flips labels, and the pool has none")
+
+
+def list_label_free_scores() -> list[str]:
+    """The registered scores that need no label."""
+    from engine.scores import get_score, list_scores
+
+    return [s for s in list_scores() if not get_score(s).needs_labels]

@@ -26,7 +26,7 @@ def run_num_classes(run_dir: Path, spec: object) -> int:
     card = Path(run_dir) / BENCHMARK_DIR / "card.json"
     if card.exists():
         return len(json.loads(card.read_text())["class_names"])
-    return spec.load_data().num_classes
+    return spec.load_data(run_dir).num_classes
 
 
 def evaluate_classifier(

@@ -26,12 +26,58 @@ def _classification_sources() -> list[str]:
 
 
 def _validate_classification(spec: object) -> None:
-    if spec.data.limit is not None:
-        raise FieldError("data.limit", "applies to the text corpora, not a classification source")
+    d = spec.data
+    if spec.replicas.recipe.augment and len(spec.replicas.packs()) < spec.replicas.count:
+        raise FieldError(
+            "replicas.augment", "packed replicas (pack_size > 1) train without augmentation"
+        )
+    if d.source == "rotten_tomatoes":
+        if d.limit is not None:
+            raise FieldError("data.limit", "applies to ingested sources, not rotten_tomatoes")
+        return
+    from engine.data.registry import get_source, list_registered_sources
+
+    sources = [("data", d)] if d.train is None else []
+    sources += [(f"data.{n}", getattr(d, n)) for n in ("train", "pool") if getattr(d, n)]
+    for where, src in sources:
+        if src.source not in list_registered_sources():
+            raise FieldError(
+                f"{where}.source",
+                f"must be one of {', '.join(list_registered_sources())}, got {src.source!r}",
+            )
+        if get_source(src.source).needs_path and not src.path:
+            raise FieldError(f"{where}.path", f"the {src.source} source needs a path")
+        if not get_source(src.source).needs_path and src.path:
+            raise FieldError(f"{where}.path", f"the bundled {src.source} source takes no path")
+
+
+SOURCE_FIELDS = ("path", "image_column", "text_column", "id_column", "split_column",
+                 "class_names", "image_size", "channels", "cache_dir")  # fmt: skip
+
+
+TEXT_TABLE_FIELDS = ("path", "id_column", "split_column", "cache_dir")  # what a text table takes
+
+
+def _check_text_source(spec: object) -> None:
+    """QA and seq2seq read their bundled corpus, or a table of fixed columns (a ``path``)."""
+    d = spec.data
+    table = d.source == "table"
+    if table and not d.path:
+        raise FieldError("data.path", f"the table source needs a path (a {spec.task.name} table)")
+    for name in (*SOURCE_FIELDS, "train", "pool"):
+        if getattr(d, name) is not None and not (table and name in TEXT_TABLE_FIELDS):
+            raise FieldError(
+                f"data.{name}",
+                f"{spec.task.name} reads its bundled corpus ({d.source})"
+                if not table
+                else f"a {spec.task.name} table has fixed columns; "
+                f"set only {', '.join(TEXT_TABLE_FIELDS)}",
+            )
 
 
 def _validate_text(spec: object) -> None:
     """What the side-by-side text ensembles (QA, seq2seq) need of a spec."""
+    _check_text_source(spec)
     name = spec.task.name
     r = spec.replicas
     if r.count < 2:
@@ -123,7 +169,7 @@ register_task(
         name="qa",
         description="extractive QA (span readers); evaluated readers measured by EM and F1",
         recipe=TextRecipe,
-        sources=lambda: ["quoref"],
+        sources=lambda: ["quoref", "table"],
         plugin="engine.tasks.qa:QATask",
         defaults=_text_defaults("quoref", ensemble=True),
         validate=_validate_text,
@@ -134,7 +180,7 @@ register_task(
         name="seq2seq",
         description="sequence to sequence (encoder-decoders); measured by ROUGE-L and reference NLL",
         recipe=TextRecipe,
-        sources=lambda: ["qasc_fusion"],
+        sources=lambda: ["qasc_fusion", "table"],
         plugin="engine.tasks.seq2seq:Seq2SeqTask",
         defaults=_text_defaults("qasc_fusion", ensemble=False),
         validate=_validate_text,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
-from engine.data.qa import QAData, load_quoref
+from engine.data.qa import QAData, build_qa, load_quoref
+from engine.data.text_tables import describe, read_qa_table
 from engine.evaluation.text_eval import evaluate_reader
 from engine.tasks.base import RunContext
 from engine.tasks.text import TextTask
@@ -16,12 +19,18 @@ class QATask(TextTask):
 
     name = "qa"
 
-    def load_data(self, spec: object) -> QAData:
-        """The tokenized Quoref samples, split by passage."""
+    def load_data(self, spec: object, run_dir: object = None, log: object = print) -> QAData:
+        """The tokenized samples (bundled Quoref, or a user's table), split by passage."""
         d = spec.data
-        return load_quoref(
-            heldout_fraction=d.heldout_fraction, split_seed=d.split_seed, limit=d.limit
-        )
+        if d.source != "table":
+            return load_quoref(
+                heldout_fraction=d.heldout_fraction, split_seed=d.split_seed, limit=d.limit
+            )
+        passages, rows, split, skipped = read_qa_table(d)
+        data = build_qa(Path(d.path).stem, passages, rows, heldout_fraction=d.heldout_fraction,
+                        split_seed=d.split_seed, limit=d.limit, split=split)  # fmt: skip
+        data.dataset = describe(Path(d.path), d, len(data), skipped)
+        return data
 
     def split_texts(self, data: QAData, pool: np.ndarray) -> dict[str, list]:
         """Question, passage and answer of each pool sample."""

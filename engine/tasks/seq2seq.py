@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
-from engine.data.seq2seq import Seq2SeqData, load_qasc_fusion
+from engine.data.seq2seq import Seq2SeqData, build_seq2seq, load_qasc_fusion
+from engine.data.text_tables import describe, read_seq2seq_table
 from engine.evaluation.text_eval import evaluate_generator
 from engine.tasks.base import RunContext
 from engine.tasks.text import TextTask
@@ -16,12 +19,18 @@ class Seq2SeqTask(TextTask):
 
     name = "seq2seq"
 
-    def load_data(self, spec: object) -> Seq2SeqData:
-        """The tokenized QASC fact pairs, split by first fact."""
+    def load_data(self, spec: object, run_dir: object = None, log: object = print) -> Seq2SeqData:
+        """The tokenized pairs (bundled QASC fact pairs, or a user's table), split by source."""
         d = spec.data
-        return load_qasc_fusion(
-            heldout_fraction=d.heldout_fraction, split_seed=d.split_seed, limit=d.limit
-        )
+        if d.source != "table":
+            return load_qasc_fusion(
+                heldout_fraction=d.heldout_fraction, split_seed=d.split_seed, limit=d.limit
+            )
+        rows, split, skipped = read_seq2seq_table(d)
+        data = build_seq2seq(Path(d.path).stem, rows, heldout_fraction=d.heldout_fraction,
+                             split_seed=d.split_seed, limit=d.limit, split=split)  # fmt: skip
+        data.dataset = describe(Path(d.path), d, len(data), skipped)
+        return data
 
     def split_texts(self, data: Seq2SeqData, pool: np.ndarray) -> dict[str, list]:
         """Source, first reference and all references of each pool sample."""

@@ -32,8 +32,8 @@ class TextTask:
 
     name = "text"
 
-    def load_data(self, spec: object) -> object:
-        """The tokenized samples (subclasses)."""
+    def load_data(self, spec: object, run_dir: object = None, log: object = print) -> object:
+        """The tokenized samples (subclasses; the bundled corpora need no cache)."""
         raise NotImplementedError
 
     def split_texts(self, data: object, pool: np.ndarray) -> dict[str, list]:

@@ -284,7 +284,8 @@ class BuildRecorder:
         values = {
             k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
-        values.update({f"error_bin_{b}": e for b, e in enumerate(ev.get("error_per_bin", []))})
+        for key in ("error", "confusion", "disagreement"):  # per-bin curves, bin 0 = easiest
+            values.update({f"{key}_bin_{b}": v for b, v in enumerate(ev.get(f"{key}_per_bin", []))})
         for key in ("error_all_ci95", "error_hard_ci95"):
             if key in ev:
                 values[f"{key}_low"], values[f"{key}_high"] = ev[key]

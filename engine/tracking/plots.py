@@ -33,15 +33,19 @@ def plot_error_by_bin(
 
     Bins run from easiest (0) to hardest by the score's direction. This is a transfer
     figure, so the in-sample scorer (the replicas' own ensemble, ``in_sample``) is
-    left out: its bins were cut from its own score.
+    left out: its bins were cut from its own score. Evaluations of an unlabelled pool
+    (``label_free``) plot each model's disagreement with the others instead.
     """
     from engine.evaluation.evaluate import transfer_rows
 
     plt = get_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     transfer = transfer_rows(evaluations)
+    key = "error_per_bin"
+    if transfer and all(ev.get("label_free") for ev in transfer):
+        key, metric = "disagreement_per_bin", "disagreement with the others' majority"
     for ev in transfer:
-        errors = 100 * np.asarray(ev["error_per_bin"], dtype=float)
+        errors = 100 * np.asarray(ev[key], dtype=float)
         ax.plot(
             np.arange(len(errors)),
             errors,

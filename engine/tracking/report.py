@@ -96,12 +96,17 @@ def plot_extreme_samples(
     score_name: str,
     path: Path,
 ) -> Path:
-    """Per class, the hardest and easiest samples by the score's direction, as images (Figure 1)."""
+    """Per class, the hardest and easiest samples by the score's direction, as images (Figure 1).
+
+    An unlabelled pool (every label -1) gets one row over all its samples.
+    """
     from engine.scores import get_score
 
     plt = get_pyplot()
     k = SAMPLES_PER_CLASS
     classes = list(range(len(class_names)))
+    if (np.asarray(labels) < 0).all():
+        classes, class_names = [-1], ["unlabelled"]
     fig, axes = plt.subplots(len(classes), 2 * k, figsize=(2 * k * 0.9, len(classes) * 0.95))
     axes = np.atleast_2d(axes)
     for row, cls in enumerate(classes):
@@ -116,7 +121,7 @@ def plot_extreme_samples(
             ax.imshow(img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1), cmap="gray")
             ax.set_title(f"{score[i]:.2f}", fontsize=6)
         axes[row, 0].text(
-            -0.5, 0.5, class_names[cls], transform=axes[row, 0].transAxes, ha="right", va="center"
+            -0.5, 0.5, class_names[row], transform=axes[row, 0].transAxes, ha="right", va="center"
         )
     fig.suptitle(
         f"hardest {k} (left) and easiest {k} (right) per class by {score_name} "
@@ -202,6 +207,7 @@ def build_report(run_dir: Path | str) -> Path:
         FileNotFoundError: If the run has no benchmark card yet (not finished).
     """
     from engine.splits.builder import read_input_shape
+    from engine.splits.inputs import row_inputs
 
     run_dir = Path(run_dir)
     card_path = run_dir / "benchmark" / "card.json"
@@ -244,10 +250,12 @@ def build_report(run_dir: Path | str) -> Path:
     pool = pq.read_table(run_dir / "benchmark" / "splits" / "pool.parquet")
     shape = read_input_shape(pool.schema)
     if len(shape) == 3:
-        flat = pool.column("input").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        images = row_inputs(pool, shape)  # lazy for cached data: only the shown rows are read
+        labels = (pool.column("label").to_numpy() if "label" in pool.column_names
+                  else np.full(pool.num_rows, -1))  # a label-free benchmark: no labels  # fmt: skip
         sections.append(
             ("Hardest and easiest samples", plot_extreme_samples(
-                flat.reshape(-1, *shape), pool.column("label").to_numpy(), pool.column(score_name).to_numpy(),
+                images, labels, pool.column(score_name).to_numpy(),
                 card["class_names"], score_name, figures / "samples.png")),
         )  # fmt: skip
     body = "".join(

@@ -19,6 +19,7 @@ from torch import nn
 from engine._util import FieldError
 from engine.models import create_model
 from engine.scores.dynamics import NOT_PRESENTED
+from engine.training.augment import AUGMENT_SEED_OFFSET, AUGMENTATIONS, augment_batch
 
 if TYPE_CHECKING:
     from engine.training.mitigation import Mitigation
@@ -51,6 +52,9 @@ class TrainRecipe:
         weight_decay: Weight decay (>= 0).
         seed: Seed of initialisation and data order.
         model_kwargs: Extra options for the model entrypoint.
+        augment: Image augmentations applied to every training batch, any of
+            ``AUGMENTATIONS`` (``hflip``, ``shift``), drawn from a generator seeded by
+            ``seed`` (:mod:`engine.training.augment`); empty for none.
     """
 
     model: str
@@ -62,6 +66,7 @@ class TrainRecipe:
     weight_decay: float = HYPERPARAMS["weight_decay"]
     seed: int = 0
     model_kwargs: dict = field(default_factory=dict)
+    augment: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -78,6 +83,13 @@ class TrainRecipe:
             raise FieldError("momentum", f"must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
+        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        if unknown or len(set(self.augment)) != len(self.augment):
+            raise FieldError(
+                "augment",
+                f"must list distinct augmentations among {', '.join(AUGMENTATIONS)}, "
+                f"got {self.augment}",
+            )
         from engine.models import check_model_kwargs, get_model_config
 
         try:
@@ -92,7 +104,8 @@ class TrainRecipe:
     def describe(self) -> str:
         """The recipe in a few words, for summaries: the model and its options."""
         options = ", ".join(f"{k}={v}" for k, v in self.model_kwargs.items())
-        return f"{self.model}{f' {options}' if options else ''}"
+        augment = f" augment={'+'.join(self.augment)}" if self.augment else ""
+        return f"{self.model}{f' {options}' if options else ''}{augment}"
 
     def with_seed(self, seed: int) -> TrainRecipe:
         """Return a copy of this recipe with another seed."""
@@ -143,7 +156,8 @@ def train(
 
     Args:
         recipe: Model and optimisation settings.
-        x_train: Float32 inputs of shape (N_train, *input_shape).
+        x_train: Float32 inputs of shape (N_train, *input_shape): an array, or inputs
+            from the dataset cache (gathered per batch, see :func:`batch_fetcher`).
         y_train: Int labels of shape (N_train,) in [0, num_classes).
         num_classes: K.
         x_score: Inputs of shape (N_score, *input_shape) predicted after every epoch.
@@ -204,9 +218,10 @@ def train(
         else mitigation.expected_steps(recipe.epochs, recipe.batch_size)
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    xt = as_input(x_train, device)
+    fetch = batch_fetcher(x_train, device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     order_gen = torch.Generator().manual_seed(recipe.seed)
+    aug_gen = torch.Generator().manual_seed(recipe.seed + AUGMENT_SEED_OFFSET)
 
     def report(epoch: int) -> None:
         if on_epoch is None or (report_epochs is not None and epoch not in report_epochs):
@@ -229,6 +244,8 @@ def train(
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         order_gen.set_state(resume["order_rng"])
+        if "augment_rng" in resume:
+            aug_gen.set_state(resume["augment_rng"])
         torch.set_rng_state(resume["torch_rng"])
         if "cuda_rng" in resume and torch.device(device).type == "cuda":
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
@@ -240,13 +257,13 @@ def train(
     for epoch in range(start_epoch, last + 1):
         model.train()
         if mitigation is None:
-            perm = torch.randperm(len(xt), generator=order_gen).to(device)
+            perm = torch.randperm(len(x_train), generator=order_gen).to(device)
         else:
             perm = mitigation.epoch_order(epoch, recipe.epochs, order_gen).to(device)
         presented = (
             None
             if on_presentations is None
-            else torch.full((len(xt),), NOT_PRESENTED, dtype=torch.int8, device=device)
+            else torch.full((len(x_train),), NOT_PRESENTED, dtype=torch.int8, device=device)
         )
         seen = [0.0, 0, 0]  # loss sum, right, samples of this epoch's batches (history)
         epoch_started = time.time()
@@ -254,7 +271,10 @@ def train(
             idx = perm[start : start + recipe.batch_size]
             if len(idx) < 2 and _has_batchnorm(model):
                 continue  # BatchNorm cannot normalise a batch of one
-            logits = model(xt[idx])
+            x = fetch(idx)
+            if recipe.augment:
+                x = augment_batch(x, recipe.augment, aug_gen)
+            logits = model(x)
             if presented is not None or history is not None:
                 right = (logits.detach().argmax(dim=1) == yt[idx]).to(torch.int8)
                 if presented is not None:
@@ -288,6 +308,8 @@ def train(
                 "order_rng": order_gen.get_state(),
                 "torch_rng": torch.get_rng_state(),
             }
+            if recipe.augment:
+                state["augment_rng"] = aug_gen.get_state()
             if presented is not None:
                 state["presented"] = presented.cpu()
             if torch.device(device).type == "cuda":
@@ -299,8 +321,15 @@ def train(
 
 
 def recipe_key(recipe: TrainRecipe) -> str:
-    """The recipe as a canonical string, stored in checkpoints to refuse a mismatched resume."""
-    return json.dumps(asdict(recipe), sort_keys=True)
+    """The recipe as a canonical string, stored in checkpoints to refuse a mismatched resume.
+
+    A recipe without augmentation has the key it had before ``augment`` existed, so
+    checkpoints written then still resume.
+    """
+    fields = asdict(recipe)
+    if not fields["augment"]:
+        del fields["augment"]
+    return json.dumps(fields, sort_keys=True)
 
 
 def as_input(x: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -308,6 +337,29 @@ def as_input(x: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     arr = np.asarray(x)
     dtype = torch.long if np.issubdtype(arr.dtype, np.integer) else torch.float32
     return torch.as_tensor(arr, dtype=dtype, device=device)
+
+
+def batch_fetcher(
+    x: object, device: str | torch.device = "cpu"
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """How a train loop takes the inputs at positions ``idx`` (a tensor of any shape).
+
+    A NumPy array goes to the device once and is indexed there; inputs from the
+    dataset cache (:class:`engine.data.cache.CachedInputs`) are gathered and
+    converted to float32 per batch, so no whole float32 copy is ever made.
+
+    Returns:
+        ``fetch(idx)`` -> inputs of shape ``(*idx.shape, *input_shape)`` on ``device``.
+    """
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        xt = as_input(x, device)
+        return lambda idx: xt[idx]
+
+    def fetch(idx: torch.Tensor) -> torch.Tensor:
+        batch = as_input(x[idx.reshape(-1).cpu().numpy()], device)
+        return batch.reshape(*idx.shape, *batch.shape[1:])
+
+    return fetch
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -367,7 +419,7 @@ def input_gradients(
     model.eval()
     out = []
     for start in range(0, len(inputs), batch_size):
-        if np.issubdtype(np.asarray(inputs).dtype, np.integer):
+        if np.issubdtype(inputs.dtype, np.integer):
             raise ValueError("input gradients need real-valued inputs, not token ids")
         x = as_input(inputs[start : start + batch_size], device)
         x.requires_grad_(True)

@@ -27,6 +27,7 @@ from engine.training.classification import (
     INFER_BATCH_SIZE,
     TrainRecipe,
     as_input,
+    batch_fetcher,
     make_optimizer,
     recipe_key,
 )
@@ -154,7 +155,7 @@ def train_packed(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=recipe.epochs * steps_per_epoch
     )
-    xt = as_input(x_train, device)
+    fetch = batch_fetcher(x_train, device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     key = {"recipe": recipe_key(recipe.with_seed(0)), "seeds": list(seeds)}
@@ -189,13 +190,13 @@ def train_packed(
     batched_loss = vmap(loss_one)
     last = recipe.epochs - 1 if until_epoch is None else min(until_epoch, recipe.epochs - 1)
     for epoch in range(start_epoch, last + 1):
-        perms = torch.stack([torch.randperm(len(xt), generator=g) for g in gens]).to(device)
+        perms = torch.stack([torch.randperm(len(x_train), generator=g) for g in gens]).to(device)
         presented = torch.full(
-            (len(seeds), len(xt)), NOT_PRESENTED, dtype=torch.int8, device=device
+            (len(seeds), len(x_train)), NOT_PRESENTED, dtype=torch.int8, device=device
         )
-        for start in range(0, len(xt), recipe.batch_size):
+        for start in range(0, len(x_train), recipe.batch_size):
             idx = perms[:, start : start + recipe.batch_size]  # (R, B)
-            losses, correct = batched_loss(pack.params, pack.buffers, xt[idx], yt[idx])  # (R,)
+            losses, correct = batched_loss(pack.params, pack.buffers, fetch(idx), yt[idx])  # (R,)
             presented.scatter_(1, idx, correct.detach())
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # replica r's gradient only reaches its own slice

@@ -6,7 +6,7 @@ from engine.models import check_model_kwargs, create_model, get_model_config, li
 
 def test_list_models_with_pattern():
     assert {"mlp", "small_cnn", "wide_cnn", "resnet18_small", "test_tiny"} <= set(list_models())
-    assert list_models("*cnn") == ["small_cnn", "wide_cnn"]
+    assert list_models("*cnn") == ["small_cnn", "strided_cnn", "wide_cnn"]
 
 
 def test_unknown_model_lists_close_matches():
@@ -14,7 +14,9 @@ def test_unknown_model_lists_close_matches():
         create_model("wide_cn", num_classes=10, input_shape=(1, 8, 8))
 
 
-@pytest.mark.parametrize("name", ["mlp", "small_cnn", "wide_cnn", "resnet18_small", "test_tiny"])
+@pytest.mark.parametrize(
+    "name", ["mlp", "small_cnn", "strided_cnn", "wide_cnn", "resnet18_small", "test_tiny"]
+)
 def test_every_model_maps_digits_to_logits(name):
     model = create_model(name, num_classes=10, input_shape=(1, 8, 8)).eval()
     with torch.no_grad():

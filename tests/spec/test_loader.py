@@ -69,8 +69,14 @@ def test_resolved_spec_round_trips():
         ),
         (
             "data.source=mnist",
-            r"data\.source: must be one of the classification sources \(rotten_tomatoes, sklearn_digits\)",
+            r"data\.source: must be one of the classification sources \(hf_disk, idx, "
+            r"imagefolder, rotten_tomatoes, sklearn_digits, table, webdataset\)",
         ),
+        ("data.source=imagefolder", r"data\.path: the imagefolder source needs a path"),
+        ("data.path=/tmp", r"data\.path: the bundled sklearn_digits source takes no path"),
+        ("data.on_bad=ignore", r"data\.on_bad: must be one of error, skip, got 'ignore'"),
+        ("data.image_size=[3]", r"data\.image_size: must be an integer >= 1 or \[h, w\]"),
+        ("data.channels=2", r"data\.channels: must be 1, 3 or left out"),
         ("evaluate.models=[{name: a}]", r"evaluate\.models\[0\]\.model: is required"),
         ("metadata.version=2", r"metadata\.version: this engine reads spec version 1"),
         ("replicas.num_workers=zero", r"replicas\.num_workers: must be 'auto' or an integer"),

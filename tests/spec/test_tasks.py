@@ -15,7 +15,7 @@ S2S = ROOT / "tests" / "fixtures" / "tiny-seq2seq.yaml"
 
 def test_every_task_is_registered_with_its_recipe_and_sources():
     assert list_tasks() == ["classification", "qa", "seq2seq"]
-    assert get_task("qa").sources() == ["quoref"]
+    assert get_task("qa").sources() == ["quoref", "table"]
     assert "sklearn_digits" in get_task("classification").sources()
     assert get_task("qa").recipe is get_task("seq2seq").recipe
     with pytest.raises(ValueError, match="unknown task 'q'"):
@@ -41,7 +41,11 @@ def test_text_specs_use_the_same_sections_and_take_their_task_defaults():
     ("spec", "override", "match"),
     [
         (QA, "task.name=summarize", r"task\.name: must be one of classification, qa, seq2seq"),
-        (QA, "data.source=qasc_fusion", r"data\.source: must be one of the qa sources \(quoref\)"),
+        (
+            QA,
+            "data.source=qasc_fusion",
+            r"data\.source: must be one of the qa sources \(quoref, table\)",
+        ),
         (QA, "replicas.pack_size=1", r"it needs replicas\.pack_size: all"),
         (QA, "replicas.count=1", r"replicas\.count: a seed ensemble needs >= 2 replicas"),
         (QA, "shards.mode=full", r"shards: qa replicas write reduced shards only"),
@@ -53,10 +57,11 @@ def test_text_specs_use_the_same_sections_and_take_their_task_defaults():
         (QA, "replicas.cpus_per_worker=0.5", r"replicas\.cpus_per_worker: must be a whole number"),
         (S2S, "evaluate.ensemble=true", r"evaluate\.ensemble: a seq2seq ensemble .* set false"),
         (
-            ROOT / "benchmarks" / "digits.yaml",
+            ROOT / "benchmarks" / "sentiment.yaml",
             "data.limit=100",
-            r"data\.limit: applies to the text",
+            r"data\.limit: applies to ingested sources, not rotten_tomatoes",
         ),
+        (QA, "data.path=/tmp/x.jsonl", r"data\.path: qa reads its bundled corpus \(quoref\)"),
         (QA, "replicas.recipe={dim: 8}", r"replicas\.recipe: this is the text-task layout"),
     ],
 )

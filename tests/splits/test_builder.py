@@ -105,3 +105,53 @@ def test_per_class_hard_split(tmp_path, crafted):
     hard_labels = built.labels[built.is_hard]
     assert np.bincount(hard_labels).tolist() == [3, 3]
     assert json.dumps(sorted(built.sample_ids[built.is_hard].tolist())) == "[0, 1, 2, 3, 4, 5]"
+
+
+def test_cached_data_splits_refer_to_the_cache_and_exports_materialise(tmp_path):
+    """Split files of cached data hold ids and scores, not pixels; exports read the cache."""
+    import shutil
+
+    from datasets import load_from_disk
+    from PIL import Image
+
+    from engine.data.ingest import ingest
+    from engine.data.loading import cached_classification_data
+    from engine.data.registry import SourceConfig
+    from engine.splits.inputs import row_inputs
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, size=(12, 6, 5), dtype=np.uint8)
+    for i, img in enumerate(pixels):
+        path = tmp_path / "src" / ("even" if i % 2 == 0 else "odd") / f"{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(path)
+    cache = ingest(SourceConfig(source="imagefolder", path=str(tmp_path / "src")),
+                   tmp_path / "cache", block_size=4, log=lambda line: None)  # fmt: skip
+    data = cached_classification_data(cache, heldout_fraction=0.5, split_seed=0)
+    n = len(data.labels)
+    scores = pa.table({"sample_id": pa.array(np.arange(n)), "split": pa.array(data.split),
+                       "label": pa.array(data.labels),
+                       "confusion": pa.array(np.linspace(1, 0, n))})  # fmt: skip
+    spec = SplitsSpec(hard=HardSpec(top_fraction=0.34), bins=BinsSpec(count=2),
+                      exports=["parquet", "imagefolder", "hf"])  # fmt: skip
+    built = build_splits(tmp_path / "run", spec, data, scores)
+    pool = pq.read_table(built.files["pool"])
+    assert "input" not in pool.column_names
+    assert pool.column("key").to_pylist() == [data.keys[i] for i in built.sample_ids]
+    by_key = {f"{'even' if i % 2 == 0 else 'odd'}/{i:02d}.png": i for i in range(len(pixels))}
+    got = row_inputs(pool, (1, 6, 5))
+    for row, key in enumerate(pool.column("key").to_pylist()):
+        np.testing.assert_array_equal(got[row][0], pixels[by_key[key]] / np.float32(255))
+    hard_pngs = sorted((built.files["imagefolder"] / "hard").rglob("*.png"))
+    assert len(hard_pngs) == int(built.is_hard.sum())
+    for png in hard_pngs:
+        sid = int(png.stem)
+        np.testing.assert_array_equal(np.asarray(Image.open(png)), pixels[by_key[data.keys[sid]]])
+    hf = load_from_disk(str(built.files["hf"]))
+    first = hf["pool"][0]
+    np.testing.assert_array_equal(np.asarray(first["image"]), pixels[by_key[first["key"]]])
+    shutil.rmtree(cache.path)
+    with pytest.raises(
+        FileNotFoundError, match=r"dataset cache .* is gone: run `hardbench ingest`"
+    ):
+        row_inputs(pq.read_table(built.files["hard"]), (1, 6, 5))

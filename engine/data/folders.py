@@ -1,0 +1,99 @@
+"""The ``imagefolder`` source: ``DIR/<class>/<image>``, or a flat folder of unlabelled images.
+
+Class names are the sorted names of the folders directly under ``DIR``; a folder may
+nest deeper (every image below ``DIR/cat`` is a ``cat``). A ``DIR`` holding images
+and no class folders is an unlabelled pool. Keys are paths relative to ``DIR``, so
+the same files give the same sample ids on any machine, in any listing order. Hidden
+files (``.DS_Store``) are not samples; any other non-image file is bad input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.data.paths import IMAGE_SUFFIXES, data_root, inside, stat_file
+from engine.data.registry import (
+    BadInputError,
+    Item,
+    Listing,
+    SourceConfig,
+    SourceInfo,
+    register_source,
+)
+
+
+def _walk(top: Path, root: Path) -> list[Path]:
+    """Every non-hidden file below ``top``, following symlinks that stay inside ``root``."""
+    files, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink cycle
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        rel_dir = Path(dirpath).relative_to(root)
+        inside(root, str(rel_dir) if str(rel_dir) != "." else ".", str(rel_dir))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return files
+
+
+def list_image_folder(config: SourceConfig) -> Listing:
+    """List ``config.path`` as class folders (labelled) or a flat folder (unlabelled).
+
+    Raises:
+        BadInputError: When the folder is missing or empty, mixes top-level images with
+            class folders, holds a non-image file (``on_bad: error``), or a symlink
+            leads outside it.
+    """
+    root = data_root(config.path, "imagefolder")
+    if not root.is_dir():
+        raise BadInputError(str(root), "imagefolder needs a folder")
+    top = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    class_dirs = [p for p in top if p.is_dir()]
+    top_files = [p for p in top if p.is_file()]
+    if class_dirs and top_files:
+        raise BadInputError(
+            str(root),
+            f"holds both class folders ({class_dirs[0].name}, ...) and images at its top "
+            f"({top_files[0].name}, ...): use one layout",
+        )
+    labelled = bool(class_dirs)
+    items, skipped = [], []
+    for path in _walk(root, root):
+        key = path.relative_to(root).as_posix()
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            reason = f"not an image file (suffix {path.suffix or 'none'!r})"
+            if config.on_bad == "skip":
+                skipped.append((key, reason))
+                continue
+            raise BadInputError(str(path), reason)
+        inside(root, key, key)
+        size, mtime = stat_file(path)
+        label = key.split("/", 1)[0] if labelled else None
+        items.append(Item(key=key, label=label, split=None, where=key, size=size, mtime_ns=mtime))
+    names = [p.name for p in class_dirs] if labelled else None
+    return Listing(items=items, kind="image", class_names=names, skipped=skipped)
+
+
+def read_image_files(config: SourceConfig, items: list[Item]) -> list[object]:
+    """The encoded bytes of each item's file, or the :class:`BadInputError` it raised."""
+    root = Path(config.path)
+    out: list[object] = []
+    for item in items:
+        try:
+            out.append((root / str(item.where)).read_bytes())
+        except OSError as exc:
+            out.append(BadInputError(str(root / str(item.where)), f"unreadable: {exc.strerror}"))
+    return out
+
+
+register_source(
+    SourceInfo(
+        name="imagefolder",
+        description="DIR/<class>/<image> (PNG, JPEG, WebP, ...), or a flat folder: unlabelled",
+        list_items=list_image_folder,
+        read_items=read_image_files,
+    )
+)

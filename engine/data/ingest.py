@@ -1,0 +1,515 @@
+"""Ingest: list a source, fingerprint it, decode its samples in parallel into the dataset cache.
+
+:func:`plan_ingest` lists the source on the driver, sorts the items by key (sample
+ids are ranks in key order, so the same files give the same ids in any run, on any
+machine), resolves labels to class indices and computes the fingerprint: a SHA-256
+of the options, the block size and the listing (keys, labels, splits, sizes and
+modification times of every file). :func:`ingest` reuses ``<cache_root>/<fingerprint>``
+when it is complete; otherwise it decodes the items chunk by chunk (one chunk per
+block; :func:`ingest_chunk` is the plain function the Ray Data workers run, see
+:mod:`engine.distributed.ingest`), then moves the finished folder into place in one
+rename, so a cache is either complete or absent. Sources are only read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from engine.data.cache import (
+    BLOCKS_DIR,
+    CACHE_VERSION,
+    META_FILE,
+    SAMPLES_FILE,
+    DatasetCache,
+    block_file,
+)
+from engine.data.decode import channels_of, decode_image
+from engine.data.registry import BadInputError, Item, SourceConfig, get_source
+from engine.data.sources import UNLABELLED
+
+CACHE_ENV = "HARDBENCH_CACHE_DIR"  # overrides where dataset caches live
+CACHE_SUBDIR = "_datasets"  # default cache root inside the runs directory
+FINGERPRINT_CHARS = 24  # hex characters of the fingerprint in the folder name
+CHUNKS_DIR = "chunks"  # decoded chunks before they become blocks (only when samples are skipped)
+TRAIN_PREFIX = "train/"  # key prefix of data.train's samples in a two-source cache
+POOL_PREFIX = "pool/"  # key prefix of data.pool's samples
+
+ChunkMap = Callable[[list[dict], dict], Iterable[dict]]  # (chunk tasks, shared kwargs) -> results
+
+
+def cache_root(cache_dir: str | None, runs_dir: Path | str) -> Path:
+    """Where dataset caches live: ``data.cache_dir``, else ``$HARDBENCH_CACHE_DIR``, else ``<runs>/_datasets``."""
+    if cache_dir:
+        return Path(cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(runs_dir) / CACHE_SUBDIR
+
+
+@dataclass(frozen=True)
+class Part:
+    """One source of a dataset made of several (``data.train`` + ``data.pool``).
+
+    Attributes:
+        prefix: Put in front of the source's keys (``train/``, ``pool/``), or "".
+        config: The source's options.
+        split: The split of every sample of this source, or None for the source's own.
+    """
+
+    prefix: str
+    config: SourceConfig
+    split: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-able, for the fingerprint and the cache's meta."""
+        return {"prefix": self.prefix, "split": self.split, "source": self.config.to_dict()}
+
+
+@dataclass
+class Plan:
+    """A listed source (or several), ready to decode.
+
+    Attributes:
+        parts: The sources, the first one's class list and options leading.
+        items: The samples in key order (sample id = position).
+        labels: Int64 (N,) class indices, ``UNLABELLED`` for a sample without a label.
+        class_names: The K class names.
+        kind: ``image`` or ``text``.
+        scale: What a uint8 value is divided by to give the model's input.
+        shape: (C, H, W) of every image (None for text).
+        block_size: Samples per block.
+        fingerprint: SHA-256 hex of options + listing.
+        skipped: ``(key, reason)`` left out while listing.
+    """
+
+    parts: list[Part]
+    items: list[Item]
+    labels: np.ndarray
+    class_names: list[str]
+    kind: str
+    scale: float
+    shape: tuple[int, int, int] | None
+    block_size: int
+    fingerprint: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def config(self) -> SourceConfig:
+        """The leading source's options."""
+        return self.parts[0].config
+
+    @property
+    def folder_name(self) -> str:
+        """The cache folder's name under the cache root."""
+        return self.fingerprint[:FINGERPRINT_CHARS]
+
+
+def _resolve_labels(config: SourceConfig, items: list[Item], names: list[str] | None,
+                    skipped: list, lead: str = "") -> tuple[list[Item], np.ndarray, list[str]]:  # fmt: skip
+    """Class indices of the items' labels, dropping (``skip``) or refusing bad ones.
+
+    The class list is ``config.class_names``, else ``names`` (the leading source's),
+    else the leading source's labels (keys starting with ``lead``): ints ``0..max``,
+    or the sorted distinct names.
+    """
+    given = list(config.class_names) if config.class_names else names
+    values = [i.label for i in items if i.label is not None and i.key.startswith(lead)]
+    if given is None:
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+            k = (max(values) + 1) if values else 0
+            if values and min(values) < 0:
+                bad = next(i for i in items if i.label is not None and i.label < 0)
+                raise BadInputError(bad.key, f"label {bad.label} is negative")
+            given = [str(c) for c in range(k)]
+        else:
+            given = sorted({str(v) for v in values})
+    index = {name: k for k, name in enumerate(given)}
+    kept, labels = [], []
+    for item in items:
+        if item.label is None:
+            kept.append(item)
+            labels.append(UNLABELLED)
+            continue
+        label = item.label
+        if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            k = int(label) if 0 <= int(label) < len(given) else None
+        else:
+            k = index.get(str(label))
+        if k is None:
+            reason = f"label {label!r} is not in the class list ({', '.join(given[:12])}" + (
+                ", ...)" if len(given) > 12 else ")"
+            )
+            if config.on_bad == "skip":
+                skipped.append((item.key, reason))
+                continue
+            raise BadInputError(item.key, reason)
+        kept.append(item)
+        labels.append(k)
+    return kept, np.asarray(labels, dtype=np.int64), given
+
+
+def _evenly(items: list[Item], limit: int) -> list[Item]:
+    """``limit`` items, evenly spaced in key order within each split (proportionally)."""
+    if limit >= len(items):
+        return items
+    groups: dict[str | None, list[Item]] = {}
+    for item in items:
+        groups.setdefault(item.split, []).append(item)
+    kept = []
+    for group in groups.values():
+        k = max(1, round(limit * len(group) / len(items)))
+        kept.extend(group[int(p)] for p in np.linspace(0, len(group) - 1, k).round())
+    return sorted(kept, key=lambda i: i.key)
+
+
+def _fingerprint(parts: list[Part], listing_files: list, items: list[Item], kind: str,
+                 block_size: int) -> str:  # fmt: skip
+    h = hashlib.sha256()
+    options = parts[0].config.to_dict() if len(parts) == 1 and not parts[0].prefix else [
+        p.to_dict() for p in parts]  # fmt: skip
+    head = {"version": CACHE_VERSION, "options": options, "kind": kind,
+            "block_size": block_size, "files": sorted(listing_files)}  # fmt: skip
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for item in items:
+        h.update(json.dumps([item.key, item.label, item.split, item.size, item.mtime_ns]).encode())
+    return h.hexdigest()
+
+
+def plan_ingest(source: SourceConfig | list[Part], *, block_size: int) -> Plan:
+    """List the source(s) and resolve what the cache will hold (no pixels decoded but one).
+
+    Several parts (``data.train`` + ``data.pool``) become one cache: keys carry the
+    part's prefix, every sample its part's split, and labels the leading part's class
+    list (a pool may be unlabelled). The image shape comes from ``image_size`` /
+    ``channels`` where set, else from the first image in key order that decodes.
+
+    Raises:
+        BadInputError: For a bad source or sample (naming it), duplicate keys, a part
+            with no samples, or parts of different kinds.
+    """
+    parts = [Part("", source)] if isinstance(source, SourceConfig) else list(source)
+    items, skipped, files, kinds, scales = [], [], [], set(), set()
+    names = None
+    for p, part in enumerate(parts):
+        listing = get_source(part.config.source).list_items(part.config)
+        if p == 0:
+            names = listing.class_names
+        kinds.add(listing.kind)
+        scales.add(listing.scale)
+        files.extend(listing.files)
+        skipped.extend((part.prefix + k, r) for k, r in listing.skipped)
+        own = sorted(listing.items, key=lambda i: i.key)
+        if part.config.limit is not None:
+            own = _evenly(own, part.config.limit)
+        if not own:
+            where = part.config.path or part.config.source
+            raise BadInputError(
+                where, "has no samples" + (f" ({len(skipped)} skipped)" if skipped else "")
+            )
+        items.extend(
+            Item(key=part.prefix + i.key, label=i.label, split=part.split or i.split,
+                 where=[p, i.where], size=i.size, mtime_ns=i.mtime_ns)
+            for i in own
+        )  # fmt: skip
+    if len(kinds) > 1 or len(scales) > 1:
+        raise BadInputError("data", f"the sources mix kinds {sorted(kinds)}: use one kind")
+    items.sort(key=lambda i: i.key)
+    for a, b in itertools.pairwise(items):
+        if a.key == b.key:
+            raise BadInputError(a.key, "duplicate sample key")
+    items, labels, class_names = _resolve_labels(parts[0].config, items, names, skipped,
+                                                 lead=parts[0].prefix)  # fmt: skip
+    if not items:
+        raise BadInputError(parts[0].config.path or parts[0].config.source,
+                            f"has no usable sample ({len(skipped)} skipped)")  # fmt: skip
+    kind = kinds.pop()
+    shape = _probe_shape(parts, items) if kind == "image" else None
+    fp = _fingerprint(parts, files, items, kind, block_size)
+    return Plan(parts=parts, items=items, labels=labels, class_names=class_names, kind=kind,
+                scale=scales.pop(), shape=shape, block_size=block_size, fingerprint=fp,
+                skipped=skipped)  # fmt: skip
+
+
+def _read(parts: list[Part], items: list[Item]) -> list[object]:
+    """The payloads of items of any parts (``where`` is ``[part, the source's where]``)."""
+    out: list[object] = [None] * len(items)
+    by_part: dict[int, list[int]] = {}
+    for pos, item in enumerate(items):
+        by_part.setdefault(int(item.where[0]), []).append(pos)
+    for p, positions in by_part.items():
+        cfg = parts[p].config
+        own = [dataclasses.replace(items[i], where=items[i].where[1]) for i in positions]
+        for i, payload in zip(positions, get_source(cfg.source).read_items(cfg, own), strict=True):
+            out[i] = payload
+    return out
+
+
+def _probe_shape(parts: list[Part], items: list[Item]) -> tuple[int, int, int]:
+    """(C, H, W) of the first image in key order that decodes (a bad one: an error, or skipped)."""
+    config = parts[0].config
+    for item in items:
+        payload = _read(parts, [item])[0]
+        try:
+            if isinstance(payload, BadInputError):
+                raise payload
+            channels = config.channels or channels_of(payload, item.key)
+            arr = decode_image(payload, item.key, channels=channels, size=config.image_size,
+                               max_pixels=config.max_pixels)  # fmt: skip
+        except BadInputError:
+            if config.on_bad != "skip":
+                raise
+            continue  # the chunk pass lists it as skipped
+        return tuple(int(d) for d in arr.shape)  # type: ignore[return-value]
+    raise BadInputError(config.path or config.source,
+                        f"has no usable sample ({len(items)} skipped)")  # fmt: skip
+
+
+def _config_from_dict(d: dict) -> SourceConfig:
+    return SourceConfig(**{**d, "class_names": tuple(d["class_names"]) if d["class_names"] else None,
+                           "image_size": tuple(d["image_size"]) if d["image_size"] else None})  # fmt: skip
+
+
+def _item_json(item: Item) -> list:
+    return [item.key, item.label, item.split, item.where, item.size, item.mtime_ns]
+
+
+def ingest_chunk(
+    *,
+    parts: list[dict],
+    chunk: int,
+    items: list[list],
+    out_dir: str,
+    shape: list[int] | None,
+) -> dict:
+    """Decode one chunk of items and write its uint8 tensor (plain function; Ray runs it).
+
+    Args:
+        parts: :meth:`Part.to_dict` of every source.
+        chunk: The chunk's index (chunk c holds listing positions [c*B, (c+1)*B)).
+        items: The chunk's items as ``[key, label, split, where, size, mtime_ns]``.
+        out_dir: The cache folder being written.
+        shape: (C, H, W) every image must have (None for text).
+
+    Returns:
+        ``{"chunk", "kept": positions within the chunk, "skipped": [[key, reason]],
+        "error": "key: reason" or "", "texts": [...] (text sources)}``; with
+        ``on_bad: error`` the first bad sample ends the chunk with ``error`` set.
+    """
+    plan_parts = [Part(d["prefix"], _config_from_dict(d["source"]), d["split"]) for d in parts]
+    cfg = plan_parts[0].config
+    objs = [Item(key=i[0], label=i[1], split=i[2], where=i[3], size=i[4], mtime_ns=i[5])
+            for i in items]  # fmt: skip
+    payloads = _read(plan_parts, objs)
+    result = {"chunk": chunk, "kept": [], "skipped": [], "error": "", "texts": []}
+    arrays = []
+    for pos, (item, payload) in enumerate(zip(objs, payloads, strict=True)):
+        try:
+            if isinstance(payload, BadInputError):
+                raise payload
+            if shape is None:
+                result["texts"].append(str(payload))
+            else:
+                arr = decode_image(payload, item.key, channels=shape[0],
+                                   size=cfg.image_size, max_pixels=cfg.max_pixels)  # fmt: skip
+                if list(arr.shape) != list(shape):
+                    raise BadInputError(
+                        item.key,
+                        f"image is {arr.shape[2]}x{arr.shape[1]}, not {shape[2]}x{shape[1]} like "
+                        "the first image: set data.image_size to resize every image",
+                    )
+                arrays.append(arr)
+        except BadInputError as exc:
+            if cfg.on_bad != "skip":
+                result["error"] = str(exc)
+                return result
+            result["skipped"].append([exc.key, exc.reason])
+            continue
+        result["kept"].append(pos)
+    if shape is not None:
+        block = np.stack(arrays) if arrays else np.zeros((0, *shape), np.uint8)
+        _save_npy(Path(out_dir) / CHUNKS_DIR / f"chunk={chunk:05d}.npy", block)
+    return result
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+PROGRESS_EVERY_S = 2.0  # seconds between progress lines
+BAR_WIDTH = 24  # characters of the progress bar
+
+
+def progress_line(done: int, total: int, seconds: float) -> str:
+    """``[ingest] [#######.....] 52% 31,200/60,000 samples, 4,100/s, ETA 7 s``."""
+    frac = done / max(total, 1)
+    filled = round(BAR_WIDTH * frac)
+    rate = done / max(seconds, 1e-9)
+    eta = (total - done) / rate if rate > 0 else float("inf")
+    return (f"[ingest] [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {100 * frac:3.0f}% "
+            f"{done:,}/{total:,} samples, {rate:,.0f}/s, ETA {eta:,.0f} s")  # fmt: skip
+
+
+def local_map(tasks: list[dict], shared: dict) -> Iterator[dict]:
+    """Run :func:`ingest_chunk` for each task in this process, in order (no Ray)."""
+    for task in tasks:
+        yield ingest_chunk(**shared, **task)
+
+
+def ingest(
+    source: SourceConfig | list[Part],
+    root: Path | str,
+    *,
+    block_size: int,
+    map_chunks: ChunkMap | None = None,
+    log: Callable[[str], None] = print,
+) -> DatasetCache:
+    """The dataset cache of a source (or parts): reused when its fingerprint is cached, else built.
+
+    Args:
+        source: The source's options, or several :class:`Part` (train + pool).
+        root: The cache root (see :func:`cache_root`).
+        block_size: Samples per block (the shards' block size).
+        map_chunks: Runs the chunk tasks (default :func:`local_map`; the Ray Data
+            pool is :func:`engine.distributed.ingest.ray_map_chunks`).
+        log: Where progress lines go.
+
+    Returns:
+        The complete cache.
+
+    Raises:
+        BadInputError: For a bad source or sample with ``on_bad: error`` (naming the
+            file or row), or when every sample was skipped.
+    """
+    plan = plan_ingest(source, block_size=block_size)
+    root = Path(root)
+    final = root / plan.folder_name
+    if (final / META_FILE).is_file():
+        cache = DatasetCache(final)
+        if cache.fingerprint == plan.fingerprint:
+            log(f"[ingest] reused cache {final} ({cache.num_samples} samples)")
+            return cache
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{plan.folder_name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
+    try:
+        cache = _build(plan, tmp, final, map_chunks or local_map, log)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return cache
+
+
+def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callable) -> DatasetCache:
+    n, bs = len(plan.items), plan.block_size
+    tasks = [{"chunk": c, "items": [_item_json(i) for i in plan.items[c * bs : (c + 1) * bs]]}
+             for c in range(-(-n // bs))]  # fmt: skip
+    shared = {"parts": [p.to_dict() for p in plan.parts], "out_dir": str(tmp),
+              "shape": list(plan.shape) if plan.shape else None}  # fmt: skip
+    where = plan.config.source + (f" {plan.config.path}" if plan.config.path else "")
+    log(f"[ingest] {where}: {n} samples in {len(tasks)} chunks -> {final}")
+    start = time.perf_counter()
+    results: dict[int, dict] = {}
+    done_rows, shown = 0, start
+    for res in map_chunks(tasks, shared):
+        if res["error"]:
+            key, _, reason = res["error"].partition(": ")
+            raise BadInputError(key, reason)
+        results[int(res["chunk"])] = res
+        done_rows += len(tasks[int(res["chunk"])]["items"])
+        now = time.perf_counter()
+        if done_rows == n or now - shown >= PROGRESS_EVERY_S:
+            shown = now
+            log(progress_line(done_rows, n, now - start))
+    kept_pos: list[int] = []
+    skipped = [list(s) for s in plan.skipped]
+    texts: list[str] = []
+    for c in range(len(tasks)):
+        res = results[c]
+        kept_pos.extend(c * bs + p for p in res["kept"])
+        skipped.extend(res["skipped"])
+        texts.extend(res["texts"])
+    if not kept_pos:
+        raise BadInputError(plan.config.path or plan.config.source,
+                            f"has no usable sample ({len(skipped)} skipped)")  # fmt: skip
+    if plan.shape is not None:
+        _blocks_from_chunks(tmp, len(tasks), bs, all_kept=len(kept_pos) == n)
+    items = [plan.items[p] for p in kept_pos]
+    columns = {
+        "sample_id": pa.array(np.arange(len(items), dtype=np.int64)),
+        "key": pa.array([i.key for i in items], pa.string()),
+        "label": pa.array(plan.labels[kept_pos], pa.int64()),
+        "split": pa.array([i.split for i in items], pa.string()),
+    }
+    if plan.shape is None:
+        columns["text"] = pa.array(texts, pa.string())
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), tmp / SAMPLES_FILE)
+    meta = {
+        "version": CACHE_VERSION,
+        "fingerprint": plan.fingerprint,
+        "source": plan.config.to_dict(),
+        "parts": [p.to_dict() for p in plan.parts],
+        "kind": plan.kind,
+        "num_samples": len(items),
+        "shape": list(plan.shape) if plan.shape else None,
+        "scale": plan.scale,
+        "class_names": plan.class_names,
+        "block_size": bs,
+        "num_blocks": -(-len(items) // bs),
+        "skipped": [{"key": k, "reason": r} for k, r in skipped],
+        "ingest_seconds": round(time.perf_counter() - start, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another ingest of the same fingerprint finished first: use its cache
+        if not (final / META_FILE).is_file():
+            raise
+    log(f"[ingest] {len(items)} samples cached in {meta['ingest_seconds']:.1f} s"
+        + (f", {len(skipped)} skipped (listed in {final / META_FILE})" if skipped else ""))  # fmt: skip
+    return DatasetCache(final)
+
+
+def _blocks_from_chunks(folder: Path, num_chunks: int, block_size: int, *, all_kept: bool) -> None:
+    """Turn the decoded chunks into blocks of ``block_size`` consecutive sample ids."""
+    chunks = [folder / CHUNKS_DIR / f"chunk={c:05d}.npy" for c in range(num_chunks)]
+    (folder / BLOCKS_DIR).mkdir()
+    if all_kept:  # chunk c is block c
+        for c, path in enumerate(chunks):
+            os.replace(path, block_file(folder, c))
+    else:  # skipped samples shifted the ids: repack, holding at most two blocks
+        pending: list[np.ndarray] = []
+        held, b = 0, 0
+        for path in chunks:
+            arr = np.load(path)
+            pending.append(arr)
+            held += len(arr)
+            while held >= block_size:
+                joined = np.concatenate(pending)
+                _save_npy(block_file(folder, b), joined[:block_size])
+                pending, held, b = [joined[block_size:]], held - block_size, b + 1
+            path.unlink()
+        if held:
+            _save_npy(block_file(folder, b), np.concatenate(pending))
+    shutil.rmtree(folder / CHUNKS_DIR, ignore_errors=True)

@@ -1,0 +1,156 @@
+"""A classification run's data: its dataset cache (ingested once) as :class:`ClassificationData`.
+
+The first load of a run ingests the source (or reuses its cache) and records the
+cache in ``<run>/dataset.json``; every later load of the run (Ray workers, resume,
+verify, ``hardbench eval``) opens that cache without listing the source again.
+Images stay in the cache: ``inputs`` is a :class:`engine.data.cache.CachedInputs`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.cache import DatasetCache
+from engine.data.ingest import POOL_PREFIX, ChunkMap, Part, cache_root, ingest
+from engine.data.registry import BadInputError, SourceConfig
+from engine.data.sources import (
+    SPLIT_HELDOUT,
+    SPLIT_TRAIN,
+    UNLABELLED,
+    ClassificationData,
+    stratified_split,
+)
+
+DATASET_FILE = "dataset.json"  # the run's record of its cache: folder, fingerprint, skips
+
+
+def run_cache(
+    source: SourceConfig | list[Part],
+    *,
+    block_size: int,
+    run_dir: Path | str | None = None,
+    runs_dir: Path | str = "runs",
+    cache_dir: str | None = None,
+    map_chunks: ChunkMap | None = None,
+    log: Callable[[str], None] = print,
+) -> DatasetCache:
+    """The dataset cache of a run: the one ``dataset.json`` names, else ingested now.
+
+    Args:
+        source: The source's options, or its parts (``data.train`` + ``data.pool``).
+        block_size: Samples per block (the shards' block size).
+        run_dir: The run directory (its parent is the runs directory), or None.
+        runs_dir: The runs directory when there is no run (``hardbench ingest``).
+        cache_dir: ``data.cache_dir``.
+        map_chunks: How chunks are decoded (default in this process).
+        log: Where progress lines go.
+    """
+    record = Path(run_dir) / DATASET_FILE if run_dir is not None else None
+    if record is not None and record.is_file():
+        info = json.loads(record.read_text())
+        folder = Path(info["cache"])
+        if (folder / "meta.json").is_file():
+            return DatasetCache(folder)
+        log(f"[ingest] the cache {folder} recorded in {record} is gone: ingesting again")
+    runs_dir = Path(run_dir).parent if run_dir is not None else Path(runs_dir)
+    cache = ingest(source, cache_root(cache_dir, runs_dir), block_size=block_size,
+                   map_chunks=map_chunks, log=log)  # fmt: skip
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f".{record.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps(cache.describe(), indent=2))
+        tmp.replace(record)
+    return cache
+
+
+def attach_labels(cache: DatasetCache, labels: np.ndarray, path: str | Path) -> np.ndarray:
+    """``labels`` with the pool's labels from a table of ``key`` and ``label`` filled in.
+
+    Keys are the pool source's own (``pool/`` is added); labels are class names or
+    indices of the training data's class list.
+
+    Raises:
+        BadInputError: For a missing column, a key that is not a pool sample, a label
+            outside the class list, or a key given twice.
+    """
+    from engine.data.tables import read_table
+
+    table = read_table(Path(path))
+    for column in ("key", "label"):
+        if column not in table.column_names:
+            raise BadInputError(str(path), f"no column {column!r}; columns: "
+                                f"{', '.join(table.column_names)}")  # fmt: skip
+    index = {k: i for i, k in enumerate(cache.keys())}
+    names = {n: k for k, n in enumerate(cache.class_names)}
+    out = labels.copy()
+    seen: set[str] = set()
+    for row, (key, label) in enumerate(zip(table.column("key").to_pylist(),
+                                           table.column("label").to_pylist(), strict=True)):  # fmt: skip
+        sid = index.get(POOL_PREFIX + str(key))
+        if sid is None:
+            raise BadInputError(f"{path} row {row}", f"key {key!r} is not a pool sample")
+        if key in seen:
+            raise BadInputError(f"{path} row {row}", f"key {key!r} is given twice")
+        seen.add(key)
+        k = label if isinstance(label, int) and 0 <= label < len(names) else names.get(str(label))
+        if k is None:
+            raise BadInputError(f"{path} row {row}", f"label {label!r} is not in the class list")
+        out[sid] = k
+    return out
+
+
+def cached_classification_data(
+    cache: DatasetCache,
+    *,
+    heldout_fraction: float,
+    split_seed: int,
+    pool_labels: str | Path | None = None,
+) -> ClassificationData:
+    """The cache as classification data, split as the source says or stratified and seeded.
+
+    Text caches are tokenized here (the vocabulary learned from the training split's
+    texts only); image inputs stay memory-mapped. Held-out samples may be unlabelled
+    (label -1: an unlabelled pool); ``pool_labels`` attaches labels to them.
+
+    Raises:
+        ValueError: When a training sample is unlabelled, or unlabelled samples have
+            no split from the source (a pool needs ``data.pool``).
+    """
+    labels = cache.labels()
+    if pool_labels is not None:
+        labels = attach_labels(cache, labels, pool_labels)
+    split = cache.splits()
+    missing = labels == UNLABELLED
+    if missing.any() and (split is None or (split[missing] == SPLIT_TRAIN).any()):
+        first = cache.keys()[int(np.flatnonzero(missing & (split != SPLIT_HELDOUT)
+                                                if split is not None else missing)[0])]  # fmt: skip
+        raise ValueError(
+            f"{cache.meta['source']['path']}: {int(missing.sum())} samples have no label "
+            f"(first: {first}); the replicas train on labelled samples only: put the "
+            "unlabelled ones in data.pool"
+        )
+    if split is None:
+        split = stratified_split(labels, heldout_fraction, split_seed)
+    texts = cache.texts()
+    if texts is not None:
+        from engine.data.text import encode, train_tokenizer
+
+        tokenizer = train_tokenizer([t for t, s in zip(texts, split, strict=True) if s == "train"])
+        inputs = encode(tokenizer, texts)
+    else:
+        inputs = cache.inputs()
+    return ClassificationData(
+        name=cache.meta["source"]["source"],
+        inputs=inputs,
+        labels=labels,
+        split=split,
+        class_names=cache.class_names,
+        texts=texts,
+        dataset=cache.describe(),
+        keys=cache.keys(),
+    )

@@ -1,0 +1,69 @@
+"""The ingest pool: Ray Data tasks decode chunks of a source into the dataset cache.
+
+:func:`ray_map_chunks` is the ``map_chunks`` of :func:`engine.data.ingest.ingest`: one
+row per chunk (its items as JSON), ``map_batches`` with one chunk per batch so each
+Ray task decodes and writes one block, results streamed back as they finish.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+INGEST_CPUS_PER_TASK = 1.0  # CPUs a decoding task reserves (PIL decodes on one core)
+
+
+class _ChunkDecoder:
+    """What ``map_batches`` calls: a batch of chunk rows in, one result row per chunk out."""
+
+    def __init__(self, shared: dict) -> None:
+        self.shared = shared
+
+    def __call__(self, batch: dict) -> dict:
+        from engine.data.ingest import ingest_chunk
+
+        out = []
+        for chunk, items in zip(batch["chunk"], batch["items"], strict=True):
+            res = ingest_chunk(**self.shared, chunk=int(chunk), items=json.loads(items))
+            out.append(json.dumps(res))
+        return {"result": out}
+
+
+def chunk_map() -> object:
+    """:func:`ray_map_chunks` on a driver connected to Ray, else None (decode in process).
+
+    Inside a Ray task or actor the ingest never starts a Ray Data job: the task holds
+    CPUs the decoding tasks would wait for, which deadlocks a small cluster (the
+    drivers ingest before they start tasks, so a task only ever finds the cache).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    worker = ray.get_runtime_context().worker
+    return ray_map_chunks if worker.mode == ray.SCRIPT_MODE else None
+
+
+def ray_map_chunks(tasks: list[dict], shared: dict) -> Iterator[dict]:
+    """Decode every chunk on the connected Ray cluster, yielding results as they finish.
+
+    Args:
+        tasks: ``{"chunk", "items"}`` per chunk (see :func:`engine.data.ingest.ingest_chunk`).
+        shared: The arguments every chunk shares (config, out_dir, shape).
+
+    Yields:
+        One result dict per chunk, in completion order.
+    """
+    import ray
+
+    rows = [{"chunk": t["chunk"], "items": json.dumps(t["items"])} for t in tasks]
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
+    ds = ds.map_batches(
+        _ChunkDecoder(shared),
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=INGEST_CPUS_PER_TASK,
+    )
+    for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+        for res in batch["result"]:
+            yield json.loads(res)
