@@ -46,7 +46,7 @@ datasets:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
 	@ls $(FASHION_DIR)
 
-# The real-data benchmark: 70,000 Fashion-MNIST images, about 8 minutes on 2 cores.
+# The real-data benchmark: 70,000 Fashion-MNIST images, about 9 minutes on 2 cores.
 fashion: install datasets
 	$(VENV)/bin/hardbench run benchmarks/fashion-mnist.yaml
 

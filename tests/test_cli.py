@@ -125,3 +125,31 @@ def test_listing_commands(capsys, tmp_path):
     assert "aum                lower = harder   labels" in out
     assert main(["ls", "--runs-dir", str(tmp_path)]) == 0
     assert "no runs" in capsys.readouterr().out
+    assert main(["sources"]) == 0
+    out = capsys.readouterr().out
+    assert "imagefolder     needs data.path" in out and "sklearn_digits  bundled" in out
+
+
+@pytest.mark.ray
+def test_ingest_builds_the_cache_then_reuses_it_and_names_a_bad_file(tmp_path, capsys, ray_local):
+    from PIL import Image
+
+    src = tmp_path / "imgs"
+    for i in range(6):
+        (src / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.new("L", (5, 4), color=i * 40).save(src / f"c{i % 2}" / f"{i}.png")
+    argv = ["ingest", str(DIGITS), "--set", "data.source=imagefolder", "--set",
+            f"data.path={src}", "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[ingest] [########################] 100% 6/6 samples" in out
+    assert "samples: 6 of shape (1, 4, 5), 2 classes" in out
+    cache = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("cache:"))
+    assert Path(cache).parent == tmp_path / "runs" / "_datasets"
+    assert main(argv) == 0
+    assert "[ingest] reused cache" in capsys.readouterr().out
+    (src / "c0" / "zz.png").write_bytes(b"not a png")
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "bad input: c0/zz.png: not a readable image" in capsys.readouterr().err
+    assert main([*argv, "--set", "data.on_bad=skip"]) == 0
+    assert "skipped: 1 (first: c0/zz.png: not a readable image" in capsys.readouterr().out

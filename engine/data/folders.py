@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.data.paths import IMAGE_SUFFIXES, data_root, inside, stat_file
+from engine.data.paths import IMAGE_SUFFIXES, data_root, inside
 from engine.data.registry import (
     BadInputError,
     Item,
@@ -23,20 +23,35 @@ from engine.data.registry import (
 )
 
 
-def _walk(top: Path, root: Path) -> list[Path]:
-    """Every non-hidden file below ``top``, following symlinks that stay inside ``root``."""
-    files, seen = [], set()
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-        real = os.path.realpath(dirpath)
+def _walk(root: Path) -> list[tuple[str, os.DirEntry]]:
+    """``(key, entry)`` of every non-hidden file below ``root``, sorted by key.
+
+    Symlinks (to folders or files) are followed when they stay inside ``root`` and
+    refused otherwise; only symlinks need resolving, so listing costs one ``scandir``
+    entry per file.
+    """
+    out, seen = [], set()
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        folder = root / rel if rel else root
+        real = os.path.realpath(folder)
         if real in seen:  # a symlink cycle
-            dirnames[:] = []
             continue
         seen.add(real)
-        rel_dir = Path(dirpath).relative_to(root)
-        inside(root, str(rel_dir) if str(rel_dir) != "." else ".", str(rel_dir))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return files
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                key = f"{rel}/{e.name}" if rel else e.name
+                if e.is_symlink():
+                    inside(root, key, key)
+                if e.is_dir():
+                    stack.append(key)
+                elif e.is_file():
+                    out.append((key, e))
+    out.sort(key=lambda pair: pair[0])
+    return out
 
 
 def list_image_folder(config: SourceConfig) -> Listing:
@@ -61,18 +76,18 @@ def list_image_folder(config: SourceConfig) -> Listing:
         )
     labelled = bool(class_dirs)
     items, skipped = [], []
-    for path in _walk(root, root):
-        key = path.relative_to(root).as_posix()
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            reason = f"not an image file (suffix {path.suffix or 'none'!r})"
+    for key, entry in _walk(root):
+        suffix = os.path.splitext(entry.name)[1]
+        if suffix.lower() not in IMAGE_SUFFIXES:
+            reason = f"not an image file (suffix {suffix or 'none'!r})"
             if config.on_bad == "skip":
                 skipped.append((key, reason))
                 continue
-            raise BadInputError(str(path), reason)
-        inside(root, key, key)
-        size, mtime = stat_file(path)
+            raise BadInputError(str(root / key), reason)
+        st = entry.stat()
         label = key.split("/", 1)[0] if labelled else None
-        items.append(Item(key=key, label=label, split=None, where=key, size=size, mtime_ns=mtime))
+        items.append(Item(key=key, label=label, split=None, where=key, size=st.st_size,
+                          mtime_ns=st.st_mtime_ns))  # fmt: skip
     names = [p.name for p in class_dirs] if labelled else None
     return Listing(items=items, kind="image", class_names=names, skipped=skipped)
 

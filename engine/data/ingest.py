@@ -314,7 +314,7 @@ def ingest_chunk(
             for i in items]  # fmt: skip
     payloads = _read(plan_parts, objs)
     result = {"chunk": chunk, "kept": [], "skipped": [], "error": "", "texts": []}
-    arrays = []
+    block = np.empty((len(objs), *shape), np.uint8) if shape is not None else None
     for pos, (item, payload) in enumerate(zip(objs, payloads, strict=True)):
         try:
             if isinstance(payload, BadInputError):
@@ -330,7 +330,7 @@ def ingest_chunk(
                         f"image is {arr.shape[2]}x{arr.shape[1]}, not {shape[2]}x{shape[1]} like "
                         "the first image: set data.image_size to resize every image",
                     )
-                arrays.append(arr)
+                block[len(result["kept"])] = arr  # the one copy: into the block
         except BadInputError as exc:
             if cfg.on_bad != "skip":
                 result["error"] = str(exc)
@@ -338,9 +338,10 @@ def ingest_chunk(
             result["skipped"].append([exc.key, exc.reason])
             continue
         result["kept"].append(pos)
-    if shape is not None:
-        block = np.stack(arrays) if arrays else np.zeros((0, *shape), np.uint8)
-        _save_npy(Path(out_dir) / CHUNKS_DIR / f"chunk={chunk:05d}.npy", block)
+    if block is not None:
+        _save_npy(
+            Path(out_dir) / CHUNKS_DIR / f"chunk={chunk:05d}.npy", block[: len(result["kept"])]
+        )
     return result
 
 

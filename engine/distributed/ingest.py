@@ -1,8 +1,9 @@
 """The ingest pool: Ray Data tasks decode chunks of a source into the dataset cache.
 
 :func:`ray_map_chunks` is the ``map_chunks`` of :func:`engine.data.ingest.ingest`: one
-row per chunk (its items as JSON), ``map_batches`` with one chunk per batch so each
-Ray task decodes and writes one block, results streamed back as they finish.
+row per chunk (its items as JSON), grouped into batches of a few chunks so each CPU
+runs about ``TASKS_PER_CPU`` Ray tasks (each decodes and writes its chunks' blocks),
+results streamed back as tasks finish.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from collections.abc import Iterator
 
 INGEST_CPUS_PER_TASK = 1.0  # CPUs a decoding task reserves (PIL decodes on one core)
+TASKS_PER_CPU = 3  # chunks are grouped so each CPU gets about this many tasks (less overhead)
 
 
 class _ChunkDecoder:
@@ -57,13 +59,15 @@ def ray_map_chunks(tasks: list[dict], shared: dict) -> Iterator[dict]:
     import ray
 
     rows = [{"chunk": t["chunk"], "items": json.dumps(t["items"])} for t in tasks]
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1) / INGEST_CPUS_PER_TASK))
+    per_task = max(1, -(-len(rows) // (TASKS_PER_CPU * cpus)))  # chunks per Ray task
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_task)))
     ds = ds.map_batches(
         _ChunkDecoder(shared),
-        batch_size=1,
+        batch_size=per_task,
         batch_format="numpy",
         num_cpus=INGEST_CPUS_PER_TASK,
     )
-    for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for res in batch["result"]:
             yield json.loads(res)

@@ -62,26 +62,35 @@ def pil_rate(root: Path) -> float:
     return len(files) / (time.perf_counter() - start)
 
 
-def ingest_rate(root: Path, cache: Path, *, ray_cpus: int | None) -> tuple[float, float]:
-    """(images/s, seconds) of the ingest stage into a fresh cache, on Ray or in process."""
+def ingest_rate(root: Path, cache: Path, *, ray_cpus: int | None) -> tuple[float, float, float]:
+    """(images/s cold, seconds cold, images/s warm) of the ingest into fresh caches.
+
+    Cold: the first ingest after the cluster starts (Ray workers start and import);
+    warm: a second ingest of the same files into another cache root.
+    """
     from engine.data.ingest import ingest
     from engine.data.registry import SourceConfig
 
-    shutil.rmtree(cache, ignore_errors=True)
     config = SourceConfig(source="imagefolder", path=str(root))
-    start = time.perf_counter()
+
+    def timed(map_chunks: object, where: Path) -> tuple[int, float]:
+        shutil.rmtree(where, ignore_errors=True)
+        start = time.perf_counter()
+        result = ingest(config, where, block_size=1024, map_chunks=map_chunks,
+                        log=lambda line: None)  # fmt: skip
+        return result.num_samples, time.perf_counter() - start
+
     if ray_cpus is None:
-        result = ingest(config, cache, block_size=1024, log=lambda line: None)
+        n, cold = timed(None, cache)
+        _, warm = timed(None, cache.with_name(cache.name + "-2"))
     else:
         from engine.distributed.cluster import ray_session
         from engine.distributed.ingest import ray_map_chunks
 
-        with ray_session(ray_cpus):
-            start = time.perf_counter()  # the cluster's start is not ingest time
-            result = ingest(config, cache, block_size=1024, map_chunks=ray_map_chunks,
-                            log=lambda line: None)  # fmt: skip
-    seconds = time.perf_counter() - start
-    return result.num_samples / seconds, seconds
+        with ray_session(ray_cpus):  # the cluster's start is not ingest time
+            n, cold = timed(ray_map_chunks, cache)
+            _, warm = timed(ray_map_chunks, cache.with_name(cache.name + "-2"))
+    return n / cold, cold, n / warm
 
 
 def main() -> None:
@@ -99,19 +108,22 @@ def main() -> None:
         print(f"wrote {args.n} JPEGs ({nbytes / 2**20:.0f} MiB) in {time.perf_counter() - t:.0f} s")
         pil_rate(root)  # warm the page cache: every measurement below reads from memory
         pil = pil_rate(root)
-        ray_rate, ray_s = ingest_rate(root, work / "cache-ray", ray_cpus=args.cpus)
-        local_rate, local_s = ingest_rate(root, work / "cache-local", ray_cpus=None)
+        ray_rate, ray_s, ray_warm = ingest_rate(root, work / "cache-ray", ray_cpus=args.cpus)
+        _, local_s, local_warm = ingest_rate(root, work / "cache-local", ray_cpus=None)
+        pil = max(pil, pil_rate(root))  # PIL's best of two, measured again after the ingests
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    per_core = ray_rate / args.cpus
+    per_core = ray_warm / args.cpus
     out = {
         "n": args.n, "size": args.size, "cpus": args.cpus, "jpeg_mib": round(nbytes / 2**20, 1),
         "pil_images_per_s_per_core": round(pil, 1),
-        "ingest_ray_images_per_s": round(ray_rate, 1), "ingest_ray_seconds": round(ray_s, 2),
-        "ingest_ray_images_per_s_per_core": round(per_core, 1),
-        "ingest_local_images_per_s": round(local_rate, 1), "ingest_local_seconds": round(local_s, 2),
+        "ingest_ray_cold_images_per_s": round(ray_rate, 1), "ingest_ray_cold_seconds": round(ray_s, 2),
+        "ingest_ray_warm_images_per_s": round(ray_warm, 1),
+        "ingest_ray_warm_images_per_s_per_core": round(per_core, 1),
+        "ingest_local_images_per_s": round(local_warm, 1), "ingest_local_seconds": round(local_s, 2),
         "ratio_ray_per_core_to_pil": round(per_core / pil, 3),
-        "ratio_local_to_pil": round(local_rate / pil, 3),
+        "ratio_ray_cold_per_core_to_pil": round(ray_rate / args.cpus / pil, 3),
+        "ratio_local_to_pil": round(local_warm / pil, 3),
         "target": TARGET,
         "imagenet": {
             "images": IMAGENET_TRAIN,
@@ -132,13 +144,18 @@ def main() -> None:
         "",
         "| what | images/s | per core | vs PIL alone |",
         "|---|---|---|---|",
-        f"| PIL decode alone (1 core) | {pil:,.0f} | {pil:,.0f} | 1.00 |",
-        f"| ingest on Ray Data ({args.cpus} CPUs) | {ray_rate:,.0f} | {per_core:,.0f} | "
-        f"{per_core / pil:.2f} |",
-        f"| ingest in process (1 core) | {local_rate:,.0f} | {local_rate:,.0f} | "
-        f"{local_rate / pil:.2f} |",
+        f"| PIL decode alone (1 core, best of 2) | {pil:,.0f} | {pil:,.0f} | 1.00 |",
+        f"| ingest on Ray Data ({args.cpus} CPUs), workers warm | {ray_warm:,.0f} | "
+        f"{per_core:,.0f} | {per_core / pil:.2f} |",
+        f"| ingest on Ray Data, first after cluster start ({ray_s:.1f} s) | {ray_rate:,.0f} | "
+        f"{ray_rate / args.cpus:,.0f} | {ray_rate / args.cpus / pil:.2f} |",
+        f"| ingest in process (1 core) | {local_warm:,.0f} | {local_warm:,.0f} | "
+        f"{local_warm / pil:.2f} |",
         "",
-        f"Target: the Ray ingest per core >= {TARGET:.0%} of PIL alone: "
+        "Every ingest row includes listing, fingerprinting and writing the cache (fsync per "
+        "block), not only decoding.",
+        "",
+        f"Target: the Ray ingest per core (warm) >= {TARGET:.0%} of PIL alone: "
         f"{'met' if per_core / pil >= TARGET else 'NOT met'}.",
         "",
         f"ImageNet-1k train ({IMAGENET_TRAIN:,} images) as a uint8 cache: "

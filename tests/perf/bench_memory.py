@@ -79,19 +79,20 @@ def measure(n: int, runs_dir: Path) -> dict:
     for o in OVERRIDES:
         cmd += ["--set", o]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peaks: dict[int, tuple[str, int]] = {}
+    peaks: dict[int, int] = {}  # pid -> peak KiB
+    roles: dict[int, set[str]] = {}  # pid -> every task name the process ran
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             for pid in {proc.pid} | _children(proc.pid):
                 kib = _peak_kib(pid)
-                if kib is not None:
-                    name = "driver" if pid == proc.pid else _name(pid)
-                    if name.startswith("ray::") or pid == proc.pid:
-                        old = peaks.get(pid, (name, 0))
-                        label = name if not old[0].startswith("ray::IDLE") else old[0]
-                        peaks[pid] = (name if name != "ray::IDLE" else label, max(old[1], kib))
+                name = "driver" if pid == proc.pid else _name(pid)
+                if kib is None or not (name == "driver" or name.startswith("ray::")):
+                    continue
+                peaks[pid] = max(peaks.get(pid, 0), kib)
+                if name != "ray::IDLE":
+                    roles.setdefault(pid, set()).add(name.split(" ")[0].split(".")[0])
             time.sleep(SAMPLE_S)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -102,9 +103,9 @@ def measure(n: int, runs_dir: Path) -> dict:
     thread.join()
     if proc.returncode != 0:
         raise RuntimeError(f"the build of N={n} failed:\n{output[-3000:]}")
-    by_role: dict[str, float] = {}
-    for name, kib in peaks.values():
-        role = name.split(" ")[0]
+    by_role: dict[str, float] = {}  # a worker reused by several tasks counts for each of them
+    for pid, kib in peaks.items():
+        role = " + ".join(sorted(roles.get(pid, {"ray::IDLE"})))
         by_role[role] = max(by_role.get(role, 0.0), kib / 1024)
     return {"n": n, "seconds": round(time.perf_counter() - start, 1),
             "peak_mib": {k: round(v, 1) for k, v in sorted(by_role.items())}}  # fmt: skip
