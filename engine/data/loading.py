@@ -29,6 +29,17 @@ from engine.data.sources import (
 DATASET_FILE = "dataset.json"  # the run's record of its cache: folder, fingerprint, skips
 
 
+def ensure_run_cache(run_dir: Path | str, spec: object, log: Callable[[str], None]) -> None:
+    """Make sure the run has its dataset cache before a driver starts tasks that read it.
+
+    A no-op when ``dataset.json`` is there (the lifecycle's ingest stage wrote it);
+    otherwise the spec's data is loaded once here, on the driver, which ingests on
+    the connected cluster. (A task that found no cache would ingest inside itself.)
+    """
+    if not (Path(run_dir) / DATASET_FILE).is_file():
+        spec.load_data(run_dir, log)
+
+
 def run_cache(
     source: SourceConfig | list[Part],
     *,

@@ -12,6 +12,7 @@ import numpy as np
 
 from engine.data import SPLIT_TRAIN
 from engine.data.cache import take_rows
+from engine.data.loading import ensure_run_cache
 from engine.evaluation.predictor import DESCRIPTOR_FILE
 from engine.shards import atomic_write_bytes
 from engine.spec import BenchmarkSpec, EvalModelSpec, parse_spec
@@ -149,7 +150,7 @@ def train_eval_models(
     import ray
 
     run_dir = str(Path(run_dir).resolve())
-    spec.load_data(run_dir, log)  # the dataset cache, before any task needs it (see chunk_map)
+    ensure_run_cache(run_dir, spec, log)  # the cache exists before any task reads it
     spec_dict = spec.to_dict()
     out: dict[str, np.ndarray] = {}
     for m in spec.evaluate.models:

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.data import SPLIT_TRAIN
 from engine.data.cache import take_rows
+from engine.data.loading import ensure_run_cache
 from engine.scores import entropy, replica_scalars
 from engine.scores.dynamics import NOT_PRESENTED
 from engine.shards import (
@@ -523,7 +524,7 @@ def train_replicas(
     from ray.train.torch import TorchTrainer
 
     run_dir = Path(run_dir).resolve()
-    spec.load_data(run_dir, log)  # the dataset cache, before any task needs it (see chunk_map)
+    ensure_run_cache(run_dir, spec, log)  # the cache exists before any task reads it
     resources = ray.cluster_resources()
     workers = resolve_num_workers(
         spec, float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
