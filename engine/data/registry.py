@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from engine._util import unknown_name_error
 
@@ -95,9 +96,8 @@ class SourceConfig:
         }
 
 
-@dataclass(frozen=True)
-class Item:
-    """One sample of a listing.
+class Item(NamedTuple):
+    """One sample of a listing (a named tuple: listings of millions are built fast).
 
     Attributes:
         key: Unique, stable name of the sample (e.g. ``cat/001.png``); sample ids are
