@@ -72,6 +72,25 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         history=history,
     )
     logits = infer(net, data.inputs, device=device)
+    weights = save_model_folder(run_dir, model, net, data, history, logits)
+    return {
+        "name": model.name,
+        "logits": logits,
+        "seconds": time.perf_counter() - start,
+        "weights": str(weights),
+    }
+
+
+def save_model_folder(run_dir: Path | str, model: EvalModelSpec, net: object, data: object,
+                      history: list[dict], logits: np.ndarray, *,
+                      extra: dict | None = None) -> Path:  # fmt: skip
+    """Write ``models/<name>/``: weights, the descriptor, history, then the logits (last).
+
+    The descriptor rebuilds the model from the registry (``hardbench eval``); ``extra``
+    adds to it (a fine-tuned model's transform and options). Returns the weights' path.
+    """
+    import torch
+
     out_dir = Path(run_dir) / MODELS_DIR / model.name
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_FILE
@@ -84,16 +103,12 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         "num_classes": data.num_classes,
         "input_shape": list(data.input_shape),
         "weights": WEIGHTS_FILE,
+        **(extra or {}),
     }
     atomic_write_bytes(out_dir / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2).encode())
     atomic_write_bytes(out_dir / HISTORY_FILE, json.dumps(history).encode())
     _save_npy(out_dir / LOGITS_FILE, logits)
-    return {
-        "name": model.name,
-        "logits": logits,
-        "seconds": time.perf_counter() - start,
-        "weights": str(weights),
-    }
+    return weights
 
 
 def model_history(run_dir: Path | str, name: str) -> list[dict]:
@@ -159,12 +174,20 @@ def train_eval_models(
             out[m.name] = logits
     if out:
         log(f"[models] finished before, not retrained: {', '.join(out)}")
+    todo = [(i, m) for i, m in enumerate(spec.evaluate.models) if m.name not in out]
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    for _, m in todo:  # refused now: Ray would wait forever for a GPU that is not there
+        if m.finetune is None and m.gpus > gpus:
+            raise ValueError(
+                f"evaluate.models {m.name!r} asks for {m.gpus:g} GPU but the Ray cluster has "
+                f"{gpus:g}; set gpus: 0 to train it on CPUs"
+            )
     pending = {
         ray.remote(num_cpus=m.cpus, num_gpus=m.gpus)(_remote_entry).remote(
             run_dir, spec_dict, i
         ): m.name
-        for i, m in enumerate(spec.evaluate.models)
-        if m.name not in out
+        for i, m in todo
+        if m.finetune is None
     }
     if pending:
         log(f"[models] training {len(pending)} evaluated models: {', '.join(pending.values())}")
@@ -174,4 +197,13 @@ def train_eval_models(
         pending.pop(done[0])
         log(f"[models] {result['name']} trained in {result['seconds']:.1f} s")
         out[result["name"]] = result["logits"]
+    # Fine-tunes run one TorchTrainer at a time, after the tasks: a worker group that
+    # waits more than a minute for CPUs held by tasks fails to start.
+    from engine.distributed.finetune import finetune_model
+
+    for i, m in todo:
+        if m.finetune is not None:
+            result = finetune_model(run_dir, spec, i, log=log)
+            log(f"[models] {result['name']} fine-tuned in {result['seconds']:.1f} s")
+            out[result["name"]] = result["logits"]
     return {m.name: out[m.name] for m in spec.evaluate.models}

@@ -140,6 +140,7 @@ class SplitPredictor:
         cache_dir: str | None = None,
     ) -> None:
         kwargs = dict(model_kwargs or {})
+        preprocess = None
         self.cached = None
         if cache_dir is not None:
             from engine.data.cache import CachedInputs
@@ -149,9 +150,13 @@ class SplitPredictor:
             info = describe_model_dir(model_dir)
             model, kwargs, weights_file = info["model"], info["model_kwargs"], info["weights_file"]
             num_classes = num_classes or info["num_classes"]
+            if info.get("preprocess"):  # a fine-tuned model: the transform it was trained with
+                preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in info["preprocess"].items()})  # fmt: skip
         if model is None:
             raise ValueError("give a registered model name or a model_dir")
         self.config = get_model_config(model)
+        self.preprocess = preprocess or self.config.preprocess
         self.input_shape = tuple(input_shape)
         self.device = torch.device(
             "cuda"
@@ -205,7 +210,7 @@ class SplitPredictor:
                 flat = self.cached[np.asarray(batch["sample_id"], dtype=np.int64)]
             else:
                 raise ValueError("the split has no input column and no dataset cache was given")
-            x = prepare_inputs(flat.reshape(len(flat), *self.input_shape), self.config.preprocess)
+            x = prepare_inputs(flat.reshape(len(flat), *self.input_shape), self.preprocess)
             logits = self.model(x.to(self.device))
         probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return {

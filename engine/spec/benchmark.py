@@ -247,4 +247,12 @@ def flatten_recipe(section: dict) -> dict:
     """A replicas or model section with its nested ``recipe`` fields inlined, as in the files."""
     section = dict(section)
     recipe = section.pop("recipe")
+    if section.get("finetune") is not None:  # its training options live under finetune:
+        from engine.spec.evaluate import FINETUNE_OWNS
+
+        recipe = {k: v for k, v in recipe.items() if k not in FINETUNE_OWNS}
+    elif "finetune" in section:  # a model trained from scratch: no empty fine-tune fields
+        section.pop("finetune")
+        if section.get("weights") is None:
+            section.pop("weights", None)
     return {**section, **recipe}

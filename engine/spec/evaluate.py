@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.spec.common import NAME_PATTERN, FieldError, check_gpus
+from engine.training.finetune import WEIGHTS_PRETRAINED, FinetuneOptions
 from engine.training.mitigation import METHODS as MITIGATIONS
 from engine.training.mitigation import PACINGS, MitigationOptions
 
@@ -44,11 +45,20 @@ class MitigationSpec(MitigationOptions):
             raise FieldError("pacing", f"must be one of {', '.join(PACINGS)}, got {self.pacing!r}")
 
 
+FINETUNE_OWNS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment")
+# recipe fields a fine-tuned entry sets under finetune: instead (refused at the top level)
+
+
 @dataclass(frozen=True)
 class EvalModelSpec:
     """A model trained by the engine on the training split and evaluated on the splits.
 
-    Its Ray task reserves ``cpus`` CPUs and ``gpus`` GPUs (a fraction shares a GPU).
+    Trained from scratch, its Ray task reserves ``cpus`` CPUs and ``gpus`` GPUs (a
+    fraction shares a GPU). With ``finetune`` it is fine-tuned on Ray Train instead
+    (:class:`FinetuneOptions`: workers, their CPUs and GPUs, mode, schedule...), from
+    ``weights``: ``pretrained`` (the registry's weights, read from local disk), a
+    state-dict file, or none (from scratch); the pretrained head is reset to the
+    benchmark's classes. The recipe's ``model``, ``model_kwargs`` and ``seed`` apply.
     """
 
     name: str
@@ -56,6 +66,8 @@ class EvalModelSpec:
     cpus: float = 1.0
     gpus: float = 0.0
     mitigation: MitigationSpec = field(default_factory=MitigationSpec)
+    weights: str | None = None
+    finetune: FinetuneOptions | None = None
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -63,6 +75,28 @@ class EvalModelSpec:
         if not self.cpus > 0:
             raise FieldError("cpus", f"must be > 0, got {self.cpus}")
         check_gpus("gpus", self.gpus)
+        if self.weights is not None and self.finetune is None:
+            raise FieldError(
+                "weights", "pretrained weights are fine-tuned: add a finetune: section "
+                "(mode: linear_probe or full)",
+            )  # fmt: skip
+        if self.finetune is not None:
+            if self.mitigation.method != "erm":
+                raise FieldError("mitigation", "a fine-tuned model trains with erm only")
+            if self.weights is not None and self.weights != WEIGHTS_PRETRAINED:
+                from pathlib import Path
+
+                if not Path(self.weights).is_file():
+                    raise FieldError("weights", f"must be {WEIGHTS_PRETRAINED!r} or a state-dict "
+                                                f"file; {self.weights} is not a file")  # fmt: skip
+            if self.finetune.mode == "linear_probe" and self.weights is None:
+                raise FieldError("finetune.mode", "linear_probe needs weights (pretrained or a "
+                                                  "file): a random backbone has nothing to probe")  # fmt: skip
+            from engine.models import get_model_config
+
+            if self.weights is not None and get_model_config(self.recipe.model).classifier is None:
+                raise FieldError("model", f"{self.recipe.model!r} has no classifier head to reset "
+                                          "for fine-tuning")  # fmt: skip
 
 
 @dataclass(frozen=True)

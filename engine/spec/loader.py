@@ -31,6 +31,10 @@ MAX_INCLUDE_DEPTH = 8  # guards against include cycles
 def _coerce(value: object, hint: object, path: str, recipe: type) -> object:
     """Convert YAML ``value`` to the annotated type ``hint`` or raise a FieldError."""
     origin = typing.get_origin(hint)
+    if hint is type(None):
+        if value is not None:
+            raise FieldError(path, f"must be null, got {value!r}")
+        return None
     if dataclasses.is_dataclass(hint):
         return build_section(hint, value, path, recipe=recipe)
     if origin in (typing.Union, types.UnionType):
@@ -39,6 +43,8 @@ def _coerce(value: object, hint: object, path: str, recipe: type) -> object:
             try:
                 return _coerce(value, option, path, recipe)
             except FieldError as exc:
+                if dataclasses.is_dataclass(option) and isinstance(value, dict):
+                    raise  # a section with a bad field: that field's own error
                 errors.append(exc.reason)
         raise FieldError(path, " or ".join(errors))
     if origin is list:
@@ -86,6 +92,8 @@ def build_section(cls: type, data: object, path: str, *, recipe: type) -> object
     if nested:
         recipe_fields = {f.name for f in dataclasses.fields(recipe)}
         recipe_data = {k: data.pop(k) for k in list(data) if k in recipe_fields}
+        if "finetune" in fields and isinstance(data.get("finetune"), dict):
+            recipe_data = _finetune_recipe(recipe_data, data["finetune"], path)
         kwargs[nested] = build_section(recipe, recipe_data, path, recipe=recipe)
     allowed = sorted(set(fields) - {nested}) + sorted(recipe_fields)
     for key, value in data.items():
@@ -104,6 +112,25 @@ def build_section(cls: type, data: object, path: str, *, recipe: type) -> object
         return cls(**kwargs)
     except FieldError as exc:
         raise exc.prefixed(path) from None
+
+
+def _finetune_recipe(recipe_data: dict, finetune: dict, path: str) -> dict:
+    """A fine-tuned entry's recipe: its training options live under ``finetune:``.
+
+    Raises:
+        FieldError: For a training option also given at the entry's top level.
+    """
+    from engine.spec.evaluate import FINETUNE_OWNS
+    from engine.training.finetune import FinetuneOptions
+
+    clash = sorted(k for k in recipe_data if k in FINETUNE_OWNS)
+    if clash:
+        raise FieldError(
+            _join(path, clash[0]),
+            f"a fine-tuned model takes {', '.join(clash)} under finetune: (finetune.{clash[0]})",
+        )
+    epochs = finetune.get("epochs", FinetuneOptions.epochs)
+    return {**recipe_data, "epochs": epochs if isinstance(epochs, int) and epochs >= 1 else 1}
 
 
 def _join(path: str, key: str) -> str:
