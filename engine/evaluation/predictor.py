@@ -53,6 +53,31 @@ def prepare_inputs(x: np.ndarray, preprocess: Preprocess | None) -> torch.Tensor
     return (t - mean) / std
 
 
+def descriptor_preprocess(info: dict) -> Preprocess | None:
+    """The transform a saved model was fine-tuned with (its descriptor's), or None."""
+    if not info.get("preprocess"):
+        return None
+    return Preprocess(**{k: tuple(v) if isinstance(v, list) else v
+                         for k, v in info["preprocess"].items()})  # fmt: skip
+
+
+class Preprocessed(torch.nn.Module):
+    """A model with its preprocessing inside: stored inputs (B, C, H, W) in, logits out.
+
+    What a build logs as the MLflow Model of a model with a transform, so that
+    ``mlflow.pytorch.load_model`` users feed it the benchmark's inputs as they are.
+    """
+
+    def __init__(self, model: torch.nn.Module, preprocess: Preprocess) -> None:
+        super().__init__()
+        self.model = model
+        self.preprocess = preprocess
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) stored inputs in [0, 1] -> (B, K) logits."""
+        return self.model(prepare_inputs(x, self.preprocess))
+
+
 MLFLOW_EXTRA_FILES = "extra_files"  # where an MLflow Model logged by a build keeps them
 
 
@@ -150,9 +175,7 @@ class SplitPredictor:
             info = describe_model_dir(model_dir)
             model, kwargs, weights_file = info["model"], info["model_kwargs"], info["weights_file"]
             num_classes = num_classes or info["num_classes"]
-            if info.get("preprocess"):  # a fine-tuned model: the transform it was trained with
-                preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in info["preprocess"].items()})  # fmt: skip
+            preprocess = descriptor_preprocess(info)
         if model is None:
             raise ValueError("give a registered model name or a model_dir")
         self.config = get_model_config(model)

@@ -355,7 +355,8 @@ def create_model(
     num_classes = num_classes if num_classes is not None else config.num_classes
     if num_classes is None:
         raise ValueError(f"model {name!r} needs num_classes")
-    if input_shape is not None and len(input_shape) == 3:
+    if input_shape is not None and len(input_shape) == 3 and config.preprocess is None:
+        # (a model with its own preprocessing sees the resized crop, not the stored size)
         h, w = input_shape[1:]
         mh, mw = config.min_input_size
         if h < mh or w < mw:

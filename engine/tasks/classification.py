@@ -230,7 +230,12 @@ class ClassificationTask:
             is what ``hardbench eval --model-uri`` loads (with ``weights_only=True``).
         """
         from engine.distributed.models import MODELS_DIR
-        from engine.evaluation.predictor import DESCRIPTOR_FILE, describe_model_dir
+        from engine.evaluation.predictor import (
+            DESCRIPTOR_FILE,
+            Preprocessed,
+            describe_model_dir,
+            descriptor_preprocess,
+        )
         from engine.models import create_model
 
         folder = ctx.run_dir / MODELS_DIR / name
@@ -239,6 +244,9 @@ class ClassificationTask:
             info["model"], num_classes=info["num_classes"], input_shape=tuple(info["input_shape"]),
             weights_file=info["weights_file"], **info["model_kwargs"],
         ).eval()  # fmt: skip
+        preprocess = descriptor_preprocess(info)
+        if preprocess is not None:  # a fine-tuned model: its transform travels with it
+            module = Preprocessed(module, preprocess).eval()
         example = np.asarray(ctx.data.inputs[:2])
         if not np.issubdtype(example.dtype, np.integer):
             example = example.astype(np.float32)
