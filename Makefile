@@ -63,6 +63,7 @@ bench: install datasets
 	$(PY) tests/perf/bench_mitigation.py --runs-dir runs
 	$(PY) tests/perf/bench_ingest.py
 	$(PY) tests/perf/bench_memory.py
+	$(PY) tests/perf/bench_finetune.py
 
 clean:
 	rm -rf runs .pytest_cache

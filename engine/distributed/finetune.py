@@ -28,7 +28,7 @@ from engine.data.cache import take_rows
 from engine.spec import BenchmarkSpec, parse_spec
 
 CHECKPOINT_STATE = "state.pt"  # inside each Ray Train checkpoint directory
-PROGRESS_FILE = "progress.json"  # models/<name>/: the workers' pids and the epoch reached
+PROGRESS_FILE = "progress-{rank}.json"  # models/<name>/: each worker's pid, epoch and step
 
 
 def check_cluster_fits(name: str, workers: int, cpus: float, gpus: float) -> None:
@@ -55,15 +55,16 @@ def check_cluster_fits(name: str, workers: int, cpus: float, gpus: float) -> Non
         )
 
 
-def _write_progress(folder: Path, rank: int, epoch: int) -> None:
-    """Record this worker's pid and epoch (read by progress lines and the fault tests)."""
-    path = folder / PROGRESS_FILE
-    try:
-        info = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        info = {}
-    info[str(rank)] = {"pid": os.getpid(), "epoch": epoch, "time": time.time()}
-    tmp = path.with_name(f".{path.name}.{rank}.tmp")
+def _write_progress(folder: Path, rank: int, epoch: int, metrics: dict | None = None,
+                    step: tuple[int, int] | None = None) -> None:  # fmt: skip
+    """Record this worker's pid, epoch, step and last metrics (one file per rank).
+
+    The driver's progress lines and the fault tests read them.
+    """
+    path = folder / PROGRESS_FILE.format(rank=rank)
+    info = {"pid": os.getpid(), "epoch": epoch, "time": time.time(), "metrics": metrics or {},
+            "step": list(step) if step else None}  # fmt: skip
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(info))
     tmp.replace(path)
 
@@ -111,7 +112,7 @@ def finetune_worker(config: dict) -> None:
     history = list(config.get("history", []))
 
     def on_epoch(epoch: int, metrics: dict, state: object) -> None:
-        _write_progress(folder, rank, epoch)
+        _write_progress(folder, rank, epoch, metrics)
         row = {"epoch": epoch, **metrics, "resumed": checkpoint is not None}
         if rank != 0:
             ray.train.report(row)
@@ -126,8 +127,13 @@ def finetune_worker(config: dict) -> None:
         with checkpoint.as_directory() as d:
             if (Path(d) / "history.json").exists():
                 history = json.loads((Path(d) / "history.json").read_text())
+
+    def on_step(epoch: int, step: int, steps: int) -> None:
+        _write_progress(folder, rank, epoch - 1, None, (step, steps))
+
     run_epochs(model, core, recipe.model, inputs, labels, opts, loop, seed=recipe.seed,
-               rank=rank, world=world, device=device, on_epoch=on_epoch)  # fmt: skip
+               rank=rank, world=world, device=device, on_epoch=on_epoch,
+               on_step=on_step)  # fmt: skip
     if rank == 0:
         _save_model(run_dir, spec, config["index"], core, data, history, device)
 
@@ -192,13 +198,54 @@ def finetune_model(run_dir: Path | str, spec: BenchmarkSpec, index: int, *,
     log(f"[models] fine-tuning {entry.name} ({entry.recipe.model}, {opts.mode}, "
         f"{opts.epochs} epochs, {entry.weights or 'from scratch'}) on Ray Train, {where}")  # fmt: skip
     start = time.perf_counter()
-    result = trainer.fit()
+    result = _fit_with_progress(trainer, run_dir / MODELS_DIR / entry.name, entry.name,
+                                opts.epochs, log)  # fmt: skip
     if getattr(result, "error", None) is not None:
         raise RuntimeError(f"fine-tuning {entry.name} failed: {result.error}") from result.error
     folder = run_dir / MODELS_DIR / entry.name
     logits = np.load(folder / LOGITS_FILE, allow_pickle=False)
     return {"name": entry.name, "logits": logits, "seconds": time.perf_counter() - start,
             "weights": str(folder / WEIGHTS_FILE)}  # fmt: skip
+
+
+PROGRESS_POLL_S = 2.0  # how often the driver looks at the workers' progress
+STEP_LOG_S = 20.0  # seconds between step lines within a long epoch
+
+
+def _fit_with_progress(trainer: object, folder: Path, name: str, epochs: int,
+                       log: Callable[[str], None]) -> object:  # fmt: skip
+    """``trainer.fit()`` in a thread, logging each epoch rank 0 finishes; its result."""
+    import threading
+
+    outcome: dict = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # surfaced in the caller's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fit, name=f"hardbench-finetune-{name}", daemon=True)
+    thread.start()
+    shown, last_step = 0, time.perf_counter()
+    while thread.is_alive():
+        thread.join(PROGRESS_POLL_S)
+        try:
+            rank0 = json.loads((folder / PROGRESS_FILE.format(rank=0)).read_text())
+        except (OSError, ValueError):
+            continue
+        m, step = rank0.get("metrics") or {}, rank0.get("step")
+        if m and rank0["epoch"] > shown:
+            shown = rank0["epoch"]
+            log(f"[models] {name} epoch {rank0['epoch']}/{epochs}: train loss "
+                f"{m['train_loss']:.4f}, accuracy {m['train_accuracy']:.3f}, "
+                f"{m['images_per_s']:,.0f} images/s per worker")  # fmt: skip
+        elif step and time.perf_counter() - last_step >= STEP_LOG_S:
+            last_step = time.perf_counter()
+            log(f"[models] {name} epoch {rank0['epoch'] + 1}/{epochs}: step {step[0]}/{step[1]}")
+    if "error" in outcome:
+        raise RuntimeError(f"fine-tuning {name} failed: {outcome['error']}") from outcome["error"]
+    return outcome["result"]
 
 
 def _check_weights(spec: BenchmarkSpec, entry: object, run_dir: Path | str) -> None:

@@ -146,9 +146,49 @@ def mitigation_for(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndar
     return Mitigation(spec.method, hardness(spec.score, values), options=spec)
 
 
+def evaluate_as_is(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpec) -> dict:
+    """An ImageNet model with its own weights, its head cut to the benchmark's ImageNet classes.
+
+    No training: the logits of every sample are the model's ImageNet logits of the
+    benchmark's classes (:mod:`engine.models.imagenet`), through the model's own
+    preprocessing. The folder's descriptor records the class mapping.
+
+    Returns:
+        ``{"name", "logits" (N, K) float32, "seconds", "weights"}``.
+    """
+    from dataclasses import asdict
+
+    import torch
+
+    from engine.models import create_model, get_model_config
+    from engine.models.imagenet import imagenet_classes, restrict_head
+    from engine.training.finetune import WEIGHTS_PRETRAINED, predict_logits
+
+    start = time.perf_counter()
+    data = spec.load_data(run_dir)
+    classes = imagenet_classes(data.class_names)
+    name = model.recipe.model
+    config = get_model_config(name)
+    pretrained = model.weights == WEIGHTS_PRETRAINED
+    net = create_model(name, num_classes=config.num_classes, pretrained=pretrained,
+                       weights_file=None if pretrained else model.weights,
+                       **model.recipe.model_kwargs)  # fmt: skip
+    restrict_head(net, name, [c["index"] for c in classes])
+    device = torch.device("cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu")
+    logits = predict_logits(net.to(device), data.inputs, config.preprocess, device)
+    extra = {"preprocess": asdict(config.preprocess), "weights_source": model.weights,
+             "imagenet_classes": classes}  # fmt: skip
+    weights = save_model_folder(run_dir, model, net, data, [], logits, extra=extra)
+    return {"name": model.name, "logits": logits, "seconds": time.perf_counter() - start,
+            "weights": str(weights)}  # fmt: skip
+
+
 def _remote_entry(run_dir: str, spec_dict: dict, index: int) -> dict:
     spec = parse_spec(spec_dict)
-    return train_eval_model(run_dir, spec, spec.evaluate.models[index])
+    model = spec.evaluate.models[index]
+    if model.weights is not None and model.finetune is None:
+        return evaluate_as_is(run_dir, spec, model)
+    return train_eval_model(run_dir, spec, model)
 
 
 def train_eval_models(
@@ -175,6 +215,10 @@ def train_eval_models(
     if out:
         log(f"[models] finished before, not retrained: {', '.join(out)}")
     todo = [(i, m) for i, m in enumerate(spec.evaluate.models) if m.name not in out]
+    if any(m.weights is not None and m.finetune is None for _, m in todo):
+        from engine.models.imagenet import imagenet_classes
+
+        imagenet_classes(spec.load_data(run_dir).class_names)  # a class without a match: now
     gpus = float(ray.cluster_resources().get("GPU", 0))
     for _, m in todo:  # refused now: Ray would wait forever for a GPU that is not there
         if m.finetune is None and m.gpus > gpus:

@@ -247,7 +247,8 @@ def flatten_recipe(section: dict) -> dict:
     """A replicas or model section with its nested ``recipe`` fields inlined, as in the files."""
     section = dict(section)
     recipe = section.pop("recipe")
-    if section.get("finetune") is not None:  # its training options live under finetune:
+    if section.get("finetune") is not None or section.get("weights") is not None:
+        # its training options live under finetune: (or it is not trained at all)
         from engine.spec.evaluate import FINETUNE_OWNS
 
         recipe = {k: v for k, v in recipe.items() if k not in FINETUNE_OWNS}

@@ -45,6 +45,7 @@ class MitigationSpec(MitigationOptions):
             raise FieldError("pacing", f"must be one of {', '.join(PACINGS)}, got {self.pacing!r}")
 
 
+IMAGENET_CLASSES = 1000  # an ImageNet head: what an entry with weights and no finetune needs
 FINETUNE_OWNS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment")
 # recipe fields a fine-tuned entry sets under finetune: instead (refused at the top level)
 
@@ -59,6 +60,9 @@ class EvalModelSpec:
     ``weights``: ``pretrained`` (the registry's weights, read from local disk), a
     state-dict file, or none (from scratch); the pretrained head is reset to the
     benchmark's classes. The recipe's ``model``, ``model_kwargs`` and ``seed`` apply.
+    With ``weights`` and no ``finetune``, an ImageNet model is evaluated as it is, on a
+    benchmark whose classes are ImageNet classes (its head cut to them, see
+    :mod:`engine.models.imagenet`), in its Ray task of ``cpus`` and ``gpus``.
     """
 
     name: str
@@ -75,11 +79,15 @@ class EvalModelSpec:
         if not self.cpus > 0:
             raise FieldError("cpus", f"must be > 0, got {self.cpus}")
         check_gpus("gpus", self.gpus)
-        if self.weights is not None and self.finetune is None:
-            raise FieldError(
-                "weights", "pretrained weights are fine-tuned: add a finetune: section "
-                "(mode: linear_probe or full)",
-            )  # fmt: skip
+        if self.weights is not None and self.finetune is None:  # evaluated as it is
+            from engine.models import get_model_config
+
+            config = get_model_config(self.recipe.model)
+            if config.num_classes != IMAGENET_CLASSES or config.classifier is None:
+                raise FieldError(
+                    "weights", f"{self.recipe.model!r} is no ImageNet model to evaluate as it is: "
+                    "add a finetune: section (mode: linear_probe or full)",
+                )  # fmt: skip
         if self.finetune is not None:
             if self.mitigation.method != "erm":
                 raise FieldError("mitigation", "a fine-tuned model trains with erm only")

@@ -94,6 +94,8 @@ def build_section(cls: type, data: object, path: str, *, recipe: type) -> object
         recipe_data = {k: data.pop(k) for k in list(data) if k in recipe_fields}
         if "finetune" in fields and isinstance(data.get("finetune"), dict):
             recipe_data = _finetune_recipe(recipe_data, data["finetune"], path)
+        elif "weights" in fields and data.get("weights") is not None:  # evaluated as it is
+            recipe_data = _finetune_recipe(recipe_data, {"epochs": 1}, path, as_is=True)
         kwargs[nested] = build_section(recipe, recipe_data, path, recipe=recipe)
     allowed = sorted(set(fields) - {nested}) + sorted(recipe_fields)
     for key, value in data.items():
@@ -114,16 +116,23 @@ def build_section(cls: type, data: object, path: str, *, recipe: type) -> object
         raise exc.prefixed(path) from None
 
 
-def _finetune_recipe(recipe_data: dict, finetune: dict, path: str) -> dict:
+def _finetune_recipe(recipe_data: dict, finetune: dict, path: str, *, as_is: bool = False) -> dict:
     """A fine-tuned entry's recipe: its training options live under ``finetune:``.
 
     Raises:
-        FieldError: For a training option also given at the entry's top level.
+        FieldError: For a training option also given at the entry's top level (or at
+            all, for a pretrained model evaluated as it is).
     """
     from engine.spec.evaluate import FINETUNE_OWNS
     from engine.training.finetune import FinetuneOptions
 
     clash = sorted(k for k in recipe_data if k in FINETUNE_OWNS)
+    if clash and as_is:
+        raise FieldError(
+            _join(path, clash[0]),
+            "a pretrained model without finetune: is evaluated as it is (no training); "
+            "add a finetune: section to train it",
+        )
     if clash:
         raise FieldError(
             _join(path, clash[0]),

@@ -211,6 +211,27 @@ def _label_free_lines(evaluations: list[dict], nb: int) -> list[str]:
     return lines
 
 
+def _training_lines(evaluations: list[dict]) -> list[str]:
+    """How each pretrained model was made: fine-tuned (mode, epochs, size) or as it is (class map)."""
+    lines = []
+    for ev in evaluations:
+        tr = ev.get("training")
+        if not tr:
+            continue
+        if tr.get("as_is"):
+            pairs = ", ".join(f"{c['class']} = ImageNet {c['index']} ({c['name']})"
+                              for c in tr["imagenet_classes"])  # fmt: skip
+            lines.append(f"- {ev['model']}: {tr['weights']} ImageNet weights as they are, "
+                         f"logits restricted to the benchmark's classes: {pairs}")  # fmt: skip
+        else:
+            ft = tr["finetune"]
+            size = f" at {ft['image_size']} px" if ft.get("image_size") else ""
+            lines.append(f"- {ev['model']}: {tr['weights'] or 'random'} weights, head reset, "
+                         f"{ft['mode']} for {ft['epochs']} epochs{size} on {ft['workers']} "
+                         f"Ray Train worker(s) (batch {ft['batch_size']}, lr {ft['lr']})")  # fmt: skip
+    return ["", "Pretrained models:", "", *lines] if lines else []
+
+
 def card_markdown(card: dict) -> str:
     """Render the card as Markdown."""
     sp = card["splits"]
@@ -298,6 +319,7 @@ def card_markdown(card: dict) -> str:
                 "(scorer, in-sample): the replicas' own ensemble on bins cut from its own score; "
                 "not a transfer result.",
             ]
+        lines += _training_lines(card["evaluation"])
     tr = card.get("transfer") or {}
     if tr.get("kendall_tau_small_large") is not None:
         lines += [

@@ -140,6 +140,10 @@ class ClassificationTask:
             mit = mitigations.get(ev["model"])
             if mit is not None and mit.method != "erm":
                 ev["mitigation"] = asdict(mit)
+        for ev in evaluations:
+            training = _training_record(run_dir / MODELS_DIR / ev["model"])
+            if training:
+                ev["training"] = training
         reference, rule = reference_models(spec, params, replica_params)
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
         transfer["params"] = {"replica": replica_params, **params}
@@ -193,6 +197,10 @@ class ClassificationTask:
             others = [preds[o] for o in preds if o != name] + [ensemble]
             evaluations.append(evaluate_label_free(name, probs, np.stack(others), built,
                                                    params=params[name]))  # fmt: skip
+        for ev in evaluations:
+            training = _training_record(run_dir / MODELS_DIR / ev["model"])
+            if training:
+                ev["training"] = training
         reference, rule = reference_models(spec, params, replica_params)
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
         eval_dir = run_dir / "eval"
@@ -267,6 +275,28 @@ class ClassificationTask:
         from engine.tasks.classification_eval import evaluate_classifier
 
         return evaluate_classifier(run_dir, spec, status, **kwargs)
+
+
+def _training_record(folder: Path) -> dict | None:
+    """How a pretrained evaluated model was made (for the card), from its descriptor, or None.
+
+    ``{"weights", "finetune": {mode, epochs, image_size, ...}}`` for a fine-tuned model,
+    ``{"weights", "as_is": True, "imagenet_classes": [...]}`` for one evaluated as it is.
+    """
+    from engine.evaluation.predictor import DESCRIPTOR_FILE
+
+    path = folder / DESCRIPTOR_FILE
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    if info.get("finetune"):
+        keep = ("mode", "epochs", "lr", "batch_size", "image_size", "workers", "augment")
+        return {"weights": info.get("weights_source"),
+                "finetune": {k: info["finetune"][k] for k in keep}}  # fmt: skip
+    if info.get("imagenet_classes"):
+        return {"weights": info.get("weights_source"), "as_is": True,
+                "imagenet_classes": info["imagenet_classes"]}  # fmt: skip
+    return None
 
 
 def check_label_free(spec: object, data: ClassificationData) -> None:

@@ -271,11 +271,14 @@ def amp_dtype(opts: FinetuneOptions, device: torch.device) -> torch.dtype | None
 
 
 EpochEnd = Callable[[int, dict, LoopState], None]  # (epoch done, metrics, state) after each epoch
+StepDone = Callable[[int, int, int], None]  # (epoch being trained, steps done, steps in it)
+STEP_EVERY_S = 5.0  # seconds between step callbacks
 
 
 def run_epochs(model: nn.Module, core: nn.Module, name: str, inputs: object, labels: np.ndarray,
                opts: FinetuneOptions, loop: LoopState, *, seed: int, rank: int, world: int,
-               device: torch.device, on_epoch: EpochEnd) -> None:  # fmt: skip
+               device: torch.device, on_epoch: EpochEnd,
+               on_step: StepDone | None = None) -> None:  # fmt: skip
     """Train from ``loop.epoch`` to ``opts.epochs``, calling ``on_epoch`` after each.
 
     Args:
@@ -292,6 +295,8 @@ def run_epochs(model: nn.Module, core: nn.Module, name: str, inputs: object, lab
         device: Where the model is.
         on_epoch: Called with (epoch number, ``{"train_loss", "train_accuracy",
             "seconds", "images_per_s"}`` of this worker, the state) after each epoch.
+        on_step: Called with (epoch number, steps done, steps in the epoch) at most
+            every ``STEP_EVERY_S`` seconds (progress).
     """
     import time
 
@@ -308,6 +313,7 @@ def run_epochs(model: nn.Module, core: nn.Module, name: str, inputs: object, lab
         pos = epoch_shard(len(labels), epoch, seed, rank, world, opts.batch_size)
         local = max(1, opts.local_batch if len(labels) >= opts.batch_size else len(pos))
         total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+        steps, told = len(pos) // local, start
         for s in range(0, len(pos) - local + 1, local):
             idx = np.sort(pos[s : s + local])  # sorted rows read the memory map in order
             x = transform(inputs[idx].reshape(len(idx), *shape), preprocess, device)
@@ -329,6 +335,9 @@ def run_epochs(model: nn.Module, core: nn.Module, name: str, inputs: object, lab
             total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += len(idx)
+            if on_step is not None and time.perf_counter() - told >= STEP_EVERY_S:
+                told = time.perf_counter()
+                on_step(epoch + 1, s // local + 1, steps)
         loop.epoch = epoch + 1
         seconds = time.perf_counter() - start
         on_epoch(epoch + 1, {"train_loss": total_loss / max(seen, 1),

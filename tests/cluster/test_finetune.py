@@ -89,7 +89,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
     victim = None
     while thread.is_alive() and time.perf_counter() - start < 300:
         try:
-            info = json.loads((folder / PROGRESS_FILE).read_text())["0"]
+            info = json.loads((folder / PROGRESS_FILE.format(rank=0)).read_text())
         except (OSError, ValueError, KeyError):
             info = None
         if info and info["epoch"] >= 2:
@@ -104,7 +104,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
     hist = json.loads((folder / HISTORY_FILE).read_text())
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]  # each epoch once
     assert any(h["resumed"] for h in hist) and not hist[0]["resumed"]
-    after = json.loads((folder / PROGRESS_FILE).read_text())["0"]
+    after = json.loads((folder / PROGRESS_FILE.format(rank=0)).read_text())
     assert after["pid"] != victim["pid"] and after["epoch"] == 4
     logits = np.load(folder / LOGITS_FILE)
     assert logits.shape == (1797, 10) and np.isfinite(logits).all()

@@ -8,6 +8,9 @@ On one CUDA device, in one run, side by side with the same machine's CPUs:
 - seed-epochs per second for the digits recipe (each epoch followed by a prediction
   on all 1,797 samples): plain loop per replica and packed ensembles of growing R on
   the GPU, and the plain loop and packed ensemble on the CPUs;
+- the fine-tune loop (``--finetune``): EfficientNet-Lite0 from its ImageNet weights,
+  linear probe and full, at 64 and 224 px with AMP, images/s on the GPU and on the
+  CPUs (:mod:`bench_finetune`'s loop, the build's own ``run_epochs``);
 - the text tasks (``--text``): QA span readers and seq2seq encoder-decoders trained
   side by side on the GPU and on the CPUs (wall per epoch), and the per-sample
   reductions of the same CPU-trained models computed on both devices (max difference).
@@ -85,6 +88,24 @@ def _resume_check(recipe, data, device) -> bool:
     return bool(np.array_equal(resumed[last], straight[last]))
 
 
+def finetune_checks(device: torch.device, sizes: tuple[int, ...] = (64, 224)) -> list[dict]:
+    """Images/s of the fine-tune loop on ``device`` and on the CPUs (fewer images there)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_finetune import loop_rate
+
+    rows = []
+    for size in sizes:
+        for mode in ("linear_probe", "full"):
+            gpu = loop_rate(mode, size, 4096, 64, device)
+            cpu = loop_rate(mode, size, 256 if size > 64 else 1024, 64, torch.device("cpu"))
+            rows.append({"mode": mode, "image_size": size, "device": round(gpu, 1),
+                         "cpu": round(cpu, 1)})  # fmt: skip
+            print(rows[-1], flush=True)
+    return rows
+
+
 def text_checks(device: torch.device, limit: int = 1500) -> list[dict]:
     """Train both text tasks' side-by-side loops on ``device`` and on the CPUs."""
     import copy
@@ -131,6 +152,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--text", action="store_true", help="also time the text tasks")
+    parser.add_argument("--finetune", action="store_true", help="also time fine-tuning")
     parser.add_argument("--packs", type=int, nargs="+", default=list(PACK_SIZES),
                         help="replicas per packed ensemble to time on the device")  # fmt: skip
     args = parser.parse_args()
@@ -167,6 +189,7 @@ def main() -> None:
     add("plain loop per replica", cpu, 5, _plain(recipe, seeds5, data, "cpu")[0])
     add("packed ensemble", cpu, 5, _packed(recipe, seeds5, data, "cpu")[0])
     text = text_checks(dev) if args.text else []
+    finetune = finetune_checks(dev) if args.finetune else []
     result = {
         "device": name,
         "torch": torch.__version__,
@@ -175,6 +198,7 @@ def main() -> None:
         "resume_bit_identical": resume_ok,
         "rows": rows,
         "text": text,
+        "finetune": finetune,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu.json").write_text(json.dumps(result, indent=2))
@@ -209,6 +233,16 @@ def main() -> None:
                 for r in text
             ],
         ]
+    if finetune:
+        lines += [
+            "",
+            f"Fine-tuning EfficientNet-Lite0 (ImageNet weights, batch 64, AMP on {name}):",
+            "",
+            f"| mode | image size | images/s on {name} | images/s on {cpu} |",
+            "|---|---|---|---|",
+            *[f"| {r['mode']} | {r['image_size']} | {r['device']:,.0f} | {r['cpu']:,.0f} |"
+              for r in finetune],
+        ]  # fmt: skip
     (args.out / "gpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
