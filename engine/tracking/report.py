@@ -52,7 +52,8 @@ def plot_kendall_scatter(
     if not info.higher_is_harder:
         ax.invert_xaxis()
     ax.set_xlabel(f"small ensemble {score} ({info.direction}; harder to the right)")
-    ax.set_ylabel(f"reference models' confusion ({', '.join(models)})")
+    names = ", ".join(models) if len(models) <= 2 else f"{len(models)} models"
+    ax.set_ylabel(f"reference models' confusion ({names})")  # the names: in the caption
     ax.set_title(f"Kendall tau (hardness) = {tau:.3f}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
