@@ -26,6 +26,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _agent_ports() -> list[str]:
+    """Free ports for a node's agents: the defaults (52365, ...) are taken by any other
+    cluster on this machine, such as the session's ``ray_local``, and a head whose job
+    agent cannot bind answers "No available agent to submit job" forever."""
+    return [f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}"]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def loopback_cluster():
     """Head (1 CPU) + a second node (2 CPUs) on 127.0.0.1, token auth on; torn down by pid."""
@@ -41,12 +51,14 @@ def loopback_cluster():
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     subprocess.run(
         [ray, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dash}", "--num-cpus=1", f"--temp-dir={temp}", *common],
+         f"--dashboard-port={dash}", "--num-cpus=1", f"--temp-dir={temp}", *common,
+         *_agent_ports()],
         env=env, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     try:
         subprocess.run(
-            [ray, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", *common],
+            [ray, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", *common,
+             *_agent_ports()],
             env=env, check=True, capture_output=True, timeout=120,
         )  # fmt: skip
         address = f"http://127.0.0.1:{dash}"
