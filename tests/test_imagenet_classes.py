@@ -109,6 +109,13 @@ def test_a_wordnet_id_folder_is_evaluated_with_imagenet_weights_as_they_are(
         x = prepare_inputs(inputs, get_model_config("efficientnet_lite0").preprocess)
         np.testing.assert_allclose(logits[:4], full(x)[:, [0, 652]].numpy(), atol=1e-4)
 
+    from engine.cli import main  # hardbench eval --pretrained: the same restricted logits
+
+    assert main(["eval", str(result.run_dir), "--model", "efficientnet_lite0", "--pretrained",
+                 "--label", "again"]) == 0  # fmt: skip
+    again = json.loads((result.run_dir / "eval" / "extra" / "again-pool.json").read_text())
+    assert again["error_all"] == pytest.approx(lite0["error_all"])
+
     (root / "n99999999").mkdir()
     for i, crop in enumerate(_photo_crops(2, rng)):
         Image.fromarray(crop).save(root / "n99999999" / f"{i:03d}.jpg")

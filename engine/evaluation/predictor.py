@@ -149,6 +149,9 @@ class SplitPredictor:
         device: Torch device; ``"auto"`` picks CUDA when there is one.
         cache_dir: The dataset cache a split without an ``input`` column refers to:
             each batch's inputs are gathered from it by ``sample_id``.
+        class_map: ImageNet indices of the benchmark's classes: the model is built with
+            its pretrained 1000-class head, which is then cut to these rows (ImageNet
+            weights evaluated as they are, :mod:`engine.models.imagenet`).
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class SplitPredictor:
         model_kwargs: dict | None = None,
         device: str = "auto",
         cache_dir: str | None = None,
+        class_map: list[int] | None = None,
     ) -> None:
         kwargs = dict(model_kwargs or {})
         preprocess = None
@@ -195,18 +199,19 @@ class SplitPredictor:
 
             path = require_hf_text_model(kwargs.get("path"))
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = (
-            create_model(
-                model,
-                num_classes=num_classes,
-                input_shape=self.input_shape,
-                pretrained=pretrained,
-                weights_file=weights_file,
-                **kwargs,
-            )
-            .to(self.device)
-            .eval()
+        net = create_model(
+            model,
+            num_classes=self.config.num_classes if class_map else num_classes,
+            input_shape=self.input_shape,
+            pretrained=pretrained,
+            weights_file=weights_file,
+            **kwargs,
         )
+        if class_map:
+            from engine.models.imagenet import restrict_head
+
+            restrict_head(net, model, list(class_map))
+        self.model = net.to(self.device).eval()
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -132,13 +132,19 @@ def evaluate_classifier(
             # Resolve the hub cache path here: actors may not see this process's TORCH_HOME.
             weights_file = str(hub_weights_file(model))
         if weights_file is not None:
+            head = _imagenet_head(run_dir, spec, model, weights_file, kwargs["num_classes"])
             try:  # readable, and the keys and shapes of this model: before any actor starts
                 check_weights_file(
-                    weights_file, model, num_classes=kwargs["num_classes"],
+                    weights_file, model, num_classes=head or kwargs["num_classes"],
                     input_shape=input_shape, **(model_kwargs or {}),
                 )  # fmt: skip
             except WeightsError as exc:
                 raise RunSetupError(str(exc)) from None
+            if head:
+                from engine.models.imagenet import imagenet_classes
+
+                classes = imagenet_classes(spec.load_data(run_dir).class_names)
+                kwargs["class_map"] = [c["index"] for c in classes]
         kwargs.update(model=model, weights_file=weights_file, model_kwargs=model_kwargs)
         name, options = model, model_kwargs or {}
         label = label or model
@@ -188,6 +194,43 @@ def evaluate_classifier(
     evals_dir = run_dir / "eval" / "extra"
     atomic_write_bytes(evals_dir / f"{label}-{split}.json", json.dumps(ev, indent=2).encode())
     return ev
+
+
+def _imagenet_head(run_dir: Path, spec: object, model: str, weights_file: str,
+                   num_classes: int) -> int | None:  # fmt: skip
+    """The ImageNet head size when these weights are evaluated as they are on ImageNet classes.
+
+    Weights with a 1000-class ImageNet head on a K-class run whose classes are all
+    ImageNet classes are evaluated with their logits restricted to those classes
+    (:mod:`engine.models.imagenet`); returns 1000 then, else None (the weights must
+    already have K classes).
+
+    Raises:
+        RunSetupError: For an ImageNet head on a run with a class that is no ImageNet
+            class (naming it).
+    """
+    from engine.models import get_model_config, load_state_dict
+    from engine.spec.evaluate import IMAGENET_CLASSES
+
+    config = get_model_config(model)
+    if config.classifier is None or config.num_classes != IMAGENET_CLASSES:
+        return None
+    try:
+        state = load_state_dict(weights_file, name=model)
+    except Exception:  # not loadable: check_weights_file words the error
+        return None
+    head = state.get(f"{config.classifier}.weight") if isinstance(state, dict) else None
+    if head is None or head.shape[0] != IMAGENET_CLASSES or num_classes == IMAGENET_CLASSES:
+        return None
+    from engine.models.imagenet import imagenet_classes
+
+    try:
+        imagenet_classes(spec.load_data(run_dir).class_names)
+    except ValueError as exc:
+        raise RunSetupError(
+            f"{model} has {IMAGENET_CLASSES}-class ImageNet weights: {exc}"
+        ) from None
+    return IMAGENET_CLASSES
 
 
 def _model_params(
