@@ -76,3 +76,11 @@ def redact_uri(uri: str) -> str:
 def has_credentials(uri: str) -> bool:
     """Whether ``uri`` embeds a user, password, key or token."""
     return redact_uri(uri) != uri
+
+
+def check_gpus(name: str, value: float) -> None:
+    """A GPU request: 0, a fraction (GPU sharing) or a whole number of GPUs."""
+    if value < 0 or (value > 1 and value != int(value)):
+        raise FieldError(
+            name, f"must be 0, a fraction in (0, 1] or a whole number of GPUs, got {value}"
+        )

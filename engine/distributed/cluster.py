@@ -69,3 +69,23 @@ def ray_session(num_cpus: int | None = None, *, quiet: bool = True) -> Iterator[
     finally:
         if started:
             ray.shutdown()
+
+
+def fit_in_thread(trainer: object, name: str) -> tuple[threading.Thread, dict]:
+    """Start ``trainer.fit()`` in a daemon thread, so the caller can print progress meanwhile.
+
+    Returns:
+        The started thread and the outcome dict it fills: ``"result"`` (the fit's
+        result) or ``"error"`` (what it raised, to re-raise in the caller's thread).
+    """
+    outcome: dict = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # surfaced in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fit, name=name, daemon=True)
+    thread.start()
+    return thread, outcome

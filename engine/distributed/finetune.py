@@ -215,18 +215,9 @@ STEP_LOG_S = 20.0  # seconds between step lines within a long epoch
 def _fit_with_progress(trainer: object, folder: Path, name: str, epochs: int,
                        log: Callable[[str], None]) -> object:  # fmt: skip
     """``trainer.fit()`` in a thread, logging each epoch rank 0 finishes; its result."""
-    import threading
+    from engine.distributed.cluster import fit_in_thread
 
-    outcome: dict = {}
-
-    def fit() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as exc:  # surfaced in the caller's thread below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=fit, name=f"hardbench-finetune-{name}", daemon=True)
-    thread.start()
+    thread, outcome = fit_in_thread(trainer, f"hardbench-finetune-{name}")
     shown, last_step = 0, time.perf_counter()
     while thread.is_alive():
         thread.join(PROGRESS_POLL_S)

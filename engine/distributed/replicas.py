@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from engine.data import SPLIT_TRAIN
 from engine.data.cache import take_rows
 from engine.data.loading import ensure_run_cache
+from engine.distributed.cluster import fit_in_thread
 from engine.scores import entropy, replica_scalars
 from engine.scores.dynamics import NOT_PRESENTED
 from engine.shards import (
@@ -547,14 +547,6 @@ def train_replicas(
             failure_config=FailureConfig(max_failures=spec.replicas.max_failures),
         ),
     )
-    outcome: dict = {}
-
-    def fit() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as exc:  # surfaced in the caller's thread below
-            outcome["error"] = exc
-
     start = time.perf_counter()
     gpu = f", {spec.replicas.gpus_per_worker} GPU" if spec.replicas.gpus_per_worker else ""
     log(
@@ -562,8 +554,7 @@ def train_replicas(
         f"Ray Train workers ({spec.replicas.cpus_per_worker} CPU{gpu} each)"
         + (f"; {already}/{total} pairs done before, not retrained" if already else "")
     )
-    thread = threading.Thread(target=fit, name="hardbench-train", daemon=True)
-    thread.start()
+    thread, outcome = fit_in_thread(trainer, "hardbench-train")
     last_done, last_print = -1, start
     while thread.is_alive():
         thread.join(PROGRESS_POLL_S)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from engine._util import FieldError
+from engine._util import FieldError, check_gpus
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # spec and model labels
 SPEC_VERSION = 1  # the spec format this engine reads
@@ -26,11 +26,3 @@ __all__ = [
 
 class SpecError(ValueError):
     """A spec that cannot be run; the message names the field and allowed values."""
-
-
-def check_gpus(name: str, value: float) -> None:
-    """A GPU request: 0, a fraction (GPU sharing) or a whole number of GPUs."""
-    if value < 0 or (value > 1 and value != int(value)):
-        raise FieldError(
-            name, f"must be 0, a fraction in (0, 1] or a whole number of GPUs, got {value}"
-        )

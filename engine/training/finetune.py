@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine._util import FieldError
+from engine._util import FieldError, check_gpus
 from engine.models import Preprocess, classifier_of, create_model, get_model_config
 from engine.training.augment import AUGMENT_SEED_OFFSET, AUGMENTATIONS, augment_batch
 
@@ -116,9 +116,7 @@ class FinetuneOptions:
                                         f"got {self.augment}")  # fmt: skip
         if not self.cpus_per_worker > 0:
             raise FieldError("cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
-        if self.gpus_per_worker < 0 or (self.gpus_per_worker > 1 and self.gpus_per_worker % 1):
-            raise FieldError("gpus_per_worker", "must be 0, a fraction in (0, 1] or a whole "
-                                                f"number, got {self.gpus_per_worker}")  # fmt: skip
+        check_gpus("gpus_per_worker", self.gpus_per_worker)
         if self.max_failures < 0:
             raise FieldError("max_failures", f"must be >= 0, got {self.max_failures}")
 
