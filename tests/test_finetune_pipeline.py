@@ -56,7 +56,8 @@ def test_hardbench_eval_reproduces_the_build_metrics(probe_run, capsys):
 
     built = next(e for e in probe_run.evaluations if e["model"] == "effnet_probe")
     folder = probe_run.run_dir / "models" / "effnet_probe"
-    again = evaluate_model_on_run(probe_run.run_dir, model_uri=str(folder), label="probe_dir")
+    again = evaluate_model_on_run(probe_run.run_dir, model_uri=str(folder), label="probe_dir",
+                                  actors=2, cpus_per_actor=0.5)  # fmt: skip
     child = probe_run.mlflow["model_runs"]["effnet_probe"]
     logged = evaluate_model_on_run(
         probe_run.run_dir, model_uri=f"runs:/{child}/model", label="probe_mlflow"

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.distributed.evaluation import PREDICTIONS_FILE, read_predictions
 from engine.evaluation.predictor import prepare_inputs
 from engine.lifecycle import run_benchmark
 from engine.models import create_model, get_model_config
@@ -97,7 +98,7 @@ def test_a_wordnet_id_folder_is_evaluated_with_imagenet_weights_as_they_are(
     assert "n03763968 = ImageNet 652 (military uniform)" in result.card_paths["md"].read_text()
     # every photo is Grace Hopper in uniform: the untrained ImageNet model says so
     folder = result.run_dir / "models" / "lite0"
-    logits = np.load(folder / "logits.npy")
+    logits = read_predictions(folder / PREDICTIONS_FILE)  # streamed there by the eval pool
     assert logits.shape == (24, 2) and (logits.argmax(1) == 1).all()  # class 1: the uniform
     assert lite0["error_all"] == pytest.approx(0.5, abs=0.26)  # the "tench" half is all wrong
     cache = result.run_dir / "dataset.json"

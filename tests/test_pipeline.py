@@ -505,6 +505,14 @@ def test_eval_refuses_bad_weights_before_any_actor_starts(tiny_run, tmp_path, ca
     shutil.copytree(run / "models" / "small_mlp", bad_dir)
     (bad_dir / "weights.pt").write_bytes(garbage.read_bytes())
     cases.append((["--model-uri", str(bad_dir)], f"model {bad_dir}: weights file"))
+    good = str(run / "models" / "small_mlp")
+    cases += [
+        (["--model-uri", good, "--actors", "0"], "--actors must be 'auto' or an integer >= 1"),
+        (["--model-uri", good, "--gpus-per-actor", "1"],
+         "a prediction actor asks for 1 GPU but the Ray cluster has 0"),
+        (["--model-uri", good, "--actors", "9", "--num-cpus", "2"],
+         "9 prediction actors (evaluate.actors, --actors) do not fit the Ray cluster"),
+    ]  # fmt: skip
     for args, message in cases:
         assert main(["eval", str(run), *args]) == EXIT_BAD_INPUT
         err = capsys.readouterr().err

@@ -9,6 +9,19 @@ import sys
 from engine.cli.common import EXIT_BAD_INPUT, default_runs_dir
 
 
+def _actors(value: str | None) -> int | str | None:
+    """``--actors``: None (the spec's), ``auto`` or a number >= 1."""
+    if value is None or value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"--actors must be 'auto' or an integer >= 1, got {value!r}")
+    return n
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """``hardbench eval RUN``: measure a registered or MLflow-logged model on a split."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -34,6 +47,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             model_kwargs=model_kwargs or None,
             split=args.split,
             num_cpus=args.num_cpus,
+            actors=_actors(args.actors),
             cpus_per_actor=args.cpus_per_actor,
             gpus_per_actor=args.gpus_per_actor,
         )

@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="pool", help="pool (all metrics) or hard, rest, bin_<b>")
     ev.add_argument("--num-cpus", type=int, default=None)
     ev.add_argument(
+        "--actors",
+        default=None,
+        help="prediction actors: a number or auto (default: evaluate.actors)",
+    )
+    ev.add_argument(
         "--cpus-per-actor", type=float, default=None, help="default: evaluate.cpus_per_actor"
     )
     ev.add_argument(

@@ -6,9 +6,9 @@ workers for the CPUs of a small cluster), trains with the options of
 :class:`engine.training.finetune.FinetuneOptions`, and rank 0 reports a Ray Train
 ``Checkpoint`` (model, optimizer, schedule, augmentation RNG) after every epoch. A
 worker that dies makes Ray Train restart the group (``FailureConfig``) from that
-checkpoint. When the last epoch is done, rank 0 predicts every sample with the same
-transform and saves the model folder (weights, descriptor with that transform,
-history, logits) as the scratch-trained models do.
+checkpoint. When the last epoch is done, rank 0 saves the model folder (weights, the
+descriptor with its transform, history) as the scratch-trained models do; the
+evaluation pool then predicts every sample through that transform.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-
-import numpy as np
 
 from engine.data import SPLIT_TRAIN
 from engine.data.cache import take_rows
@@ -135,31 +133,31 @@ def finetune_worker(config: dict) -> None:
                rank=rank, world=world, device=device, on_epoch=on_epoch,
                on_step=on_step)  # fmt: skip
     if rank == 0:
-        _save_model(run_dir, spec, config["index"], core, data, history, device)
+        _save_model(run_dir, spec, config["index"], core, data, history)
 
 
 def _save_model(run_dir: Path, spec: BenchmarkSpec, index: int, core: object, data: object,
-                history: list[dict], device: object) -> None:  # fmt: skip
-    """Rank 0 after the last epoch: predict every sample, then write the model folder."""
-    import torch
+                history: list[dict]) -> None:  # fmt: skip
+    """Rank 0 after the last epoch: write the model folder, its transform in the descriptor.
 
+    The evaluation pool predicts with it afterwards, through that same transform.
+    """
     from engine.distributed.models import save_model_folder
-    from engine.training.finetune import finetune_preprocess, predict_logits
+    from engine.training.finetune import finetune_preprocess
 
     entry = spec.evaluate.models[index]
     preprocess = finetune_preprocess(entry.recipe.model, entry.finetune.image_size)
-    logits = predict_logits(core, data.inputs, preprocess, torch.device(device))
-    save_model_folder(run_dir, entry, core, data, history, logits,
+    save_model_folder(run_dir, entry, core.cpu(), data, history,
                       extra={"preprocess": asdict(preprocess), "weights_source": entry.weights,
                              "finetune": asdict(entry.finetune)})  # fmt: skip
 
 
 def finetune_model(run_dir: Path | str, spec: BenchmarkSpec, index: int, *,
                    log: Callable[[str], None] = print) -> dict:  # fmt: skip
-    """Fine-tune ``spec.evaluate.models[index]`` with one ``TorchTrainer`` fit; its logits.
+    """Fine-tune ``spec.evaluate.models[index]`` with one ``TorchTrainer`` fit; save its folder.
 
     Returns:
-        ``{"name", "logits" (N, K) float32, "seconds", "weights"}``.
+        ``{"name", "seconds", "weights"}``.
 
     Raises:
         ValueError: For a request the cluster cannot place (see :func:`check_cluster_fits`)
@@ -169,7 +167,7 @@ def finetune_model(run_dir: Path | str, spec: BenchmarkSpec, index: int, *,
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from engine.distributed.models import LOGITS_FILE, MODELS_DIR, WEIGHTS_FILE
+    from engine.distributed.models import MODELS_DIR, WEIGHTS_FILE
 
     entry = spec.evaluate.models[index]
     opts = entry.finetune
@@ -203,8 +201,7 @@ def finetune_model(run_dir: Path | str, spec: BenchmarkSpec, index: int, *,
     if getattr(result, "error", None) is not None:
         raise RuntimeError(f"fine-tuning {entry.name} failed: {result.error}") from result.error
     folder = run_dir / MODELS_DIR / entry.name
-    logits = np.load(folder / LOGITS_FILE, allow_pickle=False)
-    return {"name": entry.name, "logits": logits, "seconds": time.perf_counter() - start,
+    return {"name": entry.name, "seconds": time.perf_counter() - start,
             "weights": str(folder / WEIGHTS_FILE)}  # fmt: skip
 
 

@@ -1,59 +1,64 @@
-"""Train the evaluated models as Ray tasks, in parallel, and return their predictions."""
+"""Train the evaluated models as Ray tasks, in parallel; predict with them through the pool."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from engine.data import SPLIT_TRAIN
 from engine.data.cache import take_rows
 from engine.data.loading import ensure_run_cache
+from engine.distributed.evaluation import PREDICTIONS_FILE, read_predictions
 from engine.evaluation.predictor import DESCRIPTOR_FILE
 from engine.shards import atomic_write_bytes
 from engine.spec import BenchmarkSpec, EvalModelSpec, parse_spec
-from engine.training import infer, train
+from engine.training import train
 
 MODELS_DIR = "models"  # under the run directory: one folder per evaluated model
 WEIGHTS_FILE = "weights.pt"  # the state dict (loaded with weights_only=True)
-LOGITS_FILE = "logits.npy"  # float32 (N, K) predictions on every sample, written last
-HISTORY_FILE = "history.json"  # per-epoch train loss and accuracy (the model's learning curve)
+HISTORY_FILE = "history.json"  # per-epoch train loss and accuracy; the folder's last file
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+def model_folder_done(run_dir: Path | str, name: str) -> bool:
+    """Whether evaluated model ``name`` was trained in an earlier attempt (weights saved).
 
-
-def finished_logits(run_dir: Path | str, name: str) -> np.ndarray | None:
-    """The logits of an evaluated model that finished in an earlier attempt, or None.
-
-    ``logits.npy`` is written after the weights and descriptor, so its presence
-    means the model's folder is complete.
+    The history is written after the weights and the descriptor, so its presence
+    means the folder is complete; the predictions may still be missing.
     """
     folder = Path(run_dir) / MODELS_DIR / name
-    if not all((folder / f).exists() for f in (WEIGHTS_FILE, DESCRIPTOR_FILE, LOGITS_FILE)):
+    return all((folder / f).exists() for f in (WEIGHTS_FILE, DESCRIPTOR_FILE, HISTORY_FILE))
+
+
+def finished_logits(run_dir: Path | str, name: str, num_samples: int) -> np.ndarray | None:
+    """The logits (N, K) an evaluated model's predictions file holds, or None.
+
+    The file is renamed into place once every sample is in (:func:`predict_samples`),
+    so one that reads back with every sample id is complete.
+    """
+    path = Path(run_dir) / MODELS_DIR / name / PREDICTIONS_FILE
+    if not model_folder_done(run_dir, name) or not path.exists():
         return None
     try:
-        return np.load(folder / LOGITS_FILE, allow_pickle=False)
-    except (OSError, ValueError):
+        return read_predictions(path, num_samples)
+    except (OSError, ValueError, pa.ArrowException):
         return None
 
 
 def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpec) -> dict:
-    """Train one evaluated model on the training split and predict on every sample.
+    """Train one evaluated model on the training split; save its folder.
 
     Plain function (no Ray). The state dict and a descriptor that rebuilds the model
     from the registry are saved under ``models/<name>/`` (and logged to MLflow, so the
-    model can be evaluated again from its ``runs:/<id>/model`` URI).
+    model can be evaluated again from its ``runs:/<id>/model`` URI). It predicts
+    nothing: the evaluation pool does (:func:`predict_samples`).
 
     Returns:
-        ``{"name", "logits" (N, K) float32, "seconds", "weights"}``.
+        ``{"name", "seconds", "weights"}``.
     """
     import torch
 
@@ -71,28 +76,23 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         mitigation=mitigation_for(run_dir, model, idx),
         history=history,
     )
-    logits = infer(net, data.inputs, device=device)
-    weights = save_model_folder(run_dir, model, net, data, history, logits)
-    return {
-        "name": model.name,
-        "logits": logits,
-        "seconds": time.perf_counter() - start,
-        "weights": str(weights),
-    }
+    weights = save_model_folder(run_dir, model, net, data, history)
+    return {"name": model.name, "seconds": time.perf_counter() - start, "weights": str(weights)}
 
 
 def save_model_folder(run_dir: Path | str, model: EvalModelSpec, net: object, data: object,
-                      history: list[dict], logits: np.ndarray, *,
-                      extra: dict | None = None) -> Path:  # fmt: skip
-    """Write ``models/<name>/``: weights, the descriptor, history, then the logits (last).
+                      history: list[dict], *, extra: dict | None = None) -> Path:  # fmt: skip
+    """Write ``models/<name>/``: weights, the descriptor, then the history (last).
 
     The descriptor rebuilds the model from the registry (``hardbench eval``); ``extra``
-    adds to it (a fine-tuned model's transform and options). Returns the weights' path.
+    adds to it (a fine-tuned model's transform and options). Predictions of an
+    earlier training of the model are removed. Returns the weights' path.
     """
     import torch
 
     out_dir = Path(run_dir) / MODELS_DIR / model.name
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / PREDICTIONS_FILE).unlink(missing_ok=True)
     weights = out_dir / WEIGHTS_FILE
     tmp = weights.with_suffix(".pt.tmp")
     torch.save(net.state_dict(), tmp)
@@ -107,7 +107,6 @@ def save_model_folder(run_dir: Path | str, model: EvalModelSpec, net: object, da
     }
     atomic_write_bytes(out_dir / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2).encode())
     atomic_write_bytes(out_dir / HISTORY_FILE, json.dumps(history).encode())
-    _save_npy(out_dir / LOGITS_FILE, logits)
     return weights
 
 
@@ -149,20 +148,19 @@ def mitigation_for(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndar
 def evaluate_as_is(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpec) -> dict:
     """An ImageNet model with its own weights, its head cut to the benchmark's ImageNet classes.
 
-    No training: the logits of every sample are the model's ImageNet logits of the
-    benchmark's classes (:mod:`engine.models.imagenet`), through the model's own
-    preprocessing. The folder's descriptor records the class mapping.
+    No training: the folder holds the model with its head restricted, so the pool's
+    logits of every sample are the model's ImageNet logits of the benchmark's classes
+    (:mod:`engine.models.imagenet`), through the model's own preprocessing (recorded
+    in the descriptor with the class mapping).
 
     Returns:
-        ``{"name", "logits" (N, K) float32, "seconds", "weights"}``.
+        ``{"name", "seconds", "weights"}``.
     """
     from dataclasses import asdict
 
-    import torch
-
     from engine.models import create_model, get_model_config
     from engine.models.imagenet import imagenet_classes, restrict_head
-    from engine.training.finetune import WEIGHTS_PRETRAINED, predict_logits
+    from engine.training.finetune import WEIGHTS_PRETRAINED
 
     start = time.perf_counter()
     data = spec.load_data(run_dir)
@@ -174,13 +172,10 @@ def evaluate_as_is(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpe
                        weights_file=None if pretrained else model.weights,
                        **model.recipe.model_kwargs)  # fmt: skip
     restrict_head(net, name, [c["index"] for c in classes])
-    device = torch.device("cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu")
-    logits = predict_logits(net.to(device), data.inputs, config.preprocess, device)
     extra = {"preprocess": asdict(config.preprocess), "weights_source": model.weights,
              "imagenet_classes": classes}  # fmt: skip
-    weights = save_model_folder(run_dir, model, net, data, [], logits, extra=extra)
-    return {"name": model.name, "logits": logits, "seconds": time.perf_counter() - start,
-            "weights": str(weights)}  # fmt: skip
+    weights = save_model_folder(run_dir, model, net, data, [], extra=extra)
+    return {"name": model.name, "seconds": time.perf_counter() - start, "weights": str(weights)}
 
 
 def _remote_entry(run_dir: str, spec_dict: dict, index: int) -> dict:
@@ -194,31 +189,50 @@ def _remote_entry(run_dir: str, spec_dict: dict, index: int) -> dict:
 def train_eval_models(
     run_dir: Path | str, spec: BenchmarkSpec, *, log: Callable[[str], None] = print
 ) -> dict[str, np.ndarray]:
-    """Train every ``evaluate.models`` entry as a Ray task (CPUs and GPUs as the spec asks).
+    """Train every ``evaluate.models`` entry, then predict every sample with each.
 
-    A model whose folder is complete from an earlier attempt of the run is loaded,
-    not retrained.
+    Models train as Ray tasks (CPUs and GPUs as the spec asks), fine-tunes as Ray Train
+    runs; then each model's predictions come from the Ray Data evaluation pool
+    (``evaluate.actors``, ``cpus_per_actor``, ``gpus_per_actor``), streamed to
+    ``models/<name>/predictions.parquet``. A model trained in an earlier attempt of
+    the run is not retrained; one with its predictions is not predicted again.
 
     Returns:
         Model name -> float32 logits of shape (N, K) for all samples.
+
+    Raises:
+        ValueError: For a request the cluster cannot place (GPUs it does not have,
+            more actors than fit), before anything is trained.
     """
     import ray
 
+    from engine.distributed.evaluation import eval_pool_size, predict_samples
+
     run_dir = str(Path(run_dir).resolve())
     ensure_run_cache(run_dir, spec, log)  # the cache exists before any task reads it
+    data = spec.load_data(run_dir)
+    ev = spec.evaluate
+    n = len(data.labels)
+    block_size = spec.shards.block_size
+    eval_pool_size(ev.actors, -(-n // block_size), ev.cpus_per_actor, ev.gpus_per_actor)
     spec_dict = spec.to_dict()
     out: dict[str, np.ndarray] = {}
-    for m in spec.evaluate.models:
-        logits = finished_logits(run_dir, m.name)
+    for m in ev.models:
+        logits = finished_logits(run_dir, m.name, n)
         if logits is not None:
             out[m.name] = logits
     if out:
-        log(f"[models] finished before, not retrained: {', '.join(out)}")
-    todo = [(i, m) for i, m in enumerate(spec.evaluate.models) if m.name not in out]
+        log(f"[models] finished before, not trained or predicted again: {', '.join(out)}")
+    trained = [
+        m.name for m in ev.models if m.name not in out and model_folder_done(run_dir, m.name)
+    ]
+    if trained:
+        log(f"[models] trained before, only predicted: {', '.join(trained)}")
+    todo = [(i, m) for i, m in enumerate(ev.models) if m.name not in out and m.name not in trained]
     if any(m.weights is not None and m.finetune is None for _, m in todo):
         from engine.models.imagenet import imagenet_classes
 
-        imagenet_classes(spec.load_data(run_dir).class_names)  # a class without a match: now
+        imagenet_classes(data.class_names)  # a class without a match: now
     gpus = float(ray.cluster_resources().get("GPU", 0))
     for _, m in todo:  # refused now: Ray would wait forever for a GPU that is not there
         if m.finetune is None and m.gpus > gpus:
@@ -240,7 +254,6 @@ def train_eval_models(
         result = ray.get(done[0])
         pending.pop(done[0])
         log(f"[models] {result['name']} trained in {result['seconds']:.1f} s")
-        out[result["name"]] = result["logits"]
     # Fine-tunes run one TorchTrainer at a time, after the tasks: a worker group that
     # waits more than a minute for CPUs held by tasks fails to start.
     from engine.distributed.finetune import finetune_model
@@ -249,5 +262,11 @@ def train_eval_models(
         if m.finetune is not None:
             result = finetune_model(run_dir, spec, i, log=log)
             log(f"[models] {result['name']} fine-tuned in {result['seconds']:.1f} s")
-            out[result["name"]] = result["logits"]
-    return {m.name: out[m.name] for m in spec.evaluate.models}
+    missing = {m.name: Path(run_dir) / MODELS_DIR / m.name for m in ev.models
+               if m.name not in out}  # fmt: skip
+    if missing:
+        out.update(predict_samples(
+            data, missing, actors=ev.actors, cpus_per_actor=ev.cpus_per_actor,
+            gpus_per_actor=ev.gpus_per_actor, block_size=block_size, log=log,
+        ))  # fmt: skip
+    return {m.name: out[m.name] for m in ev.models}

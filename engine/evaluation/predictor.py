@@ -10,12 +10,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
 from engine.models import Preprocess, create_model, get_model_config
 
 DESCRIPTOR_FILE = "model.json"  # registry name, options, classes, input shape, weights file
+FORWARD_BATCH = 64  # images per forward pass (256 ran 3x slower on CPUs: memory-bound)
 HF_MAX_LENGTH = 256  # tokens a Hugging Face classifier reads per text (longer texts truncated)
 
 
@@ -152,6 +154,12 @@ class SplitPredictor:
         class_map: ImageNet indices of the benchmark's classes: the model is built with
             its pretrained 1000-class head, which is then cut to these rows (ImageNet
             weights evaluated as they are, :mod:`engine.models.imagenet`).
+        output: ``"top1"`` (``pred``, ``conf``) or ``"logits"`` (an Arrow table of
+            ``sample_id`` and ``logits``, a list of K float32 per row).
+
+    A saved model directory is evaluated through the transform its descriptor records
+    (a fine-tuned or ImageNet model's) or none (a model trained on the stored inputs);
+    a registry model through the registry's preprocessing.
     """
 
     def __init__(
@@ -167,10 +175,14 @@ class SplitPredictor:
         device: str = "auto",
         cache_dir: str | None = None,
         class_map: list[int] | None = None,
+        output: str = "top1",
     ) -> None:
+        if output not in ("top1", "logits"):
+            raise ValueError(f"output must be 'top1' or 'logits', got {output!r}")
+        self.output = output
         kwargs = dict(model_kwargs or {})
-        preprocess = None
         self.cached = None
+        info: dict | None = None
         if cache_dir is not None:
             from engine.data.cache import CachedInputs
 
@@ -179,11 +191,11 @@ class SplitPredictor:
             info = describe_model_dir(model_dir)
             model, kwargs, weights_file = info["model"], info["model_kwargs"], info["weights_file"]
             num_classes = num_classes or info["num_classes"]
-            preprocess = descriptor_preprocess(info)
         if model is None:
             raise ValueError("give a registered model name or a model_dir")
         self.config = get_model_config(model)
-        self.preprocess = preprocess or self.config.preprocess
+        self.preprocess = (descriptor_preprocess(info) if info is not None
+                           else self.config.preprocess)  # fmt: skip
         self.input_shape = tuple(input_shape)
         self.device = torch.device(
             "cuda"
@@ -213,9 +225,25 @@ class SplitPredictor:
             restrict_head(net, model, list(class_map))
         self.model = net.to(self.device).eval()
 
+    def stored_inputs(self, batch: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The batch's stored inputs (B, *input_shape): its ``input`` column or the cache's rows.
+
+        None for a Hugging Face classifier, which reads the ``text`` column instead.
+        """
+        if self.tokenizer is not None:
+            return None
+        if "input" in batch:
+            flat = batch["input"]
+            flat = np.stack(flat) if flat.dtype == object else flat
+        elif self.cached is not None:
+            flat = self.cached[np.asarray(batch["sample_id"], dtype=np.int64)]
+        else:
+            raise ValueError("the split has no input column and no dataset cache was given")
+        return flat.reshape(len(flat), *self.input_shape)
+
     @torch.no_grad()
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Predict a batch: returns ``sample_id``, ``pred`` (argmax) and ``conf`` (its probability)."""
+    def logits(self, batch: dict[str, np.ndarray], inputs: np.ndarray | None) -> np.ndarray:
+        """Float32 logits (B, K) of a batch whose stored inputs are ``inputs`` (see :meth:`stored_inputs`)."""
         if self.tokenizer is not None:
             if "text" not in batch:
                 raise ValueError(
@@ -226,23 +254,68 @@ class SplitPredictor:
                 [str(t) for t in batch["text"]], padding=True, truncation=True,
                 max_length=self.max_length, return_tensors="pt",
             )  # fmt: skip
-            logits = self.model(
+            out = self.model(
                 enc["input_ids"].to(self.device),
                 attention_mask=enc["attention_mask"].to(self.device),
             )
         else:
-            if "input" in batch:
-                flat = batch["input"]
-                flat = np.stack(flat) if flat.dtype == object else flat
-            elif self.cached is not None:
-                flat = self.cached[np.asarray(batch["sample_id"], dtype=np.int64)]
-            else:
-                raise ValueError("the split has no input column and no dataset cache was given")
-            x = prepare_inputs(flat.reshape(len(flat), *self.input_shape), self.preprocess)
-            logits = self.model(x.to(self.device))
-        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        return {
-            "sample_id": np.asarray(batch["sample_id"]),
-            "pred": probs.argmax(1),
-            "conf": probs.max(1),
-        }
+            out = torch.cat([
+                self.model(prepare_inputs(inputs[s : s + FORWARD_BATCH], self.preprocess)
+                           .to(self.device))
+                for s in range(0, len(inputs), FORWARD_BATCH)
+            ])  # fmt: skip
+        return out.float().cpu().numpy()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray] | pa.Table:
+        """Predict a batch: ``sample_id`` with ``pred`` (argmax) and ``conf`` (its probability), or ``logits``."""
+        values = self.logits(batch, self.stored_inputs(batch))
+        ids = np.asarray(batch["sample_id"], dtype=np.int64)
+        if self.output == "logits":
+            return pa.table({"sample_id": pa.array(ids), "logits": logits_column(values)})
+        probs = torch.softmax(torch.from_numpy(values), dim=1).numpy()
+        return {"sample_id": ids, "pred": probs.argmax(1), "conf": probs.max(1)}
+
+
+def logits_column(values: np.ndarray) -> pa.FixedSizeListArray:
+    """(B, K) float32 logits -> an Arrow column of B lists of K values."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
+
+
+LOGITS_COLUMN = "logits/{name}"  # ModelsPredictor's output column of one model
+
+
+class ModelsPredictor:
+    """Callable class: a batch of samples in, the logits of every listed model out.
+
+    What the build's evaluation pool runs: each actor loads all the models once (one
+    actor start, one read of each batch's inputs for all of them).
+
+    Args:
+        model_dirs: Model name -> its saved folder (descriptor + weights).
+        input_shape: Shape of one stored input, e.g. (1, 28, 28).
+        cache_dir: The dataset cache the batches' sample ids refer to (None when the
+            batches carry an ``input`` column).
+        device: Torch device; ``"auto"`` picks CUDA when there is one.
+    """
+
+    def __init__(self, model_dirs: dict[str, str], *, input_shape: tuple[int, ...],
+                 cache_dir: str | None = None, device: str = "auto") -> None:  # fmt: skip
+        if not model_dirs:
+            raise ValueError("no models to predict with")
+        self.predictors = {
+            name: SplitPredictor(model_dir=str(d), input_shape=input_shape, cache_dir=cache_dir,
+                                 device=device, output="logits")
+            for name, d in model_dirs.items()
+        }  # fmt: skip
+        self._reader = next((p for p in self.predictors.values() if p.tokenizer is None), None)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        """``sample_id`` and one ``logits/<name>`` column (lists of K float32) per model."""
+        inputs = None if self._reader is None else self._reader.stored_inputs(batch)
+        columns = {"sample_id": pa.array(np.asarray(batch["sample_id"], dtype=np.int64))}
+        for name, predictor in self.predictors.items():
+            columns[LOGITS_COLUMN.format(name=name)] = logits_column(
+                predictor.logits(batch, inputs)
+            )
+        return pa.table(columns)

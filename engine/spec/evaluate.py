@@ -116,13 +116,20 @@ class EvaluateSpec:
     ``reference_models`` are the models whose ensemble confusion the small ensemble's
     score is compared with (Kendall's tau): ``larger`` (the default) takes every
     evaluated model with more parameters than the whole replica ensemble (R times one
-    replica), or list the names. ``cpus_per_actor`` and ``gpus_per_actor`` are the
-    defaults of ``hardbench eval``'s prediction actors (the CLI can override them).
+    replica), or list the names.
+
+    Every evaluated model predicts every sample through a Ray Data actor pool
+    (:mod:`engine.distributed.evaluation`), its predictions streamed to Parquet:
+    ``actors`` of them (``"auto"``: one per block, as many as fit in the cluster's CPUs
+    minus one, which Ray Data's reads need, and in its GPUs), each reserving
+    ``cpus_per_actor`` CPUs and ``gpus_per_actor`` GPUs. ``hardbench eval`` uses the same
+    defaults (the CLI can override them).
     """
 
     models: list[EvalModelSpec] = field(default_factory=list)
     ensemble: bool = True
     reference_models: list[str] | str = REFERENCE_LARGER
+    actors: int | str = "auto"
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
 
@@ -150,6 +157,10 @@ class EvaluateSpec:
                     f"must name evaluated models ({', '.join(names) or 'none listed'}), "
                     f"got {self.reference_models}",
                 )
+        if self.actors != "auto" and not (
+            isinstance(self.actors, int) and not isinstance(self.actors, bool) and self.actors >= 1
+        ):
+            raise FieldError("actors", f"must be 'auto' or an integer >= 1, got {self.actors!r}")
         if not self.cpus_per_actor > 0:
             raise FieldError("cpus_per_actor", f"must be > 0, got {self.cpus_per_actor}")
         check_gpus("gpus_per_actor", self.gpus_per_actor)

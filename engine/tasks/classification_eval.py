@@ -43,6 +43,7 @@ def evaluate_classifier(
     num_classes: int | None = None,
     split: str = "pool",
     num_cpus: int | None = None,
+    actors: int | str | None = None,
     cpus_per_actor: float | None = None,
     gpus_per_actor: float | None = None,
 ) -> dict:
@@ -68,6 +69,7 @@ def evaluate_classifier(
         num_classes: Output size (default: the dataset's).
         split: ``pool`` or any built split (``hard``, ``rest``, ``bin_<b>``).
         num_cpus: CPUs of a local Ray cluster.
+        actors: Prediction actors, or ``"auto"`` (default: the spec's ``evaluate.actors``).
         cpus_per_actor: CPUs of each prediction actor (default: the spec's
             ``evaluate.cpus_per_actor``).
         gpus_per_actor: GPU share of each prediction actor (default: the spec's
@@ -154,6 +156,7 @@ def evaluate_classifier(
         out = predict_split(
             built.files[split],
             kwargs,
+            actors=spec.evaluate.actors if actors is None else actors,
             cpus_per_actor=spec.evaluate.cpus_per_actor
             if cpus_per_actor is None
             else cpus_per_actor,

@@ -33,9 +33,6 @@ MODES = ("linear_probe", "full")  # train only the new head, or every weight
 SCHEDULES = ("cosine", "constant")  # the learning rate after warm-up
 OPTIMIZERS = ("adamw", "sgd")
 WEIGHTS_PRETRAINED = "pretrained"  # evaluate.models[].weights: the registry's own weights
-PREDICT_BATCH = (
-    64  # images per forward pass when predicting (256 ran 3x slower on CPUs: memory-bound)
-)
 
 
 @dataclass(frozen=True)
@@ -341,16 +338,3 @@ def run_epochs(model: nn.Module, core: nn.Module, name: str, inputs: object, lab
         on_epoch(epoch + 1, {"train_loss": total_loss / max(seen, 1),
                              "train_accuracy": correct / max(seen, 1), "seconds": seconds,
                              "images_per_s": seen / max(seconds, 1e-9)}, loop)  # fmt: skip
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, inputs: object, preprocess: Preprocess,
-                   device: torch.device, batch_size: int = PREDICT_BATCH) -> np.ndarray:  # fmt: skip
-    """Float32 logits (N, K) of every input (N, C, H, W), in eval mode, through ``preprocess``."""
-    model.eval()
-    shape = tuple(inputs.shape[1:])
-    out = []
-    for s in range(0, len(inputs), batch_size):
-        batch = np.asarray(inputs[s : s + batch_size], np.float32).reshape(-1, *shape)
-        out.append(model(transform(batch, preprocess, device)).float().cpu())
-    return torch.cat(out).numpy()

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from engine.distributed.evaluation import PREDICTIONS_FILE, predict_samples
 from engine.distributed.finetune import PROGRESS_FILE, finetune_model
-from engine.distributed.models import HISTORY_FILE, LOGITS_FILE, MODELS_DIR, WEIGHTS_FILE
+from engine.distributed.models import HISTORY_FILE, MODELS_DIR, WEIGHTS_FILE
 from engine.spec import load_spec, parse_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -54,7 +55,7 @@ def test_two_ddp_workers_reach_the_weights_of_one(ray_local, tmp_path):
         result = finetune_model(run_dir, spec, 0, log=lambda line: None)
         times[workers] = time.perf_counter() - start
         weights[workers] = torch.load(result["weights"], weights_only=True)
-        assert result["logits"].shape == (1797, 10)
+        assert not (run_dir / MODELS_DIR / "m" / PREDICTIONS_FILE).exists()  # the pool's job
     assert weights[1].keys() == weights[2].keys()
     worst = max(float((weights[1][k] - weights[2][k]).abs().max()) for k in weights[1])
     moved = max(float(v.abs().max()) for v in weights[1].values())
@@ -106,8 +107,11 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
     assert any(h["resumed"] for h in hist) and not hist[0]["resumed"]
     after = json.loads((folder / PROGRESS_FILE.format(rank=0)).read_text())
     assert after["pid"] != victim["pid"] and after["epoch"] == 4
-    logits = np.load(folder / LOGITS_FILE)
+    logits = predict_samples(spec.load_data(run_dir), {"probe": folder}, log=lambda line: None)[
+        "probe"
+    ]
     assert logits.shape == (1797, 10) and np.isfinite(logits).all()
+    assert (folder / PREDICTIONS_FILE).is_file()
     assert (folder / WEIGHTS_FILE).is_file()
     print(f"\nFINETUNE kill: SIGKILL to worker pid {victim['pid']} at {killed_at:.1f} s after "
           f"epoch {victim['epoch']}; finished in {time.perf_counter() - start:.1f} s, "

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.evaluation.predictor import FORWARD_BATCH as PREDICT_BATCH
 from engine.training.finetune import (
-    PREDICT_BATCH,
     FinetuneOptions,
     build_model,
     finetune_preprocess,
