@@ -64,6 +64,7 @@ bench: install datasets
 	$(PY) tests/perf/bench_ingest.py
 	$(PY) tests/perf/bench_memory.py
 	$(PY) tests/perf/bench_finetune.py
+	$(PY) tests/perf/bench_eval_pool.py
 
 clean:
 	rm -rf runs .pytest_cache

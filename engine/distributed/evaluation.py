@@ -115,7 +115,7 @@ def predict_samples(
     model_dirs: dict[str, Path | str],
     *,
     actors: int | str = "auto",
-    cpus_per_actor: float = 1.0,
+    cpus_per_actor: float = 0.5,
     gpus_per_actor: float = 0.0,
     block_size: int = 1024,
     batch_size: int = EVAL_BATCH_SIZE,
@@ -210,7 +210,7 @@ def predict_split(
     predictor_kwargs: dict,
     *,
     actors: int | str = "auto",
-    cpus_per_actor: float = 1.0,
+    cpus_per_actor: float = 0.5,
     gpus_per_actor: float = 0.0,
     batch_size: int = EVAL_BATCH_SIZE,
 ) -> dict[str, np.ndarray]:

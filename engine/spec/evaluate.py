@@ -130,7 +130,7 @@ class EvaluateSpec:
     ensemble: bool = True
     reference_models: list[str] | str = REFERENCE_LARGER
     actors: int | str = "auto"
-    cpus_per_actor: float = 1.0
+    cpus_per_actor: float = 0.5
     gpus_per_actor: float = 0.0
 
     def __post_init__(self) -> None:
