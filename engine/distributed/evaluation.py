@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.evaluation.predictor import SplitPredictor
+from engine.shards import fixed_list
 
 EVAL_BATCH_SIZE = 256  # inputs per forward pass in an evaluation actor
 PREDICTIONS_FILE = "predictions.parquet"  # a model's folder: sample_id, logits (K float32)
@@ -60,10 +61,20 @@ def eval_pool_size(actors: int | str, num_blocks: int, cpus_per_actor: float,
     return max(1, min(int(actors), num_blocks))
 
 
-def _rows_column(values: np.ndarray) -> pa.FixedSizeListArray:
-    """(n, ...) -> an Arrow column of n flat lists."""
-    flat = np.ascontiguousarray(values).reshape(len(values), -1)
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
+def _predictor_pool(ds: object, predictor: type, kwargs: dict, *, size: int, batch_size: int,
+                    cpus_per_actor: float, gpus_per_actor: float) -> object:  # fmt: skip
+    """``ds`` through ``size`` actors of the callable class ``predictor`` (numpy batches)."""
+    from ray.data import ActorPoolStrategy
+
+    return ds.map_batches(
+        predictor,
+        fn_constructor_kwargs=kwargs,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=size),
+        num_cpus=cpus_per_actor,
+        num_gpus=gpus_per_actor,
+    )
 
 
 def sample_blocks(data: object, block_size: int, *, texts: bool = False) -> list[pa.Table]:
@@ -84,7 +95,8 @@ def sample_blocks(data: object, block_size: int, *, texts: bool = False) -> list
         stop = min(start + block_size, n)
         columns = {"sample_id": pa.array(np.arange(start, stop, dtype=np.int64))}
         if not cached:
-            columns["input"] = _rows_column(np.asarray(data.inputs[start:stop]))
+            rows = np.asarray(data.inputs[start:stop]).reshape(stop - start, -1)
+            columns["input"] = fixed_list(rows, pa.from_numpy_dtype(rows.dtype))
         if texts and data.texts is not None:
             columns["text"] = pa.array(data.texts[start:stop], pa.string())
         blocks.append(pa.table(columns))
@@ -143,7 +155,6 @@ def predict_samples(
     """
     import pyarrow.parquet as pq
     import ray
-    from ray.data import ActorPoolStrategy
 
     from engine.data.cache import CachedInputs
     from engine.evaluation.predictor import LOGITS_COLUMN, ModelsPredictor, describe_model_dir
@@ -157,15 +168,9 @@ def predict_samples(
                     "input_shape": tuple(data.input_shape)}  # fmt: skip
     if isinstance(data.inputs, CachedInputs):
         kwargs["cache_dir"] = str(data.inputs.cache_dir)
-    ds = ray.data.from_arrow(blocks).map_batches(
-        ModelsPredictor,
-        fn_constructor_kwargs=kwargs,
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ActorPoolStrategy(size=size),
-        num_cpus=cpus_per_actor,
-        num_gpus=gpus_per_actor,
-    )
+    ds = _predictor_pool(ray.data.from_arrow(blocks), ModelsPredictor, kwargs, size=size,
+                         batch_size=batch_size, cpus_per_actor=cpus_per_actor,
+                         gpus_per_actor=gpus_per_actor)  # fmt: skip
     n = len(data.labels)
     where = f"{size} actor(s) x {cpus_per_actor:g} CPU" + (
         f" + {gpus_per_actor:g} GPU" if gpus_per_actor else "")  # fmt: skip
@@ -230,7 +235,6 @@ def predict_split(
     """
     import pyarrow.parquet as pq
     import ray
-    from ray.data import ActorPoolStrategy
 
     from engine.splits.inputs import split_cache
 
@@ -247,15 +251,8 @@ def predict_split(
     ds = ray.data.read_parquet(str(parquet)).select_columns(columns)
     if size > 1:
         ds = ds.repartition(size)  # a small split is one file, one block: one actor otherwise
-    ds = ds.map_batches(
-        SplitPredictor,
-        fn_constructor_kwargs=kwargs,
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ActorPoolStrategy(size=size),
-        num_cpus=cpus_per_actor,
-        num_gpus=gpus_per_actor,
-    )
+    ds = _predictor_pool(ds, SplitPredictor, kwargs, size=size, batch_size=batch_size,
+                         cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor)  # fmt: skip
     table = pa.concat_tables(
         list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
     ).sort_by("sample_id")

@@ -154,8 +154,6 @@ class SplitPredictor:
         class_map: ImageNet indices of the benchmark's classes: the model is built with
             its pretrained 1000-class head, which is then cut to these rows (ImageNet
             weights evaluated as they are, :mod:`engine.models.imagenet`).
-        output: ``"top1"`` (``pred``, ``conf``) or ``"logits"`` (an Arrow table of
-            ``sample_id`` and ``logits``, a list of K float32 per row).
 
     A saved model directory is evaluated through the transform its descriptor records
     (a fine-tuned or ImageNet model's) or none (a model trained on the stored inputs);
@@ -175,11 +173,7 @@ class SplitPredictor:
         device: str = "auto",
         cache_dir: str | None = None,
         class_map: list[int] | None = None,
-        output: str = "top1",
     ) -> None:
-        if output not in ("top1", "logits"):
-            raise ValueError(f"output must be 'top1' or 'logits', got {output!r}")
-        self.output = output
         kwargs = dict(model_kwargs or {})
         self.cached = None
         info: dict | None = None
@@ -266,20 +260,19 @@ class SplitPredictor:
             ])  # fmt: skip
         return out.float().cpu().numpy()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray] | pa.Table:
-        """Predict a batch: ``sample_id`` with ``pred`` (argmax) and ``conf`` (its probability), or ``logits``."""
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Predict a batch: ``sample_id`` with ``pred`` (argmax) and ``conf`` (its probability)."""
         values = self.logits(batch, self.stored_inputs(batch))
         ids = np.asarray(batch["sample_id"], dtype=np.int64)
-        if self.output == "logits":
-            return pa.table({"sample_id": pa.array(ids), "logits": logits_column(values)})
         probs = torch.softmax(torch.from_numpy(values), dim=1).numpy()
         return {"sample_id": ids, "pred": probs.argmax(1), "conf": probs.max(1)}
 
 
 def logits_column(values: np.ndarray) -> pa.FixedSizeListArray:
-    """(B, K) float32 logits -> an Arrow column of B lists of K values."""
-    values = np.ascontiguousarray(values, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
+    """(B, K) logits -> an Arrow column of B lists of K float32."""
+    from engine.shards import fixed_list
+
+    return fixed_list(values, pa.float32())
 
 
 LOGITS_COLUMN = "logits/{name}"  # ModelsPredictor's output column of one model
@@ -305,7 +298,7 @@ class ModelsPredictor:
             raise ValueError("no models to predict with")
         self.predictors = {
             name: SplitPredictor(model_dir=str(d), input_shape=input_shape, cache_dir=cache_dir,
-                                 device=device, output="logits")
+                                 device=device)
             for name, d in model_dirs.items()
         }  # fmt: skip
         self._reader = next((p for p in self.predictors.values() if p.tokenizer is None), None)

@@ -24,6 +24,7 @@ from engine.shards.schema import packed_schema, shard_schema
 from engine.shards.writer import (
     atomic_write_bytes,
     atomic_write_table,
+    fixed_list,
     write_epoch_shards,
     write_packed_epoch_shards,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "atomic_write_table",
     "block_path",
     "consolidate_manifest",
+    "fixed_list",
     "is_packed",
     "manifest_rows",
     "num_blocks",

@@ -75,10 +75,12 @@ def atomic_write_ipc(path: Path | str, table: pa.Table) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fixed_list(values: np.ndarray, value_type: pa.DataType) -> pa.FixedSizeListArray:
+def fixed_list(values: np.ndarray, value_type: pa.DataType) -> pa.FixedSizeListArray:
     """(n, w) array -> Arrow fixed_size_list<value_type>[w] column."""
     values = np.ascontiguousarray(values)
-    flat = pa.array(values.reshape(-1).astype(value_type.to_pandas_dtype()), type=value_type)
+    flat = pa.array(
+        values.reshape(-1).astype(value_type.to_pandas_dtype(), copy=False), type=value_type
+    )
     return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
 
 
@@ -153,7 +155,7 @@ def write_epoch_shards(
         sumsq = np.einsum("nk,nk->n", p32, p32)
 
         def prob_columns(a: int, b: int) -> list[pa.Array]:
-            return [_fixed_list(vals[a:b], value_type), _fixed_list(idx[a:b], pa.int32())]
+            return [fixed_list(vals[a:b], value_type), fixed_list(idx[a:b], pa.int32())]
 
         def tail_columns(a: int, b: int) -> list[pa.Array]:
             return [pa.array(sumsq[a:b], pa.float32())]
@@ -162,7 +164,7 @@ def write_epoch_shards(
         schema = shard_schema(k, probs_dtype, meta, grad_dim=grad_dim, **flags)
 
         def prob_columns(a: int, b: int) -> list[pa.Array]:
-            return [_fixed_list(probs[a:b], value_type)]
+            return [fixed_list(probs[a:b], value_type)]
 
         def tail_columns(a: int, b: int) -> list[pa.Array]:
             return []
@@ -183,7 +185,7 @@ def write_epoch_shards(
             columns.append(pa.array(np.asarray(train_correct[start:stop], dtype=np.int8)))
         if input_grad is not None:
             columns.append(
-                _fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
+                fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
             )
         path = block_path(run_dir, replica, epoch, block, fmt)
         entries.append(_write_block(path, columns, schema))
@@ -225,7 +227,7 @@ def _replica_lists(
         if scalars is None:
             out.append(pa.nulls(stop - start, schema.field(name).type))
         else:
-            out.append(_fixed_list(np.asarray(scalars[name])[:, start:stop].T, vtype))
+            out.append(fixed_list(np.asarray(scalars[name])[:, start:stop].T, vtype))
     return out
 
 
@@ -284,7 +286,7 @@ def write_packed_epoch_shards(
         columns = [
             pa.array(np.arange(start, stop, dtype=np.int64)),
             _nullable(None if labels is None else labels[start:stop], m, pa.int32()),
-            _fixed_list(mean_probs[start:stop], PROBS_DTYPES[probs_dtype]),
+            fixed_list(mean_probs[start:stop], PROBS_DTYPES[probs_dtype]),
         ]
         columns += _replica_lists(
             schema, None if labels is None else scalars, PACKED_SCALARS, pa.float32(), start, stop

@@ -16,7 +16,7 @@ import pyarrow as pa
 from engine.data import ClassificationData
 from engine.data.cache import CachedInputs
 from engine.scores import hardness
-from engine.shards import atomic_write_table
+from engine.shards import atomic_write_table, fixed_list
 from engine.spec import FRACTION_RULES, BinsSpec, HardSpec, SplitsSpec
 from engine.splits.inputs import cache_metadata
 from engine.splits.selectors import edge_bins, per_class, quantile_bins, threshold, top_fraction
@@ -197,10 +197,7 @@ def build_splits(
         if not np.issubdtype(flat_inputs.dtype, np.integer):  # token ids keep their int64 type
             flat_inputs = flat_inputs.astype(np.float32)
         table = table.append_column(
-            "input",
-            pa.FixedSizeListArray.from_arrays(
-                pa.array(flat_inputs.reshape(-1)), flat_inputs.shape[1]
-            ),
+            "input", fixed_list(flat_inputs, pa.from_numpy_dtype(flat_inputs.dtype))
         )
     if data.texts is not None:
         table = table.append_column("text", pa.array([data.texts[i] for i in ids], pa.string()))
