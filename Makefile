@@ -65,6 +65,7 @@ bench: install datasets
 	$(PY) tests/perf/bench_memory.py
 	$(PY) tests/perf/bench_finetune.py
 	$(PY) tests/perf/bench_eval_pool.py
+	$(PY) tests/perf/bench_tokens.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,5 +1,6 @@
 """The CLI's bad-input paths: clear errors, exit code 2, no run directory left behind."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,29 @@ def test_ingest_builds_the_cache_then_reuses_it_and_names_a_bad_file(tmp_path, c
     assert "bad input: c0/zz.png: not a readable image" in capsys.readouterr().err
     assert main([*argv, "--set", "data.on_bad=skip"]) == 0
     assert "skipped: 1 (first: c0/zz.png: not a readable image" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+def test_ingest_of_a_text_table_builds_its_token_cache_too(tmp_path, capsys, ray_local):
+    from engine.data.text import read_sentiment_corpus
+
+    texts, labels = read_sentiment_corpus()
+    table = tmp_path / "t.jsonl"
+    table.write_text("\n".join(json.dumps({"text": t, "label": int(y)})
+                               for t, y in zip(texts[:600], labels[:600], strict=True)))  # fmt: skip
+    argv = ["ingest", str(DIGITS), "--set", "data.source=table", "--set", f"data.path={table}",
+            "--set", "data.text_column=text", "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[tokens] [########################] 100% 600/600 texts" in out
+    tokens = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("tokens:"))
+    folder = Path(tokens.split(" (")[0])
+    assert folder.parent.name == "tokens" and (folder / "meta.json").is_file()
+    assert "48 per text, uint16" in tokens
+    assert main(argv) == 0  # both caches found: nothing tokenized again
+    out = capsys.readouterr().out
+    assert "[ingest] reused cache" in out and "[tokens]" not in out and str(folder) in out
+    qa = ["ingest", "tests/fixtures/tiny-qa.yaml", "--set", "data.source=table", "--set",
+          f"data.path={table}"]  # fmt: skip
+    assert main(qa) == EXIT_BAD_INPUT
+    assert "a qa table is tokenized by its first run" in capsys.readouterr().err

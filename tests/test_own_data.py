@@ -158,3 +158,65 @@ def test_an_unlabelled_pool_then_labels_attached_later(ray_local, no_tracking_en
     bad.write_text("key,label\np999.png,circle\n")
     with pytest.raises(ValueError, match=r"row 0: key 'p999.png' is not a pool sample"):
         load_spec(spec_path, [f"data.pool_labels={bad}"]).load_data(labelled.run_dir)
+
+
+def test_a_text_table_end_to_end_reads_its_token_cache(ray_local, no_tracking_env, tmp_path):
+    """A CSV of review snippets: token ids cached once, splits refer to them, the pool reads them."""
+    import csv
+
+    from engine.data.text import MAX_LEN, encode, read_sentiment_corpus, train_tokenizer
+    from engine.data.tokens import TOKENS_DIR
+    from engine.distributed.evaluation import read_predictions
+    from engine.evaluation.predictor import SplitPredictor
+    from engine.splits.inputs import row_inputs
+
+    texts, labels = read_sentiment_corpus()
+    table = tmp_path / "reviews.csv"
+    with table.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "review", "verdict"])
+        w.writerows((f"r{i:05d}", texts[i], ["rotten", "fresh"][labels[i]]) for i in range(2400))
+    spec_path = tmp_path / "reviews.yaml"
+    spec_path.write_text(f"""
+metadata: {{name: reviews, version: 1, description: review snippets from a CSV}}
+data: {{source: table, path: {table}, text_column: review, label_column: verdict,
+       id_column: id, heldout_fraction: 0.3}}
+replicas: {{count: 2, model: text_mlp, model_kwargs: {{dim: 16, hidden: 16}}, epochs: 2,
+           batch_size: 64, optimizer: adamw, lr: 0.01, num_workers: 2, cpus_per_worker: 0.5}}
+scores: [confusion, action]
+shards: {{block_size: 512}}
+splits: {{score: confusion, pool: heldout, hard: {{hardest_fraction: 0.2}}, bins: {{count: 3}}}}
+evaluate:
+  models: [{{name: mlp, model: text_mlp, model_kwargs: {{dim: 32, hidden: 32}}, epochs: 3,
+             optimizer: adamw, lr: 0.01, cpus: 0.5}}]
+tracking: {{experiment: hardbench-tests}}
+""")
+    lines: list[str] = []
+    result = run_benchmark(load_spec(spec_path), runs_dir=tmp_path / "runs", run_id="reviews",
+                           log=lines.append)  # fmt: skip
+    status = json.loads((result.run_dir / "run.json").read_text())
+    tokens = status["dataset"]["tokens"]
+    cache = Path(status["dataset"]["cache"])
+    assert [p.name for p in (cache / TOKENS_DIR).iterdir()] == [Path(tokens["cache"]).name]
+    assert sum("texts tokenized" in line for line in lines) == 1  # once, on the driver
+    assert "token ids: " in (result.run_dir / "benchmark" / "card.md").read_text()
+
+    hard = pq.read_table(result.run_dir / "benchmark" / "splits" / "hard.parquet")
+    assert "input" not in hard.column_names and hard.num_rows == 144  # 20% of 720 held out
+    order = [int(k[1:]) for k in hard.column("key").to_pylist()]  # key = the id column
+    assert hard.column("text").to_pylist() == [texts[i] for i in order]
+    split = np.asarray(pq.read_table(result.run_dir / "scores.parquet").column("split").to_pylist())
+    keys = sorted(f"r{i:05d}" for i in range(2400))
+    tok = train_tokenizer([texts[int(k[1:])] for k, s in zip(keys, split, strict=True)
+                           if s == "train"])  # fmt: skip
+    ids = row_inputs(hard, (MAX_LEN,))
+    np.testing.assert_array_equal(ids[:], encode(tok, [texts[i] for i in order]))
+
+    # The evaluation pool read the same ids: its logits are the saved model's on them.
+    mlp = next(e for e in result.evaluations if e["model"] == "mlp")
+    assert mlp["error_all"] < 0.5
+    logits = read_predictions(result.run_dir / "models" / "mlp" / "predictions.parquet", 2400)
+    model = SplitPredictor(model_dir=str(result.run_dir / "models" / "mlp"),
+                           input_shape=(MAX_LEN,), device="cpu")  # fmt: skip
+    sid = hard.column("sample_id").to_numpy()
+    np.testing.assert_allclose(model.logits({"sample_id": sid}, ids[:]), logits[sid], atol=1e-5)

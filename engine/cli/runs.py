@@ -16,24 +16,37 @@ UI_TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3 UI: open on train
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """``hardbench ingest SPEC``: build (or find) the spec's dataset cache, with progress."""
-    from engine.data.loading import run_cache
+    from engine.data.loading import cached_classification_data, run_cache
     from engine.data.registry import BadInputError
     from engine.distributed.cluster import ray_session
     from engine.distributed.ingest import chunk_map
     from engine.spec import load_spec
 
     spec = load_spec(args.spec, args.overrides)
+    if spec.task.name != "classification" and spec.data.source == "table":
+        print(f"hardbench: a {spec.task.name} table is tokenized by its first run (and kept "
+              "under the runs directory's _datasets for the next); there is nothing to ingest",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
     if spec.task.name != "classification" or spec.data.source == "rotten_tomatoes":
         print(f"hardbench: {spec.data.source} is read in memory; there is nothing to ingest",
               file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
+    d, tokens = spec.data, None
     try:
         with ray_session(args.num_cpus):
-            cache = run_cache(spec.data.parts(), block_size=spec.shards.block_size,
+            cache = run_cache(d.parts(), block_size=spec.shards.block_size,
                               runs_dir=args.runs_dir or default_runs_dir(),
-                              cache_dir=spec.data.cache_dir, map_chunks=chunk_map(),
+                              cache_dir=d.cache_dir, map_chunks=chunk_map(),
                               log=lambda line: print(line, flush=True))  # fmt: skip
-    except BadInputError as exc:
+            if cache.kind == "text":  # the token ids too, for the spec's split
+                data = cached_classification_data(
+                    cache, heldout_fraction=d.heldout_fraction, split_seed=d.split_seed,
+                    pool_labels=d.pool_labels, map_chunks=chunk_map(),
+                    log=lambda line: print(line, flush=True),
+                )  # fmt: skip
+                tokens = data.dataset["tokens"]
+    except (BadInputError, ValueError) as exc:
         print(f"hardbench: bad input: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     size = sum(p.stat().st_size for p in cache.path.rglob("*") if p.is_file())
@@ -45,6 +58,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if meta["skipped"]:
         print(f"skipped: {len(meta['skipped'])} (first: {meta['skipped'][0]['key']}: "
               f"{meta['skipped'][0]['reason']}); all listed in {cache.path / 'meta.json'}")  # fmt: skip
+    if tokens is not None:
+        print(f"tokens: {tokens['cache']} ({tokens['vocab_size']:,} words, {tokens['max_len']} "
+              f"per text, {tokens['dtype']})")  # fmt: skip
     return 0
 
 

@@ -10,7 +10,9 @@ One folder per source fingerprint (:mod:`engine.data.ingest` writes it)::
 Blocks are aligned with the shard blocks (the same ``B``), so a stage that works one
 shard block at a time reads one cache block. :class:`CachedInputs` gathers rows from
 the memory-mapped blocks and converts only those to float32: no stage holds a whole
-float32 copy of the data.
+float32 copy of the data. A text cache's token ids live in a token cache inside it
+(:mod:`engine.data.tokens`), in blocks of the same layout that :class:`CachedInputs`
+reads as int64.
 """
 
 from __future__ import annotations
@@ -38,18 +40,20 @@ class CachedInputs:
     It stands where a float32 array (N, C, H, W) used to: ``len``, ``shape``,
     ``dtype``, slicing and integer-array indexing (which return float32 arrays of just
     those rows, divided by the cache's ``scale``), and :meth:`subset` (a lazy view).
+    A token cache (no ``scale``) stands for an int64 array (N, L) of token ids.
     Pickling sends only the folder and the ids, so Ray ships no pixels.
 
     Args:
-        cache_dir: The cache folder.
+        cache_dir: The cache folder (a dataset cache, or a token cache in one).
         ids: Sample ids this view holds, in order (default all).
     """
 
     def __init__(self, cache_dir: Path | str, ids: np.ndarray | None = None) -> None:
         self.cache_dir = Path(cache_dir)
-        meta = read_meta(self.cache_dir)
+        meta = self.meta = read_meta(self.cache_dir)
         self._sample_shape = tuple(meta["shape"])
-        self._scale = np.float32(meta["scale"])
+        self._stored = np.dtype(meta.get("dtype", "uint8"))
+        self._scale = None if meta["scale"] is None else np.float32(meta["scale"])
         self._block_size = int(meta["block_size"])
         n = int(meta["num_samples"])
         self.ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
@@ -67,19 +71,24 @@ class CachedInputs:
         return (len(self.ids), *self._sample_shape)
 
     @property
-    def scale(self) -> float:
-        """What a stored uint8 value is divided by (255 for images, 16 for the digits)."""
-        return float(self._scale)
+    def scale(self) -> float | None:
+        """What a stored uint8 value is divided by (255 for images, 16 for the digits); None for token ids."""
+        return None if self._scale is None else float(self._scale)
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint (or token key) of the cache folder, as a split file's reference records it."""
+        return self.meta["fingerprint"]
 
     @property
     def ndim(self) -> int:
-        """4, as the float32 array it stands for."""
+        """4 for images, 2 for token ids, as the array it stands for."""
         return 1 + len(self._sample_shape)
 
     @property
     def dtype(self) -> np.dtype:
-        """float32: what indexing returns."""
-        return np.dtype(np.float32)
+        """What indexing returns: float32, or int64 for token ids."""
+        return np.dtype(np.float32 if self._scale is not None else np.int64)
 
     def subset(self, index: np.ndarray) -> CachedInputs:
         """A view of rows ``index`` of this view (no pixels read)."""
@@ -95,12 +104,15 @@ class CachedInputs:
             mm = self._maps[b] = np.load(block_file(self.cache_dir, b), mmap_mode="r")
         return mm
 
-    def uint8(self, index: object = slice(None)) -> np.ndarray:
-        """The stored uint8 rows (n, C, H, W) of ``index`` (a slice, an int array or an int)."""
+    def stored(self, index: object = slice(None)) -> np.ndarray:
+        """The stored rows of ``index`` (a slice, an int array or an int), as stored.
+
+        Uint8 (n, C, H, W) pixels, or uint16/int32 (n, L) token ids.
+        """
         ids = self.ids[index]
         scalar = np.ndim(ids) == 0
         ids = np.atleast_1d(ids)
-        out = np.empty((len(ids), *self._sample_shape), dtype=np.uint8)
+        out = np.empty((len(ids), *self._sample_shape), dtype=self._stored)
         blocks, rows = np.divmod(ids, self._block_size)
         if len(ids) and blocks[0] == blocks[-1] and np.all(blocks == blocks[0]):
             out[:] = self._block(int(blocks[0]))[rows]
@@ -111,8 +123,10 @@ class CachedInputs:
         return out[0] if scalar else out
 
     def __getitem__(self, index: object) -> np.ndarray:
-        """Float32 inputs of ``index``: the uint8 values divided by the cache's scale."""
-        return self.uint8(index).astype(np.float32) / self._scale
+        """Float32 inputs of ``index`` (the uint8 values divided by the scale), or int64 token ids."""
+        if self._scale is None:
+            return self.stored(index).astype(np.int64)
+        return self.stored(index).astype(np.float32) / self._scale
 
     def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
         arr = self[:]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import importlib
 import itertools
 import json
 import os
@@ -49,6 +50,7 @@ TRAIN_PREFIX = "train/"  # key prefix of data.train's samples in a two-source ca
 POOL_PREFIX = "pool/"  # key prefix of data.pool's samples
 
 ChunkMap = Callable[[list[dict], dict], Iterable[dict]]  # (chunk tasks, shared kwargs) -> results
+CHUNK_FN = "chunk_fn"  # a shared kwarg naming another chunk function, "module:name"
 
 
 def cache_root(cache_dir: str | None, runs_dir: Path | str) -> Path:
@@ -368,7 +370,7 @@ def ingest_chunk(
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` via a temporary name (no fsync: :func:`_sync_folder` does it)."""
+    """Write ``array`` to ``path`` via a temporary name (no fsync: :func:`sync_folder` does it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "wb") as f:
@@ -376,7 +378,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """Fsync every file below ``folder`` before the cache is renamed into place.
 
     One pass at the end instead of an fsync per block in the decoders: the kernel
@@ -393,24 +395,56 @@ def _sync_folder(folder: Path) -> None:
                 os.close(fd)
 
 
+def publish_folder(tmp: Path, final: Path, meta: dict) -> None:
+    """Write ``meta.json`` last into ``tmp``, fsync it all, and rename ``tmp`` to ``final``.
+
+    A cache folder is thus whole or absent. When another process published the same
+    folder first (same content address), its folder stays and ``tmp`` is left to the
+    caller to remove.
+    """
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    sync_folder(tmp)
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another process built the same folder first: use it
+        if not (final / META_FILE).is_file():
+            raise
+
+
 PROGRESS_EVERY_S = 2.0  # seconds between progress lines
 BAR_WIDTH = 24  # characters of the progress bar
 
 
-def progress_line(done: int, total: int, seconds: float) -> str:
+def progress_line(
+    done: int, total: int, seconds: float, *, stage: str = "ingest", unit: str = "samples"
+) -> str:
     """``[ingest] [#######.....] 52% 31,200/60,000 samples, 4,100/s, ETA 7 s``."""
     frac = done / max(total, 1)
     filled = round(BAR_WIDTH * frac)
     rate = done / max(seconds, 1e-9)
     eta = (total - done) / rate if rate > 0 else float("inf")
-    return (f"[ingest] [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {100 * frac:3.0f}% "
-            f"{done:,}/{total:,} samples, {rate:,.0f}/s, ETA {eta:,.0f} s")  # fmt: skip
+    return (f"[{stage}] [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {100 * frac:3.0f}% "
+            f"{done:,}/{total:,} {unit}, {rate:,.0f}/s, ETA {eta:,.0f} s")  # fmt: skip
+
+
+def run_chunk(shared: dict, task: dict) -> dict:
+    """Run one chunk task: ``fn(**shared, **task)``.
+
+    ``fn`` is :func:`ingest_chunk`, or the function ``shared["chunk_fn"]`` names as
+    ``"module:name"`` (the token cache's counting and encoding run on the same pool).
+    """
+    kwargs = dict(shared)
+    name = kwargs.pop(CHUNK_FN, None)
+    if name is None:
+        return ingest_chunk(**kwargs, **task)
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)(**kwargs, **task)
 
 
 def local_map(tasks: list[dict], shared: dict) -> Iterator[dict]:
-    """Run :func:`ingest_chunk` for each task in this process, in order (no Ray)."""
+    """Run each chunk task in this process, in order (no Ray; see :func:`run_chunk`)."""
     for task in tasks:
-        yield ingest_chunk(**shared, **task)
+        yield run_chunk(shared, task)
 
 
 def ingest(
@@ -520,13 +554,7 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
         "ingest_seconds": round(time.perf_counter() - start, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-    _sync_folder(tmp)
-    try:
-        os.rename(tmp, final)
-    except OSError:  # another ingest of the same fingerprint finished first: use its cache
-        if not (final / META_FILE).is_file():
-            raise
+    publish_folder(tmp, final, meta)
     log(f"[ingest] {len(items)} samples cached in {meta['ingest_seconds']:.1f} s"
         + (f", {len(skipped)} skipped (listed in {final / META_FILE})" if skipped else ""))  # fmt: skip
     return DatasetCache(final)

@@ -3,7 +3,8 @@
 The first load of a run ingests the source (or reuses its cache) and records the
 cache in ``<run>/dataset.json``; every later load of the run (Ray workers, resume,
 verify, ``hardbench eval``) opens that cache without listing the source again.
-Images stay in the cache: ``inputs`` is a :class:`engine.data.cache.CachedInputs`.
+Inputs stay in the cache: ``inputs`` is a :class:`engine.data.cache.CachedInputs` of
+its pixels, or of its token ids (a text cache's token cache).
 """
 
 from __future__ import annotations
@@ -121,12 +122,16 @@ def cached_classification_data(
     heldout_fraction: float,
     split_seed: int,
     pool_labels: str | Path | None = None,
+    map_chunks: ChunkMap | None = None,
+    log: Callable[[str], None] = print,
 ) -> ClassificationData:
     """The cache as classification data, split as the source says or stratified and seeded.
 
-    Text caches are tokenized here (the vocabulary learned from the training split's
-    texts only); image inputs stay memory-mapped. Held-out samples may be unlabelled
-    (label -1: an unlabelled pool); ``pool_labels`` attaches labels to them.
+    Inputs stay memory-mapped: image blocks, or for a text cache the token ids of its
+    token cache (:mod:`engine.data.tokens`, built here on first use with ``map_chunks``:
+    the vocabulary learned from the training split's texts only). Held-out samples
+    may be unlabelled (label -1: an unlabelled pool); ``pool_labels`` attaches labels
+    to them.
 
     Raises:
         ValueError: When a training sample is unlabelled, or unlabelled samples have
@@ -148,11 +153,12 @@ def cached_classification_data(
     if split is None:
         split = stratified_split(labels, heldout_fraction, split_seed)
     texts = cache.texts()
+    dataset = cache.describe()
     if texts is not None:
-        from engine.data.text import encode, train_tokenizer
+        from engine.data.tokens import describe_tokens, token_inputs
 
-        tokenizer = train_tokenizer([t for t, s in zip(texts, split, strict=True) if s == "train"])
-        inputs = encode(tokenizer, texts)
+        inputs = token_inputs(cache, split, map_chunks=map_chunks, log=log)
+        dataset["tokens"] = describe_tokens(inputs)
     else:
         inputs = cache.inputs()
     return ClassificationData(
@@ -162,6 +168,6 @@ def cached_classification_data(
         split=split,
         class_names=cache.class_names,
         texts=texts,
-        dataset=cache.describe(),
+        dataset=dataset,
         keys=cache.keys(),
     )

@@ -17,6 +17,7 @@ import bz2
 import csv
 import importlib.util
 import io
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -65,34 +66,52 @@ def read_sentiment_corpus() -> tuple[list[str], np.ndarray]:
     return texts, np.asarray(labels, dtype=np.int64)
 
 
-def train_tokenizer(
-    texts: list[str], vocab_size: int = VOCAB_SIZE, extra_specials: tuple[str, ...] = ()
-) -> object:
-    """A lower-casing word-level tokenizer whose vocabulary is learned from ``texts``.
+def count_words(texts: list[str]) -> Counter[str]:
+    """How often each word piece occurs in ``texts`` after BERT normalisation (lower case).
 
-    ``tokenizers``' BERT normalizer and pre-tokenizer split the texts; the vocabulary
-    is the most frequent pieces, ties broken alphabetically, after ``[PAD]`` (id 0),
-    ``[UNK]``, ``[CLS]`` and ``extra_specials`` (``vocab_size`` ids in all). (The
-    library's own WordPiece trainer breaks frequency ties differently from call to
-    call; replicas in different processes must get the same ids, so the vocabulary is
-    counted here.)
+    Counts of disjoint parts of a corpus add up to the corpus's counts, so they can be
+    taken in parallel (:mod:`engine.data.tokens` does) and summed.
     """
-    from collections import Counter
-
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import normalizers, pre_tokenizers
 
     normalizer = normalizers.BertNormalizer(lowercase=True)
     pre = pre_tokenizers.BertPreTokenizer()
     counts: Counter[str] = Counter()
     for text in texts:
         counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    return counts
+
+
+def tokenizer_from_counts(
+    counts: Counter[str], vocab_size: int = VOCAB_SIZE, extra_specials: tuple[str, ...] = ()
+) -> object:
+    """The word-level tokenizer whose vocabulary is the most frequent pieces of ``counts``.
+
+    Ties are broken alphabetically, after ``[PAD]`` (id 0), ``[UNK]``, ``[CLS]`` and
+    ``extra_specials`` (``vocab_size`` ids in all). (The library's own WordPiece
+    trainer breaks frequency ties differently from call to call; replicas in
+    different processes must get the same ids, so the vocabulary is counted here.)
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
     specials = [PAD, UNK, CLS, *extra_specials]
     words = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - len(specials)]
     vocab = {tok: i for i, tok in enumerate([*specials, *words])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    tok.normalizer = normalizer
-    tok.pre_tokenizer = pre
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     return tok
+
+
+def train_tokenizer(
+    texts: list[str], vocab_size: int = VOCAB_SIZE, extra_specials: tuple[str, ...] = ()
+) -> object:
+    """A lower-casing word-level tokenizer whose vocabulary is learned from ``texts``.
+
+    ``tokenizers``' BERT normalizer and pre-tokenizer split the texts (see
+    :func:`count_words` and :func:`tokenizer_from_counts`).
+    """
+    return tokenizer_from_counts(count_words(texts), vocab_size, extra_specials)
 
 
 def encode(tokenizer: object, texts: list[str], max_len: int = MAX_LEN) -> np.ndarray:

@@ -64,13 +64,23 @@ def _split(value: object, row: str) -> str:
     return split
 
 
-def describe(path: Path, data: object, n: int, skipped: list[tuple[str, str]]) -> dict:
-    """What ``run.json`` and the card record of a text table (as a dataset cache's describe)."""
+def table_fingerprint(path: Path, data: object) -> str:
+    """SHA-256 of the table's path, size and modification time, and its id and split columns."""
     size, mtime = stat_file(path)
-    h = hashlib.sha256(f"{path}|{size}|{mtime}|{data.id_column}|{data.split_column}".encode())
+    return hashlib.sha256(
+        f"{path}|{size}|{mtime}|{data.id_column}|{data.split_column}".encode()
+    ).hexdigest()
+
+
+def describe(path: Path, data: object, n: int, skipped: list[tuple[str, str]]) -> dict:
+    """What ``run.json`` and the card record of a text table (as a dataset cache's describe).
+
+    ``cache`` is None here; :func:`engine.data.text_cache.table_samples` fills in the
+    folder its tokenized samples are saved in.
+    """
     return {
         "cache": None,
-        "fingerprint": h.hexdigest(),
+        "fingerprint": table_fingerprint(path, data),
         "source": {"source": "table", "path": str(path)},
         "num_samples": n,
         "shape": None,

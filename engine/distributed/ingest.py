@@ -1,5 +1,8 @@
 """The ingest pool: Ray Data tasks decode chunks of a source into the dataset cache.
 
+The same pool counts and encodes the token cache's chunks (:mod:`engine.data.tokens`):
+the shared kwargs name the chunk function (:func:`engine.data.ingest.run_chunk`).
+
 :func:`ray_map_chunks` is the ``map_chunks`` of :func:`engine.data.ingest.ingest`: one
 row per chunk (its items as JSON), grouped into batches of a few chunks so each CPU
 runs about ``TASKS_PER_CPU`` Ray tasks (each decodes and writes its chunks' blocks),
@@ -22,11 +25,11 @@ class _ChunkDecoder:
         self.shared = shared
 
     def __call__(self, batch: dict) -> dict:
-        from engine.data.ingest import ingest_chunk
+        from engine.data.ingest import run_chunk
 
         out = []
         for chunk, items in zip(batch["chunk"], batch["items"], strict=True):
-            res = ingest_chunk(**self.shared, chunk=int(chunk), items=json.loads(items))
+            res = run_chunk(self.shared, {"chunk": int(chunk), "items": json.loads(items)})
             out.append(json.dumps(res))
         return {"result": out}
 
@@ -51,7 +54,7 @@ def ray_map_chunks(tasks: list[dict], shared: dict) -> Iterator[dict]:
 
     Args:
         tasks: ``{"chunk", "items"}`` per chunk (see :func:`engine.data.ingest.ingest_chunk`).
-        shared: The arguments every chunk shares (config, out_dir, shape).
+        shared: The arguments every chunk shares (config, out_dir, shape; ``chunk_fn``).
 
     Yields:
         One result dict per chunk, in completion order.

@@ -263,7 +263,7 @@ def export_imagefolder(
             path = root / split / folder / f"{ids[i]}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(data.inputs, CachedInputs) and data.inputs.scale == 255:
-                path.write_bytes(_png_bytes(data.inputs.uint8(int(ids[i]))))  # the stored pixels
+                path.write_bytes(_png_bytes(data.inputs.stored(int(ids[i]))))  # the stored pixels
                 continue
             img = np.clip(data.inputs[ids[i]], 0.0, 1.0)
             pixels = (img[0] if shape[0] == 1 else np.moveaxis(img, 0, -1)) * 255
@@ -283,7 +283,9 @@ def export_hf(
 
     plain = table.replace_schema_metadata(None)
     if "input" not in plain.column_names and len(data.input_shape) == 3:
-        pngs = [_png_bytes(data.inputs.uint8(int(i))) for i in plain.column("sample_id").to_numpy()]
+        pngs = [
+            _png_bytes(data.inputs.stored(int(i))) for i in plain.column("sample_id").to_numpy()
+        ]
         image = pa.array([{"bytes": b, "path": None} for b in pngs],
                          pa.struct([("bytes", pa.binary()), ("path", pa.string())]))  # fmt: skip
         plain = plain.append_column("image", image)

@@ -180,6 +180,11 @@ def _dataset_lines(dataset: dict | None) -> list[str]:
         + f", {dataset['num_samples']} samples of shape {tuple(dataset['shape'] or ())}, "
         f"fingerprint `{dataset['fingerprint'][:16]}`",
     ]
+    tokens = dataset.get("tokens")
+    if tokens:
+        lines.append(f"- token ids: {tokens['vocab_size']:,}-word vocabulary learned from the "
+                     f"training texts, {tokens['max_len']} per text, token cache "
+                     f"`{tokens['fingerprint'][:16]}`")  # fmt: skip
     skipped = dataset.get("skipped") or []
     if skipped:
         lines.append(f"- skipped while ingesting ({len(skipped)}, `data.on_bad: skip`):")

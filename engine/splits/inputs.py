@@ -1,9 +1,10 @@
 """The inputs of a split file's samples: from its ``input`` column, or from the dataset cache it references.
 
-Split files of data read from a dataset cache hold no pixels: their schema metadata
-names the cache folder and its fingerprint, and :func:`row_inputs` gathers the rows it
-needs from the cache's memory-mapped blocks. Data without a cache (token ids of the
-bundled sentiment corpus) keeps an ``input`` column.
+Split files of data read from a dataset cache hold no pixels or token ids: their
+schema metadata names the cache folder (for text, its token cache) and its
+fingerprint, and :func:`row_inputs` gathers the rows it needs from the memory-mapped
+blocks. Data without a cache (token ids of the bundled sentiment corpus) keeps an
+``input`` column.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ FINGERPRINT_KEY = b"hardbench.fingerprint"  # schema metadata: that cache's fing
 
 
 def cache_metadata(dataset: dict) -> dict[bytes, bytes]:
-    """The schema metadata that makes a split file refer to ``dataset``'s cache."""
-    return {CACHE_KEY: dataset["cache"].encode(), FINGERPRINT_KEY: dataset["fingerprint"].encode()}
+    """The schema metadata that makes a split file refer to ``dataset``'s inputs.
+
+    The dataset cache, or for text its token cache (``dataset["tokens"]``).
+    """
+    ref = dataset.get("tokens") or dataset
+    return {CACHE_KEY: ref["cache"].encode(), FINGERPRINT_KEY: ref["fingerprint"].encode()}
 
 
 def split_cache(schema: pa.Schema) -> CachedInputs | None:

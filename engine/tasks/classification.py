@@ -47,8 +47,9 @@ class ClassificationTask:
         """The dataset with its split, and the injected label noise if the spec asks.
 
         Registered sources are read from the run's dataset cache (ingested on the
-        connected Ray cluster, or in this process, when the run has none yet); the
-        bundled sentiment corpus is tokenized in memory.
+        connected Ray cluster, or in this process, when the run has none yet; a text
+        source's token ids from its token cache, built the same way); the bundled
+        sentiment corpus is tokenized in memory.
         """
         d = spec.data
         if d.source == "rotten_tomatoes":
@@ -61,8 +62,8 @@ class ClassificationTask:
                               run_dir=run_dir, cache_dir=d.cache_dir, map_chunks=chunk_map(),
                               log=log)  # fmt: skip
             data = cached_classification_data(cache, heldout_fraction=d.heldout_fraction,
-                                              split_seed=d.split_seed,
-                                              pool_labels=d.pool_labels)  # fmt: skip
+                                              split_seed=d.split_seed, pool_labels=d.pool_labels,
+                                              map_chunks=chunk_map(), log=log)  # fmt: skip
         if not data.labelled:
             check_label_free(spec, data)
         noise = d.label_noise

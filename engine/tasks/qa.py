@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.data.qa import QAData, build_qa, load_quoref
+from engine.data.qa import CONTEXT_LEN, QUESTION_LEN, SEQ_LEN, QAData, build_qa, load_quoref
+from engine.data.text import VOCAB_SIZE
+from engine.data.text_cache import table_samples
 from engine.data.text_tables import describe, read_qa_table
 from engine.evaluation.text_eval import evaluate_reader
 from engine.tasks.base import RunContext
@@ -20,17 +22,27 @@ class QATask(TextTask):
     name = "qa"
 
     def load_data(self, spec: object, run_dir: object = None, log: object = print) -> QAData:
-        """The tokenized samples (bundled Quoref, or a user's table), split by passage."""
+        """The tokenized samples (bundled Quoref, or a user's table), split by passage.
+
+        A table is tokenized once per run's source and options; the run's processes
+        read the saved samples (:mod:`engine.data.text_cache`).
+        """
         d = spec.data
         if d.source != "table":
             return load_quoref(
                 heldout_fraction=d.heldout_fraction, split_seed=d.split_seed, limit=d.limit
             )
-        passages, rows, split, skipped = read_qa_table(d)
-        data = build_qa(Path(d.path).stem, passages, rows, heldout_fraction=d.heldout_fraction,
-                        split_seed=d.split_seed, limit=d.limit, split=split)  # fmt: skip
-        data.dataset = describe(Path(d.path), d, len(data), skipped)
-        return data
+
+        def build() -> QAData:
+            passages, rows, split, skipped = read_qa_table(d)
+            data = build_qa(Path(d.path).stem, passages, rows, heldout_fraction=d.heldout_fraction,
+                            split_seed=d.split_seed, limit=d.limit, split=split)  # fmt: skip
+            data.dataset = describe(Path(d.path), d, len(data), skipped)
+            return data
+
+        return table_samples(QAData, "qa", d, run_dir, build, log=log, constants={
+            "seq_len": SEQ_LEN, "question_len": QUESTION_LEN, "context_len": CONTEXT_LEN,
+            "vocab_size": VOCAB_SIZE})  # fmt: skip
 
     def split_texts(self, data: QAData, pool: np.ndarray) -> dict[str, list]:
         """Question, passage and answer of each pool sample."""

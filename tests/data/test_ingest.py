@@ -81,9 +81,9 @@ def test_png_folder_gives_the_written_pixels_labels_and_sorted_ids(tmp_path):
     assert cache.class_names == CLASSES and cache.meta["shape"] == [1, 12, 10]
     for sid, key in enumerate(keys):
         i = int(key.split("img")[1][:3])
-        np.testing.assert_array_equal(cache.inputs().uint8(sid)[0], images[i])
+        np.testing.assert_array_equal(cache.inputs().stored(sid)[0], images[i])
         assert cache.labels()[sid] == labels[i] and key.startswith(CLASSES[labels[i]] + "/")
-    np.testing.assert_array_equal(cache.inputs()[:], cache.inputs().uint8()[:] / np.float32(255))
+    np.testing.assert_array_equal(cache.inputs()[:], cache.inputs().stored()[:] / np.float32(255))
     assert len(list((cache.path / BLOCKS_DIR).glob("*.npy"))) == -(-len(images) // BLOCK)
     assert _snapshot(root) == before  # the source is never written
 
@@ -95,7 +95,7 @@ def test_jpeg_colour_folder_equals_pil_decoding(tmp_path):
     assert cache.meta["shape"] == [3, 12, 10]
     for sid, key in enumerate(cache.keys()):
         expect = np.asarray(Image.open(root / key).convert("RGB")).transpose(2, 0, 1)
-        np.testing.assert_array_equal(cache.inputs().uint8(sid), expect)
+        np.testing.assert_array_equal(cache.inputs().stored(sid), expect)
 
 
 def test_ids_are_stable_across_listing_orders_and_the_cache_is_reused(tmp_path):
@@ -105,7 +105,7 @@ def test_ids_are_stable_across_listing_orders_and_the_cache_is_reused(tmp_path):
     ca = _ingest(tmp_path, source="imagefolder", path=str(a))
     cb = _ingest(tmp_path, source="imagefolder", path=str(b))
     assert ca.keys() == cb.keys()
-    np.testing.assert_array_equal(ca.inputs().uint8(), cb.inputs().uint8())
+    np.testing.assert_array_equal(ca.inputs().stored(), cb.inputs().stored())
     lines = []
     again = _ingest(tmp_path, log=lines.append, source="imagefolder", path=str(a))
     assert again.path == ca.path and any("reused" in line for line in lines)
@@ -138,7 +138,7 @@ def test_csv_with_paths_keyed_by_path_whatever_the_row_order(tmp_path):
     ca = _ingest(tmp_path, path=str(root / "a.csv"), **opts)
     cb = _ingest(tmp_path, path=str(root / "b.csv"), **opts)
     assert ca.keys() == cb.keys() == [f"px/{i:03d}.png" for i in range(len(images))]
-    np.testing.assert_array_equal(ca.inputs().uint8()[:, 0], images)
+    np.testing.assert_array_equal(ca.inputs().stored()[:, 0], images)
     np.testing.assert_array_equal(ca.labels(), labels)
     assert ca.class_names == CLASSES
 
@@ -155,7 +155,7 @@ def test_parquet_with_bytes_ids_and_split(tmp_path):
     pq.write_table(table, tmp_path / "d.parquet")
     cache = _ingest(tmp_path, source="table", path=str(tmp_path / "d.parquet"), image_column="img",
                     id_column="uid", split_column="part", class_names=tuple(CLASSES))  # fmt: skip
-    np.testing.assert_array_equal(cache.inputs().uint8()[:, 0], images)
+    np.testing.assert_array_equal(cache.inputs().stored()[:, 0], images)
     np.testing.assert_array_equal(cache.labels(), labels)
     assert list(cache.splits()) == ["heldout" if s == "test" else "train" for s in split]
 
@@ -192,7 +192,7 @@ def test_hf_save_to_disk_dataset_dict(tmp_path):
     for i in range(len(images)):
         key = f"train/row{i:09d}" if i < half else f"test/row{i - half:09d}"
         sid = by_key[key]
-        np.testing.assert_array_equal(cache.inputs().uint8(sid)[0], images[i])
+        np.testing.assert_array_equal(cache.inputs().stored(sid)[0], images[i])
         assert cache.labels()[sid] == labels[i]
         assert cache.splits()[sid] == ("train" if i < half else "heldout")
 
@@ -209,7 +209,7 @@ def test_webdataset_tar_shards(tmp_path):
                     tf.addfile(info, io.BytesIO(payload))
     cache = _ingest(tmp_path, source="webdataset", path=str(tmp_path / "shard-*.tar"))
     assert cache.keys() == [f"{i:04d}" for i in range(len(images))]
-    np.testing.assert_array_equal(cache.inputs().uint8()[:, 0], images)
+    np.testing.assert_array_equal(cache.inputs().stored()[:, 0], images)
     np.testing.assert_array_equal(cache.labels(), labels)
 
 
@@ -228,7 +228,7 @@ def test_idx_files_train_and_t10k(tmp_path):
     _idx(tmp_path / "t10k-images-idx3-ubyte", test, gz=False)
     _idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5) % 3, gz=False)
     cache = _ingest(tmp_path, source="idx", path=str(tmp_path))
-    x = cache.inputs().uint8()[:, 0]
+    x = cache.inputs().stored()[:, 0]
     np.testing.assert_array_equal(x[:5], test)  # "t10k/..." sorts before "train/..."
     np.testing.assert_array_equal(x[5:], train)
     assert list(cache.splits()) == ["heldout"] * 5 + ["train"] * 9
@@ -278,7 +278,7 @@ def test_skipped_samples_shift_ids_and_blocks_stay_aligned(tmp_path):
     assert "bird/img000.png" not in keys
     for sid in range(cache.num_samples):
         i = int(keys[sid].split("img")[1][:3])
-        np.testing.assert_array_equal(cache.inputs().uint8(sid)[0], images[i])
+        np.testing.assert_array_equal(cache.inputs().stored(sid)[0], images[i])
     sizes = [len(np.load(p)) for p in sorted((cache.path / BLOCKS_DIR).glob("*.npy"))]
     assert sizes[:-1] == [BLOCK] * (len(sizes) - 1)
 
@@ -385,5 +385,5 @@ def test_the_ray_data_ingest_writes_the_same_cache(tmp_path, ray_local):
     remote = ingest(SourceConfig(source="imagefolder", path=str(root)), tmp_path / "cache2",
                     block_size=BLOCK, map_chunks=ray_map_chunks, log=lambda line: None)  # fmt: skip
     assert remote.fingerprint == local.fingerprint and remote.keys() == local.keys()
-    np.testing.assert_array_equal(remote.inputs().uint8(), local.inputs().uint8())
+    np.testing.assert_array_equal(remote.inputs().stored(), local.inputs().stored())
     assert DatasetCache(remote.path).num_samples == len(images)

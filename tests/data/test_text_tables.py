@@ -90,3 +90,42 @@ def test_a_qa_run_from_a_jsonl_table(ray_local, no_tracking_env, tmp_path):
     assert card["dataset"]["source"]["path"] == str(path)
     reader = next(ev for ev in result.evaluations if ev["model"] == "reader")
     assert 0 <= reader["error_all"] <= 1
+
+
+@pytest.mark.parametrize("kind", ["qa", "seq2seq"])
+def test_a_table_is_tokenized_once_per_run_then_read_from_its_cache(tmp_path, kind):
+    import dataclasses
+    import os
+
+    from engine.data.ingest import CACHE_SUBDIR
+
+    if kind == "qa":
+        rows, spec_file = _qa_rows(120), QA_SPEC
+    else:
+        rows = [{"source": f"{f1} {f2}", "target": refs}
+                for f1, f2, refs in read_qasc_fusion()[:150]]  # fmt: skip
+        spec_file = S2S_SPEC
+    path = _jsonl(tmp_path / "t.jsonl", rows)
+    spec = load_spec(spec_file, ["data.source=table", f"data.path={path}"])
+    memory = spec.load_data()  # no run: built in memory, nothing saved
+    assert memory.dataset["cache"] is None
+    runs = tmp_path / "runs"
+    lines = []
+    first = spec.load_data(runs / "r1", lines.append)
+    assert sum("tokenized" in line for line in lines) == 1
+    folder = first.dataset["cache"]
+    assert folder.startswith(str((runs / CACHE_SUBDIR).resolve())) and f"{kind}-" in folder
+    lines.clear()
+    again = spec.load_data(runs / "r2", lines.append)  # another run, same table: reused
+    assert not lines and again.dataset == first.dataset
+    for f in dataclasses.fields(memory):
+        a, b = getattr(memory, f.name), getattr(again, f.name)
+        if isinstance(a, np.ndarray):
+            assert isinstance(b, np.memmap) and not b.flags.writeable
+            np.testing.assert_array_equal(a, b)
+        elif f.name != "dataset":
+            assert a == b, f.name
+    other = load_spec(spec_file, ["data.source=table", f"data.path={path}", "data.split_seed=5"])
+    assert other.load_data(runs / "r3", lines.append).dataset["cache"] != folder  # another split
+    os.utime(path, ns=(1, 1))  # the table changed: tokenized again
+    assert spec.load_data(runs / "r4", lines.append).dataset["cache"] != folder
