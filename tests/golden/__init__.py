@@ -6,8 +6,11 @@ lifecycle refactor of issue 15. On the CPU kind the files were written on (torch
 CPU capability and the CPU's AMX/AVX-512 extensions are stored with them) every value
 must be bit-identical; on another kind, floating-point kernels may differ in the last
 bits, so scores must agree to 1e-6 (absolute, and relative for large ones: the summed
-action of a sample reaches ~70 and moved by 3.8e-6 = 1.4e-7 of it) and split
-membership for all but 1% of the pool.
+action of a sample reaches ~70 and moved by 3.8e-6 = 1.4e-7 of it) for all but 1% of
+the samples and to 1e-3 for every one (a prediction stored as float16, as the text
+specs store them, flips to the neighbouring float16 when the float32 value moves
+across a rounding boundary: 12 of 12,752 sentiment confusions moved by up to 4.1e-5),
+and split membership for all but 1% of the pool.
 (torch's capability alone, "AVX512", did not tell CPU generations apart: on a CPU
 with AMX and AVX-512 FP16 the digits' confusion moved by up to 8e-8 against files
 written on another AVX512 machine. Files written before the extensions were stored
@@ -80,4 +83,11 @@ def check_golden(name: str, run_dir: Path | str) -> None:
         elif column in SPLIT_COLUMNS or column == "ensemble_pred":
             assert np.mean(a != b) <= 0.01, f"{name}: {column} moved for {np.mean(a != b):.2%}"
         else:
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=f"{name}: {column}")
+            _assert_close_on_another_kind(a, b, f"{name}: {column}")
+
+
+def _assert_close_on_another_kind(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    """A score computed on another CPU kind: 99% of samples to 1e-6, every one to 1e-3."""
+    far = ~np.isclose(a, b, rtol=1e-6, atol=1e-6)
+    assert far.mean() <= 0.01, f"{what}: {far.mean():.2%} of samples moved by more than 1e-6"
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3, err_msg=what)
