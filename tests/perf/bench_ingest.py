@@ -161,8 +161,8 @@ def main() -> None:
         f"| ingest in process (1 core) | {local_warm:,.0f} | {local_warm:,.0f} | "
         f"{local_warm / pil:.2f} |",
         "",
-        "Every ingest row includes listing, fingerprinting and writing the cache (fsync per "
-        "block), not only decoding.",
+        "Every ingest row includes listing, fingerprinting and writing the cache (one fsync "
+        "pass before it is renamed into place), not only decoding.",
         "",
         f"Target: the Ray ingest per core (warm) >= {TARGET:.0%} of PIL alone: "
         f"{'met' if per_core / pil >= TARGET else 'NOT met'}.",
