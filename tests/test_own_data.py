@@ -220,3 +220,10 @@ tracking: {{experiment: hardbench-tests}}
                            input_shape=(MAX_LEN,), device="cpu")  # fmt: skip
     sid = hard.column("sample_id").to_numpy()
     np.testing.assert_allclose(model.logits({"sample_id": sid}, ids[:]), logits[sid], atol=1e-5)
+    # hardbench eval of the saved model reads the split's token-cache reference: same metrics.
+    from engine.lifecycle import evaluate_model_on_run
+
+    again = evaluate_model_on_run(result.run_dir, model_uri=str(result.run_dir / "models" / "mlp"),
+                                  label="mlp_again")  # fmt: skip
+    for key in ("error_all", "error_hard", "error_rest", "auroc_score_error"):
+        assert again[key] == pytest.approx(mlp[key], nan_ok=True), key
