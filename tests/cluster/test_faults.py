@@ -22,7 +22,14 @@ from tests.cluster.cli_runs import SECRETS, assert_same_scores, run_cli, start_c
 from tests.cluster.procs import kill_driver_and_cluster
 
 REPLICAS, EPOCHS, BLOCKS = 2, 8, 4  # tiny.yaml: 1,797 samples in 512-sample blocks
-SPEC = ["tests/fixtures/tiny.yaml", "--set", f"replicas.epochs={EPOCHS}"]
+# No evaluated model: these tests are about the replicas; its training would add ~7 s a run.
+SPEC = [
+    "tests/fixtures/tiny.yaml",
+    "--set",
+    f"replicas.epochs={EPOCHS}",
+    "--set",
+    "evaluate.models=[]",
+]
 SCORE_COLUMNS = ("confusion", "action", "aum", "forgetting", "el2n", "vog", "ensemble_pred")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from tests.cluster.procs import kill_driver_and_cluster
 
 EPOCHS = 8
 SPEC = ["tests/fixtures/tiny-qa.yaml", "--set", f"replicas.epochs={EPOCHS}",
-        "--set", "data.limit=1200"]  # fmt: skip
+        "--set", "data.limit=600"]  # fmt: skip
 SCORES = ("confusion", "action", "aum", "forgetting", "ensemble_pred")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
