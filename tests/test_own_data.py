@@ -199,7 +199,8 @@ tracking: {{experiment: hardbench-tests}}
     cache = Path(status["dataset"]["cache"])
     assert [p.name for p in (cache / TOKENS_DIR).iterdir()] == [Path(tokens["cache"]).name]
     assert sum("texts tokenized" in line for line in lines) == 1  # once, on the driver
-    assert "token ids: " in (result.run_dir / "benchmark" / "card.md").read_text()
+    card = (result.run_dir / "benchmark" / "card.md").read_text()
+    assert "token ids: " in card and "2400 texts, fingerprint" in card
 
     hard = pq.read_table(result.run_dir / "benchmark" / "splits" / "hard.parquet")
     assert "input" not in hard.column_names and hard.num_rows == 144  # 20% of 720 held out

@@ -177,8 +177,12 @@ def _dataset_lines(dataset: dict | None) -> list[str]:
     lines = [
         f"- data: `{src['source']}`"
         + (f" at `{src['path']}`" if src.get("path") else "")
-        + f", {dataset['num_samples']} samples of shape {tuple(dataset['shape'] or ())}, "
-        f"fingerprint `{dataset['fingerprint'][:16]}`",
+        + (
+            f", {dataset['num_samples']} samples of shape {tuple(dataset['shape'])}, "
+            if dataset.get("shape")
+            else f", {dataset['num_samples']} texts, "
+        )
+        + f"fingerprint `{dataset['fingerprint'][:16]}`",
     ]
     tokens = dataset.get("tokens")
     if tokens:
