@@ -76,11 +76,6 @@ class CachedInputs:
         return None if self._scale is None else float(self._scale)
 
     @property
-    def fingerprint(self) -> str:
-        """The fingerprint (or token key) of the cache folder, as a split file's reference records it."""
-        return self.meta["fingerprint"]
-
-    @property
     def ndim(self) -> int:
         """4 for images, 2 for token ids, as the array it stands for."""
         return 1 + len(self._sample_shape)
