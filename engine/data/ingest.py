@@ -363,13 +363,13 @@ def ingest_chunk(
             continue
         result["kept"].append(pos)
     if block is not None:
-        _save_npy(
+        save_npy(
             Path(out_dir) / CHUNKS_DIR / f"chunk={chunk:05d}.npy", block[: len(result["kept"])]
         )
     return result
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` via a temporary name (no fsync: :func:`sync_folder` does it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -576,9 +576,9 @@ def _blocks_from_chunks(folder: Path, num_chunks: int, block_size: int, *, all_k
             held += len(arr)
             while held >= block_size:
                 joined = np.concatenate(pending)
-                _save_npy(block_file(folder, b), joined[:block_size])
+                save_npy(block_file(folder, b), joined[:block_size])
                 pending, held, b = [joined[block_size:]], held - block_size, b + 1
             path.unlink()
         if held:
-            _save_npy(block_file(folder, b), np.concatenate(pending))
+            save_npy(block_file(folder, b), np.concatenate(pending))
     shutil.rmtree(folder / CHUNKS_DIR, ignore_errors=True)

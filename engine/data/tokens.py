@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import uuid
@@ -36,7 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.cache import BLOCKS_DIR, META_FILE, CachedInputs, DatasetCache, block_file
-from engine.data.ingest import CHUNK_FN, ChunkMap, local_map, progress_line, publish_folder
+from engine.data.ingest import (
+    CHUNK_FN,
+    PROGRESS_EVERY_S,
+    ChunkMap,
+    local_map,
+    progress_line,
+    publish_folder,
+    save_npy,
+)
 from engine.data.sources import SPLIT_TRAIN
 from engine.data.text import MAX_LEN, VOCAB_SIZE, count_words, encode, tokenizer_from_counts
 
@@ -90,12 +97,7 @@ def encode_chunk(
     from tokenizers import Tokenizer
 
     ids = encode(Tokenizer.from_str(tokenizer), items, max_len).astype(dtype)
-    path = block_file(out_dir, chunk)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, ids)
-    os.replace(tmp, path)
+    save_npy(block_file(out_dir, chunk), ids)
     return {"chunk": chunk, "rows": len(ids), "error": ""}
 
 
@@ -169,7 +171,7 @@ def _build(cache: DatasetCache, train: np.ndarray, key: str, tmp: Path, final: P
     for res in map_chunks(tasks, shared):
         done += int(res["rows"])
         now = time.perf_counter()
-        if done == n or now - shown >= 2.0:
+        if done == n or now - shown >= PROGRESS_EVERY_S:
             shown = now
             log(progress_line(done, n, now - start, stage="tokens", unit="texts"))
     missing = [b for b, _, _ in spans if not block_file(tmp, b).is_file()]
