@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.lifecycle.driver import run_state
 from engine.lifecycle.rundir import (
     RUN_FILE,
     SCORES_FILE,
@@ -142,7 +143,8 @@ def resume(
     Args:
         run_dir: The run directory (or a mirrored run's URI).
         num_cpus: CPUs of the local Ray cluster.
-        force: Resume a run marked running by a driver on another host.
+        force: Resume a run marked running by a driver on another host that cannot be
+            checked (a fresh heartbeat, or none); not needed once the run is interrupted.
         log: Where progress lines go; ``None`` for none.
 
     Returns:
@@ -158,7 +160,7 @@ def resume(
 
 
 def open_run(run_dir: str | Path) -> Run:
-    """A run from its directory, finished or not (``Run.status`` says which).
+    """A run from its directory, finished or not (``Run.state`` says which).
 
     Raises:
         RunSetupError: If the directory is not a run.
@@ -169,7 +171,12 @@ def open_run(run_dir: str | Path) -> Run:
 
 
 def list_runs(runs_dir: str | Path = "runs") -> list[Run]:
-    """Every run under ``runs_dir``, sorted by run id (none when it does not exist)."""
+    """Every run under ``runs_dir``, sorted by run id (none when it does not exist).
+
+    Each run's :attr:`Run.state` says whether it is complete, failed, killed, running,
+    or ``interrupted`` (marked running, but its driver is gone: resume it with
+    :func:`resume` or ``hardbench run --resume RUN_DIR``).
+    """
     root = Path(runs_dir)
     return [Run(p.parent.resolve()) for p in sorted(root.glob(f"*/{RUN_FILE}"))]
 
@@ -187,7 +194,7 @@ class Run:
     table: str | None = None
 
     def __repr__(self) -> str:
-        return f"Run({self.run_id!r}, status={self.status['status']!r}, dir={str(self.run_dir)!r})"
+        return f"Run({self.run_id!r}, status={self.state!r}, dir={str(self.run_dir)!r})"
 
     @property
     def run_id(self) -> str:
@@ -196,8 +203,23 @@ class Run:
 
     @property
     def status(self) -> dict:
-        """``run.json`` as it is now: ``status`` (running, complete, failed, killed), timings, attempts."""
+        """``run.json`` as it is now: ``status`` (running, complete, failed, killed), timings, attempts.
+
+        ``status["status"]`` is what the driver last wrote: a driver killed with SIGKILL or
+        lost with its machine leaves ``running`` there for ever; :attr:`state` tells.
+        """
         return read_status(self.run_dir)
+
+    @property
+    def state(self) -> str:
+        """The run's effective state: ``run.json``'s status, or ``interrupted`` if its driver is gone.
+
+        A run marked running is ``interrupted`` when its last driver is on this host and
+        no longer runs (pid and process start time), or is on another host and left no
+        heartbeat for ``HEARTBEAT_STALE_S`` (:mod:`engine.lifecycle.driver`); resume it with
+        :func:`resume`. Computed on each read; ``run.json`` is not rewritten.
+        """
+        return run_state(self.run_dir, self.status).status
 
     @property
     def complete(self) -> bool:

@@ -189,7 +189,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    """``hardbench ls``: the runs of a runs directory with their status."""
+    """``hardbench ls``: the runs of a runs directory with their status.
+
+    A run marked running whose driver is gone shows as ``interrupted``, with why and
+    the command that resumes it; ``run.json`` is only read.
+    """
+    import shlex
+
+    from engine.lifecycle.driver import INTERRUPTED, run_state
+
     runs = Path(args.runs_dir or default_runs_dir())
     if not runs.is_dir():
         print(f"no runs under {runs}")
@@ -197,20 +205,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
     for run_file in sorted(runs.glob("*/run.json")):
         status = json.loads(run_file.read_text())
-        rows.append(
-            (
-                status["run_id"],
-                status["status"],
-                f"{status.get('timings_s', {}).get('total', float('nan')):.1f}",
-            )
-        )
+        state = run_state(run_file.parent, status)
+        total = status.get("timings_s", {}).get("total")
+        rows.append((status["run_id"], state, "-" if total is None else f"{total:.1f}",
+                     run_file.parent.resolve()))  # fmt: skip
     if not rows:
         print(f"no runs under {runs}")
         return 0
-    width = max(len(r[0]) for r in rows) + 2
-    print(f"{'run':<{width}}{'status':<10}{'total s':>8}")
-    for run_id, state, total in rows:
-        print(f"{run_id:<{width}}{state:<10}{total:>8}")
+    width = max(len("run"), *(len(r[0]) for r in rows)) + 2
+    status_width = max(len("status"), *(len(r[1].status) for r in rows)) + 2
+    print(f"{'run':<{width}}{'status':<{status_width}}{'total s':>8}")
+    for run_id, state, total, run_dir in rows:
+        print(f"{run_id:<{width}}{state.status:<{status_width}}{total:>8}")
+        if state.status == INTERRUPTED:
+            print(f"  {state.reason}; resume: hardbench run --resume {shlex.quote(str(run_dir))}")
     return 0
 
 

@@ -41,6 +41,7 @@ from engine.data.cache import (
 from engine.data.decode import channels_of, decode_image
 from engine.data.registry import BadInputError, Item, SourceConfig, get_source
 from engine.data.sources import UNLABELLED
+from engine.data.tmpdirs import make_tmp_folder, remove_stale_tmp
 
 CACHE_ENV = "HARDBENCH_CACHE_DIR"  # overrides where dataset caches live
 CACHE_SUBDIR = "_datasets"  # default cache root inside the runs directory
@@ -480,9 +481,8 @@ def ingest(
         if cache.fingerprint == plan.fingerprint:
             log(f"[ingest] reused cache {final} ({cache.num_samples} samples)")
             return cache
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{plan.folder_name}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
+    remove_stale_tmp(root, plan.folder_name, log)  # a killed build's partial folder
+    tmp = make_tmp_folder(root, plan.folder_name)
     try:
         cache = _build(plan, tmp, final, map_chunks or local_map, log)
     finally:

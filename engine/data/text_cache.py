@@ -25,7 +25,6 @@ import hashlib
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -34,6 +33,7 @@ import numpy as np
 
 from engine.data.cache import META_FILE
 from engine.data.ingest import cache_root, publish_folder
+from engine.data.tmpdirs import make_tmp_folder, remove_stale_tmp
 
 TEXT_CACHE_VERSION = 1  # bumped when the layout changes; part of every key
 KEY_CHARS = 24  # hex characters of the key in the folder name
@@ -74,9 +74,9 @@ def cached_text_data(
         return _load(cls, folder), folder
     start = time.perf_counter()
     data = build()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
-    (tmp / ARRAYS_DIR).mkdir(parents=True)
+    remove_stale_tmp(folder.parent, folder.name, log, stage="tokens")  # a killed build's tmp
+    tmp = make_tmp_folder(folder.parent, folder.name)
+    (tmp / ARRAYS_DIR).mkdir()
     try:
         scalars, lists = {}, {}
         for f in dataclasses.fields(cls):

@@ -27,7 +27,6 @@ import hashlib
 import json
 import shutil
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +45,7 @@ from engine.data.ingest import (
 )
 from engine.data.sources import SPLIT_TRAIN
 from engine.data.text import MAX_LEN, VOCAB_SIZE, count_words, encode, tokenizer_from_counts
+from engine.data.tmpdirs import make_tmp_folder, remove_stale_tmp
 
 TOKENS_DIR = "tokens"  # inside the dataset cache
 TOKENS_VERSION = 1  # bumped when the ids or the layout change; part of every key
@@ -137,9 +137,8 @@ def token_inputs(
     final = root / key[:KEY_CHARS]
     if (final / META_FILE).is_file():
         return CachedInputs(final)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
+    remove_stale_tmp(root, final.name, log, stage="tokens")  # a killed build's partial folder
+    tmp = make_tmp_folder(root, final.name)
     try:
         _build(cache, train, key, tmp, final, max_len=max_len, vocab_size=vocab_size,
                map_chunks=map_chunks or local_map, log=log)  # fmt: skip

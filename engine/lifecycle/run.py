@@ -20,7 +20,7 @@ from pathlib import Path
 
 from engine._util import has_credentials, redact_uri
 from engine.distributed.cluster import ray_session
-from engine.lifecycle.driver import driver_alive, driver_record
+from engine.lifecycle.driver import Heartbeat, check_driver, driver_alive, driver_record
 from engine.lifecycle.record import CurveFeed, open_record, split_datasets
 from engine.lifecycle.rundir import (
     SCORES_FILE,
@@ -33,6 +33,7 @@ from engine.lifecycle.rundir import (
     write_status,
 )
 from engine.lifecycle.scoring import score_stage
+from engine.processes import ALIVE, GONE
 from engine.shards import atomic_write_bytes
 from engine.shards.integrity import quarantine_shards, verify_shards
 from engine.shards.provenance import provenance
@@ -141,8 +142,10 @@ def resume_run(
             of a mirrored run, which is first downloaded into ``runs_dir``.
         num_cpus: CPUs of the local Ray cluster.
         runs_dir: Where a mirrored run is downloaded to.
-        force: Resume a run marked running by a driver on another host (which cannot
-            be checked from here).
+        force: Resume a run marked running by a driver on another host, which cannot be
+            checked from here: needed while its heartbeat is fresh or when it left none (a
+            downloaded mirror, an older version); not once no beat came for
+            ``HEARTBEAT_STALE_S`` (the run is interrupted).
         log: Where progress lines go.
 
     Returns:
@@ -173,11 +176,23 @@ def resume_run(
                 f"run {run_dir.name} is still running (driver pid {last['pid']} on "
                 f"{last['host']}); stop it before resuming"
             )
-        if last.get("host") != socket.gethostname() and not force:
+        check = check_driver(run_dir, last)  # on another host, its heartbeat tells
+        elsewhere = last.get("host") != socket.gethostname()
+        if elsewhere and check.state == ALIVE and not force:
+            raise RunSetupError(
+                f"run {run_dir.name} is still running ({check.reason}); stop it before "
+                "resuming, or if that driver is gone, resume with --force"
+            )
+        if elsewhere and check.state != GONE and not force:
             raise RunSetupError(
                 f"run {run_dir.name} is marked running by a driver on host {last.get('host')}, "
-                "which this machine cannot check; if that driver is gone, resume with --force"
+                "which this machine cannot check (it left no heartbeat); if that driver is "
+                "gone, resume with --force"
             )
+        if check.state == GONE:
+            log(f"[run] {check.reason}: the run was interrupted")
+        elif elsewhere:
+            log(f"[run] --force: {check.reason}")
     spec = read_run_spec(run_dir)
     if attempts:
         attempts[-1]["ended_as"] = status.get("status")
@@ -220,6 +235,7 @@ def _execute(
     recorder = open_record(spec, run_dir, status)
     write_status(run_dir, status)
     log(f"[mlflow] parent run {recorder.parent_id} in {status['mlflow']['tracking_uri']} (RUNNING)")
+    heartbeat = Heartbeat(run_dir, status["attempts"][-1], log=log).start()  # for other hosts
     try:
         result = _run_stages(spec, run_dir, num_cpus, status, log, mirror, recorder)
     except BaseException as exc:
@@ -241,6 +257,8 @@ def _execute(
         except Exception as mirror_exc:  # keep the run's own error; say the mirror failed too
             log(f"[output] mirroring the failed run failed too: {mirror_exc}")
         raise
+    finally:
+        heartbeat.stop()
     recorder.finish()
     status.update(status="complete", finished=time.time(), mlflow=result.mlflow)
     write_status(run_dir, status)

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.distributed.cluster import ray_session
-from engine.lifecycle.driver import driver_alive
+from engine.lifecycle.driver import check_driver
 from engine.lifecycle.rundir import RUN_FILE, SCORES_FILE, RunSetupError, read_run_spec
+from engine.processes import ALIVE
 from engine.shards.integrity import manifest_checksums, quarantine_shards, verify_shards
 from engine.tasks import get_task
 from engine.tasks.base import RunContext
@@ -55,10 +56,10 @@ def verify_run(
         return out
     status = json.loads((run_dir / RUN_FILE).read_text()) if (run_dir / RUN_FILE).exists() else {}
     attempts = status.get("attempts", [])
-    if status.get("status") == "running" and attempts and driver_alive(attempts[-1]):
+    check = check_driver(run_dir, attempts[-1]) if attempts else None
+    if status.get("status") == "running" and check is not None and check.state == ALIVE:
         raise RunSetupError(
-            f"run {run_dir.name} is still running (driver pid {attempts[-1]['pid']}); "
-            "repair it once it has stopped"
+            f"run {run_dir.name} is still running ({check.reason}); repair it once it has stopped"
         )
     redo = {(r, p.epoch) for p in problems for r in p.replicas}
     dest = quarantine_shards(run_dir, problems)

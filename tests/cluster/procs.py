@@ -1,9 +1,13 @@
 """Find and stop the processes of a Ray cluster a test started (by temp dir or port)."""
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -59,3 +63,18 @@ def kill_driver_and_cluster(proc: subprocess.Popen, ray_tmpdir: str) -> int:
     proc.wait(timeout=60)
     stop_pids(pids_using(ray_tmpdir), grace_s=1)
     return len(doomed) - 1
+
+
+@contextmanager
+def private_ray_env(prefix: str) -> Iterator[dict]:
+    """The environment of CLI builds with their own local Ray clusters (a private RAY_TMPDIR,
+    no RAY_ADDRESS or MLFLOW_TRACKING_URI); every process of those clusters is stopped at the end."""
+    temp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # short: Ray's socket paths are long
+    env = {**os.environ, "RAY_TMPDIR": temp, "MLFLOW_LOGGING_LEVEL": "WARNING"}
+    for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    try:
+        yield env
+    finally:
+        stop_pids(pids_using(temp))
+        shutil.rmtree(temp, ignore_errors=True)

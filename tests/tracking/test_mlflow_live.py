@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.cluster.procs import pids_using, stop_pids
+from tests.cluster.procs import pids_using, private_ray_env, stop_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 HARDBENCH = str(Path(sys.executable).parent / "hardbench")
@@ -35,13 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 @pytest.fixture(scope="module")
 def env():
     """The builds' environment: a private RAY_TMPDIR (its clusters killed at the end)."""
-    temp = tempfile.mkdtemp(prefix="rml", dir="/tmp")
-    out = {**os.environ, "RAY_TMPDIR": temp, "MLFLOW_LOGGING_LEVEL": "WARNING"}
-    for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
-        out.pop(key, None)
-    yield out
-    stop_pids(pids_using(temp))
-    shutil.rmtree(temp, ignore_errors=True)
+    with private_ray_env("rml") as env:
+        yield env
 
 
 def _start(args, env, log):
