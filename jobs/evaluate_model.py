@@ -6,15 +6,19 @@
 
 Arguments are those of ``hardbench eval``; predictions run on a Ray Data actor pool
 with the resources given (or the spec's ``evaluate.cpus_per_actor`` and
-``gpus_per_actor``), and the result is logged as a nested MLflow run of the build.
+``gpus_per_actor``), and the result is logged as a nested MLflow run of the build. The
+job first checks that its Python has hardbench's dependencies (``jobs/_deps.py``).
 """
 
 from __future__ import annotations
 
 import sys
 
-from engine.cli import main
-from jobs._entry import run_dir_job
+from jobs._deps import require_dependencies
 
 if __name__ == "__main__":
+    require_dependencies()  # first: everything below needs the third-party packages
+    from engine.cli import main
+    from jobs._entry import run_dir_job
+
     sys.exit(main(["eval", *run_dir_job("evaluate_model", sys.argv[1:], "--weights-file")]))

@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--working-dir", type=Path, default=Path.cwd(), help="repository uploaded with the job"
     )
     sb.add_argument("--submission-id", default=None)
+    sb.add_argument(
+        "--runtime-env",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="give the job's Python its packages: a requirements file (.txt: a 'pip' "
+        "runtime env, e.g. cluster/requirements.txt for a cluster whose Python lacks "
+        "hardbench's dependencies) or a Ray runtime_env mapping (.yaml/.yml/.json: pip, "
+        "conda, uv, env_vars, image_uri, ...) merged over the job's own; working_dir and "
+        "excludes are refused (set by --working-dir)",
+    )
     sb.add_argument("--no-wait", action="store_true", help="print the job id and return")
     for name, text in (("status", "a Ray job's status"), ("logs", "a Ray job's logs")):
         jp = sub.add_parser(name, help=text)
