@@ -60,6 +60,10 @@ def test_an_image_folder_with_a_bad_file(ray_local, no_tracking_env, tmp_path):
         (src / CLASSES[cls]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(_draw(cls, rng)).save(src / CLASSES[cls] / f"{i:03d}.png")
     (src / "cross" / "broken.png").write_bytes(b"\x89PNG not really")
+    for i in range(0, 30, 3):  # exact copies: those that land held out, of a training one, leak
+        (src / CLASSES[i % 3] / f"copy{i:03d}.png").write_bytes(
+            (src / CLASSES[i % 3] / f"{i:03d}.png").read_bytes()
+        )
     spec_path = _spec_file(tmp_path, f"  source: imagefolder\n  path: {src}\n  on_bad: skip")
     runs = tmp_path / "runs"
     result = run_benchmark(load_spec(spec_path), runs_dir=runs, run_id="own", log=lambda s: None)
@@ -69,10 +73,34 @@ def test_an_image_folder_with_a_bad_file(ray_local, no_tracking_env, tmp_path):
     assert "not a readable image" in skipped[0]["reason"]
     card = json.loads((result.run_dir / "benchmark" / "card.json").read_text())
     assert card["dataset"]["fingerprint"] == status["dataset"]["fingerprint"]
-    assert card["class_names"] == CLASSES and card["dataset"]["num_samples"] == 150
-    assert "cross/broken.png" in (result.run_dir / "benchmark" / "card.md").read_text()
+    assert card["class_names"] == CLASSES and card["dataset"]["num_samples"] == 160
+    card_md = (result.run_dir / "benchmark" / "card.md").read_text()
+    assert "cross/broken.png" in card_md
     pool = pq.read_table(result.run_dir / "benchmark" / "splits" / "pool.parquet")
-    assert "input" not in pool.column_names and pool.num_rows == 60
+    assert "input" not in pool.column_names and pool.num_rows == 64
+    # the planted copies: a held-out one of a training image leaks, and is not hard
+    scores = pq.read_table(result.run_dir / "scores.parquet")
+    split_of = dict(zip(scores.column("sample_id").to_pylist(), scores.column("split").to_pylist(),
+                        strict=True))  # fmt: skip
+    keys = pool.column("key").to_pylist()
+    key_split = {k: split_of[i] for k, i in zip(keys, pool.column("sample_id").to_pylist(),
+                                                strict=True)}  # fmt: skip
+    leaks = sum(
+        (f"{CLASSES[i % 3]}/copy{i:03d}.png" in key_split)
+        != (f"{CLASSES[i % 3]}/{i:03d}.png" in key_split)
+        for i in range(0, 30, 3)
+    )  # one of the pair held out, the other trained on
+    assert leaks >= 1  # the seeded split puts some pairs across (fixed by split_seed)
+    leaked = pool.column("leaked").to_numpy(zero_copy_only=False)
+    assert leaked.sum() == leaks == card["splits"]["leaked"]["count"]
+    assert not (leaked & pool.column("is_hard").to_numpy(zero_copy_only=False)).any()
+    report = card["dataset"]["report"]
+    assert report["duplicates"]["exact"]["heldout_with_train_copy"] == leaks
+    assert f"{leaks} pool samples leak, left out of the hard split" in card_md
+    page = (result.run_dir / "report.html").read_text()
+    assert "fig-leaks" in page and "pool samples leak" in page
+    data_report = json.loads((result.run_dir / "benchmark" / "data_report.json").read_text())
+    assert data_report["duplicates"]["leaked"] == leaks
     assert all(k.split("/")[0] in CLASSES for k in pool.column("key").to_pylist())
     assert Path(status["dataset"]["cache"]).parent == runs / CACHE_SUBDIR
     assert (result.run_dir / "report.html").stat().st_size > 10_000
@@ -129,7 +157,9 @@ def test_an_unlabelled_pool_then_labels_attached_later(ray_local, no_tracking_en
         "           {name: mlp, model: mlp, epochs: 6, batch_size: 32, cpus: 0.5}]",
     )
     spec_path.write_text(text)
-    with pytest.raises(ValueError, match=r"60 unlabelled samples: scores action need labels"):
+    with pytest.raises(
+        ValueError, match=r"scores: action need labels, and the pool has 60 unlabelled"
+    ):
         load_spec(spec_path, ["scores=[confusion, action]"]).load_data(tmp_path / "r0")
     runs = tmp_path / "runs"
     result = run_benchmark(load_spec(spec_path), runs_dir=runs, run_id="free", log=lambda s: None)

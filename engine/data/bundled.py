@@ -32,7 +32,7 @@ def list_digits(config: SourceConfig) -> Listing:
         for i in range(len(labels))
     ]
     return Listing(items=items, kind="image", class_names=[str(c) for c in range(10)],
-                   scale=DIGITS_MAX_PIXEL)  # fmt: skip
+                   class_names_from="the bundled digits 0..9", scale=DIGITS_MAX_PIXEL)  # fmt: skip
 
 
 def read_digits(config: SourceConfig, items: list[Item]) -> list[object]:

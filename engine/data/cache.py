@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-CACHE_VERSION = 1  # bumped when the layout changes; part of every fingerprint
+CACHE_VERSION = 2  # bumped when the layout changes; part of every fingerprint (2: duplicates)
 META_FILE = "meta.json"  # the cache's description; a folder without it is incomplete
 SAMPLES_FILE = "samples.parquet"  # the sample table
+NEAR_PAIRS_FILE = "near_duplicates.parquet"  # confirmed near-duplicate pairs and their measures
+THUMBS_FILE = "thumbnails.npy"  # uint8 (N, 32, 32) grey thumbnails: the near-duplicate signatures
 BLOCKS_DIR = "blocks"  # the uint8 tensors
 
 
@@ -189,6 +191,16 @@ class DatasetCache:
     def keys(self) -> list[str]:
         """The N keys, in sample-id order."""
         return self.samples.column("key").to_pylist()
+
+    def duplicate_groups(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Int64 (N,) exact and near duplicate groups (-1: none); None for a cache made before them.
+
+        See :mod:`engine.data.duplicates`.
+        """
+        if "exact_group" not in self.samples.column_names:
+            return None
+        return (self.samples.column("exact_group").to_numpy(),
+                self.samples.column("near_group").to_numpy())  # fmt: skip
 
     def texts(self) -> list[str] | None:
         """The N texts of a text source, else None."""

@@ -9,6 +9,7 @@ files (``.DS_Store``) are not samples; any other non-image file is bad input.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -23,12 +24,14 @@ from engine.data.registry import (
 )
 
 
-def _walk(root: Path) -> list[tuple[str, os.DirEntry]]:
+def _walk(root: Path, on_bad: str, skipped: list[tuple[str, str]]) -> list[tuple[str, os.DirEntry]]:
     """``(key, entry)`` of every non-hidden file below ``root``, sorted by key.
 
-    Symlinks (to folders or files) are followed when they stay inside ``root`` and
-    refused otherwise; only symlinks need resolving, so listing costs one ``scandir``
-    entry per file.
+    Symlinks (to folders or files) are followed when they stay inside ``root``; one
+    that leads outside it, that loops or that points nowhere is bad input: an error
+    naming it, or with ``on_bad: skip`` left out and added to ``skipped``. A folder
+    reached twice (a symlink to a folder above it) is listed once. Only symlinks need
+    resolving, so listing costs one ``scandir`` entry per file.
     """
     out, seen = [], set()
     stack = [""]
@@ -36,7 +39,7 @@ def _walk(root: Path) -> list[tuple[str, os.DirEntry]]:
         rel = stack.pop()
         folder = root / rel if rel else root
         real = os.path.realpath(folder)
-        if real in seen:  # a symlink cycle
+        if real in seen:  # a symlink back to a folder already listed
             continue
         seen.add(real)
         with os.scandir(folder) as entries:
@@ -44,14 +47,39 @@ def _walk(root: Path) -> list[tuple[str, os.DirEntry]]:
                 if e.name.startswith("."):
                     continue
                 key = f"{rel}/{e.name}" if rel else e.name
-                if e.is_symlink():
-                    inside(root, key, key)
-                if e.is_dir():
+                try:
+                    if e.is_symlink():
+                        _check_link(root, key)
+                    is_dir, is_file = e.is_dir(), e.is_file()
+                except BadInputError as exc:
+                    if on_bad != "skip":
+                        raise
+                    skipped.append((key, exc.reason))
+                    continue
+                if is_dir:
                     stack.append(key)
-                elif e.is_file():
+                elif is_file:
                     out.append((key, e))
     out.sort(key=lambda pair: pair[0])
     return out
+
+
+def _check_link(root: Path, key: str) -> None:
+    """Refuse a symlink that loops, dangles or leads outside ``root``.
+
+    Raises:
+        BadInputError: Naming the link (its path under ``root``) and what is wrong.
+    """
+    path = root / key
+    try:
+        os.stat(path)  # follows the link: ELOOP for a cycle, ENOENT for a dangling link
+    except OSError as exc:
+        what = "loops" if exc.errno == errno.ELOOP else f"cannot be followed ({exc.strerror})"
+        raise BadInputError(str(path), f"symlink {what}") from None
+    try:
+        inside(root, key, str(path))
+    except OSError as exc:
+        raise BadInputError(str(path), f"symlink cannot be resolved ({exc.strerror})") from None
 
 
 def list_image_folder(config: SourceConfig) -> Listing:
@@ -76,7 +104,7 @@ def list_image_folder(config: SourceConfig) -> Listing:
         )
     labelled = bool(class_dirs)
     items, skipped = [], []
-    for key, entry in _walk(root):
+    for key, entry in _walk(root, config.on_bad, skipped):
         stem, dot, ext = entry.name.rpartition(".")
         suffix = dot + ext if stem else ""  # os.path.splitext's suffix, at a third of its cost
         if suffix.lower() not in IMAGE_SUFFIXES:
@@ -89,8 +117,10 @@ def list_image_folder(config: SourceConfig) -> Listing:
         label = key.split("/", 1)[0] if labelled else None
         items.append(Item(key=key, label=label, split=None, where=key, size=st.st_size,
                           mtime_ns=st.st_mtime_ns))  # fmt: skip
-    names = [p.name for p in class_dirs] if labelled else None
-    return Listing(items=items, kind="image", class_names=names, skipped=skipped)
+    left_out = {key for key, _ in skipped}  # a skipped class folder (a bad symlink) is no class
+    names = [p.name for p in class_dirs if p.name not in left_out] if labelled else None
+    return Listing(items=items, kind="image", class_names=names, skipped=skipped,
+                   class_names_from=f"the class folders of {root}")  # fmt: skip
 
 
 def read_image_files(config: SourceConfig, items: list[Item]) -> list[object]:

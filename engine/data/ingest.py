@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +35,32 @@ from engine.data.cache import (
     BLOCKS_DIR,
     CACHE_VERSION,
     META_FILE,
+    NEAR_PAIRS_FILE,
     SAMPLES_FILE,
+    THUMBS_FILE,
     DatasetCache,
     block_file,
 )
 from engine.data.decode import channels_of, decode_image
+from engine.data.duplicates import (
+    DIGEST_BYTES,
+    describe_groups,
+    duplicate_groups,
+    image_digests,
+    perceptual_hashes,
+    text_digests,
+    thumbnails,
+)
+from engine.data.labels import (
+    LabelError,
+    LabelNotes,
+    check_classes,
+    clean_label,
+    is_stripped,
+    resolve_labels,
+)
 from engine.data.registry import BadInputError, Item, SourceConfig, get_source
-from engine.data.sources import UNLABELLED
+from engine.data.report import seen_summary
 from engine.data.tmpdirs import make_tmp_folder, remove_stale_tmp
 
 CACHE_ENV = "HARDBENCH_CACHE_DIR"  # overrides where dataset caches live
@@ -97,6 +117,7 @@ class Plan:
         block_size: Samples per block.
         fingerprint: SHA-256 hex of options + listing.
         skipped: ``(key, reason)`` left out while listing.
+        label_notes: Where the class list came from, and how many labels were stripped.
     """
 
     parts: list[Part]
@@ -109,6 +130,7 @@ class Plan:
     block_size: int
     fingerprint: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    label_notes: LabelNotes = field(default_factory=LabelNotes)
 
     @property
     def config(self) -> SourceConfig:
@@ -121,48 +143,37 @@ class Plan:
         return self.fingerprint[:FINGERPRINT_CHARS]
 
 
-def _resolve_labels(config: SourceConfig, items: list[Item], names: list[str] | None,
-                    skipped: list, lead: str = "") -> tuple[list[Item], np.ndarray, list[str]]:  # fmt: skip
-    """Class indices of the items' labels, dropping (``skip``) or refusing bad ones.
-
-    The class list is ``config.class_names``, else ``names`` (the leading source's),
-    else the leading source's labels (keys starting with ``lead``): ints ``0..max``,
-    or the sorted distinct names.
-    """
-    given = list(config.class_names) if config.class_names else names
-    values = [i.label for i in items if i.label is not None and i.key.startswith(lead)]
-    if given is None:
-        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-            k = (max(values) + 1) if values else 0
-            if values and min(values) < 0:
-                bad = next(i for i in items if i.label is not None and i.label < 0)
-                raise BadInputError(bad.key, f"label {bad.label} is negative")
-            given = [str(c) for c in range(k)]
-        else:
-            given = sorted({str(v) for v in values})
-    index = {name: k for k, name in enumerate(given)}
-    kept, labels = [], []
+def _clean_labels(parts: list[Part], items: list[Item], skipped: list,
+                  notes: LabelNotes) -> list[Item]:  # fmt: skip
+    """The items with their labels cleaned (:func:`clean_label`); bad labels skipped or refused."""
+    out = []
     for item in items:
         if item.label is None:
-            kept.append(item)
-            labels.append(UNLABELLED)
+            out.append(item)
             continue
-        label = item.label
-        if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
-            k = int(label) if 0 <= int(label) < len(given) else None
-        else:
-            k = index.get(str(label))
-        if k is None:
-            reason = f"label {label!r} is not in the class list ({', '.join(given[:12])}" + (
-                ", ...)" if len(given) > 12 else ")"
-            )
-            if config.on_bad == "skip":
-                skipped.append((item.key, reason))
+        try:
+            label = clean_label(item.label)
+        except LabelError as exc:
+            if parts[int(item.where[0])].config.on_bad == "skip":
+                skipped.append((item.key, str(exc)))
                 continue
-            raise BadInputError(item.key, reason)
-        kept.append(item)
-        labels.append(k)
-    return kept, np.asarray(labels, dtype=np.int64), given
+            raise BadInputError(_where(parts, item), str(exc)) from None
+        notes.stripped += is_stripped(item.label)
+        out.append(item._replace(label=label))
+    return out
+
+
+def _where(parts: list[Part], item: Item) -> str:
+    """``<source path>: <key>``, how errors name a sample."""
+    part = parts[int(item.where[0])].config
+    return f"{part.path or part.source}: {item.key}"
+
+
+def _clean_names(names: list[str] | None) -> list[str] | None:
+    """A source's own class list with whitespace stripped and repeats merged, order kept."""
+    if names is None:
+        return None
+    return list(dict.fromkeys(n.strip() for n in names))
 
 
 def _evenly(items: list[Item], limit: int) -> list[Item]:
@@ -227,11 +238,11 @@ def plan_ingest(source: SourceConfig | list[Part], *, block_size: int) -> Plan:
 def _plan(source: SourceConfig | list[Part], *, block_size: int) -> Plan:
     parts = [Part("", source)] if isinstance(source, SourceConfig) else list(source)
     items, skipped, files, kinds, scales = [], [], [], set(), set()
-    names = None
+    names, names_from = None, ""
     for p, part in enumerate(parts):
         listing = get_source(part.config.source).list_items(part.config)
         if p == 0:
-            names = listing.class_names
+            names, names_from = listing.class_names, listing.class_names_from
         kinds.add(listing.kind)
         scales.add(listing.scale)
         files.extend(listing.files)
@@ -255,17 +266,24 @@ def _plan(source: SourceConfig | list[Part], *, block_size: int) -> Plan:
     for a, b in itertools.pairwise(items):
         if a.key == b.key:
             raise BadInputError(a.key, "duplicate sample key")
-    items, labels, class_names = _resolve_labels(parts[0].config, items, names, skipped,
-                                                 lead=parts[0].prefix)  # fmt: skip
+    lead = parts[0].config.path or parts[0].config.source
+    stripped = LabelNotes()
+    items = _clean_labels(parts, items, skipped, stripped)
+    items, labels, class_names, notes = resolve_labels(
+        parts[0].config, items, _clean_names(names), skipped, lead=parts[0].prefix,
+        names_from=names_from, where=lead,
+    )  # fmt: skip
+    notes.stripped = stripped.stripped
     if not items:
-        raise BadInputError(parts[0].config.path or parts[0].config.source,
-                            f"has no usable sample ({len(skipped)} skipped)")  # fmt: skip
+        raise BadInputError(lead, f"has no usable sample ({len(skipped)} skipped)")
+    if (labels >= 0).any():
+        check_classes(labels, class_names, where=lead, origin=notes.class_list_from)
     kind = kinds.pop()
     shape = _probe_shape(parts, items) if kind == "image" else None
     fp = _fingerprint(parts, files, items, kind, block_size)
     return Plan(parts=parts, items=items, labels=labels, class_names=class_names, kind=kind,
                 scale=scales.pop(), shape=shape, block_size=block_size, fingerprint=fp,
-                skipped=skipped)  # fmt: skip
+                skipped=skipped, label_notes=notes)  # fmt: skip
 
 
 def _read(parts: list[Part], items: list[Item]) -> list[object]:
@@ -318,6 +336,7 @@ def ingest_chunk(
     items: list[list],
     out_dir: str,
     shape: list[int] | None,
+    scale: float = 255.0,
 ) -> dict:
     """Decode one chunk of items and write its uint8 tensor (plain function; Ray runs it).
 
@@ -327,18 +346,24 @@ def ingest_chunk(
         items: The chunk's items as ``[key, label, split, where, size, mtime_ns]``.
         out_dir: The cache folder being written.
         shape: (C, H, W) every image must have (None for text).
+        scale: The stored values' full range (the thumbnails are on 0..255).
 
     Returns:
         ``{"chunk", "kept": positions within the chunk, "skipped": [[key, reason]],
-        "error": "key: reason" or "", "texts": [...] (text sources)}``; with
-        ``on_bad: error`` the first bad sample ends the chunk with ``error`` set.
+        "error": "key: reason" or "", "texts": [...] (text sources), "digests": hex
+        exact-content signature per kept sample, "phashes": perceptual hash per kept
+        image, "seen": {mode/size/conversion: count}}`` (see :mod:`engine.data.duplicates`
+        and :func:`engine.data.decode.decode_image`); with ``on_bad: error`` the first
+        bad sample ends the chunk with ``error`` set.
     """
     plan_parts = [Part(d["prefix"], _config_from_dict(d["source"]), d["split"]) for d in parts]
     cfg = plan_parts[0].config
     objs = [Item(key=i[0], label=i[1], split=i[2], where=i[3], size=i[4], mtime_ns=i[5])
             for i in items]  # fmt: skip
     payloads = _read(plan_parts, objs)
-    result = {"chunk": chunk, "kept": [], "skipped": [], "error": "", "texts": []}
+    result = {"chunk": chunk, "kept": [], "skipped": [], "error": "", "texts": [],
+              "digests": [], "phashes": [], "seen": {}}  # fmt: skip
+    seen: Counter[str] = Counter()
     block = np.empty((len(objs), *shape), np.uint8) if shape is not None else None
     for pos, (item, payload) in enumerate(zip(objs, payloads, strict=True)):
         try:
@@ -347,8 +372,8 @@ def ingest_chunk(
             if shape is None:
                 result["texts"].append(str(payload))
             else:
-                arr = decode_image(payload, item.key, channels=shape[0],
-                                   size=cfg.image_size, max_pixels=cfg.max_pixels)  # fmt: skip
+                arr = decode_image(payload, item.key, channels=shape[0], size=cfg.image_size,
+                                   max_pixels=cfg.max_pixels, seen=seen)  # fmt: skip
                 if list(arr.shape) != list(shape):
                     raise BadInputError(
                         item.key,
@@ -364,9 +389,15 @@ def ingest_chunk(
             continue
         result["kept"].append(pos)
     if block is not None:
-        save_npy(
-            Path(out_dir) / CHUNKS_DIR / f"chunk={chunk:05d}.npy", block[: len(result["kept"])]
-        )
+        kept = block[: len(result["kept"])]
+        save_npy(Path(out_dir) / CHUNKS_DIR / f"chunk={chunk:05d}.npy", kept)
+        thumbs = thumbnails(kept, scale=scale)
+        save_npy(Path(out_dir) / CHUNKS_DIR / f"thumbs={chunk:05d}.npy", thumbs)
+        result["digests"] = [d.hex() for d in image_digests(kept)]
+        result["phashes"] = [int(h) for h in perceptual_hashes(thumbs)]
+    else:
+        result["digests"] = [d.hex() for d in text_digests(result["texts"])]
+    result["seen"] = dict(seen)
     return result
 
 
@@ -497,7 +528,7 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
         tasks = [{"chunk": c, "items": [_item_json(i) for i in plan.items[c * bs : (c + 1) * bs]]}
                  for c in range(-(-n // bs))]  # fmt: skip
     shared = {"parts": [p.to_dict() for p in plan.parts], "out_dir": str(tmp),
-              "shape": list(plan.shape) if plan.shape else None}  # fmt: skip
+              "shape": list(plan.shape) if plan.shape else None, "scale": plan.scale}  # fmt: skip
     where = plan.config.source + (f" {plan.config.path}" if plan.config.path else "")
     log(f"[ingest] {where}: {n} samples in {len(tasks)} chunks -> {final}")
     start = time.perf_counter()
@@ -516,28 +547,58 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
     kept_pos: list[int] = []
     skipped = [list(s) for s in plan.skipped]
     texts: list[str] = []
+    digests: list[str] = []
+    phashes: list[int] = []
+    seen: Counter[str] = Counter()
     for c in range(len(tasks)):
         res = results[c]
         kept_pos.extend(c * bs + p for p in res["kept"])
         skipped.extend(res["skipped"])
         texts.extend(res["texts"])
+        digests.extend(res["digests"])
+        phashes.extend(res["phashes"])
+        seen.update(res["seen"])
     if not kept_pos:
         raise BadInputError(plan.config.path or plan.config.source,
                             f"has no usable sample ({len(skipped)} skipped)")  # fmt: skip
+    thumbs = None
     if plan.shape is not None:
+        thumbs = _thumbs_from_chunks(tmp, len(tasks), len(kept_pos))
         _blocks_from_chunks(tmp, len(tasks), bs, all_kept=len(kept_pos) == n)
     items = [plan.items[p] for p in kept_pos]
+    labels = plan.labels[kept_pos]
+    if (labels >= 0).any():  # decoding may have skipped a class's last samples
+        check_classes(labels, plan.class_names, where=plan.config.path or plan.config.source,
+                      origin=plan.label_notes.class_list_from)  # fmt: skip
+    dup_start = time.perf_counter()
+    raw = [bytes.fromhex(d) for d in digests]
+    hashes = np.asarray(phashes, np.uint64) if plan.shape is not None else None
+    exact, near, pairs, corr, mad = duplicate_groups(raw, hashes, thumbs)
     columns = {
         "sample_id": pa.array(np.arange(len(items), dtype=np.int64)),
         "key": pa.array([i.key for i in items], pa.string()),
-        "label": pa.array(plan.labels[kept_pos], pa.int64()),
+        "label": pa.array(labels, pa.int64()),
         "split": pa.array([i.split for i in items], pa.string()),
+        "digest": pa.array(raw, pa.binary(DIGEST_BYTES)),
+        "exact_group": pa.array(exact, pa.int64()),
+        "near_group": pa.array(near, pa.int64()),
     }
+    if hashes is not None:
+        columns["phash"] = pa.array(hashes, pa.uint64())
     if plan.shape is None:
         columns["text"] = pa.array(texts, pa.string())
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table(columns), tmp / SAMPLES_FILE)
+    pq.write_table(pa.table({"a": pa.array(pairs[:, 0], pa.int64()),
+                             "b": pa.array(pairs[:, 1], pa.int64()),
+                             "detail_corr": pa.array(corr, pa.float32()),
+                             "mean_abs_diff": pa.array(mad, pa.float32())}),
+                   tmp / NEAR_PAIRS_FILE)  # fmt: skip
+    duplicates = describe_groups(exact, near, len(pairs))
+    log(f"[ingest] duplicates: {duplicates['exact_samples']} samples in "
+        f"{duplicates['exact_groups']} groups of exact copies, {len(pairs)} near-duplicate pairs "
+        f"({time.perf_counter() - dup_start:.1f} s)")  # fmt: skip
     meta = {
         "version": CACHE_VERSION,
         "fingerprint": plan.fingerprint,
@@ -548,9 +609,15 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
         "shape": list(plan.shape) if plan.shape else None,
         "scale": plan.scale,
         "class_names": plan.class_names,
+        "labels": {
+            "class_list_from": plan.label_notes.class_list_from,
+            "stripped": plan.label_notes.stripped,
+        },
         "block_size": bs,
         "num_blocks": -(-len(items) // bs),
         "skipped": [{"key": k, "reason": r} for k, r in skipped],
+        "seen": seen_summary(seen),
+        "duplicates": duplicates,
         "ingest_seconds": round(time.perf_counter() - start, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -558,6 +625,23 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
     log(f"[ingest] {len(items)} samples cached in {meta['ingest_seconds']:.1f} s"
         + (f", {len(skipped)} skipped (listed in {final / META_FILE})" if skipped else ""))  # fmt: skip
     return DatasetCache(final)
+
+
+def _thumbs_from_chunks(folder: Path, num_chunks: int, n: int) -> np.ndarray:
+    """The chunks' thumbnails as one memory-mapped ``THUMBS_FILE`` (n, S, S), in sample-id order."""
+    out = None
+    at = 0
+    for c in range(num_chunks):
+        path = folder / CHUNKS_DIR / f"thumbs={c:05d}.npy"
+        part = np.load(path)
+        if out is None:
+            out = np.lib.format.open_memmap(folder / THUMBS_FILE, mode="w+", dtype=np.uint8,
+                                            shape=(n, *part.shape[1:]))  # fmt: skip
+        out[at : at + len(part)] = part
+        at += len(part)
+        path.unlink()
+    out.flush()
+    return out
 
 
 def _blocks_from_chunks(folder: Path, num_chunks: int, block_size: int, *, all_kept: bool) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from engine.data.cache import DatasetCache
 from engine.data.ingest import POOL_PREFIX, ChunkMap, Part, cache_root, ingest
 from engine.data.registry import BadInputError, SourceConfig
+from engine.data.report import data_report
 from engine.data.sources import (
     SPLIT_HELDOUT,
     SPLIT_TRAIN,
@@ -90,7 +91,7 @@ def attach_labels(cache: DatasetCache, labels: np.ndarray, path: str | Path) -> 
         BadInputError: For a missing column, a key that is not a pool sample, a label
             outside the class list, or a key given twice.
     """
-    from engine.data.tables import read_table
+    from engine.data.table_files import read_table
 
     table = read_table(Path(path))
     for column in ("key", "label"):
@@ -154,6 +155,13 @@ def cached_classification_data(
         split = stratified_split(labels, heldout_fraction, split_seed)
     texts = cache.texts()
     dataset = cache.describe()
+    groups = cache.duplicate_groups()
+    partner = None
+    if groups is not None:
+        report, partner = data_report(cache.meta, labels, split, *groups, cache.keys())
+        dataset["report"] = report
+        for warning in report["warnings"]:
+            log(f"[data] warning: {warning}")
     if texts is not None:
         from engine.data.tokens import describe_tokens, token_inputs
 
@@ -170,4 +178,5 @@ def cached_classification_data(
         texts=texts,
         dataset=dataset,
         keys=cache.keys(),
+        leak_partner=partner,
     )

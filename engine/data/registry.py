@@ -59,6 +59,7 @@ class SourceConfig:
         channels: 1 (grey) or 3 (RGB), or None for the first image's.
         max_pixels: Images with more pixels are refused (decompression bombs).
         on_bad: ``error`` or ``skip`` (see :data:`ON_BAD`).
+        encoding: Text encoding of a CSV or JSON-lines table (None: UTF-8).
         limit: Keep this many samples, evenly spaced in key order within each split
             the source gives (a quick run on a large source), or None for all.
     """
@@ -76,6 +77,7 @@ class SourceConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     on_bad: str = "error"
     limit: int | None = None
+    encoding: str | None = None
 
     def to_dict(self) -> dict:
         """The options as JSON-able values (for the fingerprint and ``dataset.json``)."""
@@ -93,6 +95,7 @@ class SourceConfig:
             "max_pixels": self.max_pixels,
             "on_bad": self.on_bad,
             "limit": self.limit,
+            "encoding": self.encoding,
         }
 
 
@@ -125,6 +128,8 @@ class Listing:
         items: The samples, in any order.
         kind: ``image`` or ``text``.
         class_names: The class list the source defines (image folders), or None.
+        class_names_from: Where ``class_names`` come from, in words (``the class
+            folders of /data/x``), for errors and the card.
         files: ``(path, size, mtime_ns)`` of every file read as a whole (a table, a
             tar shard, an IDX file): part of the fingerprint.
         skipped: ``(key, reason)`` of samples left out while listing (``on_bad: skip``).
@@ -135,6 +140,7 @@ class Listing:
     items: list[Item]
     kind: str = "image"
     class_names: list[str] | None = None
+    class_names_from: str = ""
     files: list[tuple[str, int, int]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     scale: float = 255.0

@@ -33,6 +33,9 @@ class ClassificationData:
         dataset: The dataset cache's description (folder, fingerprint, skips), or None
             for data loaded without a cache.
         keys: N keys of the samples in their source (a file's path, a row), or None.
+        leak_partner: Int64 (N,) for each held-out sample, the training sample it
+            duplicates (exactly or nearly: :mod:`engine.data.report`), -1 for none;
+            None where duplicates were not looked for.
     """
 
     name: str
@@ -45,6 +48,7 @@ class ClassificationData:
     texts: list[str] | None = None  # the raw texts of text data (inputs are token ids)
     dataset: dict | None = None  # the dataset cache's description, when read from one
     keys: list[str] | None = None  # each sample's key in its source (file path, row, ...)
+    leak_partner: np.ndarray | None = None  # the training sample a held-out one duplicates
 
     def __post_init__(self) -> None:
         n = len(self.inputs)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from engine.data.labels import LabelError, clean_label
 from engine.data.paths import data_root, inside, stat_file
 from engine.data.registry import (
     BadInputError,
@@ -25,37 +26,10 @@ from engine.data.registry import (
     SourceInfo,
     register_source,
 )
+from engine.data.table_files import read_table
 
-TABLE_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}
 SPLIT_NAMES = {"train": "train", "heldout": "heldout", "test": "heldout", "validation": "heldout"}
 ROW_KEY_WIDTH = 9  # digits of a row-number key ("row000000012"), so keys sort as numbers
-
-
-def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """A Parquet, CSV or JSON-lines file as an Arrow table (Parquet: only ``columns``).
-
-    Raises:
-        BadInputError: For an unknown suffix or an unreadable file.
-    """
-    kind = TABLE_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise BadInputError(
-            str(path), f"unknown table format; use one of {', '.join(sorted(TABLE_SUFFIXES))}"
-        )
-    try:
-        if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path, columns=columns)
-        if kind == "csv":
-            import pyarrow.csv as pcsv
-
-            return pcsv.read_csv(path)
-        import pyarrow.json as pjson
-
-        return pjson.read_json(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise BadInputError(str(path), f"unreadable table: {exc}") from None
 
 
 def _need(table: pa.Table, column: str | None, where: str, option: str) -> None:
@@ -74,8 +48,14 @@ def list_rows(
     root: Path | None,
     image_is_path: bool,
     split_of_row: list[str | None] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> list[Item]:
     """One item per row of ``table`` (the columns of ``config``), keys unique.
+
+    A bad row (an empty or repeated id, an empty, NaN or list label, a path out of the
+    root or to no file, a split other than train/heldout) stops the listing with an
+    error naming the row, or with ``on_bad: skip`` is left out and added to
+    ``skipped`` (a repeated id keeps its first row).
 
     Args:
         config: The source's options.
@@ -84,10 +64,10 @@ def list_rows(
         root: Folder image paths are relative to (``image_is_path``).
         image_is_path: Whether the image column holds paths (else bytes, read later).
         split_of_row: A split per row from outside the table (HF split names).
+        skipped: Where ``(row, reason)`` of skipped rows go.
 
     Raises:
-        BadInputError: Naming the row for a missing value, a duplicate id, a path out of
-            the root, or a split other than train/heldout.
+        BadInputError: Naming the row, for a bad row (``on_bad: error``).
     """
     n = table.num_rows
     col = {name: table.column(name).to_pylist() for name in table.column_names}
@@ -98,40 +78,53 @@ def list_rows(
     items, first_row = [], {}
     for i in range(n):
         row = f"{where} row {i}"
-        if ids is not None:
-            if ids[i] is None:
-                raise BadInputError(row, f"empty id in column {config.id_column!r}")
-            key = str(ids[i])
-        elif paths is not None:
-            key = str(paths[i])
-        else:
-            key = f"row{i:0{ROW_KEY_WIDTH}d}"
-        if key in first_row:
-            raise BadInputError(row, f"duplicate id {key!r} (also row {first_row[key]})")
-        first_row[key] = i
-        label = labels[i]
-        if config.label_column and label is None:
-            raise BadInputError(row, f"empty label in column {config.label_column!r}")
-        split = None
-        if splits is not None:
-            split = SPLIT_NAMES.get(str(splits[i]))
-            if split is None:
-                raise BadInputError(
-                    row, f"split {splits[i]!r} is not one of {', '.join(sorted(SPLIT_NAMES))}"
-                )
-        size = mtime = 0
-        locator: object = i
-        if paths is not None:
-            if paths[i] is None:
-                raise BadInputError(row, f"empty path in column {config.image_column!r}")
-            file = inside(root, str(paths[i]), row)
-            if not file.is_file():
-                raise BadInputError(row, f"image file {paths[i]!r} does not exist")
-            size, mtime = stat_file(file)
-            locator = str(paths[i])
-        items.append(Item(key=key, label=label, split=split, where=locator, size=size,
-                          mtime_ns=mtime))  # fmt: skip
+        try:
+            items.append(_row_item(config, i, row, labels[i], ids, splits, paths, root, first_row))
+        except BadInputError as exc:
+            if config.on_bad != "skip" or skipped is None:
+                raise
+            skipped.append((exc.key, exc.reason))
     return items
+
+
+def _row_item(config: SourceConfig, i: int, row: str, label: object, ids: list | None,
+              splits: list | None, paths: list | None, root: Path | None,
+              first_row: dict[str, int]) -> Item:  # fmt: skip
+    """The item of row ``i`` (see :func:`list_rows`), or the BadInputError naming it."""
+    if ids is not None:
+        if ids[i] is None or not str(ids[i]).strip():
+            raise BadInputError(row, f"empty id in column {config.id_column!r}")
+        key = str(ids[i])
+    elif paths is not None:
+        if paths[i] is None or not str(paths[i]).strip():
+            raise BadInputError(row, f"empty path in column {config.image_column!r}")
+        key = str(paths[i])
+    else:
+        key = f"row{i:0{ROW_KEY_WIDTH}d}"
+    if key in first_row:
+        raise BadInputError(row, f"duplicate id {key!r} (also row {first_row[key]})")
+    if config.label_column:
+        try:
+            clean_label(label)
+        except LabelError as exc:
+            raise BadInputError(row, f"{exc} in column {config.label_column!r}") from None
+    split = None
+    if splits is not None:
+        split = SPLIT_NAMES.get(str(splits[i]).strip().lower())
+        if split is None:
+            raise BadInputError(
+                row, f"split {splits[i]!r} is not one of {', '.join(sorted(SPLIT_NAMES))}"
+            )
+    size = mtime = 0
+    locator: object = i
+    if paths is not None:
+        file = inside(root, str(paths[i]), row)
+        if not file.is_file():
+            raise BadInputError(row, f"image file {paths[i]!r} does not exist")
+        size, mtime = stat_file(file)
+        locator = str(paths[i])
+    first_row[key] = i
+    return Item(key=key, label=label, split=split, where=locator, size=size, mtime_ns=mtime)
 
 
 def list_table(config: SourceConfig) -> Listing:
@@ -143,7 +136,8 @@ def list_table(config: SourceConfig) -> Listing:
     path = data_root(config.path, "table")
     if (config.image_column is None) == (config.text_column is None):
         raise BadInputError(str(path), "set exactly one of data.image_column and data.text_column")
-    table = read_table(path)
+    skipped: list[tuple[str, str]] = []
+    table = read_table(path, encoding=config.encoding, on_bad=config.on_bad, skipped=skipped)
     for column, option in ((config.image_column, "image_column"),
                            (config.text_column, "text_column"),
                            (config.label_column, "label_column"), (config.id_column, "id_column"),
@@ -155,16 +149,22 @@ def list_table(config: SourceConfig) -> Listing:
     )
     keep = [c for c in table.column_names if c != config.image_column or image_is_path]
     items = list_rows(config, table.select(keep), where=str(path), root=path.parent,
-                      image_is_path=image_is_path)  # fmt: skip
+                      image_is_path=image_is_path, skipped=skipped)  # fmt: skip
     size, mtime = stat_file(path)
     kind = "text" if config.text_column else "image"
-    return Listing(items=items, kind=kind, files=[(str(path), size, mtime)])
+    return Listing(items=items, kind=kind, files=[(str(path), size, mtime)], skipped=skipped)
 
 
 @functools.lru_cache(maxsize=4)
-def _column(path: str, column: str, mtime_ns: int) -> pa.ChunkedArray:
-    """One column of a table file, read once per process (``mtime_ns`` keys the cache)."""
-    return read_table(Path(path), columns=[column]).column(column)
+def _column(path: str, column: str, mtime_ns: int, encoding: str | None,
+            on_bad: str) -> pa.ChunkedArray:  # fmt: skip
+    """One column of a table file, read once per process (``mtime_ns`` keys the cache).
+
+    Read with the listing's options, so the same ragged rows are skipped and row
+    numbers agree with the items'.
+    """
+    return read_table(Path(path), columns=[column], encoding=encoding,
+                      on_bad=on_bad).column(column)  # fmt: skip
 
 
 def _payload(value: object, key: str) -> object:
@@ -187,7 +187,7 @@ def read_table_items(config: SourceConfig, items: list[Item]) -> list[object]:
             except OSError as exc:
                 out.append(BadInputError(f"{path} row {item.key}", f"unreadable: {exc.strerror}"))
         return out
-    values = _column(str(path), column, stat_file(path)[1])
+    values = _column(str(path), column, stat_file(path)[1], config.encoding, config.on_bad)
     taken = values.take(pa.array([int(i.where) for i in items], pa.int64())).to_pylist()
     if config.text_column:
         return [str(v) if v is not None else "" for v in taken]
@@ -228,7 +228,7 @@ def list_hf_disk(config: SourceConfig) -> Listing:
     import datasets
 
     path = data_root(config.path, "hf_disk")
-    items, names, files = [], None, []
+    items, names, files, skipped, names_from = [], None, [], [], ""
     for split_name, ds in _hf_tables(path):
         image_column = config.image_column or (None if config.text_column else _hf_image_column(ds))
         if image_column is None and config.text_column is None:
@@ -243,6 +243,7 @@ def list_hf_disk(config: SourceConfig) -> Listing:
         label_feature = ds.features.get(config.label_column) if config.label_column else None
         if isinstance(label_feature, datasets.ClassLabel):
             names = list(label_feature.names)
+            names_from = f"the ClassLabel feature of column {config.label_column!r} in {path}"
         split = None
         if split_name is not None and config.split_column is None:
             split = SPLIT_NAMES.get(split_name)
@@ -250,7 +251,8 @@ def list_hf_disk(config: SourceConfig) -> Listing:
                 raise BadInputError(where, f"split {split_name!r} is not train/test/validation")
         keep = [c for c in table.column_names if c != image_column]
         rows = list_rows(config, table.select(keep), where=where, root=None, image_is_path=False,
-                         split_of_row=None if split is None else [split] * table.num_rows)  # fmt: skip
+                         split_of_row=None if split is None else [split] * table.num_rows,
+                         skipped=skipped)  # fmt: skip
         prefix = f"{split_name}/" if split_name and config.id_column is None else ""
         items.extend(
             Item(key=prefix + r.key, label=r.label, split=r.split,
@@ -261,7 +263,8 @@ def list_hf_disk(config: SourceConfig) -> Listing:
             size, mtime = stat_file(Path(f["filename"]))
             files.append((f["filename"], size, mtime))
     kind = "text" if config.text_column else "image"
-    return Listing(items=items, kind=kind, class_names=names, files=files)
+    return Listing(items=items, kind=kind, class_names=names, files=files, skipped=skipped,
+                   class_names_from=names_from if names is not None else "")  # fmt: skip
 
 
 @functools.lru_cache(maxsize=2)

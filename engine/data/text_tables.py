@@ -20,7 +20,8 @@ import numpy as np
 
 from engine.data.paths import data_root, stat_file
 from engine.data.registry import BadInputError
-from engine.data.tables import SPLIT_NAMES, read_table
+from engine.data.table_files import read_table
+from engine.data.tables import SPLIT_NAMES
 
 QA_COLUMNS = ("question", "context", "answers")  # what a QA table must hold
 SEQ2SEQ_COLUMNS = ("source", "target")  # what a seq2seq table must hold
@@ -28,7 +29,7 @@ SEQ2SEQ_COLUMNS = ("source", "target")  # what a seq2seq table must hold
 
 def _rows(path: Path, need: tuple[str, ...], data: object) -> tuple[list[dict], list[str]]:
     """The table's rows (dicts) in key order, and each row's name for errors."""
-    table = read_table(path)
+    table = read_table(path, encoding=data.encoding)
     for column in (*need, data.id_column, data.split_column):
         if column is not None and column not in table.column_names:
             raise BadInputError(str(path), f"no column {column!r}; columns: "

@@ -90,6 +90,7 @@ def evaluate_predictions(
 
 
 IN_SAMPLE_LABEL = "scorer, in-sample"  # how the replicas' own ensemble is marked in every table
+SINGLE_REPLICA = "single replica"  # what the "ensemble" of replicas.count: 1 is called
 
 
 def transfer_rows(evaluations: list[dict]) -> list[dict]:
@@ -98,8 +99,14 @@ def transfer_rows(evaluations: list[dict]) -> list[dict]:
 
 
 def display_name(ev: dict) -> str:
-    """A model's label in tables and plots: the ensemble is marked as the in-sample scorer."""
-    return f"{ev['model']} ({IN_SAMPLE_LABEL})" if ev.get("in_sample") else ev["model"]
+    """A model's label in tables and plots: the ensemble is marked as the in-sample scorer.
+
+    One replica is no ensemble: its column reads ``single replica (scorer, in-sample)``.
+    """
+    if not ev.get("in_sample"):
+        return ev["model"]
+    name = SINGLE_REPLICA if ev.get("replicas") == 1 else ev["model"]
+    return f"{name} ({IN_SAMPLE_LABEL})"
 
 
 def format_params(count: int | None) -> str:

@@ -77,14 +77,21 @@ def format_results_table(
             f"(hard error 95% CI {pct(lo)}..{pct(hi)}), "
             f"AUROC({score} hardness -> error) = {auc(ev['auroc_score_error'])}, ECE = {auc(ev['ece'])}"
         )
+    single = any(ev.get("in_sample") and ev.get("replicas") == 1 for ev in evaluations)
+    small = "single replica" if single else "small ensemble"
     if any(ev.get("in_sample") for ev in evaluations):
         rows.append(
-            "(scorer, in-sample): the replicas' own ensemble, on bins cut from its own score; "
-            "not a transfer result"
+            f"(scorer, in-sample): the replicas' own {'model' if single else 'ensemble'}, on "
+            "bins cut from its own score; not a transfer result"
+        )
+    if single:
+        rows.append(
+            "replicas.count: 1: its confusion is one model's own predictive entropy, not the "
+            "disagreement of a seed ensemble"
         )
     if transfer and transfer.get("kendall_tau_small_large") is not None:
         rows.append(
-            f"Kendall tau between the small ensemble's {score} hardness and the reference models' "
+            f"Kendall tau between the {small}'s {score} hardness and the reference models' "
             f"confusion ({', '.join(transfer['reference_models'])}; {transfer['reference_rule']}) "
             f"= {num(transfer['kendall_tau_small_large'])}"
         )

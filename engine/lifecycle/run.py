@@ -11,6 +11,7 @@ only what is missing. This module imports no Ray (``engine.distributed`` does).
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import traceback
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine._util import has_credentials, redact_uri
+from engine.data.report import DATA_REPORT_FILE, data_metrics
 from engine.distributed.cluster import ray_session
 from engine.lifecycle.driver import Heartbeat, check_driver, driver_alive, driver_record
 from engine.lifecycle.record import CurveFeed, open_record, split_datasets
@@ -38,10 +40,12 @@ from engine.shards import atomic_write_bytes
 from engine.shards.integrity import quarantine_shards, verify_shards
 from engine.shards.provenance import provenance
 from engine.spec import CREDENTIALS_IN_URI, BenchmarkSpec
+from engine.splits.builder import BENCHMARK_DIR
 from engine.splits.card import make_card, write_card
 from engine.storage import StorageError, check_new_destination, download_run, is_uri, mirror_run
 from engine.tasks import get_task
 from engine.tasks.base import RunContext
+from engine.tasks.preflight import check_inputs
 
 
 @dataclass
@@ -91,7 +95,11 @@ def run_benchmark(
     Raises:
         RunSetupError: For a run id that is not a safe directory name, a run
             directory that already exists, or an output that cannot be used.
+        SpecError: For data the spec alone makes unusable (a missing path, label-aware
+            scores on an unlabelled pool: :func:`engine.tasks.preflight.check_inputs`).
     """
+    for warning in check_inputs(spec, spec.metadata.name):  # refusals: before anything is written
+        log(f"[run] warning: {warning}")
     run_id = run_id or new_run_id(spec)
     output = output or spec.output.uri
     dest = None
@@ -355,10 +363,16 @@ def _run_stages(
     for ev in evaluation.evaluations:
         summary[f"{ev['model']}_error_hard"] = ev["error_hard"]
         summary[f"{ev['model']}_error_all"] = ev["error_all"]
+    extra = []
+    data_report = (card.get("dataset") or {}).get("report")
+    if data_report:
+        summary.update(data_metrics(data_report))
+        extra.append(run_dir / BENCHMARK_DIR / DATA_REPORT_FILE)
+        atomic_write_bytes(extra[-1], json.dumps(data_report, indent=2).encode())
     recorder.summary(
         summary,
         [card_paths["json"], card_paths["md"], report, run_dir / SCORES_FILE, run_dir / SPEC_FILE,
-         *evaluation.plots],
+         *extra, *evaluation.plots],
     )  # fmt: skip
     datasets = split_datasets(built.files, spec.splits.score)
     model_runs = {}

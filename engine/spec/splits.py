@@ -143,6 +143,9 @@ class SplitsSpec:
     no per-class rule) and the exported splits carry no label column.
     ``exports``: any of ``parquet`` (always written), ``imagefolder``
     (``<split>/<class>/<id>.png``), ``hf`` (a ``datasets.DatasetDict`` saved to disk).
+    ``keep_leaked``: a held-out sample that duplicates a training sample (an exact or
+    near copy, found at ingest) leaks, so it is left out of the hard split by default
+    (it stays in the pool and its bin, flagged ``leaked``); true keeps it eligible.
     """
 
     score: str = "confusion"
@@ -151,6 +154,7 @@ class SplitsSpec:
     bins: BinsSpec = field(default_factory=BinsSpec)
     label_free: bool = False
     exports: list[str] = field(default_factory=lambda: ["parquet"])
+    keep_leaked: bool = False
 
     def __post_init__(self) -> None:
         if self.pool not in SPLIT_POOLS:

@@ -13,6 +13,26 @@ from engine.spec.common import FieldError, check_gpus
 from engine.training.checkpoints import KEEP_POLICIES
 
 SHARD_MODES = ("full", "mean", "reduced")  # what a shard stores per (sample, epoch)
+MIN_CLASSES = 2  # a classifier's class list needs at least this many names
+
+
+def check_encoding(encoding: str | None) -> None:
+    """Refuse a ``data.encoding`` Python has no codec for.
+
+    Raises:
+        FieldError: Naming the encoding.
+    """
+    import codecs
+
+    if encoding is None:
+        return
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise FieldError(
+            "encoding", f"unknown encoding {encoding!r}; give a Python codec name such as "
+            "utf-8, cp1252 or latin-1"
+        ) from None  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,10 +70,12 @@ class SourceSpec:
     text_column: str | None = None
     label_column: str | None = "label"
     id_column: str | None = None
+    encoding: str | None = None
 
     def __post_init__(self) -> None:
         if self.path is not None and "://" not in self.path:
             object.__setattr__(self, "path", os.path.abspath(os.path.expanduser(self.path)))
+        check_encoding(self.encoding)
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,7 @@ class DataSpec:
     channels: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     on_bad: str = "error"
+    encoding: str | None = None
     cache_dir: str | None = None
     train: SourceSpec | None = None
     pool: SourceSpec | None = None
@@ -124,8 +147,21 @@ class DataSpec:
             raise FieldError("image_size", f"must be an integer >= 1 or [h, w], got {size!r}")
         if self.max_pixels < 1:
             raise FieldError("max_pixels", f"must be >= 1, got {self.max_pixels}")
-        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
-            raise FieldError("class_names", "must not repeat a name")
+        if self.class_names is not None:
+            bad = [n for n in self.class_names if not isinstance(n, str) or n != n.strip() or not n]
+            if bad:
+                raise FieldError(
+                    "class_names",
+                    f"names must be non-empty, without surrounding spaces: {bad[0]!r}",
+                )
+            if len(set(self.class_names)) != len(self.class_names):
+                raise FieldError("class_names", "must not repeat a name")
+            if len(self.class_names) < MIN_CLASSES:
+                raise FieldError(
+                    "class_names", f"a benchmark needs at least {MIN_CLASSES} classes, got "
+                    f"{self.class_names}"
+                )  # fmt: skip
+        check_encoding(self.encoding)
         if self.path is not None and "://" not in self.path:
             object.__setattr__(self, "path", os.path.abspath(os.path.expanduser(self.path)))
         if self.train is not None and self.pool is None:
@@ -161,7 +197,7 @@ class DataSpec:
             class_names=tuple(self.class_names) if self.class_names else None,
             image_size=(size, size) if isinstance(size, int) else (tuple(size) if size else None),
             channels=self.channels, max_pixels=self.max_pixels, on_bad=self.on_bad,
-            limit=self.limit,
+            limit=self.limit, encoding=src.encoding,
         )  # fmt: skip
 
 

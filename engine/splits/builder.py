@@ -41,6 +41,9 @@ class BuiltSplits:
         files: Split name -> path written (Parquet files and export directories).
         score_name: The splitting score's registry name (its direction orients
             :attr:`hardness`).
+        duplicate_of: Int64 (P,) the training sample each pool sample duplicates (-1:
+            none), or None where duplicates were not looked for.
+        leaked_left_out: Whether leaked samples were kept out of the hard split.
     """
 
     sample_ids: np.ndarray
@@ -51,6 +54,13 @@ class BuiltSplits:
     bin_edges: np.ndarray
     files: dict[str, Path]
     score_name: str = "confusion"
+    duplicate_of: np.ndarray | None = None
+    leaked_left_out: bool = False
+
+    @property
+    def leaked(self) -> np.ndarray | None:
+        """Bool (P,) pool samples that duplicate a training sample, or None if unknown."""
+        return None if self.duplicate_of is None else self.duplicate_of >= 0
 
     @property
     def hardness(self) -> np.ndarray:
@@ -128,6 +138,9 @@ def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
         )
     bins = pool.column("bin").to_numpy()
     score = pool.column(spec.score).to_numpy()
+    partner = (
+        pool.column("duplicate_of").to_numpy() if "duplicate_of" in pool.column_names else None
+    )
     return BuiltSplits(
         sample_ids=pool.column("sample_id").to_numpy(),
         labels=pool.column("label").to_numpy().astype(np.int64),
@@ -137,6 +150,8 @@ def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
         bin_edges=bin_ranges(score, bins, spec.bins.count),
         files={p.stem: p for p in splits_dir.glob("*.parquet")},
         score_name=spec.score,
+        duplicate_of=partner,
+        leaked_left_out=partner is not None and not spec.keep_leaked,
     )
 
 
@@ -177,7 +192,13 @@ def build_splits(
             f"{spec.score} is undefined (NaN) for {int(np.isnan(score).sum())} samples of the "
             f"{spec.pool} pool; cut the splits from samples the score covers"
         )
-    is_hard = select_hard(spec.hard, spec.score, score, ids, None if label_free else labels)
+    partner = None if data.leak_partner is None else np.asarray(data.leak_partner)[ids]
+    eligible = np.ones(len(ids), bool)
+    if partner is not None and not spec.keep_leaked:
+        eligible = partner < 0  # a held-out copy of a training sample leaks: not hard
+    is_hard = np.zeros(len(ids), bool)
+    is_hard[eligible] = select_hard(spec.hard, spec.score, score[eligible], ids[eligible],
+                                    None if label_free else labels[eligible])  # fmt: skip
     if not is_hard.any():
         raise ValueError(
             f"the hard rule {spec.hard.rule}={spec.hard.value} selects no sample; "
@@ -190,6 +211,9 @@ def build_splits(
     metadata = {INPUT_SHAPE_KEY: ",".join(str(d) for d in data.input_shape).encode()}
     if data.keys is not None:
         table = table.append_column("key", pa.array([data.keys[i] for i in ids], pa.string()))
+    if partner is not None:
+        table = table.append_column("leaked", pa.array(partner >= 0))
+        table = table.append_column("duplicate_of", pa.array(partner, pa.int64()))
     if isinstance(data.inputs, CachedInputs) and data.dataset is not None:
         metadata.update(cache_metadata(data.dataset))  # inputs stay in the cache: a reference
     else:
@@ -223,6 +247,8 @@ def build_splits(
         bin_edges=edges,
         files=files,
         score_name=spec.score,
+        duplicate_of=partner,
+        leaked_left_out=partner is not None and not spec.keep_leaked,
     )
 
 

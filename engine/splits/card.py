@@ -135,6 +135,7 @@ def make_card(
                 }
                 for b, (lo, hi) in enumerate(built.bin_edges)
             ],
+            "leaked": _leak_summary(built),
             "hard_rule": {k: v for k, v in hard.items() if v not in (None, False, 0)},
             "hard_rule_text": hard_rule_text,
             "label_free": spec_dict["splits"]["label_free"],
@@ -144,6 +145,7 @@ def make_card(
         "per_class_counts": {}
         if class_names is None
         else {
+            **_data_class_counts(dataset),
             "pool": class_counts(built.labels, k),
             "hard": class_counts(built.labels[built.is_hard], k),
             **{
@@ -158,6 +160,26 @@ def make_card(
         "transfer": transfer or {},
         "timings_s": timings,
         "spec": spec_dict,
+    }
+
+
+def _data_class_counts(dataset: dict | None) -> dict[str, list[int]]:
+    """Samples per class in the training and held-out splits, from the data report."""
+    report = (dataset or {}).get("report")
+    if not report:
+        return {}
+    return {f"data: {side}": report["counts"][side]["per_class"] for side in ("train", "heldout")}
+
+
+def _leak_summary(built: BuiltSplits) -> dict | None:
+    """Pool samples that duplicate a training sample, and whether the hard split left them out."""
+    leaked = built.leaked
+    if leaked is None:
+        return None
+    return {
+        "count": int(leaked.sum()),
+        "in_hard": int((leaked & built.is_hard).sum()),
+        "left_out_of_hard": built.leaked_left_out,
     }
 
 
@@ -196,6 +218,58 @@ def _dataset_lines(dataset: dict | None) -> list[str]:
         if len(skipped) > SKIPS_SHOWN:
             lines.append(f"  - ... {len(skipped) - SKIPS_SHOWN} more in card.json")
     return lines
+
+
+def _counts(counter: dict) -> str:
+    return ", ".join(f"{k} ({v:,})" for k, v in counter.items()) or "none"
+
+
+def _data_lines(report: dict | None, leaks: dict | None) -> list[str]:
+    """The card's data section: counts, what the ingest saw and did, duplicates, warnings."""
+    if not report:
+        return []
+    c = report["counts"]
+    seen = report.get("seen") or {}
+    labels = report.get("labels") or {}
+    lines = ["## Data", ""]
+    for side, name in (("train", "training"), ("heldout", "held-out")):
+        unl = c[side]["unlabelled"]
+        lines.append(f"- {name}: {c[side]['total']:,} samples"
+                     + (f" ({unl:,} unlabelled)" if unl else ""))  # fmt: skip
+    if seen.get("modes"):
+        lines.append(f"- image modes: {_counts(seen['modes'])}; sizes: {_counts(seen['sizes'])}"
+                     + (f" ({seen['distinct_sizes']} distinct)"
+                        if seen["distinct_sizes"] > len(seen["sizes"]) else ""))  # fmt: skip
+        lines.append(f"- converted: {_counts(seen.get('converted') or {})}")
+    if labels.get("class_list_from"):
+        stripped = labels.get("stripped", 0)
+        lines.append(f"- class list from {labels['class_list_from']}"
+                     + (f"; {stripped:,} labels had surrounding whitespace, stripped"
+                        if stripped else ""))  # fmt: skip
+    dup = report.get("duplicates") or {}
+    if "exact" in dup:
+        lines += [
+            "",
+            f"Duplicates (exact: the same stored content; near: {dup.get('near_rule', 'n/a')}):",
+            "",
+            "| samples | exact | near |",
+            "|---|---|---|",
+            *[f"| {text} | {dup['exact'][key]:,} | {dup['near'][key]:,} |" for key, text in (
+                ("within_train", "training samples with a training copy"),
+                ("within_heldout", "held-out samples with a held-out copy"),
+                ("heldout_with_train_copy", "held-out samples with a training copy (leak)"),
+                ("label_conflicts", "duplicate groups whose labels disagree"))],
+        ]  # fmt: skip
+        if leaks is not None and leaks["count"]:
+            where = ("left out of the hard split (`splits.keep_leaked: false`)"
+                     if leaks["left_out_of_hard"] else
+                     f"kept eligible (`splits.keep_leaked: true`): {leaks['in_hard']} in the hard split")  # fmt: skip
+            shown = ", ".join(f"`{p['heldout_key']}` = `{p['train_key']}`"
+                              for p in dup.get("leaked_shown", [])[:5])  # fmt: skip
+            lines += ["", f"{leaks['count']:,} pool samples leak, {where}; e.g. {shown}."]
+    if report.get("warnings"):
+        lines += ["", "Warnings:", "", *[f"- {w}" for w in report["warnings"]]]
+    return [*lines, ""]
 
 
 def _label_free_lines(evaluations: list[dict], nb: int) -> list[str]:
@@ -257,6 +331,7 @@ def card_markdown(card: dict) -> str:
         f"{card['scored_on']['epochs'][0]}..{card['scored_on']['epochs'][-1]} (complete: {card['scored_on']['complete']})",
         *_dataset_lines(card.get("dataset")),
         "",
+        *_data_lines((card.get("dataset") or {}).get("report"), card["splits"].get("leaked")),
         f"## Splits (score `{sp['score']}`, {sp.get('direction', 'higher = harder')}; "
         f"pool `{sp['pool']}`, {sp['pool_size']} samples)",
         "",

@@ -309,24 +309,6 @@ def check_label_free(spec: object, data: ClassificationData) -> None:
     Raises:
         ValueError: Naming the label-aware scores, the per-class split rule or label noise.
     """
-    from engine.scores import get_score
+    from engine.tasks.preflight import refuse_label_aware
 
-    n = int((data.labels < 0).sum())
-    why = f"the pool has {n} unlabelled samples"
-    aware = [s for s in spec.scores if get_score(s).needs_labels]
-    if aware:
-        free = list_label_free_scores()
-        raise ValueError(
-            f"{why}: scores {', '.join(aware)} need labels; use label-free ones ({', '.join(free)})"
-        )
-    if spec.splits.hard.per_class:
-        raise ValueError(f"{why}: splits.hard.per_class needs labels")
-    if spec.data.label_noise is not None:
-        raise ValueError(f"{why}: data.label_noise flips labels, and the pool has none")
-
-
-def list_label_free_scores() -> list[str]:
-    """The registered scores that need no label."""
-    from engine.scores import get_score, list_scores
-
-    return [s for s in list_scores() if not get_score(s).needs_labels]
+    refuse_label_aware(spec, f"the pool has {int((data.labels < 0).sum())} unlabelled samples")

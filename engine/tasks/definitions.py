@@ -52,10 +52,16 @@ def _validate_classification(spec: object) -> None:
 
 
 SOURCE_FIELDS = ("path", "image_column", "text_column", "id_column", "split_column",
-                 "class_names", "image_size", "channels", "cache_dir")  # fmt: skip
+                 "class_names", "image_size", "channels", "cache_dir", "encoding")  # fmt: skip
 
 
-TEXT_TABLE_FIELDS = ("path", "id_column", "split_column", "cache_dir")  # what a text table takes
+TEXT_TABLE_FIELDS = (
+    "path",
+    "id_column",
+    "split_column",
+    "cache_dir",
+    "encoding",
+)  # what a text table takes
 
 
 def _check_text_source(spec: object) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.tracking.data_section import data_section_html, plot_leaks
 from engine.tracking.plots import get_pyplot, plot_error_by_bin, plot_score_histogram
 
 REPORT_FILE = "report.html"  # under the run directory
@@ -208,7 +209,7 @@ def build_report(run_dir: Path | str) -> Path:
         FileNotFoundError: If the run has no benchmark card yet (not finished).
     """
     from engine.splits.builder import read_input_shape
-    from engine.splits.inputs import row_inputs
+    from engine.splits.inputs import row_inputs, split_cache
 
     run_dir = Path(run_dir)
     card_path = run_dir / "benchmark" / "card.json"
@@ -217,7 +218,8 @@ def build_report(run_dir: Path | str) -> Path:
             f"{card_path} not found: the run has not finished building its benchmark"
         )
     card = json.loads(card_path.read_text())
-    score_name = card["splits"]["score"]
+    sp = card["splits"]
+    score_name = sp["score"]
     figures = run_dir / "report_figures"
     figures.mkdir(exist_ok=True)
     scores = pq.read_table(run_dir / "scores.parquet")
@@ -259,13 +261,17 @@ def build_report(run_dir: Path | str) -> Path:
                 images, labels, pool.column(score_name).to_numpy(),
                 card["class_names"], score_name, figures / "samples.png")),
         )  # fmt: skip
+    leak_figure = plot_leaks(pool, split_cache(pool.schema) if len(shape) == 3 else None,
+                             figures / "leaks.png")  # fmt: skip
+    if leak_figure is not None:
+        sections.append(("Leaked pool samples and their training copies", leak_figure))
     body = "".join(
         f'<figure class="hb-figure" id="fig-{path.stem}"><h2>{html.escape(title)}</h2>{_img(path)}</figure>'
         for title, path in sections
     )
+    body += data_section_html((card.get("dataset") or {}).get("report"), sp.get("leaked"))
     if "text" in pool.column_names:
         body += _extreme_texts(pool, score_name, card["class_names"])
-    sp = card["splits"]
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>hardbench report: {html.escape(card["name"])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}

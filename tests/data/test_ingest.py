@@ -236,14 +236,15 @@ def test_idx_files_train_and_t10k(tmp_path):
 
 def test_resize_and_channels(tmp_path):
     root = tmp_path / "mixed"
-    for i, shape in enumerate([(12, 10), (30, 40), (8, 8, 3)]):
-        (root / "a").mkdir(parents=True, exist_ok=True)
-        (root / "a" / f"{i}.png").write_bytes(_png(_images(seed=i, n=1, shape=shape[:2],
-                                                           channels=len(shape) - 1 or 1)[0]))  # fmt: skip
-    with pytest.raises(BadInputError, match=r"1\.png: image is 40x30, not 10x12.*image_size"):
+    for i, shape in enumerate([(12, 10), (30, 40), (12, 10), (8, 8, 3)]):
+        folder = root / "ab"[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i}.png").write_bytes(_png(_images(seed=i, n=1, shape=shape[:2],
+                                                       channels=len(shape) - 1 or 1)[0]))  # fmt: skip
+    with pytest.raises(BadInputError, match=r"b/1\.png: image is 40x30, not 10x12.*image_size"):
         _ingest(tmp_path, source="imagefolder", path=str(root))
     cache = _ingest(tmp_path, source="imagefolder", path=str(root), image_size=(16, 16), channels=3)
-    assert cache.meta["shape"] == [3, 16, 16] and cache.num_samples == 3
+    assert cache.meta["shape"] == [3, 16, 16] and cache.num_samples == 4
 
 
 # -- bad input ---------------------------------------------------------------------------
@@ -349,9 +350,10 @@ def test_a_source_with_no_samples(tmp_path):
     with pytest.raises(BadInputError, match=r"has no samples"):
         _ingest(tmp_path, source="imagefolder", path=str(tmp_path / "empty"))
     root = tmp_path / "allbad"
-    (root / "cat").mkdir(parents=True)
-    (root / "cat" / "a.png").write_bytes(b"x")
-    with pytest.raises(BadInputError, match=r"has no usable sample \(1 skipped\)"):
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        (root / name / "a.png").write_bytes(b"x")
+    with pytest.raises(BadInputError, match=r"has no usable sample \(2 skipped\)"):
         _ingest(tmp_path, source="imagefolder", path=str(root), on_bad="skip")
 
 
