@@ -7,8 +7,9 @@ hardbench eval RUN_DIR --model NAME | --model-uri URI
 hardbench compare [EXPERIMENT]           hardbench ui [--runs-dir DIR]
 hardbench audit RUN_DIR                  hardbench relabel RUN_DIR --verdicts FILE
 hardbench submit SPEC --address URL      hardbench status|logs JOB_ID
-hardbench validate SPEC                  hardbench ls | models | scores | tasks | sources
-hardbench ingest SPEC [--runs-dir DIR]
+hardbench run --data PATH [--recipe NAME] (a folder or table, a shipped recipe)
+hardbench validate SPEC | --data PATH    hardbench ls | models | scores | tasks | sources
+hardbench ingest SPEC [--runs-dir DIR]   hardbench benchmarks (the shipped specs)
 
 The commands live by concern in ``engine.cli.runs``, ``evaluate``, ``jobs`` and
 ``info``; the parser in ``engine.cli.parser``.
@@ -21,7 +22,14 @@ import sys
 
 from engine.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, RUNS_DIR_ENV
 from engine.cli.evaluate import cmd_audit, cmd_compare, cmd_eval, cmd_relabel
-from engine.cli.info import cmd_models, cmd_scores, cmd_sources, cmd_tasks, cmd_validate
+from engine.cli.info import (
+    cmd_benchmarks,
+    cmd_models,
+    cmd_scores,
+    cmd_sources,
+    cmd_tasks,
+    cmd_validate,
+)
 from engine.cli.jobs import cmd_job, cmd_submit
 from engine.cli.parser import build_parser
 from engine.cli.runs import (
@@ -54,6 +62,7 @@ COMMANDS = {
     "models": cmd_models,
     "scores": cmd_scores,
     "tasks": cmd_tasks,
+    "benchmarks": cmd_benchmarks,
     "sources": cmd_sources,
     "ingest": cmd_ingest,
 }

@@ -1,25 +1,99 @@
-"""Commands that describe without running: validate, models, scores, tasks."""
+"""Commands that describe without running: validate, benchmarks, models, scores, tasks."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from engine.cli.common import EXIT_BAD_INPUT, refuse
+
+if TYPE_CHECKING:
+    from engine.spec import BenchmarkSpec
+
+NAME_WIDTH = 26  # column of the shipped benchmarks' names in `hardbench benchmarks`
+
+
+def spec_from_args(
+    args: argparse.Namespace, log: Callable[[str], None] = print
+) -> tuple[BenchmarkSpec, str] | None:
+    """The spec ``run``/``validate`` arguments name: a SPEC, or ``--data PATH [--recipe]``.
+
+    Logs what ``--data`` found (source, columns, recipe) and the loader's notes on
+    what includes gave. Returns None, having said why on stderr, for arguments that
+    name no spec or both.
+
+    Raises:
+        SpecError: For an invalid spec, an unknown recipe or one that does not fit.
+        BadInputError: For a ``--data`` PATH no source reads.
+    """
+    from engine.spec import load_spec, load_spec_data
+    from engine.spec.recipes import recipe_data
+
+    if (args.spec is None) == (args.data is None):
+        refuse("give a SPEC or --data PATH (not both)")
+        return None
+    notes: list[str] = []
+    if args.data is None:
+        if args.recipe is not None:
+            refuse("--recipe goes with --data PATH (a SPEC names its base with include:)")
+            return None
+        spec = load_spec(args.spec, args.overrides, notes=notes)
+        label = str(args.spec)
+    else:
+        label = f"--data {args.data}"
+        data, found, recipe = recipe_data(args.data, args.recipe, args.overrides)
+        log(f"data: {found.describe()}")
+        log(f"recipe: {recipe} (shipped spec benchmarks/{recipe}.yaml)")
+        spec = load_spec_data(data, args.overrides, source=label, notes=notes)
+    for note in notes:
+        log(f"note: {note}")
+    return spec, label
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """``hardbench validate SPEC``: check a spec and describe it in one line."""
-    from engine.spec import load_spec
+    """``hardbench validate SPEC|--data PATH``: check a spec and describe it in one line."""
+    from engine.data.registry import BadInputError
 
-    spec = load_spec(args.spec, args.overrides)
+    try:
+        found = spec_from_args(args)
+    except BadInputError as exc:
+        print(f"hardbench: bad input: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if found is None:
+        return EXIT_BAD_INPUT
+    spec, label = found
+    from engine.tasks.preflight import check_inputs
+
+    for warning in check_inputs(spec, label):  # what the data's paths decide: refused here
+        print(f"warning: {warning}")
     r = spec.replicas
     models = [m.name for m in spec.evaluate.models]
     if spec.evaluate.ensemble:
-        models.append("ensemble (scorer, in-sample)")
+        scorer = "single replica" if r.count == 1 else "ensemble"
+        models.append(f"{scorer} (scorer, in-sample)")
     print(
-        f"{args.spec}: valid {spec.task.name} spec {spec.metadata.name!r}: {r.count} replicas "
+        f"{label}: valid {spec.task.name} spec {spec.metadata.name!r}: {r.count} replicas "
         f"({r.recipe.describe()}), {r.recipe.epochs} epochs on {spec.data.source}, "
         f"scores {', '.join(spec.scores)}, hard = {spec.splits.describe()}, "
         f"{spec.splits.bins.count} bins, evaluating {', '.join(models) or 'nothing'}"
     )
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    """``hardbench benchmarks``: the shipped specs, with their task, source and description."""
+    from engine.spec import SpecError, list_benchmarks, load_spec
+
+    for name in list_benchmarks():
+        try:
+            spec = load_spec(name)
+        except SpecError as exc:
+            print(f"{name:<{NAME_WIDTH}}invalid: {exc}")
+            continue
+        task, source = spec.task.name, spec.data.source
+        print(f"{name:<{NAME_WIDTH}}{task:<16}{source:<17}{spec.metadata.description}")
     return 0
 
 

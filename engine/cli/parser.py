@@ -8,9 +8,14 @@ from pathlib import Path
 
 from engine.cli.common import RUNS_DIR_ENV
 
+# What run and validate take as SPEC (load_spec reads a bare name as a shipped spec).
+SPEC_OR_NAME = "benchmark spec (YAML), or a shipped benchmark's name (hardbench benchmarks)"
 
-def _add_spec_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
-    p.add_argument("spec", type=Path, nargs="?" if optional else None, help="benchmark spec (YAML)")
+
+def _add_spec_args(
+    p: argparse.ArgumentParser, *, optional: bool = False, spec_help: str = "benchmark spec (YAML)"
+) -> None:
+    p.add_argument("spec", type=Path, nargs="?" if optional else None, help=spec_help)
     p.add_argument(
         "--set",
         dest="overrides",
@@ -18,6 +23,24 @@ def _add_spec_args(p: argparse.ArgumentParser, *, optional: bool = False) -> Non
         default=[],
         metavar="KEY=VALUE",
         help="override a spec field, e.g. --set replicas.epochs=5 (repeatable)",
+    )
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="benchmark a folder or table instead of a SPEC: class folders, IDX files, a "
+        "datasets save_to_disk folder, .tar shards (or a glob) or a CSV/Parquet/JSONL table; "
+        "the source and its columns are found from what PATH holds",
+    )
+    p.add_argument(
+        "--recipe",
+        default=None,
+        metavar="NAME",
+        help="with --data: the shipped benchmark whose replicas, scores, splits and models "
+        "to use (default: images or texts, as PATH holds; hardbench benchmarks lists them)",
     )
 
 
@@ -38,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train replicas, score, build splits, evaluate, log to MLflow")
-    _add_spec_args(run, optional=True)
+    _add_spec_args(run, optional=True, spec_help=SPEC_OR_NAME)
+    _add_data_args(run)
     run.add_argument(
         "--resume",
         default=None,
@@ -113,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ver.add_argument("--num-cpus", type=int, default=None)
 
-    val = sub.add_parser("validate", help="check a spec without running it")
-    _add_spec_args(val)
+    val = sub.add_parser("validate", help="check a spec (or --data PATH) without running it")
+    _add_spec_args(val, optional=True, spec_help=SPEC_OR_NAME)
+    _add_data_args(val)
 
     sb = sub.add_parser("submit", help="run a spec on a Ray cluster as a Ray job and follow it")
     _add_spec_args(sb)
@@ -210,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("scores", help="list registered scores with direction and inputs")
     sub.add_parser("tasks", help="list registered tasks with their sources")
+    sub.add_parser(
+        "benchmarks",
+        help="list the shipped benchmark specs (include: NAME, --recipe NAME, run NAME)",
+    )
     src = sub.add_parser("sources", help="list registered data sources")
     src.add_argument("pattern", nargs="?", default="*")
     ing = sub.add_parser(

@@ -21,8 +21,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from engine.distributed.cluster import ray_session
     from engine.distributed.ingest import chunk_map
     from engine.spec import load_spec
+    from engine.tasks.preflight import check_inputs
 
     spec = load_spec(args.spec, args.overrides)
+    for warning in check_inputs(spec, str(args.spec)):  # a missing path: refused before Ray starts
+        print(f"warning: {warning}", flush=True)
     if spec.task.name != "classification" and spec.data.source == "table":
         print(f"hardbench: a {spec.task.name} table is tokenized by its first run (and kept "
               "under the runs directory's _datasets for the next); there is nothing to ingest",
@@ -65,18 +68,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``hardbench run SPEC`` or ``run --resume RUN``: the whole lifecycle, then the results table."""
+    """``hardbench run SPEC|--data PATH`` or ``run --resume RUN``: the lifecycle, then the table."""
+    from engine.cli.info import spec_from_args
     from engine.data.registry import BadInputError
     from engine.lifecycle import RunSetupError, read_run_spec, resume_run, run_benchmark
-    from engine.spec import load_spec
 
-    if (args.spec is None) == (args.resume is None):
-        print("hardbench: give a SPEC, or --resume RUN_DIR (not both)", file=sys.stderr)
+    given = sum(x is not None for x in (args.spec, args.data, args.resume))
+    if given != 1:
+        print("hardbench: give a SPEC, or --resume RUN_DIR, or --data PATH (one of them)",
+              file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
-    if args.resume is not None and (args.overrides or args.run_id or args.output):
+    if args.resume is not None and (args.overrides or args.run_id or args.output or args.recipe):
         print(
             "hardbench: --resume takes the run's own spec and output; --set, --run-id and "
-            "--output do not apply",
+            "--output do not apply (nor --recipe)",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
@@ -96,7 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             spec = read_run_spec(result.run_dir)
         else:
-            spec = load_spec(args.spec, args.overrides)
+            named = spec_from_args(args, log)
+            if named is None:
+                return EXIT_BAD_INPUT
+            spec = named[0]
             result = run_benchmark(
                 spec,
                 runs_dir=args.runs_dir or default_runs_dir(),
