@@ -74,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         scorer = "single replica" if r.count == 1 else "ensemble"
         models.append(f"{scorer} (scorer, in-sample)")
     print(
-        f"{label}: valid {spec.task.name} spec {spec.metadata.name!r}: {r.count} replicas "
+        f"{label}: valid {spec.task.name} spec {spec.metadata.name!r}: {r.count} replica{'s' if r.count != 1 else ''} "
         f"({r.recipe.describe()}), {r.recipe.epochs} epochs on {spec.data.source}, "
         f"scores {', '.join(spec.scores)}, hard = {spec.splits.describe()}, "
         f"{spec.splits.bins.count} bins, evaluating {', '.join(models) or 'nothing'}"

@@ -49,10 +49,11 @@ def list_webdataset(config: SourceConfig) -> Listing:
     """List the samples of every tar shard ``config.path`` matches.
 
     Raises:
-        BadInputError: For an unreadable tar, a sample without an image, a label that is
-            not an integer, or a key found twice.
+        BadInputError: For an unreadable tar, or (``on_bad: error``; skipped and listed
+            under ``skip``) a sample without an image or label, a label that is not an
+            integer, or a key found twice.
     """
-    items, files, first = [], [], {}
+    items, files, first, skipped = [], [], {}, []
     for tar_path in _tar_paths(config.path):
         size, mtime = stat_file(tar_path)
         files.append((str(tar_path), size, mtime))
@@ -69,27 +70,38 @@ def list_webdataset(config: SourceConfig) -> Listing:
                     if suffix in IMAGE_SUFFIXES:
                         entry["image"] = m.name
                     elif suffix in LABEL_SUFFIXES:
-                        entry["label"] = tf.extractfile(m).read().decode().strip()
+                        entry["label"] = tf.extractfile(m).read()
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BadInputError(str(tar_path), f"unreadable tar: {exc}") from None
         for key, entry in sorted(members.items()):
-            where = f"{tar_path} member {key}"
-            if "image" not in entry:
-                raise BadInputError(where, "has no image member (.png, .jpg, ...)")
-            if key in first:
-                raise BadInputError(where, f"duplicate key {key!r} (also in {first[key]})")
-            first[key] = str(tar_path)
-            label = entry.get("label")
-            if config.label_column is not None and label is None:
-                raise BadInputError(where, "has no .cls label member")
-            if label is not None:
-                try:
-                    label = int(label)
-                except ValueError:
-                    raise BadInputError(where, f"label {label!r} is not an integer") from None
-            items.append(Item(key=key, label=label, split=None,
-                              where=[str(tar_path), entry["image"]]))  # fmt: skip
-    return Listing(items=items, kind="image", files=files)
+            try:
+                items.append(_tar_item(config, tar_path, key, entry, first))
+            except BadInputError as exc:
+                if config.on_bad != "skip":
+                    raise
+                skipped.append((exc.key, exc.reason))
+    return Listing(items=items, kind="image", files=files, skipped=skipped)
+
+
+def _tar_item(config: SourceConfig, tar_path: Path, key: str, entry: dict,
+              first: dict[str, str]) -> Item:  # fmt: skip
+    """The item of one tar sample, or the BadInputError naming it (a per-sample problem)."""
+    where = f"{tar_path} member {key}"
+    if "image" not in entry:
+        raise BadInputError(where, "has no image member (.png, .jpg, ...)")
+    if key in first:
+        raise BadInputError(where, f"duplicate key {key!r} (also in {first[key]})")
+    first[key] = str(tar_path)
+    raw = entry.get("label")
+    if config.label_column is not None and raw is None:
+        raise BadInputError(where, "has no .cls label member")
+    label = None
+    if raw is not None:
+        try:
+            label = int(raw.decode().strip())
+        except (UnicodeDecodeError, ValueError):
+            raise BadInputError(where, f"label {raw[:20]!r} is not an integer") from None
+    return Item(key=key, label=label, split=None, where=[str(tar_path), entry["image"]])
 
 
 @functools.lru_cache(maxsize=8)
@@ -130,13 +142,13 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
         raise BadInputError(str(path), "not an IDX file (bad magic number)")
     ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4).astype(int)
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     dtype = np.dtype(IDX_DTYPES[raw[2]])
     need = int(np.prod(dims)) * dtype.itemsize
     start = 4 + 4 * ndim
     if len(raw) - start != need:
         raise BadInputError(
-            str(path), f"header says {tuple(dims)} ({need} bytes) but {len(raw) - start} follow"
+            str(path), f"header says {dims} ({need} bytes) but {len(raw) - start} follow"
         )
     return np.frombuffer(raw, dtype=dtype, offset=start).reshape(dims)
 

@@ -27,7 +27,7 @@ CACHE_VERSION = 2  # bumped when the layout changes; part of every fingerprint (
 META_FILE = "meta.json"  # the cache's description; a folder without it is incomplete
 SAMPLES_FILE = "samples.parquet"  # the sample table
 NEAR_PAIRS_FILE = "near_duplicates.parquet"  # confirmed near-duplicate pairs and their measures
-THUMBS_FILE = "thumbnails.npy"  # uint8 (N, 32, 32) grey thumbnails: the near-duplicate signatures
+THUMBS_FILE = "thumbnails.npy"  # uint8 (N, 32, 32) grey thumbnails while ingesting (then removed)
 BLOCKS_DIR = "blocks"  # the uint8 tensors
 
 

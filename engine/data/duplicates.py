@@ -13,7 +13,7 @@ the split.
   BLAKE2b digest.
 - **Near duplicates** (images only) are the same picture re-encoded (JPEG at another
   quality) or resized, i.e. differing by fine noise only. Every image is signed by a
-  grey 32x32 thumbnail (:func:`thumbnails`, kept in the cache). Candidates come from
+  grey 32x32 thumbnail (:func:`thumbnails`, made while ingesting). Candidates come from
   a 64-bit perceptual hash of it (pHash: the signs of its 8x8 lowest DCT frequencies
   against their median; Zauner 2010) within a Hamming distance of
   :data:`NEAR_HAMMING`, found without comparing all pairs by multi-index hashing (the

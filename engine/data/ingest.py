@@ -574,6 +574,11 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
     raw = [bytes.fromhex(d) for d in digests]
     hashes = np.asarray(phashes, np.uint64) if plan.shape is not None else None
     exact, near, pairs, corr, mad = duplicate_groups(raw, hashes, thumbs)
+    if (
+        thumbs is not None
+    ):  # needed only to confirm near pairs: not kept (28x28 images: 1.3x the pixels)
+        del thumbs
+        (tmp / THUMBS_FILE).unlink()
     columns = {
         "sample_id": pa.array(np.arange(len(items), dtype=np.int64)),
         "key": pa.array([i.key for i in items], pa.string()),

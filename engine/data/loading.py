@@ -125,6 +125,7 @@ def cached_classification_data(
     pool_labels: str | Path | None = None,
     map_chunks: ChunkMap | None = None,
     log: Callable[[str], None] = print,
+    warn: bool = True,
 ) -> ClassificationData:
     """The cache as classification data, split as the source says or stratified and seeded.
 
@@ -132,7 +133,8 @@ def cached_classification_data(
     token cache (:mod:`engine.data.tokens`, built here on first use with ``map_chunks``:
     the vocabulary learned from the training split's texts only). Held-out samples
     may be unlabelled (label -1: an unlabelled pool); ``pool_labels`` attaches labels
-    to them.
+    to them. The data report (:mod:`engine.data.report`) goes to ``dataset["report"]``,
+    its warnings to ``log`` when ``warn`` (a run's first load, not every reload).
 
     Raises:
         ValueError: When a training sample is unlabelled, or unlabelled samples have
@@ -160,7 +162,7 @@ def cached_classification_data(
     if groups is not None:
         report, partner = data_report(cache.meta, labels, split, *groups, cache.keys())
         dataset["report"] = report
-        for warning in report["warnings"]:
+        for warning in report["warnings"] if warn else []:
             log(f"[data] warning: {warning}")
     if texts is not None:
         from engine.data.tokens import describe_tokens, token_inputs

@@ -56,14 +56,17 @@ class ClassificationTask:
             data = load_dataset(d.source, heldout_fraction=d.heldout_fraction,
                                 split_seed=d.split_seed)  # fmt: skip
         else:
+            from engine.data.loading import DATASET_FILE
             from engine.distributed.ingest import chunk_map
 
+            first = run_dir is None or not (Path(run_dir) / DATASET_FILE).is_file()
             cache = run_cache(d.parts(), block_size=spec.shards.block_size,
                               run_dir=run_dir, cache_dir=d.cache_dir, map_chunks=chunk_map(),
                               log=log)  # fmt: skip
             data = cached_classification_data(cache, heldout_fraction=d.heldout_fraction,
                                               split_seed=d.split_seed, pool_labels=d.pool_labels,
-                                              map_chunks=chunk_map(), log=log)  # fmt: skip
+                                              map_chunks=chunk_map(), log=log,
+                                              warn=first)  # fmt: skip
         if not data.labelled:
             check_label_free(spec, data)
         noise = d.label_noise

@@ -53,9 +53,10 @@ def data_section_html(report: dict | None, leaks: dict | None) -> str:
         facts.append(f"converted: {_counts(seen.get('converted') or {})}")
     labels = report.get("labels") or {}
     if labels.get("class_list_from"):
+        stripped = labels.get("stripped", 0)
         facts.append(
-            f"class list from {html.escape(labels['class_list_from'])}; "
-            f"{labels.get('stripped', 0):,} labels had surrounding whitespace stripped"
+            f"class list from {html.escape(labels['class_list_from'])}"
+            + (f"; {stripped:,} labels had surrounding whitespace, stripped" if stripped else "")
         )
     skipped = report.get("skipped") or {}
     if skipped.get("count"):

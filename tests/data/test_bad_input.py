@@ -7,6 +7,7 @@ row; a JSON line that does not parse; symlink loops and symlinks out of the fold
 
 import io
 import json
+import tarfile
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,6 @@ from engine.data.ingest import ingest
 from engine.data.labels import LabelError, clean_label
 from engine.data.loading import cached_classification_data
 from engine.data.registry import BadInputError, SourceConfig
-
 
 _SEEDS = iter(range(10**6))  # every image drawn is a different one
 
@@ -240,3 +240,22 @@ def test_a_symlink_out_of_the_folder_is_skipped_under_on_bad_skip(tmp_path):
     assert cache.class_names == ["cat", "dog"]  # the linked-in folder is no class
     assert sorted(s["key"] for s in cache.meta["skipped"]) == ["cat/link.png", "horse"]
     assert all("leads outside the data root" in s["reason"] for s in cache.meta["skipped"])
+
+
+def test_webdataset_samples_without_a_label_or_with_a_bad_one_are_named_or_skipped(tmp_path):
+
+    shard = tmp_path / "shard-0.tar"
+    with tarfile.open(shard, "w") as tf:
+        for key, label in (("a", b"0"), ("b", b"1"), ("c", None), ("d", b"\xe9"), ("e", b"1")):
+            for suffix, payload in ((".png", _png(40)), (".cls", label)):
+                if payload is None:
+                    continue
+                info = tarfile.TarInfo(key + suffix)
+                info.size = len(payload)
+                tf.addfile(info, io.BytesIO(payload))
+    with pytest.raises(BadInputError, match=r"shard-0\.tar member c: has no \.cls label member"):
+        _ingest(tmp_path, source="webdataset", path=str(shard))
+    cache = _ingest(tmp_path, source="webdataset", path=str(shard), on_bad="skip")
+    assert cache.keys() == ["a", "b", "e"]
+    assert [s["reason"] for s in cache.meta["skipped"]] == [
+        "has no .cls label member", r"label b'\xe9' is not an integer"]  # fmt: skip
