@@ -645,8 +645,7 @@ def _thumbs_from_chunks(folder: Path, num_chunks: int, n: int) -> np.ndarray:
         out[at : at + len(part)] = part
         at += len(part)
         path.unlink()
-    out.flush()
-    return out
+    return out  # read back at once and removed: never flushed on purpose
 
 
 def _blocks_from_chunks(folder: Path, num_chunks: int, block_size: int, *, all_kept: bool) -> None:
