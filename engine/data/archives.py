@@ -29,6 +29,7 @@ from engine.data.registry import (
     SourceConfig,
     SourceInfo,
     register_source,
+    skip_or_raise,
 )
 
 LABEL_SUFFIXES = (".cls",)  # WebDataset members that hold a class index as text
@@ -77,9 +78,7 @@ def list_webdataset(config: SourceConfig) -> Listing:
             try:
                 items.append(_tar_item(config, tar_path, key, entry, first))
             except BadInputError as exc:
-                if config.on_bad != "skip":
-                    raise
-                skipped.append((exc.key, exc.reason))
+                skip_or_raise(exc, config.on_bad, skipped)
     return Listing(items=items, kind="image", files=files, skipped=skipped)
 
 

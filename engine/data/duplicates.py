@@ -188,7 +188,7 @@ def _bands() -> list[range]:
     return [range(k, DC_BIT, bands) for k in range(bands)]
 
 
-def hash_candidates(hashes: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def hash_candidates(hashes: np.ndarray) -> np.ndarray:
     """Pairs ``(i, j)``, ``i < j``, whose hashes differ in at most :data:`NEAR_HAMMING` bits.
 
     Multi-index hashing: hashes that close agree on at least one of the
@@ -196,14 +196,12 @@ def hash_candidates(hashes: np.ndarray, valid: np.ndarray) -> np.ndarray:
     at most :data:`MAX_BUCKET_PAIRS` pairs at a time.
 
     Args:
-        hashes: Uint64 (N,).
-        valid: Bool (N,) samples that have a hash (text samples do not).
+        hashes: Uint64 (N,), one per sample.
 
     Returns:
         Int64 (P, 2) distinct pairs of sample ids, sorted.
     """
-    ids = np.flatnonzero(valid)
-    h = hashes[ids]
+    h = hashes
     found: list[np.ndarray] = []
 
     def keep_close(left: np.ndarray, right: np.ndarray) -> None:
@@ -237,7 +235,7 @@ def hash_candidates(hashes: np.ndarray, valid: np.ndarray) -> np.ndarray:
                     keep_close(members[left[upper]], members[right[upper]])
     if not found:
         return np.zeros((0, 2), np.int64)
-    pairs = ids[np.concatenate(found)]
+    pairs = np.concatenate(found)
     pairs.sort(axis=1)
     return np.unique(pairs, axis=0)
 
@@ -272,6 +270,23 @@ def exact_groups(digests: list[bytes]) -> np.ndarray:
     return group
 
 
+def _could_be_close(pairs: np.ndarray, thumbs: np.ndarray) -> np.ndarray:
+    """Bool (P,) pairs whose thumbnails, mean-pooled over POOL x POOL, differ by <= NEAR_MAD.
+
+    The pooled difference is a lower bound of the full one, so a pair this drops cannot
+    pass: a cheap first pass before any fine detail is computed.
+    """
+    involved = np.unique(pairs)
+    side = THUMB_SIZE // POOL
+    pooled = np.asarray(thumbs[involved]).reshape(len(involved), side, POOL, side, POOL)
+    pooled = pooled.mean(axis=(2, 4), dtype=np.float32).reshape(len(involved), -1)
+    a, b = np.searchsorted(involved, pairs).T
+    return np.concatenate([
+        np.abs(pooled[a[s : s + PAIRS_PER_READ]] - pooled[b[s : s + PAIRS_PER_READ]]).mean(axis=1)
+        / 255.0 <= NEAR_MAD for s in range(0, len(pairs), PAIRS_PER_READ)
+    ])  # fmt: skip
+
+
 def near_pairs(
     hashes: np.ndarray, thumbs: np.ndarray, exact: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -286,10 +301,11 @@ def near_pairs(
         ``(pairs int64 (P, 2), fine-detail correlation float32 (P,), mean absolute
         thumbnail difference float32 (P,) as a fraction of the range)``.
     """
-    pairs = hash_candidates(hashes, np.ones(len(hashes), bool))
+    pairs = hash_candidates(hashes)
+    same = (exact[pairs[:, 0]] != NO_GROUP) & (exact[pairs[:, 0]] == exact[pairs[:, 1]])
+    pairs = pairs[~same]
     if len(pairs):
-        same = (exact[pairs[:, 0]] != NO_GROUP) & (exact[pairs[:, 0]] == exact[pairs[:, 1]])
-        pairs = pairs[~same]
+        pairs = pairs[_could_be_close(pairs, thumbs)]
     if not len(pairs):
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
     involved = np.unique(pairs)
@@ -297,16 +313,10 @@ def near_pairs(
     detail = np.concatenate([fine_detail(small[i : i + DETAIL_ROWS]).astype(np.float16)
                              for i in range(0, len(small), DETAIL_ROWS)])  # fmt: skip
     flat = small.reshape(len(small), -1)
-    side = THUMB_SIZE // POOL
-    pooled = small.reshape(len(small), side, POOL, side, POOL).mean(axis=(2, 4), dtype=np.float32)
-    pooled = pooled.reshape(len(small), -1)
     kept, corr_out, mad_out = [], [], []
     for s in range(0, len(pairs), PAIRS_PER_READ):
         batch = pairs[s : s + PAIRS_PER_READ]
         a, b = np.searchsorted(involved, batch).T
-        # The pooled images' difference is a lower bound of the full one: drop what cannot pass.
-        close = np.abs(pooled[a] - pooled[b]).mean(axis=1) / 255.0 <= NEAR_MAD
-        batch, a, b = batch[close], a[close], b[close]
         corr = np.einsum("ij,ij->i", detail[a].astype(np.float32), detail[b].astype(np.float32))
         diff = np.abs(flat[a].astype(np.int16) - flat[b].astype(np.int16))
         mad = (diff.mean(axis=1) / 255.0).astype(np.float32)

@@ -51,7 +51,7 @@ def _walk(root: Path, on_bad: str, skipped: list[tuple[str, str]]) -> list[tuple
                     if e.is_symlink():
                         _check_link(root, key)
                     is_dir, is_file = e.is_dir(), e.is_file()
-                except BadInputError as exc:
+                except BadInputError as exc:  # named by its full path; listed by its key
                     if on_bad != "skip":
                         raise
                     skipped.append((key, exc.reason))

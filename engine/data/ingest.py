@@ -143,10 +143,12 @@ class Plan:
         return self.fingerprint[:FINGERPRINT_CHARS]
 
 
-def _clean_labels(parts: list[Part], items: list[Item], skipped: list,
-                  notes: LabelNotes) -> list[Item]:  # fmt: skip
-    """The items with their labels cleaned (:func:`clean_label`); bad labels skipped or refused."""
-    out = []
+def _clean_labels(parts: list[Part], items: list[Item], skipped: list) -> tuple[list[Item], int]:
+    """The items with their labels cleaned (:func:`clean_label`), and how many were stripped.
+
+    Bad labels are skipped (listed in ``skipped``) or refused, as their part's ``on_bad`` says.
+    """
+    out, stripped = [], 0
     for item in items:
         if item.label is None:
             out.append(item)
@@ -158,9 +160,9 @@ def _clean_labels(parts: list[Part], items: list[Item], skipped: list,
                 skipped.append((item.key, str(exc)))
                 continue
             raise BadInputError(_where(parts, item), str(exc)) from None
-        notes.stripped += is_stripped(item.label)
+        stripped += is_stripped(item.label)
         out.append(item._replace(label=label))
-    return out
+    return out, stripped
 
 
 def _where(parts: list[Part], item: Item) -> str:
@@ -267,13 +269,12 @@ def _plan(source: SourceConfig | list[Part], *, block_size: int) -> Plan:
         if a.key == b.key:
             raise BadInputError(a.key, "duplicate sample key")
     lead = parts[0].config.path or parts[0].config.source
-    stripped = LabelNotes()
-    items = _clean_labels(parts, items, skipped, stripped)
+    items, stripped = _clean_labels(parts, items, skipped)
     items, labels, class_names, notes = resolve_labels(
         parts[0].config, items, _clean_names(names), skipped, lead=parts[0].prefix,
         names_from=names_from, where=lead,
     )  # fmt: skip
-    notes.stripped = stripped.stripped
+    notes.stripped = stripped
     if not items:
         raise BadInputError(lead, f"has no usable sample ({len(skipped)} skipped)")
     if (labels >= 0).any():
@@ -574,9 +575,8 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
     raw = [bytes.fromhex(d) for d in digests]
     hashes = np.asarray(phashes, np.uint64) if plan.shape is not None else None
     exact, near, pairs, corr, mad = duplicate_groups(raw, hashes, thumbs)
-    if (
-        thumbs is not None
-    ):  # needed only to confirm near pairs: not kept (28x28 images: 1.3x the pixels)
+    if thumbs is not None:
+        # Needed only to confirm near pairs: not kept (for 28x28 images, 1.3x the pixels).
         del thumbs
         (tmp / THUMBS_FILE).unlink()
     columns = {

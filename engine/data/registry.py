@@ -39,6 +39,17 @@ class BadInputError(ValueError):
         super().__init__(f"{key}: {reason}")
 
 
+def skip_or_raise(exc: BadInputError, on_bad: str, skipped: list[tuple[str, str]]) -> None:
+    """A bad sample under ``on_bad``: listed in ``skipped`` as ``(key, reason)`` for ``skip``.
+
+    Raises:
+        BadInputError: ``exc`` itself, for ``on_bad: error``.
+    """
+    if on_bad != "skip":
+        raise exc
+    skipped.append((exc.key, exc.reason))
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """The options of one source, as ``data:`` (or ``data.train`` / ``data.pool``) sets them.

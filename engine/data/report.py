@@ -29,6 +29,12 @@ SHOWN_LEAKS = 24  # leaked (held-out, training) pairs listed in the report (all 
 SHOWN_SKIP_REASONS = 8  # most common skip reasons listed
 NO_PARTNER = -1  # leak partner of a sample that duplicates no training sample
 DATA_REPORT_FILE = "data_report.json"  # under the run's benchmark/: the report, for MLflow
+DUPLICATE_ROWS = (  # the duplicate table's rows (card, report.html): key in the report, label
+    ("within_train", "training samples with a training copy"),
+    ("within_heldout", "held-out samples with a held-out copy"),
+    ("heldout_with_train_copy", "held-out samples with a training copy (leak)"),
+    ("label_conflicts", "duplicate groups whose labels disagree"),
+)
 
 
 def seen_summary(seen: Mapping[str, int]) -> dict:
@@ -53,6 +59,11 @@ def seen_summary(seen: Mapping[str, int]) -> dict:
         "height": [min(h for _, h in dims), max(h for _, h in dims)] if dims else None,
         "converted": dict(strip(CONVERTED_PREFIX).most_common()),
     }
+
+
+def format_counts(counter: Mapping[str, int]) -> str:
+    """``L (70,000), RGB (12)`` for a report's counts; ``none`` when empty."""
+    return ", ".join(f"{k} ({v:,})" for k, v in counter.items()) or "none"
 
 
 def leak_partners(

@@ -25,6 +25,7 @@ from engine.data.registry import (
     SourceConfig,
     SourceInfo,
     register_source,
+    skip_or_raise,
 )
 from engine.data.table_files import read_table
 
@@ -47,8 +48,8 @@ def list_rows(
     where: str,
     root: Path | None,
     image_is_path: bool,
+    skipped: list[tuple[str, str]],
     split_of_row: list[str | None] | None = None,
-    skipped: list[tuple[str, str]] | None = None,
 ) -> list[Item]:
     """One item per row of ``table`` (the columns of ``config``), keys unique.
 
@@ -81,9 +82,7 @@ def list_rows(
         try:
             items.append(_row_item(config, i, row, labels[i], ids, splits, paths, root, first_row))
         except BadInputError as exc:
-            if config.on_bad != "skip" or skipped is None:
-                raise
-            skipped.append((exc.key, exc.reason))
+            skip_or_raise(exc, config.on_bad, skipped)
     return items
 
 

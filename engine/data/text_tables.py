@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.paths import data_root, stat_file
-from engine.data.registry import BadInputError
+from engine.data.registry import BadInputError, skip_or_raise
 from engine.data.table_files import read_table
 from engine.data.tables import SPLIT_NAMES
 
@@ -99,9 +99,7 @@ def _parse(path: Path, rows: list[dict], names: list[str], data: object,
             item = parse(r, row)
             split = _split(r[data.split_column], row) if data.split_column else None
         except BadInputError as exc:
-            if data.on_bad != "skip":
-                raise
-            skipped.append((exc.key, exc.reason))
+            skip_or_raise(exc, data.on_bad, skipped)
             continue
         out.append(item)
         splits.append(split)

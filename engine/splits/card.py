@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from engine.data.report import DUPLICATE_ROWS, format_counts
 from engine.shards import atomic_write_bytes
 from engine.spec import HARD_RULES
 from engine.splits.builder import BENCHMARK_DIR, BuiltSplits
@@ -220,10 +221,6 @@ def _dataset_lines(dataset: dict | None) -> list[str]:
     return lines
 
 
-def _counts(counter: dict) -> str:
-    return ", ".join(f"{k} ({v:,})" for k, v in counter.items()) or "none"
-
-
 def _data_lines(report: dict | None, leaks: dict | None) -> list[str]:
     """The card's data section: counts, what the ingest saw and did, duplicates, warnings."""
     if not report:
@@ -237,10 +234,10 @@ def _data_lines(report: dict | None, leaks: dict | None) -> list[str]:
         lines.append(f"- {name}: {c[side]['total']:,} samples"
                      + (f" ({unl:,} unlabelled)" if unl else ""))  # fmt: skip
     if seen.get("modes"):
-        lines.append(f"- image modes: {_counts(seen['modes'])}; sizes: {_counts(seen['sizes'])}"
+        lines.append(f"- image modes: {format_counts(seen['modes'])}; sizes: {format_counts(seen['sizes'])}"
                      + (f" ({seen['distinct_sizes']} distinct)"
                         if seen["distinct_sizes"] > len(seen["sizes"]) else ""))  # fmt: skip
-        lines.append(f"- converted: {_counts(seen.get('converted') or {})}")
+        lines.append(f"- converted: {format_counts(seen.get('converted') or {})}")
     if labels.get("class_list_from"):
         stripped = labels.get("stripped", 0)
         lines.append(f"- class list from {labels['class_list_from']}"
@@ -254,11 +251,8 @@ def _data_lines(report: dict | None, leaks: dict | None) -> list[str]:
             "",
             "| samples | exact | near |",
             "|---|---|---|",
-            *[f"| {text} | {dup['exact'][key]:,} | {dup['near'][key]:,} |" for key, text in (
-                ("within_train", "training samples with a training copy"),
-                ("within_heldout", "held-out samples with a held-out copy"),
-                ("heldout_with_train_copy", "held-out samples with a training copy (leak)"),
-                ("label_conflicts", "duplicate groups whose labels disagree"))],
+            *[f"| {text} | {dup['exact'][key]:,} | {dup['near'][key]:,} |"
+              for key, text in DUPLICATE_ROWS],
         ]  # fmt: skip
         if leaks is not None and leaks["count"]:
             where = ("left out of the hard split (`splits.keep_leaked: false`)"

@@ -13,19 +13,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from engine.data.report import DUPLICATE_ROWS, format_counts
 from engine.tracking.plots import get_pyplot
 
 LEAK_PAIRS_SHOWN = 12  # leaked (pool, training) pairs drawn in the report
-DUPLICATE_ROWS = (  # the duplicate table's rows: key in the report, label
-    ("within_train", "training samples with a training copy"),
-    ("within_heldout", "held-out samples with a held-out copy"),
-    ("heldout_with_train_copy", "held-out samples with a training copy (leak)"),
-    ("label_conflicts", "duplicate groups whose labels disagree"),
-)
 
 
 def _counts(counter: dict) -> str:
-    return html.escape(", ".join(f"{k} ({v:,})" for k, v in counter.items()) or "none")
+    return html.escape(format_counts(counter))
 
 
 def data_section_html(report: dict | None, leaks: dict | None) -> str:
