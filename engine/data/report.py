@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from engine.data.decode import CONVERTED_PREFIX, MODE_PREFIX, SIZE_PREFIX
+from engine.data.decode import CONVERTED_PREFIX, MODE_PREFIX, SIZE_PREFIX, TO_GREY
 from engine.data.duplicates import NO_GROUP
 from engine.data.labels import split_warnings
 from engine.data.sources import SPLIT_HELDOUT, SPLIT_TRAIN, UNLABELLED
@@ -159,6 +159,12 @@ def data_report(
     stripped = int(meta.get("labels", {}).get("stripped", 0))
     if stripped:
         warnings.append(f"{stripped} labels had surrounding whitespace, stripped")
+    greyed = ((meta.get("seen") or {}).get("converted") or {}).get(TO_GREY, 0)
+    if greyed and (meta.get("source") or {}).get("channels") is None:
+        warnings.append(
+            f"{greyed:,} colour images were converted to grey because the first image is grey "
+            "(data.channels unset takes the first image's): set data.channels: 3 to keep colour"
+        )
     dup = dict(meta.get("duplicates") or {})
     for kind, groups in (("exact", exact), ("near", near)):
         dup[kind] = {

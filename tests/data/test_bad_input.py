@@ -259,3 +259,23 @@ def test_webdataset_samples_without_a_label_or_with_a_bad_one_are_named_or_skipp
     assert cache.keys() == ["a", "b", "e"]
     assert [s["reason"] for s in cache.meta["skipped"]] == [
         "has no .cls label member", r"label b'\xe9' is not an integer"]  # fmt: skip
+
+
+def test_colour_images_greyed_by_a_grey_first_image_are_warned(tmp_path):
+    root = tmp_path / "imgs"
+    for c, name in enumerate(("a", "b")):
+        (root / name).mkdir(parents=True)
+        (root / name / "0.png").write_bytes(_png(50 + c))  # grey: the first image in key order
+        for i in range(1, 4):
+            rgb = np.random.default_rng(i + 10 * c).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+            Image.fromarray(rgb).save(root / name / f"{i}.png")
+    cache = _ingest(tmp_path, source="imagefolder", path=str(root))
+    assert cache.meta["shape"][0] == 1
+    data = cached_classification_data(cache, heldout_fraction=0.5, split_seed=0, log=lambda s: None)
+    assert ("6 colour images were converted to grey because the first image is grey (data.channels "
+            "unset takes the first image's): set data.channels: 3 to keep colour"
+            in data.dataset["report"]["warnings"])  # fmt: skip
+    kept = _ingest(tmp_path, source="imagefolder", path=str(root), channels=1)
+    report = cached_classification_data(kept, heldout_fraction=0.5, split_seed=0,
+                                        log=lambda s: None).dataset["report"]  # fmt: skip
+    assert not any("converted to grey" in w for w in report["warnings"])  # asked for: no warning
