@@ -24,6 +24,10 @@ class FieldError(ValueError):
         return FieldError(f"{prefix}.{self.field}" if prefix else self.field, self.reason)
 
 
+class RunSetupError(ValueError):
+    """The run cannot start or be used (bad run id, not a run, wrong state); nothing was written."""
+
+
 def unknown_name_error(kind: str, name: str, valid: Iterable[str]) -> ValueError:
     """Build the error for an unknown registry name, listing close matches and all names.
 

@@ -30,25 +30,27 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.lifecycle.driver import run_state
-from engine.lifecycle.rundir import (
+from engine.layout import (
+    BENCHMARK_DIR,
+    CARD_JSON_FILE,
+    CARD_MD_FILE,
+    EVAL_DIR,
+    METRICS_FILE,
+    REPORT_FILE,
     RUN_FILE,
     SCORES_FILE,
-    RunSetupError,
-    read_run_spec,
-    read_status,
+    SPLITS_DIR,
+    TRANSFER_FILE,
 )
+from engine.lifecycle.driver import run_state
+from engine.lifecycle.rundir import RunSetupError, read_run_spec, read_status
 from engine.spec import BenchmarkSpec, apply_overrides, load_spec, parse_spec
-from engine.splits.builder import BENCHMARK_DIR
 
 if TYPE_CHECKING:
     import pandas as pd
 
 Overrides = Mapping[str, object] | Iterable[str] | None
 """``{"replicas.epochs": 3}`` or ``["replicas.epochs=3"]``: what ``--set`` takes."""
-
-REPORT_FILE = "report.html"
-EVAL_DIR = "eval"
 
 
 def _override_strings(overrides: Overrides) -> list[str]:
@@ -264,7 +266,7 @@ class Run:
     @property
     def splits(self) -> dict[str, Path]:
         """Split name (``pool``, ``hard``, ``rest``, ``bin_0`` easiest ... ``bin_{n-1}`` hardest) -> file."""
-        split_dir = self._need(self.run_dir / BENCHMARK_DIR / "splits", "the splits")
+        split_dir = self._need(self.run_dir / BENCHMARK_DIR / SPLITS_DIR, "the splits")
         return {p.stem: p for p in sorted(split_dir.glob("*.parquet"))}
 
     def split(self, name: str) -> pa.Table:
@@ -281,13 +283,13 @@ class Run:
     @cached_property
     def card(self) -> dict:
         """The benchmark card (``benchmark/card.json``): splits, rule, statistics, evaluation."""
-        path = self._need(self.run_dir / BENCHMARK_DIR / "card.json", "the benchmark card")
+        path = self._need(self.run_dir / BENCHMARK_DIR / CARD_JSON_FILE, "the benchmark card")
         return json.loads(path.read_text())
 
     @property
     def card_path(self) -> Path:
         """The human-readable card, ``benchmark/card.md``."""
-        return self._need(self.run_dir / BENCHMARK_DIR / "card.md", "the benchmark card")
+        return self._need(self.run_dir / BENCHMARK_DIR / CARD_MD_FILE, "the benchmark card")
 
     @property
     def report_path(self) -> Path:
@@ -296,14 +298,20 @@ class Run:
 
     @property
     def evaluations(self) -> list[dict]:
-        """One record per evaluated model: error on every split and bin, rho, AUROC, params."""
-        path = self._need(self.run_dir / EVAL_DIR / "metrics.json", "the evaluation")
-        return json.loads(path.read_text())
+        """One record per evaluated model: error on every split and bin, rho, AUROC, params.
+
+        Records of runs written before issue 25 get today's keys (``num_errors`` is read
+        as ``num_misses``).
+        """
+        from engine.evaluation.evaluate import upgrade_evaluation
+
+        path = self._need(self.run_dir / EVAL_DIR / METRICS_FILE, "the evaluation")
+        return [upgrade_evaluation(ev) for ev in json.loads(path.read_text())]
 
     @property
     def transfer(self) -> dict:
         """Transfer metrics across models (Kendall tau and its reference models)."""
-        path = self._need(self.run_dir / EVAL_DIR / "transfer.json", "the transfer record")
+        path = self._need(self.run_dir / EVAL_DIR / TRANSFER_FILE, "the transfer record")
         return json.loads(path.read_text())
 
     @property

@@ -19,9 +19,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from engine.layout import RAY_TRAIN_DIR, RUN_FILE
+
 SYNC_STATE = ".hardbench-sync.json"  # in the run dir: what was uploaded, by size and mtime
-SKIP_DIRS = ("ray_train",)  # Ray Train's own bookkeeping: not an output
-LAST = "run.json"  # uploaded after everything else
+SKIP_DIRS = (RAY_TRAIN_DIR,)  # Ray Train's own bookkeeping: not an output
+LAST = RUN_FILE  # uploaded after everything else
 CHUNK = 8 << 20  # bytes per read/write when copying
 
 

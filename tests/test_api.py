@@ -9,8 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from engine import api
+from engine.layout import SPEC_FILE
 from engine.lifecycle import RunSetupError
-from engine.lifecycle.rundir import SPEC_FILE, create_run_dir, write_status
+from engine.lifecycle.rundir import create_run_dir, write_status
 from engine.spec import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,18 @@ def test_a_directory_that_is_not_a_finished_run(tmp_path):
         run.scores()
     assert [r.run_id for r in api.list_runs(tmp_path)] == ["half"]
     assert api.list_runs(tmp_path / "none") == []
+
+
+def test_an_old_run_s_evaluations_read_with_today_s_keys(tmp_path):
+    """Runs written before the keys were unified (issue 25) wrote ``num_errors``."""
+    run_dir = create_run_dir(tmp_path, "old")
+    (run_dir / SPEC_FILE).write_text(api.load(TINY).to_yaml())
+    write_status(run_dir, {"run_id": "old", "status": "complete"})
+    (run_dir / "eval").mkdir()
+    old = [{"model": "small_mlp", "error_all": 0.25, "num_errors": 90}]
+    (run_dir / "eval" / "metrics.json").write_text(json.dumps(old))
+    (ev,) = api.open_run(run_dir).evaluations
+    assert ev["num_misses"] == 90 and "num_errors" not in ev and ev["error_all"] == 0.25
 
 
 @pytest.mark.ray

@@ -15,12 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.distributed.evaluation import PREDICTIONS_FILE, read_predictions
-from engine.evaluation.predictor import prepare_inputs
+from engine.distributed.evaluation import read_predictions
 from engine.lifecycle import run_benchmark
 from engine.models import create_model, get_model_config
 from engine.models.imagenet import imagenet_classes, restrict_head
 from engine.spec import load_spec
+from engine.training.inputs import prepare_inputs
+from engine.training.model_folder import PREDICTIONS_FILE
 
 UNIFORM, SUIT, TENCH = "n03763968", "n04350905", "n01440764"  # ImageNet 652, 834, 0
 

@@ -17,6 +17,7 @@ from PIL import Image
 from engine.data.ingest import CACHE_SUBDIR
 from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
+from engine.tasks import load_data
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -160,7 +161,7 @@ def test_an_unlabelled_pool_then_labels_attached_later(ray_local, no_tracking_en
     with pytest.raises(
         ValueError, match=r"scores: action need labels, and the pool has 60 unlabelled"
     ):
-        load_spec(spec_path, ["scores=[confusion, action]"]).load_data(tmp_path / "r0")
+        load_data(load_spec(spec_path, ["scores=[confusion, action]"]), tmp_path / "r0")
     runs = tmp_path / "runs"
     result = run_benchmark(load_spec(spec_path), runs_dir=runs, run_id="free", log=lambda s: None)
     assert [ev["model"] for ev in result.evaluations] == ["cnn", "mlp"]
@@ -187,7 +188,7 @@ def test_an_unlabelled_pool_then_labels_attached_later(ray_local, no_tracking_en
     bad = tmp_path / "bad.csv"
     bad.write_text("key,label\np999.png,circle\n")
     with pytest.raises(ValueError, match=r"row 0: key 'p999.png' is not a pool sample"):
-        load_spec(spec_path, [f"data.pool_labels={bad}"]).load_data(labelled.run_dir)
+        load_data(load_spec(spec_path, [f"data.pool_labels={bad}"]), labelled.run_dir)
 
 
 def test_a_text_table_end_to_end_reads_its_token_cache(ray_local, no_tracking_env, tmp_path):

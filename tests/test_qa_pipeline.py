@@ -11,6 +11,7 @@ import pytest
 
 from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
+from engine.tasks import load_data
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -30,7 +31,7 @@ def test_distributed_scores_equal_the_span_scores_of_the_full_arrays(qa_run):
     from engine.training.qa import train_readers
 
     spec = load_spec(SPEC)
-    data = spec.load_data()
+    data = load_data(spec)
     starts, ends = [], []
 
     def keep(epoch, s, e):
@@ -95,7 +96,7 @@ def test_splits_evaluation_report_and_mlflow(qa_run):
     assert len(runs) == 3  # parent + ensemble + reader
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert "spearman_action_confusion_all" in parent.data.metrics
-    assert (run / "models" / "reader" / "model.pt").exists()
+    assert (run / "models" / "reader" / "weights.pt").exists()  # model.pt before issue 25
 
 
 def test_a_qa_run_goes_through_the_same_lifecycle_commands(qa_run, capsys):
@@ -138,3 +139,9 @@ def test_scores_and_splits_equal_the_golden_values(qa_run):
     from tests.golden import check_golden
 
     check_golden("tiny-qa", qa_run.run_dir)
+
+
+def test_metrics_equal_the_golden_values(qa_run):
+    from tests.golden import check_golden_metrics
+
+    check_golden_metrics("tiny-qa", qa_run.run_dir)

@@ -12,6 +12,7 @@ import torch
 
 from engine.lifecycle import run_benchmark
 from engine.spec import load_spec
+from engine.tasks import load_data
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -29,7 +30,7 @@ def test_distributed_scores_equal_the_token_scores_of_the_full_distributions(s2s
     from engine.scores.seq2seq import token_action, token_confusion
 
     spec = load_spec(SPEC)
-    data = spec.load_data()
+    data = load_data(spec)
     full = []
     reduce_epoch = s2s.reduce_epoch
 
@@ -87,3 +88,9 @@ def test_scores_and_splits_equal_the_golden_values(s2s_run):
     from tests.golden import check_golden
 
     check_golden("tiny-seq2seq", s2s_run.run_dir)
+
+
+def test_metrics_equal_the_golden_values(s2s_run):
+    from tests.golden import check_golden_metrics
+
+    check_golden_metrics("tiny-seq2seq", s2s_run.run_dir)

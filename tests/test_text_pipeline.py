@@ -86,7 +86,7 @@ def test_a_local_hf_classifier_reads_the_texts_with_its_own_tokenizer(text_run, 
     with torch.no_grad():
         enc = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
         pred = model(**enc).logits.argmax(1).numpy()
-    assert ev["num_errors"] == int((pred != labels).sum())
+    assert ev["num_misses"] == int((pred != labels).sum())
     assert ev["error_all"] == pytest.approx(float((pred != labels).mean()))
 
     from engine.cli import main
@@ -104,3 +104,9 @@ def test_scores_and_splits_equal_the_golden_values(text_run):
     from tests.golden import check_golden
 
     check_golden("tiny-text", text_run.run_dir)
+
+
+def test_metrics_equal_the_golden_values(text_run):
+    from tests.golden import check_golden_metrics
+
+    check_golden_metrics("tiny-text", text_run.run_dir)

@@ -82,9 +82,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """``hardbench audit RUN``: rank samples by how suspicious their labels are."""
-    from engine.evaluation.audit import audit_run, write_audit
+    from engine.layout import SPEC_FILE
+    from engine.lifecycle.audit import AUDIT_CSV, AUDIT_HTML, audit_run, write_audit
 
-    if not (args.run_dir / "spec.yaml").exists():
+    if not (args.run_dir / SPEC_FILE).exists():
         print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
@@ -109,17 +110,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
             f"{row['rank']:>4}  {row['sample_id']:>6}  {data.class_names[row['label']]:>5}  "
             f"{data.class_names[row['oof_pred']]:>8}  {row['audit_score']:.3f}"
         )
-    print(f"audit: {out / 'audit.csv'}")
-    print(f"page: {out / 'audit.html'}")
+    print(f"audit: {out / AUDIT_CSV}")
+    print(f"page: {out / AUDIT_HTML}")
     return 0
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
     """``hardbench relabel RUN --verdicts FILE``: a new labels version from a review."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    from engine.evaluation.audit import apply_verdicts
+    from engine.layout import SPEC_FILE
+    from engine.lifecycle.audit import apply_verdicts
 
-    if not (args.run_dir / "spec.yaml").exists():
+    if not (args.run_dir / SPEC_FILE).exists():
         print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:

@@ -28,8 +28,8 @@ def spec_from_args(
         SpecError: For an invalid spec, an unknown recipe or one that does not fit.
         BadInputError: For a ``--data`` PATH no source reads.
     """
+    from engine.lifecycle.recipes import recipe_data
     from engine.spec import load_spec, load_spec_data
-    from engine.spec.recipes import recipe_data
 
     if (args.spec is None) == (args.data is None):
         refuse("give a SPEC or --data PATH (not both)")
@@ -54,7 +54,7 @@ def spec_from_args(
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``hardbench validate SPEC|--data PATH``: check a spec and describe it in one line."""
-    from engine.data.registry import BadInputError
+    from engine.data.errors import BadInputError
 
     try:
         found = spec_from_args(args)
@@ -64,11 +64,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if found is None:
         return EXIT_BAD_INPUT
     spec, label = found
+    from engine.scores import get_score
     from engine.tasks.preflight import check_inputs
 
     for warning in check_inputs(spec, label):  # what the data's paths decide: refused here
         print(f"warning: {warning}")
     r = spec.replicas
+    hard = spec.splits.describe(get_score(spec.splits.score).direction)
     models = [m.name for m in spec.evaluate.models]
     if spec.evaluate.ensemble:
         scorer = "single replica" if r.count == 1 else "ensemble"
@@ -76,7 +78,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"{label}: valid {spec.task.name} spec {spec.metadata.name!r}: {r.count} replica{'s' if r.count != 1 else ''} "
         f"({r.recipe.describe()}), {r.recipe.epochs} epochs on {spec.data.source}, "
-        f"scores {', '.join(spec.scores)}, hard = {spec.splits.describe()}, "
+        f"scores {', '.join(spec.scores)}, hard = {hard}, "
         f"{spec.splits.bins.count} bins, evaluating {', '.join(models) or 'nothing'}"
     )
     return 0

@@ -16,24 +16,20 @@ UI_TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3 UI: open on train
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """``hardbench ingest SPEC``: build (or find) the spec's dataset cache, with progress."""
+    from engine.data.errors import BadInputError
     from engine.data.loading import cached_classification_data, run_cache
-    from engine.data.registry import BadInputError
     from engine.distributed.cluster import ray_session
     from engine.distributed.ingest import chunk_map
     from engine.spec import load_spec
+    from engine.tasks import get_task
     from engine.tasks.preflight import check_inputs
 
     spec = load_spec(args.spec, args.overrides)
     for warning in check_inputs(spec, str(args.spec)):  # a missing path: refused before Ray starts
         print(f"warning: {warning}", flush=True)
-    if spec.task.name != "classification" and spec.data.source == "table":
-        print(f"hardbench: a {spec.task.name} table is tokenized by its first run (and kept "
-              "under the runs directory's _datasets for the next); there is nothing to ingest",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_BAD_INPUT
-    if spec.task.name != "classification" or spec.data.source == "rotten_tomatoes":
-        print(f"hardbench: {spec.data.source} is read in memory; there is nothing to ingest",
-              file=sys.stderr)  # fmt: skip
+    skip = get_task(spec.task.name).nothing_to_ingest(spec)  # e.g. a corpus read in memory
+    if skip is not None:
+        print(f"hardbench: {skip}", file=sys.stderr)
         return EXIT_BAD_INPUT
     d, tokens = spec.data, None
     try:
@@ -70,7 +66,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """``hardbench run SPEC|--data PATH`` or ``run --resume RUN``: the lifecycle, then the table."""
     from engine.cli.info import spec_from_args
-    from engine.data.registry import BadInputError
+    from engine.data.errors import BadInputError
     from engine.lifecycle import RunSetupError, read_run_spec, resume_run, run_benchmark
 
     given = sum(x is not None for x in (args.spec, args.data, args.resume))

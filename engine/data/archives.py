@@ -21,16 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data.errors import BadInputError, skip_or_raise
 from engine.data.paths import IMAGE_SUFFIXES, stat_file
-from engine.data.registry import (
-    BadInputError,
-    Item,
-    Listing,
-    SourceConfig,
-    SourceInfo,
-    register_source,
-    skip_or_raise,
-)
+from engine.data.registry import Item, Listing, SourceInfo, register_source
+from engine.spec.sources import SourceConfig
 
 LABEL_SUFFIXES = (".cls",)  # WebDataset members that hold a class index as text
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -10,7 +10,8 @@ import functools
 
 import numpy as np
 
-from engine.data.registry import Item, Listing, SourceConfig, SourceInfo, register_source
+from engine.data.registry import Item, Listing, SourceInfo, register_source
+from engine.spec.sources import SourceConfig
 
 DIGITS_MAX_PIXEL = 16.0  # sklearn digits pixels are integers in [0, 16]
 DIGITS_KEY_WIDTH = 4  # digits of a digits key ("0042")

@@ -62,7 +62,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.data.registry import BadInputError
+from engine.data.errors import BadInputError
 
 BACKGROUND = 255  # the white (on 8 bits) every transparent pixel is composited on
 LUMA = (299, 587, 114)  # ITU-R 601-2 luma weights of R, G, B, in thousandths (PIL's documented)

@@ -13,15 +13,10 @@ import errno
 import os
 from pathlib import Path
 
+from engine.data.errors import BadInputError
 from engine.data.paths import IMAGE_SUFFIXES, data_root, inside
-from engine.data.registry import (
-    BadInputError,
-    Item,
-    Listing,
-    SourceConfig,
-    SourceInfo,
-    register_source,
-)
+from engine.data.registry import Item, Listing, SourceInfo, register_source
+from engine.spec.sources import SourceConfig
 
 
 def _walk(root: Path, on_bad: str, skipped: list[tuple[str, str]]) -> list[tuple[str, os.DirEntry]]:

@@ -51,6 +51,7 @@ from engine.data.duplicates import (
     text_digests,
     thumbnails,
 )
+from engine.data.errors import BadInputError
 from engine.data.labels import (
     LabelError,
     LabelNotes,
@@ -59,16 +60,15 @@ from engine.data.labels import (
     is_stripped,
     resolve_labels,
 )
-from engine.data.registry import BadInputError, Item, SourceConfig, get_source
+from engine.data.registry import Item, get_source
 from engine.data.report import seen_summary
 from engine.data.tmpdirs import make_tmp_folder, remove_stale_tmp
+from engine.spec.sources import Part, SourceConfig
 
 CACHE_ENV = "HARDBENCH_CACHE_DIR"  # overrides where dataset caches live
 CACHE_SUBDIR = "_datasets"  # default cache root inside the runs directory
 FINGERPRINT_CHARS = 24  # hex characters of the fingerprint in the folder name
 CHUNKS_DIR = "chunks"  # decoded chunks before they become blocks (only when samples are skipped)
-TRAIN_PREFIX = "train/"  # key prefix of data.train's samples in a two-source cache
-POOL_PREFIX = "pool/"  # key prefix of data.pool's samples
 
 ChunkMap = Callable[[list[dict], dict], Iterable[dict]]  # (chunk tasks, shared kwargs) -> results
 CHUNK_FN = "chunk_fn"  # a shared kwarg naming another chunk function, "module:name"
@@ -81,25 +81,6 @@ def cache_root(cache_dir: str | None, runs_dir: Path | str) -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     return Path(runs_dir) / CACHE_SUBDIR
-
-
-@dataclass(frozen=True)
-class Part:
-    """One source of a dataset made of several (``data.train`` + ``data.pool``).
-
-    Attributes:
-        prefix: Put in front of the source's keys (``train/``, ``pool/``), or "".
-        config: The source's options.
-        split: The split of every sample of this source, or None for the source's own.
-    """
-
-    prefix: str
-    config: SourceConfig
-    split: str | None = None
-
-    def to_dict(self) -> dict:
-        """JSON-able, for the fingerprint and the cache's meta."""
-        return {"prefix": self.prefix, "split": self.split, "source": self.config.to_dict()}
 
 
 @dataclass

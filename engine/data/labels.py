@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.data.registry import BadInputError, Item, SourceConfig
+from engine.data.errors import BadInputError
+from engine.data.registry import Item
 from engine.data.sources import SPLIT_HELDOUT, SPLIT_TRAIN, UNLABELLED
+from engine.spec.sources import SourceConfig
 
 MIN_CLASSES = 2  # a benchmark's classifier needs at least this many classes
 SHOWN_CLASSES = 12  # class names listed in an error before "..."

@@ -9,6 +9,7 @@ its pixels, or of its token ids (a text cache's token cache).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -16,30 +17,36 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.cache import DatasetCache
-from engine.data.ingest import POOL_PREFIX, ChunkMap, Part, cache_root, ingest
-from engine.data.registry import BadInputError, SourceConfig
+from engine.data.cache import META_FILE, DatasetCache
+from engine.data.errors import BadInputError
+from engine.data.in_memory import IN_MEMORY_SOURCES, load_dataset
+from engine.data.ingest import ChunkMap, cache_root, ingest
+from engine.data.registry import list_registered_sources
 from engine.data.report import data_report
 from engine.data.sources import (
     SPLIT_HELDOUT,
     SPLIT_TRAIN,
     UNLABELLED,
     ClassificationData,
+    flip_labels,
     stratified_split,
 )
+from engine.layout import DATASET_FILE
+from engine.spec.sources import POOL_PREFIX, Part, SourceConfig
+from engine.spec.training import DataSpec
 
-DATASET_FILE = "dataset.json"  # the run's record of its cache: folder, fingerprint, skips
 
-
-def ensure_run_cache(run_dir: Path | str, spec: object, log: Callable[[str], None]) -> None:
+def ensure_run_cache(run_dir: Path | str, load: Callable[[], object]) -> None:
     """Make sure the run has its dataset cache before a driver starts tasks that read it.
 
     A no-op when ``dataset.json`` is there (the lifecycle's ingest stage wrote it);
-    otherwise the spec's data is loaded once here, on the driver, which ingests on
-    the connected cluster. (A task that found no cache would ingest inside itself.)
+    otherwise the run's data is loaded once here by ``load`` (e.g.
+    ``lambda: load_classification_data(spec.data, ...)``), on the driver, which
+    ingests on the connected cluster. (A task that found no cache would ingest inside
+    itself.)
     """
     if not (Path(run_dir) / DATASET_FILE).is_file():
-        spec.load_data(run_dir, log)
+        load()
 
 
 def run_cache(
@@ -67,7 +74,7 @@ def run_cache(
     if record is not None and record.is_file():
         info = json.loads(record.read_text())
         folder = Path(info["cache"])
-        if (folder / "meta.json").is_file():
+        if (folder / META_FILE).is_file():
             return DatasetCache(folder)
         log(f"[ingest] the cache {folder} recorded in {record} is gone: ingesting again")
     runs_dir = Path(run_dir).parent if run_dir is not None else Path(runs_dir)
@@ -182,3 +189,50 @@ def cached_classification_data(
         keys=cache.keys(),
         leak_partner=partner,
     )
+
+
+def load_classification_data(
+    data: DataSpec,
+    *,
+    block_size: int,
+    run_dir: Path | str | None = None,
+    map_chunks: ChunkMap | None = None,
+    log: Callable[[str], None] = print,
+) -> ClassificationData:
+    """A classification spec's data, split, with the label noise the spec injects.
+
+    Registered sources are read from the run's dataset cache (ingested with
+    ``map_chunks``, or in this process, when the run has none yet; a text source's
+    token ids from its token cache, built the same way); an in-memory source (the
+    bundled sentiment snippets) is loaded whole. The classification plugin and the
+    Ray workers that train its replicas and models all load through here.
+
+    Args:
+        data: The spec's ``data`` section.
+        block_size: Samples per cache block (the spec's ``shards.block_size``).
+        run_dir: The run directory (its ``dataset.json`` names the cache), or None.
+        map_chunks: Runs ingest and tokenizing chunks in parallel (None: in process).
+        log: Where ingest progress and the data report's warnings go.
+
+    Returns:
+        The samples; with ``label_noise``, ``labels`` are the flipped ones and
+        ``clean_labels`` the given ones.
+    """
+    if data.source in IN_MEMORY_SOURCES and data.source not in list_registered_sources():
+        out = load_dataset(data.source, heldout_fraction=data.heldout_fraction,
+                           split_seed=data.split_seed)  # fmt: skip
+    else:
+        first = run_dir is None or not (Path(run_dir) / DATASET_FILE).is_file()
+        cache = run_cache(data.parts(), block_size=block_size, run_dir=run_dir,
+                          cache_dir=data.cache_dir, map_chunks=map_chunks, log=log)  # fmt: skip
+        out = cached_classification_data(cache, heldout_fraction=data.heldout_fraction,
+                                         split_seed=data.split_seed, pool_labels=data.pool_labels,
+                                         map_chunks=map_chunks, log=log, warn=first)  # fmt: skip
+    noise = data.label_noise
+    if noise is not None:
+        noisy, _ = flip_labels(
+            out.labels, fraction=noise.fraction, kind=noise.kind, seed=noise.seed,
+            num_classes=out.num_classes, confusable=noise.confusable,
+        )  # fmt: skip
+        out = dataclasses.replace(out, labels=noisy, clean_labels=out.labels)
+    return out

@@ -28,7 +28,6 @@ MAX_SIZES = 10  # most common image sizes listed in the report
 SHOWN_LEAKS = 24  # leaked (held-out, training) pairs listed in the report (all are in the splits)
 SHOWN_SKIP_REASONS = 8  # most common skip reasons listed
 NO_PARTNER = -1  # leak partner of a sample that duplicates no training sample
-DATA_REPORT_FILE = "data_report.json"  # under the run's benchmark/: the report, for MLflow
 DUPLICATE_ROWS = (  # the duplicate table's rows (card, report.html): key in the report, label
     ("within_train", "training samples with a training copy"),
     ("within_heldout", "held-out samples with a held-out copy"),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine._util import unknown_name_error
+from engine.spec.training import NOISE_KINDS
 
 SPLIT_TRAIN = "train"  # samples the replicas and the evaluated models are trained on
 SPLIT_HELDOUT = "heldout"  # samples never trained on; hard splits are cut from these
@@ -123,39 +122,6 @@ def load_sklearn_digits(*, heldout_fraction: float, split_seed: int) -> Classifi
         split=stratified_split(labels, heldout_fraction, split_seed),
         class_names=[str(c) for c in bunch.target_names],
     )
-
-
-def _rotten_tomatoes(*, heldout_fraction: float, split_seed: int) -> ClassificationData:
-    from engine.data.text import load_rotten_tomatoes
-
-    return load_rotten_tomatoes(heldout_fraction=heldout_fraction, split_seed=split_seed)
-
-
-_SOURCES: dict[str, Callable[..., ClassificationData]] = {
-    "sklearn_digits": load_sklearn_digits,
-    "rotten_tomatoes": _rotten_tomatoes,
-}
-
-
-def list_sources() -> list[str]:
-    """Names of the classification sources: the registry's and the bundled sentiment corpus."""
-    from engine.data.registry import list_registered_sources
-
-    return sorted({*_SOURCES, *list_registered_sources()})
-
-
-def load_dataset(source: str, *, heldout_fraction: float, split_seed: int) -> ClassificationData:
-    """Load a registered dataset source with its fixed split.
-
-    Raises:
-        ValueError: For an unknown source (the message lists the valid ones).
-    """
-    if source not in _SOURCES:
-        raise unknown_name_error("data source", source, _SOURCES)
-    return _SOURCES[source](heldout_fraction=heldout_fraction, split_seed=split_seed)
-
-
-NOISE_KINDS = ("uniform", "class_conditional")  # how injected label noise picks the new label
 
 
 def flip_labels(

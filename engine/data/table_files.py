@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.data.registry import BadInputError
+from engine.data.errors import BadInputError
 
 TABLE_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}
 UTF8 = "utf-8"  # what text tables are read as unless data.encoding says otherwise

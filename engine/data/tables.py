@@ -16,18 +16,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from engine.data.errors import BadInputError, skip_or_raise
 from engine.data.labels import LabelError, clean_label
 from engine.data.paths import data_root, inside, stat_file
-from engine.data.registry import (
-    BadInputError,
-    Item,
-    Listing,
-    SourceConfig,
-    SourceInfo,
-    register_source,
-    skip_or_raise,
-)
+from engine.data.registry import Item, Listing, SourceInfo, register_source
 from engine.data.table_files import read_table
+from engine.spec.sources import SourceConfig
 
 SPLIT_NAMES = {"train": "train", "heldout": "heldout", "test": "heldout", "validation": "heldout"}
 ROW_KEY_WIDTH = 9  # digits of a row-number key ("row000000012"), so keys sort as numbers

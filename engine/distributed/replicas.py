@@ -17,6 +17,8 @@ from engine.data import SPLIT_TRAIN
 from engine.data.cache import take_rows
 from engine.data.loading import ensure_run_cache
 from engine.distributed.cluster import fit_in_thread
+from engine.distributed.ingest import load_run_data
+from engine.layout import RAY_TRAIN_DIR
 from engine.scores import entropy, replica_scalars
 from engine.scores.dynamics import NOT_PRESENTED
 from engine.shards import (
@@ -87,7 +89,7 @@ def train_replica(
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
-    data = spec.load_data(run_dir)
+    data = load_run_data(spec, run_dir)
     train_idx = data.indices(SPLIT_TRAIN)
     seed = spec.replicas.seeds()[replica]
     recipe = spec.replicas.recipe.with_seed(seed)
@@ -267,7 +269,7 @@ def train_pack(
     if not todo:
         return outcome
     outcome["resumed_from"] = None if state is None else int(state["epoch"])
-    data = spec.load_data(run_dir)
+    data = load_run_data(spec, run_dir)
     train_idx = data.indices(SPLIT_TRAIN)
     all_seeds = spec.replicas.seeds()
     seeds = [all_seeds[r] for r in replicas]
@@ -524,7 +526,8 @@ def train_replicas(
     from ray.train.torch import TorchTrainer
 
     run_dir = Path(run_dir).resolve()
-    ensure_run_cache(run_dir, spec, log)  # the cache exists before any task reads it
+    # the cache exists before any task reads it
+    ensure_run_cache(run_dir, lambda: load_run_data(spec, run_dir, log))
     resources = ray.cluster_resources()
     workers = resolve_num_workers(
         spec, float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
@@ -543,7 +546,7 @@ def train_replicas(
         scaling_config=replica_scaling_config(spec, workers),
         run_config=RunConfig(
             name=f"replicas-attempt{attempt}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(run_dir / "ray_train"),
+            storage_path=str(run_dir / RAY_TRAIN_DIR),
             failure_config=FailureConfig(max_failures=spec.replicas.max_failures),
         ),
     )

@@ -1,13 +1,12 @@
-"""QA and seq2seq on Ray: the seed ensemble as one Ray task, evaluated models as others.
+"""Text ensembles on Ray: the seed ensemble as one Ray task, evaluated models as others.
 
-``train_text_ensemble`` and ``train_text_model`` are plain functions (they also run
-with no cluster); :func:`run_ensemble` and :func:`start_models` only place them as
-Ray tasks. The ensemble writes reduced shards. QA: per sample and epoch the span
-entropy of the replica means, the ensemble's best span and its probability, and per
-replica the span loss, margin and exact-span correctness. Seq2seq: the mean token
-entropy of the replica means, the ensemble's mean gold-token probability, and per
-replica the token-averaged NLL, margin and token accuracy >= 1/2 (``ensemble_pred``
-and ``label`` hold 0: there is no class).
+Placement only. ``train_text_ensemble`` and ``train_text_model`` are plain functions
+(they also run with no cluster); :func:`run_ensemble` and :class:`TextModels` only place
+them as Ray tasks. What differs per task (how its models train, how one epoch's
+replica outputs reduce to shard rows, what an evaluated model's per-sample outputs
+are) comes from its plugin as a :class:`TextTraining`. The ensemble writes reduced
+shards: per sample and epoch ``mean_entropy``, ``ensemble_pred``, ``ensemble_conf``
+and per replica ``loss``, ``margin`` and ``correct``.
 
 The ensemble checkpoints after every epoch (``checkpoints/pack=0``) and never
 rewrites an epoch its manifest lists, so a resumed or repaired run continues where
@@ -22,46 +21,60 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from engine.data.qa import MAX_ANSWER_TOKENS, SPLIT_TRAIN, QAData
-from engine.distributed.models import HISTORY_FILE, MODELS_DIR
-from engine.scores.qa import best_spans, span_entropy, span_losses, span_margins
+from engine.data.sources import SPLIT_TRAIN
+from engine.layout import MODELS_DIR
 from engine.shards import atomic_write_bytes, read_packed_manifest, record_packed_epoch
 from engine.shards.layout import packed_manifest_path
 from engine.shards.writer import remove_stale_temp_files, write_reduced_epoch_shards
+from engine.spec import BenchmarkSpec
 from engine.training.checkpoints import replica_checkpoint_dir, resume_point, save_checkpoint
+from engine.training.model_folder import HISTORY_FILE, OUTPUTS_FILE, WEIGHTS_FILE
 
 ENSEMBLE_OWNER = "pack=0"  # checkpoint folder of the side-by-side ensemble
-OUTPUTS_FILE = "outputs.npz"  # an evaluated text model's per-sample outputs, written last
-WEIGHTS_FILE = "model.pt"  # an evaluated text model's state dict
+DATA_REF = "data_ref"  # key of the data's Ray object reference in a run's scratch state
 
 
-def reduce_epoch(
-    data: QAData, start_log_probs: np.ndarray, end_log_probs: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Per-sample reductions of one epoch's R replica predictions (each (R, N, L) float32).
+@dataclass(frozen=True)
+class TextTraining:
+    """What a text task's plugin hands the placement: its per-task pieces, as plain functions.
 
-    Returns:
-        ``mean_entropy`` (N,) span entropy of the replica means; ``ensemble_pred`` (N,)
-        best span of the means coded ``start * L + end``; ``ensemble_conf`` (N,) its
-        probability; ``loss``, ``margin`` (R, N) and ``correct`` (R, N) bool (both
-        argmaxes on the gold positions).
+    The functions travel to Ray tasks by reference, so they must be module-level.
+
+    Attributes:
+        train: ``train(data, recipe, seeds, *, on_epoch, log, device, continuation)``
+            trains one model per seed side by side and returns them; ``on_epoch``
+            (optional) gets ``(epoch, *outputs)`` after each epoch it reports.
+        reduce_epoch: ``reduce_epoch(data, *outputs)``: one epoch's replica outputs
+            reduced to the shard rows: ``mean_entropy``, ``ensemble_pred``,
+            ``ensemble_conf`` (N,) and ``loss``, ``margin``, ``correct`` (R, N).
+        shard_labels: ``shard_labels(data)``: int (N,) stored as the shards' ``label``.
+        model_outputs: ``model_outputs(model, data, device)``: a trained evaluated
+            model's per-sample outputs (NumPy arrays; saved as ``outputs.npz``).
     """
-    ps, pe = np.exp(start_log_probs), np.exp(end_log_probs)
-    length = ps.shape[-1]
-    bs, be, bp = best_spans(ps.mean(axis=0), pe.mean(axis=0), max_tokens=MAX_ANSWER_TOKENS)
-    return {
-        "mean_entropy": span_entropy(ps, pe),
-        "ensemble_pred": bs * length + be,
-        "ensemble_conf": bp,
-        "loss": span_losses(start_log_probs, end_log_probs, data.start, data.end),
-        "margin": span_margins(start_log_probs, end_log_probs, data.start, data.end),
-        "correct": (start_log_probs.argmax(-1) == data.start)
-        & (end_log_probs.argmax(-1) == data.end),
-    }
+
+    train: Callable[..., list]
+    reduce_epoch: Callable[..., dict[str, np.ndarray]]
+    shard_labels: Callable[[object], np.ndarray]
+    model_outputs: Callable[[object, object, str], dict[str, np.ndarray]]
+
+
+def data_ref(state: dict, data: object) -> object:
+    """``data`` in Ray's object store: put on the first call, then the same reference.
+
+    Args:
+        state: The run's scratch state, where the reference is kept (``DATA_REF``).
+        data: The task's data (the driver's copy).
+    """
+    import ray
+
+    if DATA_REF not in state:
+        state[DATA_REF] = ray.put(data)
+    return state[DATA_REF]
 
 
 def task_device(gpus: float) -> str:
@@ -81,7 +94,7 @@ def task_device(gpus: float) -> str:
     return "cuda"
 
 
-def write_reduced(run_dir: Path | str, spec: object, epoch: int, red: dict[str, np.ndarray],
+def write_reduced(run_dir: Path | str, spec: BenchmarkSpec, epoch: int, red: dict[str, np.ndarray],
                   labels: np.ndarray, split: np.ndarray, meta: dict, facts: dict) -> None:  # fmt: skip
     """Write one epoch's reductions as reduced shards and record it in the packed manifest.
 
@@ -114,20 +127,15 @@ def write_reduced(run_dir: Path | str, spec: object, epoch: int, red: dict[str, 
                         seeds=seeds, form="reduced", **curves, **facts)  # fmt: skip
 
 
-def _ensemble_writer(run_dir: Path, spec: object, data: object) -> Callable:
-    """The per-epoch callback of a text ensemble: reduce, write shards, record the epoch."""
-    name = spec.task.name
-    meta = {"spec": spec.metadata.name, "task": name, "seeds": spec.replicas.seeds(),
+def _ensemble_writer(
+    run_dir: Path, spec: BenchmarkSpec, data: object, training: TextTraining
+) -> Callable:
+    """The per-epoch callback of a text ensemble: write the reduced shards, record the epoch."""
+    meta = {"spec": spec.metadata.name, "task": spec.task.name, "seeds": spec.replicas.seeds(),
             "replicas": spec.replicas.count}  # fmt: skip
-    if name == "qa":
-        length = data.input_ids.shape[1]
-        labels = data.start * length + data.end  # the gold span, coded like ensemble_pred
-    else:
-        labels = np.zeros(len(data.split), np.int64)
+    labels = training.shard_labels(data)
 
     def write(epoch: int, red: dict[str, np.ndarray], attempt: int) -> None:
-        if name != "qa":
-            red = {**red, "ensemble_pred": labels}
         facts = {"attempt": attempt, "pid": os.getpid(), "host": socket.gethostname()}
         write_reduced(run_dir, spec, epoch, red, labels, data.split, meta, facts)
 
@@ -135,7 +143,13 @@ def _ensemble_writer(run_dir: Path, spec: object, data: object) -> Callable:
 
 
 def train_text_ensemble(
-    run_dir: Path | str, spec: object, data: object, *, attempt: int = 1, log: Callable = print
+    run_dir: Path | str,
+    spec: BenchmarkSpec,
+    data: object,
+    training: TextTraining,
+    *,
+    attempt: int = 1,
+    log: Callable = print,
 ) -> dict:
     """Train the spec's side-by-side seed ensemble; one reduced shard set per epoch.
 
@@ -143,13 +157,19 @@ def train_text_ensemble(
     the newest checkpoint at or before the first missing epoch (or replays from the
     seeds), so the shards equal an uninterrupted run's.
 
+    Args:
+        run_dir: The run directory.
+        spec: The spec (replicas, shards).
+        data: The task's samples.
+        training: The task's training pieces (:class:`TextTraining`).
+        attempt: Which start of the run this is (recorded in the manifest).
+        log: Progress lines.
+
     Returns:
         ``{"epochs", "written", "resumed_from", "skipped", "seconds"}``.
     """
     import torch
 
-    from engine.training.qa import train_readers
-    from engine.training.seq2seq import train_seq2seq
     from engine.training.side_by_side import Continuation
 
     run_dir = Path(run_dir)
@@ -165,30 +185,20 @@ def train_text_ensemble(
                "resumed_from": None if state is None else int(state["epoch"])}  # fmt: skip
     if not todo:
         return {**outcome, "seconds": 0.0}
-    write = _ensemble_writer(run_dir, spec, data)
+    write = _ensemble_writer(run_dir, spec, data, training)
 
     def save(epoch: int, ckpt: dict) -> None:
         save_checkpoint(run_dir, ENSEMBLE_OWNER, epoch, ckpt, keep=spec.replicas.keep_checkpoints)
 
+    def on_epoch(epoch: int, *outputs: object) -> None:
+        write(epoch, training.reduce_epoch(data, *outputs), attempt)
+        outcome["written"] += 1
+
     continuation = Continuation(resume=state, on_checkpoint=save, report_epochs=set(todo),
                                 until_epoch=todo[-1])  # fmt: skip
-    device = task_device(spec.replicas.gpus_per_worker)
-    if spec.task.name == "qa":
-
-        def on_epoch(epoch: int, start_lp: np.ndarray, end_lp: np.ndarray) -> None:
-            write(epoch, reduce_epoch(data, start_lp, end_lp), attempt)
-            outcome["written"] += 1
-
-        fit = train_readers
-    else:
-
-        def on_epoch(epoch: int, red: dict[str, np.ndarray]) -> None:
-            write(epoch, red, attempt)
-            outcome["written"] += 1
-
-        fit = train_seq2seq
-    fit(data, spec.replicas.recipe, spec.replicas.seeds(), on_epoch=on_epoch, log=log,
-        device=device, continuation=continuation)  # fmt: skip
+    training.train(data, spec.replicas.recipe, spec.replicas.seeds(), on_epoch=on_epoch, log=log,
+                   device=task_device(spec.replicas.gpus_per_worker),
+                   continuation=continuation)  # fmt: skip
     return {**outcome, "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -208,28 +218,38 @@ def finished_outputs(run_dir: Path | str, name: str) -> dict | None:
 
 
 def train_text_model(
-    run_dir: Path | str, spec: object, index: int, data: object, *, log: Callable = print
+    run_dir: Path | str,
+    spec: BenchmarkSpec,
+    index: int,
+    data: object,
+    training: TextTraining,
+    *,
+    log: Callable = print,
 ) -> dict:
     """Train evaluated model ``spec.evaluate.models[index]`` on the training split; predict.
 
-    The weights go to ``models/<name>/model.pt``, the learning curve to
-    ``history.json`` and the per-sample outputs, last, to ``outputs.npz``.
+    The weights go to ``models/<name>/weights.pt``, the learning curve to
+    ``history.json`` and the per-sample outputs (``training.model_outputs``), last, to
+    ``outputs.npz``.
+
+    Args:
+        run_dir: The run directory.
+        spec: The spec.
+        index: Which evaluated model.
+        data: The task's samples.
+        training: The task's training pieces (:class:`TextTraining`).
+        log: Progress lines.
 
     Returns:
-        QA: ``{"name", "start", "end", "loss"}`` (each reader's best span on every sample
-        and its span loss on the gold span); seq2seq: ``{"name", "texts", "loss"}`` (the
-        greedy decodings and the token-averaged NLL of each reference).
+        ``{"name", **outputs}`` as :func:`finished_outputs` reads them back.
     """
     import torch
 
-    from engine.training.qa import span_log_probs, train_readers
-    from engine.training.seq2seq import predict_loss_and_text, train_seq2seq
     from engine.training.side_by_side import Continuation
 
     model_spec = spec.evaluate.models[index]
     torch.set_num_threads(int(model_spec.cpus))
     device = task_device(model_spec.gpus)
-    qa = spec.task.name == "qa"
     history: list[dict] = []
     clock = [time.time()]  # when the epoch being trained started
 
@@ -239,8 +259,7 @@ def train_text_model(
                         "ended": now})  # fmt: skip
         clock[0] = now
 
-    fit = train_readers if qa else train_seq2seq
-    (model,) = fit(
+    (model,) = training.train(
         data, model_spec.recipe, [model_spec.recipe.seed],
         log=lambda line: log(f"[{model_spec.name}] {line}"), device=device,
         continuation=Continuation(on_checkpoint=lambda e, st: keep(e, st["losses"].tolist())),
@@ -249,24 +268,14 @@ def train_text_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, out_dir / WEIGHTS_FILE)
     atomic_write_bytes(out_dir / HISTORY_FILE, json.dumps(history).encode())
-    if qa:
-        s, e = span_log_probs(model, data, device)
-        bs, be, _ = best_spans(np.exp(s), np.exp(e), max_tokens=MAX_ANSWER_TOKENS)
-        outputs = {
-            "start": bs,
-            "end": be,
-            "loss": span_losses(s[None], e[None], data.start, data.end)[0],
-        }
-    else:
-        loss, texts = predict_loss_and_text(model, data, device)
-        outputs = {"texts": np.asarray(texts, dtype=np.str_), "loss": loss}
+    outputs = training.model_outputs(model, data, device)
     tmp = out_dir / f".{OUTPUTS_FILE}.tmp.npz"
     np.savez(tmp, **outputs)
     tmp.replace(out_dir / OUTPUTS_FILE)
     return finished_outputs(run_dir, model_spec.name)
 
 
-def _check_gpus(spec: object) -> None:
+def _check_gpus(spec: BenchmarkSpec) -> None:
     import ray
 
     wanted = max([spec.replicas.gpus_per_worker, *(m.gpus for m in spec.evaluate.models)])
@@ -278,22 +287,45 @@ def _check_gpus(spec: object) -> None:
         )
 
 
-def run_ensemble(run_dir: Path | str, spec: object, data_ref: object, *, attempt: int) -> dict:
-    """On the connected Ray cluster: the ensemble as one Ray task (retried once); waits for it."""
+def run_ensemble(run_dir: Path | str, spec: BenchmarkSpec, data_ref: object, training: TextTraining,
+                 *, attempt: int) -> dict:  # fmt: skip
+    """On the connected Ray cluster: the ensemble as one Ray task (retried once); waits for it.
+
+    Args:
+        run_dir: The run directory.
+        spec: The spec (the task's CPUs, GPUs and retries).
+        data_ref: The data in Ray's object store (:func:`data_ref`).
+        training: The task's training pieces.
+        attempt: Which start of the run this is.
+
+    Returns:
+        What :func:`train_text_ensemble` returns.
+    """
     import ray
 
     _check_gpus(spec)
     task = ray.remote(num_cpus=spec.replicas.cpus_per_worker,
                       num_gpus=spec.replicas.gpus_per_worker,
                       max_retries=spec.replicas.max_failures)(train_text_ensemble)  # fmt: skip
-    return ray.get(task.remote(str(Path(run_dir).resolve()), spec, data_ref, attempt=attempt))
+    return ray.get(
+        task.remote(str(Path(run_dir).resolve()), spec, data_ref, training, attempt=attempt)
+    )
 
 
 class TextModels:
     """Evaluated text models training as Ray tasks; ``result()`` waits for them."""
 
-    def __init__(self, run_dir: Path | str, spec: object, data_ref: object,
-                 log: Callable = print) -> None:  # fmt: skip
+    def __init__(self, run_dir: Path | str, spec: BenchmarkSpec, data_ref: object,
+                 training: TextTraining, log: Callable = print) -> None:  # fmt: skip
+        """Start one Ray task per evaluated model that did not finish before.
+
+        Args:
+            run_dir: The run directory.
+            spec: The spec (``evaluate.models``, their CPUs and GPUs).
+            data_ref: The data in Ray's object store (:func:`data_ref`).
+            training: The task's training pieces.
+            log: Progress lines.
+        """
         import ray
 
         _check_gpus(spec)
@@ -304,7 +336,7 @@ class TextModels:
         remote = ray.remote(max_retries=1)(train_text_model)
         self.refs = {
             m.name: remote.options(num_cpus=m.cpus, num_gpus=m.gpus).remote(
-                str(Path(run_dir).resolve()), spec, i, data_ref, log=print
+                str(Path(run_dir).resolve()), spec, i, data_ref, training, log=print
             )
             for i, m in enumerate(spec.evaluate.models)
             if m.name not in self.done

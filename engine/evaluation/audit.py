@@ -7,24 +7,16 @@ scored by a model that saw its label). Each score is turned into a suspicion
 percentile (1 = most suspicious of all samples audited) and the audit score is their
 mean: higher = more likely mislabelled.
 
-A reviewer's verdicts (``sample_id, verdict, corrected_label``) make a new labels
-version under ``<run>/datasets/v<n>/``; the run's own files are never changed.
+Pure functions: the run-directory workflow (reading a run, writing the audit,
+reviewers' verdicts and labels versions) is :mod:`engine.lifecycle.audit`.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
-import html
-import io
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from engine.data.cache import take_rows
 from engine.scores import get_score, normalized_margin, self_confidence
@@ -36,9 +28,6 @@ AUDIT_SCORES = {
     name: get_score(name.removesuffix("_oof")).higher_is_harder
     for name in ("action", "aum", "forgetting", "self_confidence_oof", "normalized_margin_oof")
 }
-VERDICTS = ("keep", "relabel", "remove")
-AUDIT_DIR = "audit"  # under the run directory, one folder per audit
-DATASETS_DIR = "datasets"  # under the run directory: v1, v2, ... labels versions
 
 
 def suspicion_percentile(values: np.ndarray, higher_is_suspicious: bool) -> np.ndarray:
@@ -122,43 +111,23 @@ class Audit:
     data: object = None
 
 
-def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Audit:
-    """Rank a finished run's labelled samples by suspicion.
+def build_audit(scores: pa.Table, data: object, idx: np.ndarray, oof: np.ndarray) -> Audit:
+    """Rank the samples ``idx`` by suspicion of their label: the audit table.
+
+    Each score in ``AUDIT_SCORES`` that ``scores`` holds (and the two on the out-of-fold
+    probabilities) becomes a suspicion percentile; ``audit_score`` is their mean.
 
     Args:
-        run_dir: A run with ``scores.parquet`` (label-aware scores) and ``spec.yaml``.
-        split: ``train``, ``heldout`` or ``all`` samples.
-        folds: Folds of the out-of-fold probabilities.
+        scores: The run's score table, one row per sample in id order (``label``,
+            ``ensemble_pred`` and the training-dynamics scores).
+        data: The run's ``ClassificationData`` (labels, splits, clean labels if noise was
+            injected).
+        idx: Int (M,) sample ids to audit.
+        oof: Float (M, K) out-of-fold probabilities of ``idx`` (:func:`out_of_fold_probs`).
 
     Returns:
-        The audit.
-
-    Raises:
-        ValueError: For a label-free run, an unknown split, or no usable score.
+        The audit, most suspicious first (ties by sample id).
     """
-    from engine.lifecycle.rundir import read_run_spec
-    from engine.tasks import get_task
-
-    run_dir = Path(run_dir)
-    if split not in ("train", "heldout", "all"):
-        raise ValueError(f"split must be train, heldout or all, got {split!r}")
-    scores_path = run_dir / "scores.parquet"
-    if not scores_path.exists():
-        raise ValueError(f"{run_dir} has no scores.parquet: audit a finished run")
-    spec = read_run_spec(run_dir)
-    scores = pq.read_table(scores_path)
-    if scores.column("label").null_count:
-        raise ValueError("this run is label-free: there are no labels to audit")
-    data = spec.load_data(run_dir)
-    if get_task(spec.task.name).runtime().class_names(data) is None:
-        raise ValueError(f"{run_dir} is a {spec.task.name} run: the audit needs class labels")
-    idx = data.indices(split)
-    ids = scores.column("sample_id").to_numpy()
-    if not np.array_equal(ids, np.arange(len(data.labels))):
-        raise ValueError("scores.parquet does not hold one row per sample in id order")
-    if not np.array_equal(scores.column("label").to_numpy(), data.labels):
-        raise ValueError("scores.parquet holds other labels than the run's data gives")
-    oof = out_of_fold_probs(data, spec.replicas.recipe, idx, folds=folds)
     labels = data.labels[idx]
     columns: dict[str, np.ndarray] = {
         "sample_id": idx.astype(np.int64),
@@ -203,241 +172,3 @@ def detection_metrics(audit: Audit) -> dict[str, dict[str, float]]:
         top = np.argsort(-sus, kind="stable")[:m]
         out[name] = {"precision_at_m": float(flipped[top].mean()), "auroc": auroc(sus, flipped)}
     return out
-
-
-def _png_data_uri(image: np.ndarray) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim == 3 and img.shape[0] in (1, 3):
-        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
-    buf = io.BytesIO()
-    plt.imsave(buf, img, cmap="gray" if img.ndim == 2 else None, format="png")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def write_audit(
-    run_dir: Path | str,
-    audit: Audit,
-    *,
-    class_names: list[str],
-    inputs: np.ndarray,
-    top: int = 200,
-    texts: list[str] | None = None,
-) -> Path:
-    """Write ``audit.csv`` (every audited sample) and ``audit.html`` (the ``top`` first).
-
-    Samples are shown as images, or as their text for text data (``texts``).
-
-    Returns:
-        The audit folder ``<run>/audit/<UTC stamp>/``.
-    """
-    from engine.shards import atomic_write_bytes
-
-    out = Path(run_dir) / AUDIT_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    out.mkdir(parents=True, exist_ok=False)
-    cols = audit.table.column_names
-    rows = audit.table.to_pylist()
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([*cols, "label_name", "oof_pred_name"])
-    for row in rows:
-        writer.writerow(
-            [row[c] for c in cols] + [class_names[row["label"]], class_names[row["oof_pred"]]]
-        )
-    atomic_write_bytes(out / "audit.csv", buf.getvalue().encode())
-    score_cols = [*audit.scores_used, "audit_score"]
-    cells = []
-    for row in rows[:top]:
-        if texts is not None:
-            sample = f'<span class="text">{html.escape(texts[row["sample_id"]])}</span>'
-        else:
-            img = _png_data_uri(inputs[row["sample_id"]])
-            sample = f'<img src="{img}" width="64" height="64" alt="sample {row["sample_id"]}">'
-
-        given, guess = class_names[row["label"]], class_names[row["oof_pred"]]
-        flag = ' class="disagree"' if row["label"] != row["oof_pred"] else ""
-        scores_html = "".join(f"<td>{row[c]:.3f}</td>" for c in score_cols)
-        cells.append(
-            f"<tr{flag}><td>{row['rank']}</td><td>{row['sample_id']}</td><td>{html.escape(str(row['split']))}</td>"
-            f"<td>{sample}</td>"
-            f"<td>{html.escape(given)}</td><td>{html.escape(class_names[row['ensemble_pred']])}</td>"
-            f"<td>{html.escape(guess)}</td>{scores_html}</tr>"
-        )
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in score_cols)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hardbench audit</title>
-<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}img{{image-rendering:pixelated}}
-tr.disagree td{{background:#fff4e0}}span.text{{display:block;text-align:left;max-width:40em}}</style></head><body>
-<h1>Label audit: {html.escape(Path(run_dir).name)}</h1>
-<p>{len(rows)} samples audited, the {min(top, len(rows))} most suspicious shown. Audit score = mean
-suspicion percentile of {", ".join(audit.scores_used)} (1 = most suspicious). Rows where the
-out-of-fold prediction disagrees with the given label are shaded. Record verdicts in a CSV with
-columns <code>sample_id,verdict,corrected_label</code> (verdict: keep, relabel or remove) and run
-<code>hardbench relabel {html.escape(str(run_dir))} --verdicts FILE</code>.</p>
-<table><tr><th>rank</th><th>sample</th><th>split</th><th>{"text" if texts is not None else "image"}</th><th>given label</th>
-<th>ensemble pred</th><th>out-of-fold pred</th>{head}</tr>
-{"".join(cells)}
-</table></body></html>"""
-    atomic_write_bytes(out / "audit.html", page.encode())
-    meta = {
-        "scores_used": audit.scores_used,
-        "samples": len(rows),
-        "top_in_html": min(top, len(rows)),
-    }
-    if "flipped" in cols:  # injected label noise: how well each score finds the flips
-        meta["injected_noise_detection"] = detection_metrics(audit)
-    atomic_write_bytes(out / "audit.json", json.dumps(meta, indent=2).encode())
-    return out
-
-
-def read_verdicts(path: Path | str, *, num_samples: int, num_classes: int) -> list[dict]:
-    """Parse and check a reviewer's verdict CSV.
-
-    Raises:
-        ValueError: Naming the line of the first bad row (unknown sample, verdict or
-            label, a relabel without a label, a sample listed twice).
-    """
-    rows, seen = [], set()
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"sample_id", "verdict"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            where = f"{path} line {line}"
-            try:
-                sid = int(row["sample_id"])
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{where}: sample_id {row['sample_id']!r} is not an integer"
-                ) from None
-            if not 0 <= sid < num_samples:
-                raise ValueError(f"{where}: sample_id {sid} is not in [0, {num_samples})")
-            if sid in seen:
-                raise ValueError(f"{where}: sample_id {sid} has a verdict already")
-            verdict = (row["verdict"] or "").strip().lower()
-            if verdict not in VERDICTS:
-                raise ValueError(
-                    f"{where}: verdict {row['verdict']!r} is not one of {', '.join(VERDICTS)}"
-                )
-            corrected = (row.get("corrected_label") or "").strip()
-            label = None
-            if verdict == "relabel":
-                if not corrected.lstrip("-").isdigit() or not 0 <= int(corrected) < num_classes:
-                    raise ValueError(
-                        f"{where}: relabel needs corrected_label in [0, {num_classes}), got {corrected!r}"
-                    )
-                label = int(corrected)
-            seen.add(sid)
-            rows.append({"sample_id": sid, "verdict": verdict, "corrected_label": label})
-    return rows
-
-
-def apply_verdicts(run_dir: Path | str, verdicts_path: Path | str) -> dict:
-    """Write a new labels version from a reviewer's verdicts; the run's files stay as they are.
-
-    The version ``<run>/datasets/v<n>/`` holds ``labels.parquet`` (``sample_id,
-    original_label, label, removed``), the verdicts as given, and ``card.json`` /
-    ``card.md`` recording the change (counts, per-class moves, the parent version).
-    It is logged as a nested MLflow run of the build when the run has one.
-
-    Returns:
-        ``{"version", "dir", "relabelled", "removed", "kept", "mlflow_run"}``.
-    """
-    from engine.lifecycle.rundir import read_run_spec
-    from engine.shards import atomic_write_bytes, atomic_write_table
-
-    run_dir = Path(run_dir)
-    spec = read_run_spec(run_dir)
-    data = spec.load_data(run_dir)
-    verdicts = read_verdicts(
-        verdicts_path, num_samples=len(data.labels), num_classes=data.num_classes
-    )
-    base = run_dir / DATASETS_DIR
-    base.mkdir(exist_ok=True)
-    previous = sorted(int(p.name[1:]) for p in base.glob("v*") if p.name[1:].isdigit())
-    version = (previous[-1] + 1) if previous else 1
-    parent = f"v{previous[-1]}" if previous else "original"
-    labels = data.labels.copy()
-    removed = np.zeros(len(labels), dtype=bool)
-    if previous:  # versions build on the latest one
-        prev = pq.read_table(base / parent / "labels.parquet")
-        labels = prev.column("label").to_numpy().copy()
-        removed = prev.column("removed").to_numpy(zero_copy_only=False).copy()
-    moves: dict[str, int] = {}
-    for v in verdicts:
-        sid = v["sample_id"]
-        if v["verdict"] == "relabel" and labels[sid] != v["corrected_label"]:
-            key = f"{data.class_names[labels[sid]]} -> {data.class_names[v['corrected_label']]}"
-            moves[key] = moves.get(key, 0) + 1
-            labels[sid] = v["corrected_label"]
-        elif v["verdict"] == "remove":
-            removed[sid] = True
-    out = base / f"v{version}"
-    out.mkdir()
-    atomic_write_table(
-        out / "labels.parquet",
-        pa.table(
-            {
-                "sample_id": np.arange(len(labels), dtype=np.int64),
-                "original_label": data.labels.astype(np.int64),
-                "label": labels.astype(np.int64),
-                "removed": removed,
-            }
-        ),
-    )
-    counts = {k: sum(v["verdict"] == k for v in verdicts) for k in VERDICTS}
-    card = {
-        "version": f"v{version}",
-        "parent": parent,
-        "run_id": run_dir.name,
-        "verdicts_file": str(Path(verdicts_path).resolve()),
-        "verdicts": counts,
-        "labels_changed_vs_original": int((labels != data.labels).sum()),
-        "removed_total": int(removed.sum()),
-        "moves": dict(sorted(moves.items(), key=lambda kv: -kv[1])),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    atomic_write_bytes(out / "card.json", json.dumps(card, indent=2).encode())
-    md = [f"# Labels {card['version']} of run {run_dir.name}", "",
-          f"Parent: {parent}. Verdicts: {counts['relabel']} relabel, {counts['remove']} remove, "
-          f"{counts['keep']} keep. Labels differing from the original: "
-          f"{card['labels_changed_vs_original']}; removed in total: {card['removed_total']}.", "",
-          "| move | samples |", "|---|---|", *[f"| {k} | {n} |" for k, n in card["moves"].items()]]  # fmt: skip
-    atomic_write_bytes(out / "card.md", ("\n".join(md) + "\n").encode())
-    atomic_write_bytes(out / "verdicts.csv", Path(verdicts_path).read_bytes())
-    card["mlflow_run"] = _log_version(run_dir, out, card)
-    return {"version": card["version"], "dir": out, "relabelled": counts["relabel"],
-            "removed": counts["remove"], "kept": counts["keep"], "mlflow_run": card["mlflow_run"]}  # fmt: skip
-
-
-def _log_version(run_dir: Path, out: Path, card: dict) -> str | None:
-    status_file = run_dir / "run.json"
-    info = json.loads(status_file.read_text()).get("mlflow") if status_file.exists() else None
-    if not info:
-        return None
-    from mlflow.tracking import MlflowClient
-
-    from engine.tracking.mlflow_log import reconnect_uri
-
-    client = MlflowClient(tracking_uri=reconnect_uri(info["tracking_uri"]))
-    run = client.create_run(
-        info["experiment_id"],
-        run_name=f"labels-{card['version']}",
-        tags={"mlflow.parentRunId": info["parent_run_id"], "hardbench.kind": "labels_version"},
-    )
-    rid = run.info.run_id
-    for key in ("version", "parent"):
-        client.log_param(rid, key, card[key])
-    for key, value in card["verdicts"].items():
-        client.log_metric(rid, f"verdict_{key}", value)
-    client.log_metric(rid, "labels_changed_vs_original", card["labels_changed_vs_original"])
-    client.log_metric(rid, "removed_total", card["removed_total"])
-    for name in ("labels.parquet", "card.json", "card.md", "verdicts.csv"):
-        client.log_artifact(rid, str(out / name), artifact_path=f"labels/{card['version']}")
-    client.set_terminated(rid)
-    return rid

@@ -4,116 +4,236 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from engine.evaluation.metrics import (
     auroc,
     bootstrap_ci,
-    error_per_bin,
     expected_calibration_error,
     pearson_bin_error,
-    top1_error,
 )
 from engine.splits.builder import BuiltSplits
 
-BOOTSTRAP_RESAMPLES = 1000  # resamples behind each error's 95% confidence interval
+BOOTSTRAP_RESAMPLES = 1000  # resamples behind every 95% confidence interval of a rate
+# Keys older runs' metrics.json used -> today's key (read old runs through upgrade_evaluation)
+LEGACY_KEYS = {"num_errors": "num_misses"}
+PARTS = ("all", "hard", "rest")  # the pool, its hard split and the rest, in every key's suffix
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """A task's own per-sample mean in tables and reports (an ``extra`` of the evaluation).
+
+    Attributes:
+        key: Its key prefix in the evaluation (``<key>_all|hard|rest``, ``<key>_per_bin``).
+        label: Its name in tables, e.g. ``EM``.
+        percent: A rate in [0, 1] shown as a percentage; else a plain number (an NLL).
+    """
+
+    key: str
+    label: str
+    percent: bool = True
+
+    def format(self, value: float | None) -> str:
+        """One value as a table cell; ``n/a`` for a missing or NaN value."""
+        if value is None or math.isnan(value):
+            return "n/a"
+        return f"{100 * value:.1f}%" if self.percent else f"{value:.3f}"
+
+
+def top1_quality(name: str, labels: np.ndarray, preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier's per-sample quality (1.0 where right, 0.0 where wrong) and misses.
+
+    Args:
+        name: Model label, for the error message.
+        labels: Int (P,) labels of the pool.
+        preds: Int (P,) predicted classes.
+
+    Returns:
+        ``(quality float64 (P,), miss bool (P,))`` for :func:`evaluate_predictions`.
+
+    Raises:
+        ValueError: If the shapes differ.
+    """
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    if preds.shape != labels.shape:
+        raise ValueError(f"{name}: preds has shape {preds.shape}, the pool has {labels.shape}")
+    miss = preds != labels
+    return (~miss).astype(np.float64), miss
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean of ``values`` as a float; NaN for an empty part (an empty hard split or bin)."""
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _per_bin(values: np.ndarray, bins: np.ndarray, num_bins: int) -> list[float]:
+    return [_mean(values[bins == b]) for b in range(num_bins)]
+
+
+def _parts(key: str, values: np.ndarray, splits: BuiltSplits) -> dict[str, object]:
+    """``<key>_all``, ``<key>_hard``, ``<key>_rest`` and ``<key>_per_bin`` of one per-sample array."""
+    masks = (slice(None), splits.is_hard, ~splits.is_hard)
+    out: dict[str, object] = {
+        f"{key}_{p}": _mean(values[m]) for p, m in zip(PARTS, masks, strict=True)
+    }
+    out[f"{key}_per_bin"] = _per_bin(values, splits.bins, len(splits.bin_edges))
+    return out
+
+
+def _intervals(key: str, values: np.ndarray, hard: np.ndarray, seed: int) -> dict[str, list]:
+    """Bootstrap 95% intervals of the mean of ``values`` on the pool and on its hard split."""
+    return {
+        f"{key}_{part}_ci95": list(bootstrap_ci(v, n_boot=BOOTSTRAP_RESAMPLES, seed=seed))
+        for part, v in (("all", values), ("hard", values[hard]))
+    }
+
+
+def _checked(name: str, what: str, values: np.ndarray, size: int) -> np.ndarray:
+    if values.shape != (size,):
+        raise ValueError(
+            f"{name}: {what} has shape {values.shape}, the pool has {size} samples "
+            "(one value per pool sample, in the order of splits.sample_ids)"
+        )
+    return values
 
 
 def evaluate_predictions(
     name: str,
-    preds: np.ndarray,
     splits: BuiltSplits,
     *,
-    confidence: np.ndarray | None = None,
+    quality: np.ndarray,
+    miss: np.ndarray,
     seed: int = 0,
     in_sample: bool = False,
     params: int | None = None,
+    confidence: np.ndarray | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict:
-    """Transfer metrics of one model on the pool of a built benchmark.
+    """Transfer metrics of one model on the pool of a built benchmark, for every task.
+
+    A task measures each pool sample once: its ``quality`` in [0, 1] (higher = better:
+    1.0 where a classifier is right, exact match for QA, ROUGE-L for seq2seq) and whether
+    the model ``miss``-ed it (a wrong class, EM = 0, a reference NLL above the model's
+    pool median). Everything else is computed here, the same way for every task. The
+    error of a sample is ``1 - quality`` and every ``error_*`` is the mean of it (for a
+    classifier: the number of errors over the number of samples, exactly).
 
     Every difficulty-ranked metric reads the splitting score in its own direction:
     bins run from easiest (0) to hardest, so ``pearson_rho`` > 0 means error rises
     with difficulty, and ``auroc_score_error`` is the AUROC of the score's hardness
-    (:attr:`BuiltSplits.hardness`) as a predictor of this model's errors (> 0.5: the
-    harder a sample by the score, the likelier the model gets it wrong).
+    (:attr:`BuiltSplits.hardness`) as a predictor of this model's misses (> 0.5: the
+    harder a sample by the score, the likelier the model misses it).
 
     Args:
         name: Model label.
-        preds: Int (P,) predicted classes, aligned with ``splits.sample_ids``.
         splits: The built benchmark.
-        confidence: Float (P,) predicted-class probability, for the calibration error.
+        quality: Float (P,) per-sample quality in [0, 1], aligned with ``splits.sample_ids``.
+        miss: Bool (P,) per-sample misses.
         seed: Seed of the bootstrap resampling.
         in_sample: The model is the scorer itself (the replicas' ensemble, whose score
             cut the bins): its metrics are in-sample, not transfer.
         params: Its number of parameters, for the tables.
+        confidence: Float (P,) predicted-class probability, for the calibration error
+            (``ece`` is NaN without it).
+        extra: Task-specific per-sample values (name -> float (P,)), e.g. ``{"em": ...,
+            "f1": ...}``: each gets ``<name>_all|hard|rest`` and ``<name>_per_bin``.
 
     Returns:
-        ``{"model", "in_sample", "params", "error_all", "error_hard", "error_rest",
-        "hard_minus_rest", "error_per_bin" (list), "pearson_rho", "pearson_p",
-        "auroc_score_error", "num_errors", "error_all_ci95", "error_hard_ci95"
-        (pairs), "ece"}``.
+        ``{"model", "in_sample", "params", "error_all|hard|rest", "hard_minus_rest",
+        "error_per_bin", "error_all_ci95", "error_hard_ci95" (bootstrap of 1 - quality),
+        "miss_rate_all|hard|rest", "miss_rate_all_ci95", "miss_rate_hard_ci95",
+        "num_misses", "pearson_rho", "pearson_p" (bin vs error), "auroc_score_error",
+        "ece"}`` plus the ``extra`` keys.
+
+    Raises:
+        ValueError: For an array that is not one value per pool sample, a quality
+            outside [0, 1], a non-boolean miss or an ``extra`` name that collides.
     """
-    preds = np.asarray(preds)
-    if preds.shape != splits.labels.shape:
+    size = len(splits.sample_ids)
+    quality = _checked(name, "quality", np.asarray(quality, dtype=np.float64), size)
+    miss = _checked(name, "miss", np.asarray(miss), size)
+    if confidence is not None:
+        confidence = _checked(name, "confidence", np.asarray(confidence), size)
+    if miss.dtype != bool:
+        raise ValueError(f"{name}: miss must be boolean (True = missed), got dtype {miss.dtype}")
+    if size and not (np.all(quality >= 0) and np.all(quality <= 1)):  # NaN fails both
         raise ValueError(
-            f"{name}: preds has shape {preds.shape}, the pool has {splits.labels.shape}"
+            f"{name}: quality must lie in [0, 1] (higher = better), got values in "
+            f"[{np.nanmin(quality)}, {np.nanmax(quality)}]"
+            + (" and NaN" if np.isnan(quality).any() else "")
         )
-    wrong = preds != splits.labels
-    per_bin = error_per_bin(splits.labels, preds, splits.bins, len(splits.bin_edges))
-    rho, p = pearson_bin_error(per_bin)
+    error = 1.0 - quality  # exact for a 0/1 quality: its mean is (errors / samples)
+    errors = _parts("error", error, splits)
+    rho, p = pearson_bin_error(np.asarray(errors["error_per_bin"]))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a model with no errors has an undefined AUROC: NaN
-        roc = auroc(splits.hardness, wrong)
-    hard = top1_error(splits.labels[splits.is_hard], preds[splits.is_hard])
-    rest = top1_error(splits.labels[~splits.is_hard], preds[~splits.is_hard])
-    hard_ci = bootstrap_ci(wrong[splits.is_hard], n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
-    all_ci = bootstrap_ci(wrong, n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
-    ece = math.nan if confidence is None else expected_calibration_error(confidence, ~wrong)
-    return {
+        warnings.simplefilter("ignore")  # a model with no misses has an undefined AUROC: NaN
+        roc = auroc(splits.hardness, miss)
+    hard = splits.is_hard
+    error_ci = _intervals("error", error, hard, seed)
+    if np.array_equal(miss, error):  # a classifier: a miss is an error, the same resamples
+        miss_ci = {f"miss_rate_{k[len('error_') :]}": v for k, v in error_ci.items()}
+    else:
+        miss_ci = _intervals("miss_rate", miss, hard, seed)
+    ev = {
         "model": name,
         "in_sample": in_sample,
         "params": params,
-        "error_all_ci95": list(all_ci),
-        "error_hard_ci95": list(hard_ci),
-        "ece": ece,
-        "error_all": top1_error(splits.labels, preds),
-        "error_hard": hard,
-        "error_rest": rest,
-        "hard_minus_rest": hard - rest,
-        "error_per_bin": [float(e) for e in per_bin],
+        **{k: errors[k] for k in ("error_all", "error_hard", "error_rest")},
+        "hard_minus_rest": errors["error_hard"] - errors["error_rest"],
+        "error_per_bin": errors["error_per_bin"],
+        **error_ci,
+        **{k: v for k, v in _parts("miss_rate", miss, splits).items() if not k.endswith("per_bin")},
+        **miss_ci,
+        "num_misses": int(miss.sum()),
         "pearson_rho": rho,
         "pearson_p": p,
         "auroc_score_error": roc,
-        "num_errors": int(wrong.sum()),
+        "ece": math.nan if confidence is None else expected_calibration_error(confidence, ~miss),
+    }
+    for key, values in (extra or {}).items():
+        values = _checked(name, f"extra[{key!r}]", np.asarray(values, dtype=np.float64), size)
+        part = _parts(key, values, splits)
+        taken = sorted(set(part) & set(ev))
+        if taken:
+            raise ValueError(f"{name}: extra[{key!r}] would overwrite {', '.join(taken)}")
+        ev.update(part)
+    return ev
+
+
+def unmeasured_errors(num_bins: int) -> dict:
+    """The error and miss keys of :func:`evaluate_predictions` for a pool without labels.
+
+    Every rate and interval is NaN and ``num_misses`` None: with no label there is no
+    error to count (an unlabelled pool's evaluation measures disagreement instead).
+    """
+    nan = math.nan
+    return {
+        **{f"error_{p}": nan for p in PARTS},
+        "hard_minus_rest": nan,
+        "error_per_bin": [nan] * num_bins,
+        "error_all_ci95": [nan, nan],
+        "error_hard_ci95": [nan, nan],
+        **{f"miss_rate_{p}": nan for p in PARTS},
+        "miss_rate_all_ci95": [nan, nan],
+        "miss_rate_hard_ci95": [nan, nan],
+        "num_misses": None,
+        "auroc_score_error": nan,
+        "ece": nan,
     }
 
 
-IN_SAMPLE_LABEL = "scorer, in-sample"  # how the replicas' own ensemble is marked in every table
-SINGLE_REPLICA = "single replica"  # what the "ensemble" of replicas.count: 1 is called
+def upgrade_evaluation(ev: dict) -> dict:
+    """An evaluation record of an older run with today's keys (``num_errors`` -> ``num_misses``).
 
-
-def transfer_rows(evaluations: list[dict]) -> list[dict]:
-    """The evaluations that are transfer results: every model but the in-sample scorer."""
-    return [ev for ev in evaluations if not ev.get("in_sample")]
-
-
-def display_name(ev: dict) -> str:
-    """A model's label in tables and plots: the ensemble is marked as the in-sample scorer.
-
-    One replica is no ensemble: its column reads ``single replica (scorer, in-sample)``.
+    Every reader of ``eval/metrics.json`` or of a card's ``evaluation`` goes through this,
+    so runs written before the keys were unified still open. Keys an older run never
+    wrote (a text run's ``ece``, a classification run's ``miss_rate_*``) stay absent.
     """
-    if not ev.get("in_sample"):
-        return ev["model"]
-    name = SINGLE_REPLICA if ev.get("replicas") == 1 else ev["model"]
-    return f"{name} ({IN_SAMPLE_LABEL})"
-
-
-def format_params(count: int | None) -> str:
-    """A parameter count for tables: ``4.8k``, ``11.2M``; ``?`` when unknown."""
-    if count is None:
-        return "?"
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if count >= scale:
-            return f"{count / scale:.1f}{suffix}"
-    return str(count)
+    out = dict(ev)
+    for old, new in LEGACY_KEYS.items():
+        if old in out and new not in out:
+            out[new] = out.pop(old)
+    return out

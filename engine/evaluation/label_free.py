@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from engine.evaluation.evaluate import unmeasured_errors
 from engine.evaluation.metrics import auroc, pearson_bin_error
 from engine.scores.classification import entropy
 from engine.splits.builder import BuiltSplits
@@ -61,8 +62,9 @@ def evaluate_label_free(
         ``{"model", "label_free": True, "in_sample": False, "params",
         "confusion_all|hard|rest", "confusion_per_bin", "disagreement_all|hard|rest",
         "disagreement_per_bin", "pearson_rho"/"pearson_p" (bin vs disagreement),
-        "auroc_score_disagreement"}`` plus the error keys of a labelled evaluation set to
-        NaN (there is no label to measure an error against).
+        "auroc_score_disagreement"}`` plus the error and miss keys of a labelled evaluation
+        (:func:`engine.evaluation.evaluate.unmeasured_errors`): NaN, ``num_misses`` None
+        (there is no label to measure an error against).
     """
     probs = np.asarray(probs, dtype=np.float64)
     k = probs.shape[1]
@@ -76,7 +78,6 @@ def evaluate_label_free(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no disagreement at all: AUROC undefined (NaN)
         roc = auroc(splits.hardness, disagree)
-    nan = math.nan
     return {
         "model": name,
         "label_free": True,
@@ -93,9 +94,7 @@ def evaluate_label_free(
         "pearson_rho": rho,
         "pearson_p": p,
         "auroc_score_disagreement": roc,
-        "error_all": nan, "error_hard": nan, "error_rest": nan, "hard_minus_rest": nan,
-        "error_per_bin": [nan] * nb, "auroc_score_error": nan, "ece": nan,
-        "error_all_ci95": [nan, nan], "error_hard_ci95": [nan, nan], "num_errors": 0,
+        **unmeasured_errors(nb),
     }  # fmt: skip
 
 
@@ -103,8 +102,8 @@ def format_label_free_table(
     built: BuiltSplits, evaluations: list[dict], score: str, transfer: dict | None = None
 ) -> str:
     """The end-of-run table of an unlabelled pool: per bin, each model's confusion and disagreement."""
-    from engine.evaluation.evaluate import format_params
     from engine.scores import get_score
+    from engine.splits.display import format_params
 
     names = [ev["model"] for ev in evaluations]
     width = max(18, *(len(n) + 2 for n in names))

@@ -11,21 +11,34 @@ import math
 
 import numpy as np
 
+from engine.evaluation.evaluate import MetricColumn
 from engine.evaluation.metrics import kendall_tau
+from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits
+
+DEFAULT_ERROR = "error"  # what error_* and a miss are called for a classifier: top-1 error
 
 
 def format_results_table(
-    built: BuiltSplits, evaluations: list[dict], score: str, transfer: dict | None = None
+    built: BuiltSplits,
+    evaluations: list[dict],
+    score: str,
+    transfer: dict | None = None,
+    *,
+    error: str = DEFAULT_ERROR,
+    miss: str = DEFAULT_ERROR,
+    metrics: tuple[MetricColumn, ...] = (),
 ) -> str:
     """The table printed at the end of a run: each model's size and error per bin, then correlations.
 
     Bins run from the easiest (0) to the hardest by the score's direction. The
     replicas' own ensemble is marked as the in-sample scorer: its bins are cut from
-    its own score, so its column is not a transfer result.
+    its own score, so its column is not a transfer result. The task names what its
+    ``error_*`` measures (``error``, e.g. ``1 - EM``) and what a miss is (``miss``), and
+    adds rows for its own per-sample means (``metrics``, e.g. EM and F1).
     """
-    from engine.evaluation.evaluate import display_name, format_params
     from engine.scores import get_score
+    from engine.splits.display import display_name, format_params
 
     direction = get_score(score).direction
     names = [display_name(ev) for ev in evaluations]
@@ -35,7 +48,10 @@ def format_results_table(
         return "".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
 
     head = f"{'bin':<6}{score + ' range':<22}{'count':>7}" + cells(names)
-    rows = [f"bins from easiest (0) to hardest by {score} ({direction})", head, "-" * len(head)]
+    title = f"bins from easiest (0) to hardest by {score} ({direction})"
+    if error != DEFAULT_ERROR:
+        title += f"; each cell is {error}"
+    rows = [title, head, "-" * len(head)]
 
     def pct(x: float) -> str:
         return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
@@ -46,7 +62,8 @@ def format_results_table(
             return f"{r} x {format_params(ev['params'] // r)}"
         return format_params(ev.get("params"))
 
-    rows.append(f"{'params':<35}" + cells([size(ev) for ev in evaluations]))
+    if any(ev.get("params") is not None for ev in evaluations):
+        rows.append(f"{'params':<35}" + cells([size(ev) for ev in evaluations]))
     for b, (lo, hi) in enumerate(built.bin_edges):
         count = int((built.bins == b).sum())
         rows.append(
@@ -61,6 +78,11 @@ def format_results_table(
         ("all", "error_all", len(built.is_hard)),
     ):
         rows.append(f"{label:<28}{count:>7}" + cells([pct(ev[key]) for ev in evaluations]))
+    for metric in metrics:
+        for part, count in (("hard", n_hard), ("rest", len(built.is_hard) - n_hard),
+                            ("all", len(built.is_hard))):  # fmt: skip
+            values = [metric.format(ev.get(f"{metric.key}_{part}")) for ev in evaluations]
+            rows.append(f"{metric.label + ' ' + part:<28}{count:>7}" + cells(values))
     rows.append("")
 
     def num(x: float) -> str:
@@ -70,12 +92,14 @@ def format_results_table(
         return "n/a (no errors)" if math.isnan(x) else f"{x:.3f}"
 
     for ev, name in zip(evaluations, names, strict=True):
-        lo, hi = ev["error_hard_ci95"]
+        lo, hi = ev.get("error_hard_ci95", (math.nan, math.nan))
+        ece = ev.get("ece", math.nan)
         rows.append(
-            f"{name}: Pearson rho(bin, error) = {num(ev['pearson_rho'])} (p={ev['pearson_p']:.3g}), "
+            f"{name}: Pearson rho(bin, {error}) = {num(ev['pearson_rho'])} (p={ev['pearson_p']:.3g}), "
             f"hard - rest = {num(100 * ev['hard_minus_rest'])} pts "
-            f"(hard error 95% CI {pct(lo)}..{pct(hi)}), "
-            f"AUROC({score} hardness -> error) = {auc(ev['auroc_score_error'])}, ECE = {auc(ev['ece'])}"
+            f"(hard {error} 95% CI {pct(lo)}..{pct(hi)}), "
+            f"AUROC({score} hardness -> {miss}) = {auc(ev['auroc_score_error'])}"
+            + ("" if math.isnan(ece) else f", ECE = {auc(ece)}")
         )
     single = any(ev.get("in_sample") and ev.get("replicas") == 1 for ev in evaluations)
     small = "single replica" if single else "small ensemble"
@@ -101,7 +125,7 @@ def format_results_table(
 
 
 def model_parameter_counts(
-    spec: object, num_classes: int, input_shape: tuple[int, ...]
+    spec: BenchmarkSpec, num_classes: int, input_shape: tuple[int, ...]
 ) -> dict[str, int]:
     """Parameters of one replica (key ``replica``) and of every evaluated model."""
     from engine.models import count_parameters
@@ -124,7 +148,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def reference_models(
-    spec: object, params: dict[str, int], replica_params: int
+    spec: BenchmarkSpec, params: dict[str, int], replica_params: int
 ) -> tuple[list[str], str]:
     """The evaluated models the small ensemble's difficulty is compared with, and why.
 

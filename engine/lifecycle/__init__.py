@@ -6,13 +6,11 @@ and repairs shards, ``score_existing_run`` re-scores, ``evaluate_model_on_run``
 measures another model on a finished run.
 """
 
+from engine.layout import RUN_FILE, SCORES_FILE, SPEC_FILE
 from engine.lifecycle.eval_model import evaluate_model_on_run
 from engine.lifecycle.run import RunResult, resume_run, run_benchmark
 from engine.lifecycle.rundir import (
-    RUN_FILE,
     RUN_ID_PATTERN,
-    SCORES_FILE,
-    SPEC_FILE,
     RunSetupError,
     new_run_id,
     read_run_spec,

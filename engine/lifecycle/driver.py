@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.layout import HEARTBEAT_FILE
 from engine.processes import ALIVE, ELSEWHERE, GONE, process_record, process_start, process_state
 from engine.shards import atomic_write_bytes
 
@@ -43,7 +44,6 @@ __all__ = [
     "run_state",
 ]
 
-HEARTBEAT_FILE = ".heartbeat"  # in the run directory: the driver (JSON); its mtime is the last beat
 HEARTBEAT_EVERY_S = 30.0  # seconds between two beats of a working driver
 # No beat for this long: another host's driver is gone. 20 missed beats, so clock skew
 # between hosts and a shared filesystem that stalls for minutes never end a live run.

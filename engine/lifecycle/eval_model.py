@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.lifecycle.rundir import RunSetupError, read_run_spec, require_complete
+from engine.lifecycle.rundir import read_run_spec, require_complete
 from engine.tasks import get_task
 
 
@@ -22,15 +22,11 @@ def evaluate_model_on_run(run_dir: Path | str, **kwargs: object) -> dict:
         The evaluation dict, with ``split`` and ``mlflow_run``.
 
     Raises:
-        RunSetupError: If the run is not complete, or its task evaluates no outside model.
+        RunSetupError: If the run is not complete.
+        UnsupportedByTask: If its task evaluates no outside model (a text run).
+        ValueError: For a model or split the task cannot measure on this run.
     """
     run_dir = Path(run_dir).resolve()
     status = require_complete(run_dir, "nothing to evaluate on")
     spec = read_run_spec(run_dir)
-    evaluate = getattr(get_task(spec.task.name).runtime(), "evaluate_model", None)
-    if evaluate is None:
-        raise RunSetupError(
-            f"{run_dir} is a {spec.task.name} run: hardbench eval measures outside models on "
-            "classification runs; a text run's evaluated models are in its spec"
-        )
-    return evaluate(run_dir, spec, status, **kwargs)
+    return get_task(spec.task.name).runtime().evaluate_model(run_dir, spec, status, **kwargs)

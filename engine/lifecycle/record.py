@@ -2,9 +2,7 @@
 
 ``open_record`` starts the build's parent run (or reopens it on ``--resume``, from
 ``run.json``); :class:`CurveFeed` polls the replica manifests while replicas train
-and logs each finished epoch's mean train loss and accuracy (step = epoch);
-``split_datasets`` turns the benchmark's split files into the dataset inputs of the
-evaluation runs.
+and logs each finished epoch's mean train loss and accuracy (step = epoch).
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from engine.shards import read_manifest
 from engine.spec import BenchmarkSpec
@@ -21,7 +18,6 @@ from engine.tracking.mlflow_log import BuildRecorder, reconnect_uri, resolve_tra
 
 CURVE_POLL_S = 1.0  # how often the manifests are read for new epochs while replicas train
 CURVE_FIELDS = ("train_loss", "train_accuracy", "heldout_accuracy")  # manifest-row fields logged
-DATASET_COLUMNS = ("sample_id", "label", "bin", "is_hard")  # what a split's dataset input holds
 
 
 def open_record(spec: BenchmarkSpec, run_dir: Path, status: dict) -> BuildRecorder:
@@ -96,15 +92,3 @@ class CurveFeed:
         self._thread.join()
         if exc[0] is None:
             self.poll()  # the last epochs
-
-
-def split_datasets(files: dict[str, Path], score: str) -> list[tuple[str, object, str]]:
-    """``(context, DataFrame, source)`` of every split file: ids, labels, score, bin, hard flag."""
-    out = []
-    for name, path in sorted(files.items()):
-        if Path(path).suffix != ".parquet":
-            continue  # exports (image folders, datasets) are the same samples again
-        names = pq.read_schema(path).names
-        columns = [c for c in (*DATASET_COLUMNS, score) if c in names]
-        out.append((name, pq.read_table(path, columns=columns).to_pandas(), str(path)))
-    return out

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine._util import has_credentials, redact_uri
-from engine.data.report import DATA_REPORT_FILE, data_metrics
+from engine.data.report import data_metrics
 from engine.distributed.cluster import ray_session
+from engine.layout import BENCHMARK_DIR, DATA_REPORT_FILE, SCORES_FILE, SPEC_FILE
 from engine.lifecycle.driver import Heartbeat, check_driver, driver_alive, driver_record
-from engine.lifecycle.record import CurveFeed, open_record, split_datasets
+from engine.lifecycle.record import CurveFeed, open_record
 from engine.lifecycle.rundir import (
-    SCORES_FILE,
-    SPEC_FILE,
     RunSetupError,
     create_run_dir,
     new_run_id,
@@ -36,16 +35,17 @@ from engine.lifecycle.rundir import (
 )
 from engine.lifecycle.scoring import score_stage
 from engine.processes import ALIVE, GONE
+from engine.scores import get_score
 from engine.shards import atomic_write_bytes
 from engine.shards.integrity import quarantine_shards, verify_shards
 from engine.shards.provenance import provenance
 from engine.spec import CREDENTIALS_IN_URI, BenchmarkSpec
-from engine.splits.builder import BENCHMARK_DIR
 from engine.splits.card import make_card, write_card
 from engine.storage import StorageError, check_new_destination, download_run, is_uri, mirror_run
 from engine.tasks import get_task
 from engine.tasks.base import RunContext
 from engine.tasks.preflight import check_inputs
+from engine.tracking.datasets import split_datasets
 
 
 @dataclass
@@ -344,7 +344,7 @@ def _run_stages(
         spec_dict=spec.to_dict(), run_id=run_id, seeds=seeds, provenance=prov, scores=table,
         score_names=spec.scores, built=built, class_names=task.class_names(ctx.data),
         evaluations=evaluation.evaluations, timings=dict(timings), scored_on=scored_on,
-        transfer=evaluation.transfer, hard_rule_text=spec.splits.describe(),
+        transfer=evaluation.transfer, hard_rule_text=spec.splits.describe(get_score(spec.splits.score).direction),
         dataset=getattr(ctx.data, "dataset", None),
     )  # fmt: skip
     card_paths = write_card(run_dir, card)

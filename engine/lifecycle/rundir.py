@@ -10,17 +10,12 @@ from pathlib import Path
 
 import yaml
 
+from engine._util import RunSetupError
+from engine.layout import RUN_FILE, SPEC_FILE
 from engine.shards import atomic_write_bytes
 from engine.spec import BenchmarkSpec, migrate_legacy, parse_spec
 
-RUN_FILE = "run.json"  # status, timings and outputs of a run, rewritten after each stage
-SPEC_FILE = "spec.yaml"  # the resolved spec, next to every result
-SCORES_FILE = "scores.parquet"  # one row per sample: sample_id, split, label, scores
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # safe directory names
-
-
-class RunSetupError(ValueError):
-    """The run cannot start or be used (bad run id, not a run, wrong state); nothing was written."""
 
 
 def new_run_id(spec: BenchmarkSpec) -> str:

@@ -9,9 +9,11 @@ import pyarrow as pa
 
 from engine.distributed.cluster import ray_session
 from engine.distributed.scoring import score_run
-from engine.lifecycle.rundir import SCORES_FILE, RunSetupError, read_run_spec
+from engine.layout import SCORES_FILE
+from engine.lifecycle.rundir import RunSetupError, read_run_spec
 from engine.shards import atomic_write_table, consolidate_manifest, num_blocks
 from engine.spec import BenchmarkSpec
+from engine.tasks import load_data
 
 
 def score_stage(
@@ -106,7 +108,7 @@ def score_existing_run(
         )
     for name in scores or []:
         get_score(name)
-    data = spec.load_data(run_dir)
+    data = load_data(spec, run_dir)
     with ray_session(num_cpus):
         _, scored_on = score_stage(
             run_dir, run_dir.name, spec, data, allow_partial=allow_partial, scores=scores,

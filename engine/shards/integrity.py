@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.layout import QUARANTINE_DIR
 from engine.shards.layout import (
     DEFAULT_FORMAT,
     MANIFEST_NAME,
@@ -40,8 +41,6 @@ from engine.shards.schema import (
     topk_shard_schema,
 )
 from engine.shards.writer import atomic_write_bytes
-
-QUARANTINE_DIR = "quarantine"  # under the run directory: shards that failed verification
 
 
 class ShardIntegrityError(ShardManifestError):

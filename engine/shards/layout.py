@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.layout import PREDS_DIR
+from engine.spec.training import SHARD_FORMATS
+
 MANIFEST_NAME = "_manifest.json"  # per-replica, packed and run-level manifests share this name
 PACKED_DIR = "packed"  # directory of the packed-ensemble form under preds/
-SHARD_FORMATS = ("parquet", "arrow")  # file formats a shard may be written in
 DEFAULT_FORMAT = "parquet"  # format of shards whose manifest entry names none (older runs)
 
 
 def preds_dir(run_dir: Path | str) -> Path:
     """The root of a run's prediction shards."""
-    return Path(run_dir) / "preds"
+    return Path(run_dir) / PREDS_DIR
 
 
 def _file_name(block: int, fmt: str) -> str:

@@ -18,9 +18,10 @@ import pyarrow as pa
 from engine.scores import entropy_float32, replica_scalars
 from engine.scores._validation import PROBS_SUM_ATOL
 from engine.shards.integrity import expected_entries, read_verified_table
-from engine.shards.layout import SHARD_FORMATS, block_path, is_packed, packed_block_path
+from engine.shards.layout import block_path, is_packed, packed_block_path
 from engine.shards.manifest import ShardManifestError, read_manifest
 from engine.shards.schema import METADATA_KEY, PACKED_SCALARS
+from engine.spec.training import SHARD_FORMATS
 
 
 class ShardValueError(ValueError):

@@ -7,12 +7,11 @@ from dataclasses import asdict, dataclass, field
 import yaml
 
 from engine._util import has_credentials
-from engine.scores import get_score
 from engine.spec.common import CREDENTIALS_IN_URI, NAME_PATTERN, SPEC_VERSION, FieldError
-from engine.spec.evaluate import EvaluateSpec
+from engine.spec.evaluate import FINETUNE_OWNS, EvaluateSpec
 from engine.spec.splits import SplitsSpec
 from engine.spec.training import DataSpec, ReplicasSpec, ScoringSpec, ShardsSpec
-from engine.tasks import get_task, list_tasks
+from engine.spec.validate import check_registered
 
 
 @dataclass(frozen=True)
@@ -36,15 +35,11 @@ class Metadata:
 class TaskSpec:
     """Which task the benchmark is.
 
-    ``name`` is a registered task (``classification``, ``qa``, ``seq2seq``); settings
-    only one task has belong in this section.
+    ``name`` is a registered task (``classification``, ``qa``, ``seq2seq``; checked with
+    the other registered names); settings only one task has belong in this section.
     """
 
     name: str = "classification"
-
-    def __post_init__(self) -> None:
-        if self.name not in list_tasks():
-            raise FieldError("name", f"must be one of {', '.join(list_tasks())}, got {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +76,10 @@ class BenchmarkSpec:
 
     The same sections and spellings for every task; ``task.name`` picks the plugin
     (:mod:`engine.tasks`) that says which sources, recipe fields and shard modes the
-    task takes, sets its defaults and checks what only it can.
+    task takes, sets its defaults and checks what only it can. Building one checks its
+    fields, then every registered name with the task's own checks
+    (:func:`engine.spec.validate.check_registered`); the task's data is loaded by
+    ``engine.tasks.load_data(spec, run_dir, log)``.
 
     ``score_options`` maps a score to its options (``hardbench scores`` lists them),
     e.g. ``{el2n: {epoch: 2}, vog: {normalize: none}, forgetting: {counted:
@@ -102,25 +100,12 @@ class BenchmarkSpec:
     output: OutputSpec = field(default_factory=OutputSpec)
 
     def __post_init__(self) -> None:
-        task = get_task(self.task.name)
-        sources = task.sources()
-        if self.data.source not in sources:
-            raise FieldError(
-                "data.source",
-                f"must be one of the {task.name} sources ({', '.join(sources)}), "
-                f"got {self.data.source!r}",
-            )
         if not self.scores:
             raise FieldError("scores", "must list at least one score")
-        for i, name in enumerate(self.scores):
-            try:
-                get_score(name)
-            except ValueError as exc:
-                raise FieldError(f"scores[{i}]", str(exc)) from None
         if len(set(self.scores)) != len(self.scores):
             raise FieldError("scores", f"must not repeat a score, got {self.scores}")
+        self._check_score_options()
         epochs = self.replicas.recipe.epochs
-        self._check_score_options(epochs)
         if any(e >= epochs for e in self.shards.grad_epochs):
             raise FieldError(
                 "shards.grad_epochs",
@@ -139,36 +124,10 @@ class BenchmarkSpec:
                 "input gradients are recorded by unpacked replicas only: set "
                 "replicas.pack_size: 1 or drop grad_epochs (and the vog score)",
             )
-        options = self.resolved_score_options()
-        if self.shards.mode == "reduced":
-            unsupported = [
-                name
-                for name in self.scores
-                if set(get_score(name).inputs(options[name]))
-                - {"mean_entropy", "loss", "margin", "correct", "p_true"}
-            ]
-            if unsupported:
-                raise FieldError(
-                    "scores",
-                    f"{', '.join(unsupported)} need K-sized probabilities or gradients, which "
-                    "reduced shards (shards.mode: reduced) do not store; use mode full or mean",
-                )
         if "vog" in self.scores and len(self.shards.grad_epochs) < 2:
             raise FieldError(
                 "shards.grad_epochs",
                 "the vog score needs input gradients from at least 2 epochs: list them here",
-            )
-        for i, m in enumerate(self.evaluate.models):
-            if m.mitigation.method != "erm" and m.mitigation.score not in self.scores:
-                raise FieldError(
-                    f"evaluate.models[{i}].mitigation.score",
-                    f"must be one of the computed scores ({', '.join(self.scores)}), "
-                    f"got {m.mitigation.score!r}",
-                )
-        if self.splits.score not in self.scores:
-            raise FieldError(
-                "splits.score",
-                f"must be one of the computed scores ({', '.join(self.scores)}), got {self.splits.score!r}",
             )
         if (
             self.records_presentations
@@ -180,10 +139,10 @@ class BenchmarkSpec:
                 "forgetting counted during training exists for training samples only (held-out "
                 f"samples are never presented); cut it from pool: train, not {self.splits.pool!r}",
             )
+        check_registered(self)  # task, sources, scores and options, models; the task's checks
 
-        task.validate(self)
-
-    def _check_score_options(self, epochs: int) -> None:
+    def _check_score_options(self) -> None:
+        """The shape of ``score_options``; each score's own options are checked in its registry."""
         if not isinstance(self.score_options, dict):
             raise FieldError("score_options", "must map score names to their options")
         for name, given in self.score_options.items():
@@ -194,16 +153,6 @@ class BenchmarkSpec:
                 )
             if not isinstance(given, dict):
                 raise FieldError(path, f"must be a mapping of options, got {given!r}")
-            try:
-                resolved = get_score(name).resolve_options(given)
-            except ValueError as exc:
-                raise FieldError(path, str(exc)) from None
-            epoch = resolved.get("epoch")
-            if epoch is not None and not -epochs <= epoch < epochs:
-                raise FieldError(
-                    f"{path}.epoch",
-                    f"must be in [{-epochs}, {epochs}) for {epochs} epochs, got {epoch}",
-                )
         if self.records_presentations and self.shards.mode != "full":
             raise FieldError(
                 "score_options.forgetting.counted",
@@ -211,25 +160,11 @@ class BenchmarkSpec:
                 f"not {self.shards.mode!r}",
             )
 
-    def resolved_score_options(self) -> dict[str, dict]:
-        """Every computed score's options, defaults filled in."""
-        return {n: get_score(n).resolve_options(self.score_options.get(n)) for n in self.scores}
-
     @property
     def records_presentations(self) -> bool:
         """Whether the replicas record mini-batch presentations (Toneva forgetting)."""
         opts = self.score_options.get("forgetting") or {}
         return "forgetting" in self.scores and opts.get("counted") == "during_training"
-
-    def load_data(self, run_dir: object = None, log: object = print) -> object:
-        """The task's data for this spec (classification, QA or seq2seq samples).
-
-        Args:
-            run_dir: The run directory: its dataset cache is used (recorded in
-                ``dataset.json`` on the first load).
-            log: Where ingest progress goes.
-        """
-        return get_task(self.task.name).runtime().load_data(self, run_dir, log)
 
     def to_dict(self) -> dict:
         """The resolved spec as plain YAML-ready data (recipes flattened as in the files)."""
@@ -249,8 +184,6 @@ def flatten_recipe(section: dict) -> dict:
     recipe = section.pop("recipe")
     if section.get("finetune") is not None or section.get("weights") is not None:
         # its training options live under finetune: (or it is not trained at all)
-        from engine.spec.evaluate import FINETUNE_OWNS
-
         recipe = {k: v for k, v in recipe.items() if k not in FINETUNE_OWNS}
     elif "finetune" in section:  # a model trained from scratch: no empty fine-tune fields
         section.pop("finetune")

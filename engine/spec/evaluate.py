@@ -5,11 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.spec.common import NAME_PATTERN, FieldError, check_gpus
-from engine.training.finetune import WEIGHTS_PRETRAINED, FinetuneOptions
-from engine.training.mitigation import METHODS as MITIGATIONS
-from engine.training.mitigation import PACINGS, MitigationOptions
+from engine.spec.finetune import WEIGHTS_PRETRAINED, FinetuneOptions
+from engine.spec.model_recipes import TextRecipe, TrainRecipe
 
 REFERENCE_LARGER = "larger"  # evaluate.reference_models default: models bigger than the ensemble
+METHODS = ("erm", "groupdro", "upsample", "curriculum")  # how an evaluated model is trained
+PACINGS = ("linear", "root")  # how the curriculum's share of the samples grows over the epochs
+
+
+@dataclass(frozen=True)
+class MitigationOptions:
+    """Settings of the mitigations (:class:`MitigationSpec` extends these with the method).
+
+    Attributes:
+        groups: Number of quantile groups (GroupDRO).
+        eta: GroupDRO step size.
+        factor: Upsampling factor of the hard samples.
+        hard_fraction: Share of training samples counted hard (upsampling).
+        start_fraction: Curriculum's first-epoch share.
+        ramp_fraction: Share of the epochs over which the curriculum reaches all data.
+        pacing: ``linear`` or ``root``.
+    """
+
+    groups: int = 4
+    eta: float = 0.01
+    factor: float = 3.0
+    hard_fraction: float = 0.1
+    start_fraction: float = 0.3
+    ramp_fraction: float = 0.5
+    pacing: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -28,10 +52,8 @@ class MitigationSpec(MitigationOptions):
     score: str = "confusion"
 
     def __post_init__(self) -> None:
-        if self.method not in MITIGATIONS:
-            raise FieldError(
-                "method", f"must be one of {', '.join(MITIGATIONS)}, got {self.method!r}"
-            )
+        if self.method not in METHODS:
+            raise FieldError("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.groups < 2:
             raise FieldError("groups", f"must be >= 2, got {self.groups}")
         if not self.eta > 0:
@@ -62,11 +84,13 @@ class EvalModelSpec:
     benchmark's classes. The recipe's ``model``, ``model_kwargs`` and ``seed`` apply.
     With ``weights`` and no ``finetune``, an ImageNet model is evaluated as it is, on a
     benchmark whose classes are ImageNet classes (its head cut to them, see
-    :mod:`engine.models.imagenet`), in its Ray task of ``cpus`` and ``gpus``.
+    :mod:`engine.models.imagenet`), in its Ray task of ``cpus`` and ``gpus``. What the
+    model registry says of ``model`` (an ImageNet head, a classifier to reset) is
+    checked with the other registered names (:func:`engine.spec.validate.check_registered`).
     """
 
     name: str
-    recipe: object  # the task's recipe, its fields inline in the YAML entry
+    recipe: TrainRecipe | TextRecipe  # the task's recipe, its fields inline in the YAML entry
     cpus: float = 1.0
     gpus: float = 0.0
     mitigation: MitigationSpec = field(default_factory=MitigationSpec)
@@ -79,15 +103,6 @@ class EvalModelSpec:
         if not self.cpus > 0:
             raise FieldError("cpus", f"must be > 0, got {self.cpus}")
         check_gpus("gpus", self.gpus)
-        if self.weights is not None and self.finetune is None:  # evaluated as it is
-            from engine.models import get_model_config
-
-            config = get_model_config(self.recipe.model)
-            if config.num_classes != IMAGENET_CLASSES or config.classifier is None:
-                raise FieldError(
-                    "weights", f"{self.recipe.model!r} is no ImageNet model to evaluate as it is: "
-                    "add a finetune: section (mode: linear_probe or full)",
-                )  # fmt: skip
         if self.finetune is not None:
             if self.mitigation.method != "erm":
                 raise FieldError("mitigation", "a fine-tuned model trains with erm only")
@@ -100,11 +115,6 @@ class EvalModelSpec:
             if self.finetune.mode == "linear_probe" and self.weights is None:
                 raise FieldError("finetune.mode", "linear_probe needs weights (pretrained or a "
                                                   "file): a random backbone has nothing to probe")  # fmt: skip
-            from engine.models import get_model_config
-
-            if self.weights is not None and get_model_config(self.recipe.model).classifier is None:
-                raise FieldError("model", f"{self.recipe.model!r} has no classifier head to reset "
-                                          "for fine-tuning")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,11 @@ import yaml
 
 from engine.spec.benchmark import BenchmarkSpec
 from engine.spec.common import FieldError, SpecError
+from engine.spec.evaluate import FINETUNE_OWNS
+from engine.spec.finetune import FinetuneOptions
 from engine.spec.legacy import refuse_legacy_layout
 from engine.spec.shipped import benchmark_path, is_benchmark_name, shipped_dir, shipped_hint
-from engine.tasks import get_task, list_tasks
+from engine.spec.validate import registered_task
 
 MAX_INCLUDE_DEPTH = 8  # guards against include cycles
 # Who a benchmark is and where it is recorded: never taken from an included spec.
@@ -142,9 +144,6 @@ def _finetune_recipe(recipe_data: dict, finetune: dict, path: str, *, as_is: boo
         FieldError: For a training option also given at the entry's top level (or at
             all, for a pretrained model evaluated as it is).
     """
-    from engine.spec.evaluate import FINETUNE_OWNS
-    from engine.training.finetune import FinetuneOptions
-
     clash = sorted(k for k in recipe_data if k in FINETUNE_OWNS)
     if clash and as_is:
         raise FieldError(
@@ -450,8 +449,10 @@ def _with_defaults(defaults: dict, data: dict, at: tuple[str, ...] = ()) -> dict
 def parse_spec(data: dict, source: str = "<spec>") -> BenchmarkSpec:
     """Validate spec data (a mapping as read from YAML) into a :class:`BenchmarkSpec`.
 
-    ``task.name`` (default ``classification``) picks the task, whose recipe the
-    replicas and models sections carry and whose defaults fill what the spec leaves out.
+    ``task.name`` (default ``classification``) picks the registered task
+    (:func:`engine.spec.validate.registered_task`), whose recipe the replicas and models
+    sections carry and whose defaults fill what the spec leaves out; the built spec's
+    registered names are checked as it is built (:func:`engine.spec.validate.check_registered`).
 
     Raises:
         SpecError: With ``source``, the field's dotted path, and what is allowed.
@@ -462,9 +463,7 @@ def parse_spec(data: dict, source: str = "<spec>") -> BenchmarkSpec:
         refuse_legacy_layout(data)
         task = data.get("task") or {}
         name = task.get("name", "classification") if isinstance(task, dict) else None
-        if name not in list_tasks():
-            raise FieldError("task.name", f"must be one of {', '.join(list_tasks())}, got {name!r}")
-        info = get_task(name)
+        info = registered_task(name)
         merged = _with_defaults(dict(info.defaults), data)
         spec = build_section(BenchmarkSpec, merged, "", recipe=info.recipe)
     except FieldError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.scores import get_score
 from engine.spec.common import FieldError
 
 SPLIT_POOLS = ("heldout", "train", "all")  # which samples hard splits and bins are cut from
@@ -71,19 +70,23 @@ class HardSpec:
         """The rule's fraction or threshold."""
         return getattr(self, self.rule)
 
-    def check_direction(self, score: str) -> None:
+    def check_direction(self, score: str, *, higher_is_harder: bool, direction: str) -> None:
         """Refuse a literal rule that would select the easiest samples of ``score``.
+
+        Args:
+            score: The score the split is cut from.
+            higher_is_harder: Its direction, from the score registry.
+            direction: The direction in words (``higher = harder``), for the message.
 
         Raises:
             FieldError: Naming the rule, which way the score points and the spelling to use.
         """
-        info = get_score(score)
         rule, value = self.rule, self.value
         easy_side = {
-            "top_fraction": not info.higher_is_harder,
-            "min_score": not info.higher_is_harder,
-            "bottom_fraction": info.higher_is_harder,
-            "max_score": info.higher_is_harder,
+            "top_fraction": not higher_is_harder,
+            "min_score": not higher_is_harder,
+            "bottom_fraction": higher_is_harder,
+            "max_score": higher_is_harder,
         }.get(rule, False)
         if not easy_side:
             return
@@ -96,7 +99,7 @@ class HardSpec:
             other = "max_score" if rule == "min_score" else "min_score"
             fix = f"the hard side of a threshold on {score} is {other}"
         raise FieldError(
-            rule, f"{what}, which are the easiest samples ({score}: {info.direction}); {fix}"
+            rule, f"{what}, which are the easiest samples ({score}: {direction}); {fix}"
         )
 
 
@@ -146,6 +149,8 @@ class SplitsSpec:
     ``keep_leaked``: a held-out sample that duplicates a training sample (an exact or
     near copy, found at ingest) leaks, so it is left out of the hard split by default
     (it stays in the pool and its bin, flagged ``leaked``); true keeps it eligible.
+    What the score registry says of ``score`` (its direction, whether it needs labels)
+    is checked with the other registered names (:func:`engine.spec.validate.check_registered`).
     """
 
     score: str = "confusion"
@@ -173,22 +178,19 @@ class SplitsSpec:
                 "exports",
                 "imagefolder sorts images by class label; it cannot be used with label_free",
             )
-        if get_score(self.score).needs_labels and self.label_free:
-            raise FieldError(
-                "score", f"{self.score!r} needs labels; label_free needs a label-free score"
-            )
-        try:
-            self.hard.check_direction(self.score)
-        except FieldError as exc:
-            raise exc.prefixed("hard") from None
 
-    def describe(self) -> str:
-        """The hard rule in words, e.g. ``hardest 10% by aum (lower = harder)``."""
-        hard, info = self.hard, get_score(self.score)
+    def describe(self, direction: str) -> str:
+        """The hard rule in words, e.g. ``hardest 10% by aum (lower = harder)``.
+
+        Args:
+            direction: The score's direction in words, from the score registry
+                (``get_score(splits.score).direction``).
+        """
+        hard = self.hard
         if hard.rule in FRACTION_RULES:
             text = f"hardest {100 * hard.value:g}% by {self.score}"
             if hard.per_class:
                 text += f" within each class (at least {hard.min_per_class})"
         else:
             text = f"{self.score} {'>=' if hard.rule == 'min_score' else '<='} {hard.value:g}"
-        return f"{text} ({info.direction})"
+        return f"{text} ({direction})"

@@ -5,14 +5,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from engine.data.ingest import POOL_PREFIX, TRAIN_PREFIX, Part
-from engine.data.registry import DEFAULT_MAX_PIXELS, ON_BAD, SourceConfig
-from engine.data.sources import NOISE_KINDS
-from engine.shards.layout import SHARD_FORMATS
 from engine.spec.common import FieldError, check_gpus
-from engine.training.checkpoints import KEEP_POLICIES
+from engine.spec.model_recipes import TextRecipe, TrainRecipe
+from engine.spec.sources import (
+    DEFAULT_MAX_PIXELS,
+    ON_BAD,
+    POOL_PREFIX,
+    TRAIN_PREFIX,
+    Part,
+    SourceConfig,
+)
 
 SHARD_MODES = ("full", "mean", "reduced")  # what a shard stores per (sample, epoch)
+SHARD_FORMATS = ("parquet", "arrow")  # file formats a shard may be written in
+NOISE_KINDS = ("uniform", "class_conditional")  # how injected label noise picks the new label
+KEEP_POLICIES = ("last", "all")  # keep the newest checkpoint per replica, or every epoch's
 MIN_CLASSES = 2  # a classifier's class list needs at least this many names
 
 
@@ -182,7 +189,7 @@ class DataSpec:
         return [Part(TRAIN_PREFIX, lead, "train"), Part(POOL_PREFIX, pool, "heldout")]
 
     def source_config(self, part: SourceSpec | None = None) -> SourceConfig:
-        """The options a source and the ingest read (:class:`engine.data.SourceConfig`).
+        """The options a source and the ingest read (:class:`engine.spec.sources.SourceConfig`).
 
         Args:
             part: ``train`` or ``pool``, whose own fields replace the source fields of
@@ -223,7 +230,7 @@ class ReplicasSpec:
     """
 
     count: int
-    recipe: object  # the task's recipe (engine.tasks: TrainRecipe, TextRecipe)
+    recipe: TrainRecipe | TextRecipe  # the task's recipe, its fields inline in the YAML
     num_workers: int | str = "auto"
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0

@@ -1,29 +1,29 @@
 """Cut the hard split and the score bins from a scores table and write them as a dataset.
 
-Outputs under ``<run>/benchmark/``: ``splits/{pool,hard,rest,bin_<b>}.parquet`` always,
-``imagefolder/<split>/<class>/<sample_id>.png`` and ``hf/`` (a ``datasets.DatasetDict``
-saved with ``save_to_disk``) when the spec's ``exports`` ask for them.
+One builder for every task: it reads a task's samples through
+:class:`engine.splits.samples.SplitSamples` (labels or none, leaks, the task's own
+columns). Outputs under ``<run>/benchmark/``: ``splits/{pool,hard,rest,bin_<b>}.parquet``
+always, ``imagefolder/<split>/<class>/<sample_id>.png`` (image samples) and ``hf/`` (a
+``datasets.DatasetDict`` saved with ``save_to_disk``) when the spec's ``exports`` ask
+for them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from engine.data import ClassificationData
-from engine.data.cache import CachedInputs
+from engine.layout import BENCHMARK_DIR, SPLITS_DIR
 from engine.scores import hardness
-from engine.shards import atomic_write_table, fixed_list
+from engine.shards import atomic_write_table
 from engine.spec import FRACTION_RULES, BinsSpec, HardSpec, SplitsSpec
-from engine.splits.inputs import cache_metadata
+from engine.splits.samples import IMAGE_CHANNELS, INPUT_SHAPE_KEY, SplitImages, SplitSamples
 from engine.splits.selectors import edge_bins, per_class, quantile_bins, threshold, top_fraction
 
-BENCHMARK_DIR = "benchmark"  # under the run directory: splits/, exports and the card
-INPUT_SHAPE_KEY = b"input_shape"  # Parquet schema metadata: the shape of one input
-IMAGE_CHANNELS = (1, 3)  # inputs exportable as PNG images (grey or RGB, values in [0, 1])
 UNLABELLED_FOLDER = "_unlabelled"  # imagefolder export: where unlabelled pool samples go
 
 
@@ -33,7 +33,8 @@ class BuiltSplits:
 
     Attributes:
         sample_ids: Int64 (P,) ids of the pool samples, ascending.
-        labels: Int64 (P,).
+        labels: Int64 (P,) class of each pool sample (-1: unlabelled), or None for a
+            task without classes.
         score: Float64 (P,) the splitting score, in its own units and direction.
         bins: Int64 (P,) bin index, 0 = easiest by the score's direction.
         is_hard: Bool (P,).
@@ -47,7 +48,7 @@ class BuiltSplits:
     """
 
     sample_ids: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     score: np.ndarray
     bins: np.ndarray
     is_hard: np.ndarray
@@ -75,10 +76,18 @@ def select_hard(
 
     Fraction rules rank by :func:`engine.scores.hardness` (the spec has already refused
     a literal rule that names the easy side), ties broken by lower sample id.
+
+    Raises:
+        ValueError: For a per-class rule without labels (a label-free pool or a task
+            without classes).
     """
     if spec.rule in FRACTION_RULES:
         h = hardness(score_name, score)
         if spec.per_class:
+            if labels is None:
+                raise ValueError(
+                    "hard.per_class needs each sample's class; these samples have none"
+                )
             return per_class(
                 h, ids, labels, fraction=spec.value, descending=True,
                 min_per_class=spec.min_per_class,
@@ -130,7 +139,7 @@ def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
     """
     import pyarrow.parquet as pq
 
-    splits_dir = Path(run_dir) / BENCHMARK_DIR / "splits"
+    splits_dir = Path(run_dir) / BENCHMARK_DIR / SPLITS_DIR
     pool = pq.read_table(splits_dir / "pool.parquet")
     if "label" not in pool.column_names:
         raise ValueError(
@@ -156,27 +165,34 @@ def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
 
 
 def build_splits(
-    run_dir: Path | str, spec: SplitsSpec, data: ClassificationData, scores: pa.Table
+    run_dir: Path | str, spec: SplitsSpec, samples: SplitSamples, scores: pa.Table
 ) -> BuiltSplits:
     """Select the hard split and bins from ``scores`` and write them under ``benchmark/``.
 
-    Each split file holds ``sample_id``, ``label`` (left out in label-free mode),
-    ``input`` (flattened; the shape is in the schema metadata), every score column,
-    ``bin`` and ``is_hard``.
+    Each split file holds ``sample_id``, the scores-table columns the task keeps (its
+    ``label`` left out in label-free mode), ``bin``, ``is_hard``, then ``key``,
+    ``leaked`` and ``duplicate_of`` where known, then the task's own columns
+    (:class:`engine.splits.samples.SplitSamples`).
 
     Args:
         run_dir: The run directory.
         spec: Which score, pool, rule, bins and exports.
-        data: The dataset the scores were computed on.
+        samples: The task's samples the scores were computed on.
         scores: Scores table with ``sample_id``, ``split`` and one column per score.
 
     Returns:
         The pool with its bins and hard flags, and the files written.
 
     Raises:
-        ValueError: If the pool is empty, the hard rule selects nothing, or an export
-            does not fit the data (image folders need image inputs).
+        ValueError: If the pool is empty, the score is undefined on it, the hard rule
+            selects nothing, or an export does not fit the samples (image folders need
+            images with classes).
     """
+    if "imagefolder" in spec.exports and (samples.images is None or samples.labels is None):
+        raise ValueError(
+            f"the imagefolder export needs image samples (C, H, W) with C in {IMAGE_CHANNELS} "
+            "and their classes; these have none: export parquet or hf"
+        )
     ids_all = scores.column("sample_id").to_numpy()
     split_all = np.asarray(scores.column("split").to_pylist())
     pool_mask = np.ones(len(ids_all), bool) if spec.pool == "all" else split_all == spec.pool
@@ -185,20 +201,23 @@ def build_splits(
     pool = scores.filter(pa.array(pool_mask))
     ids = pool.column("sample_id").to_numpy()
     score = pool.column(spec.score).to_numpy().astype(np.float64)
-    labels = np.asarray(data.labels)[ids]  # -1 for unlabelled pool samples
-    label_free = spec.label_free or bool((labels < 0).any())
+    if samples.score_columns is not None:
+        pool = pool.select(["sample_id", *dict.fromkeys(samples.score_columns)])
+    labels = None if samples.labels is None else np.asarray(samples.labels)[ids]  # -1: unlabelled
+    label_free = spec.label_free or (labels is not None and bool((labels < 0).any()))
     if np.isnan(score).any():
         raise ValueError(
             f"{spec.score} is undefined (NaN) for {int(np.isnan(score).sum())} samples of the "
             f"{spec.pool} pool; cut the splits from samples the score covers"
         )
-    partner = None if data.leak_partner is None else np.asarray(data.leak_partner)[ids]
+    partner = None if samples.leak_partner is None else np.asarray(samples.leak_partner)[ids]
     eligible = np.ones(len(ids), bool)
     if partner is not None and not spec.keep_leaked:
         eligible = partner < 0  # a held-out copy of a training sample leaks: not hard
     is_hard = np.zeros(len(ids), bool)
     is_hard[eligible] = select_hard(spec.hard, spec.score, score[eligible], ids[eligible],
-                                    None if label_free else labels[eligible])  # fmt: skip
+                                    None if label_free or labels is None
+                                    else labels[eligible])  # fmt: skip
     if not is_hard.any():
         raise ValueError(
             f"the hard rule {spec.hard.rule}={spec.hard.value} selects no sample; "
@@ -208,36 +227,28 @@ def build_splits(
     edges = bin_ranges(score, bins, spec.bins.count)
 
     table = pool.append_column("bin", pa.array(bins)).append_column("is_hard", pa.array(is_hard))
-    metadata = {INPUT_SHAPE_KEY: ",".join(str(d) for d in data.input_shape).encode()}
-    if data.keys is not None:
-        table = table.append_column("key", pa.array([data.keys[i] for i in ids], pa.string()))
+    if samples.keys is not None:
+        table = table.append_column("key", pa.array([samples.keys[i] for i in ids], pa.string()))
     if partner is not None:
         table = table.append_column("leaked", pa.array(partner >= 0))
         table = table.append_column("duplicate_of", pa.array(partner, pa.int64()))
-    if isinstance(data.inputs, CachedInputs) and data.dataset is not None:
-        metadata.update(cache_metadata(data.dataset))  # inputs stay in the cache: a reference
-    else:
-        flat_inputs = np.asarray(data.inputs[ids]).reshape(len(ids), -1)
-        if not np.issubdtype(flat_inputs.dtype, np.integer):  # token ids keep their int64 type
-            flat_inputs = flat_inputs.astype(np.float32)
-        table = table.append_column(
-            "input", fixed_list(flat_inputs, pa.from_numpy_dtype(flat_inputs.dtype))
-        )
-    if data.texts is not None:
-        table = table.append_column("text", pa.array([data.texts[i] for i in ids], pa.string()))
+    for name, column in samples.columns(ids).items():
+        table = table.append_column(name, column)
     if label_free:
-        table = table.drop_columns(["label"])
-    table = table.replace_schema_metadata(metadata)
+        table = table.drop_columns([c for c in samples.label_columns if c in table.column_names])
+    table = table.replace_schema_metadata(dict(samples.metadata) or None)
     out = Path(run_dir) / BENCHMARK_DIR
     masks = _split_masks(is_hard, bins, spec.bins.count)
     files: dict[str, Path] = {}
     for name, mask in masks.items():
-        files[name] = out / "splits" / f"{name}.parquet"
+        files[name] = out / SPLITS_DIR / f"{name}.parquet"
         atomic_write_table(files[name], table.filter(pa.array(mask)))
     if "imagefolder" in spec.exports:
-        files["imagefolder"] = export_imagefolder(out / "imagefolder", data, ids, labels, masks)
+        files["imagefolder"] = export_imagefolder(
+            out / "imagefolder", samples.images, samples.class_names, ids, labels, masks
+        )
     if "hf" in spec.exports:
-        files["hf"] = export_hf(out / "hf", table, masks, data)
+        files["hf"] = export_hf(out / "hf", table, masks, samples.images)
     return BuiltSplits(
         sample_ids=ids,
         labels=labels,
@@ -252,77 +263,54 @@ def build_splits(
     )
 
 
-def _png_bytes(chw: np.ndarray) -> bytes:
-    """A uint8 (C, H, W) image as PNG bytes."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(chw[0] if chw.shape[0] == 1 else np.moveaxis(chw, 0, -1)).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def export_imagefolder(
     root: Path,
-    data: ClassificationData,
+    images: SplitImages,
+    class_names: Sequence[str],
     ids: np.ndarray,
     labels: np.ndarray,
     masks: dict[str, np.ndarray],
 ) -> Path:
     """Write ``root/<split>/<class name>/<sample_id>.png`` for every split but the pool.
 
-    Inputs must be (C, H, W) with C in {1, 3} and values in [0, 1] (scaled to 8 bits).
+    Unlabelled samples (label -1) go to ``root/<split>/_unlabelled/``.
     """
-    from PIL import Image
-
-    shape = data.input_shape
-    if len(shape) != 3 or shape[0] not in IMAGE_CHANNELS:
-        raise ValueError(
-            f"imagefolder export needs (C, H, W) image inputs with C in {IMAGE_CHANNELS}, got {shape}"
-        )
     for split, mask in masks.items():
         if split == "pool":
             continue
         for i in np.flatnonzero(mask):
-            folder = data.class_names[labels[i]] if labels[i] >= 0 else UNLABELLED_FOLDER
+            folder = class_names[labels[i]] if labels[i] >= 0 else UNLABELLED_FOLDER
             path = root / split / folder / f"{ids[i]}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(data.inputs, CachedInputs) and data.inputs.scale == 255:
-                path.write_bytes(_png_bytes(data.inputs.stored(int(ids[i]))))  # the stored pixels
-                continue
-            img = np.clip(data.inputs[ids[i]], 0.0, 1.0)
-            pixels = (img[0] if shape[0] == 1 else np.moveaxis(img, 0, -1)) * 255
-            Image.fromarray(np.round(pixels).astype(np.uint8)).save(path)
+            path.write_bytes(images.png(int(ids[i])))
     return root
 
 
 def export_hf(
-    root: Path, table: pa.Table, masks: dict[str, np.ndarray], data: ClassificationData
+    root: Path, table: pa.Table, masks: dict[str, np.ndarray], images: SplitImages | None
 ) -> Path:
     """Save the splits as a Hugging Face ``DatasetDict`` with ``save_to_disk``.
 
-    Splits that refer to the dataset cache get their images materialised here, as an
-    ``image`` column of PNG bytes (the ``datasets`` Image feature).
+    The columns are the split files'; images that stay in the dataset cache are
+    materialised here, as an ``image`` column of PNG bytes (the ``datasets`` Image
+    feature).
     """
     from datasets import Dataset, DatasetDict
 
     plain = table.replace_schema_metadata(None)
-    if "input" not in plain.column_names and len(data.input_shape) == 3:
-        pngs = [
-            _png_bytes(data.inputs.stored(int(i))) for i in plain.column("sample_id").to_numpy()
-        ]
-        image = pa.array([{"bytes": b, "path": None} for b in pngs],
-                         pa.struct([("bytes", pa.binary()), ("path", pa.string())]))  # fmt: skip
-        plain = plain.append_column("image", image)
-        from datasets import Image
-
+    if images is None or images.stored_png is None:
         DatasetDict(
-            {name: Dataset(plain.filter(pa.array(mask))).cast_column("image", Image())
-             for name, mask in masks.items()}
-        ).save_to_disk(str(root))  # fmt: skip
+            {name: Dataset(plain.filter(pa.array(mask))) for name, mask in masks.items()}
+        ).save_to_disk(str(root))
         return root
+    from datasets import Image
+
+    pngs = [images.stored_png(int(i)) for i in plain.column("sample_id").to_numpy()]
+    image = pa.array([{"bytes": b, "path": None} for b in pngs],
+                     pa.struct([("bytes", pa.binary()), ("path", pa.string())]))  # fmt: skip
+    plain = plain.append_column("image", image)
     DatasetDict(
-        {name: Dataset(plain.filter(pa.array(mask))) for name, mask in masks.items()}
-    ).save_to_disk(str(root))
+        {name: Dataset(plain.filter(pa.array(mask))).cast_column("image", Image())
+         for name, mask in masks.items()}
+    ).save_to_disk(str(root))  # fmt: skip
     return root

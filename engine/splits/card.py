@@ -10,9 +10,11 @@ import numpy as np
 import pyarrow as pa
 
 from engine.data.report import DUPLICATE_ROWS, format_counts
+from engine.layout import BENCHMARK_DIR, CARD_JSON_FILE, CARD_MD_FILE
 from engine.shards import atomic_write_bytes
 from engine.spec import HARD_RULES
-from engine.splits.builder import BENCHMARK_DIR, BuiltSplits
+from engine.splits.builder import BuiltSplits
+from engine.splits.display import display_name, format_params
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # score quantiles reported per split
 
@@ -371,8 +373,6 @@ def card_markdown(card: dict) -> str:
     if card["evaluation"] and all(ev.get("label_free") for ev in card["evaluation"]):
         lines += _label_free_lines(card["evaluation"], len(sp["bins"]))
     elif card["evaluation"]:
-        from engine.evaluation.evaluate import display_name, format_params
-
         nb = len(sp["bins"])
         lines += [
             "",
@@ -415,7 +415,7 @@ def card_markdown(card: dict) -> str:
 def write_card(run_dir: Path | str, card: dict) -> dict[str, Path]:
     """Write ``benchmark/card.json`` and ``benchmark/card.md`` atomically."""
     out = Path(run_dir) / BENCHMARK_DIR
-    paths = {"json": out / "card.json", "md": out / "card.md"}
+    paths = {"json": out / CARD_JSON_FILE, "md": out / CARD_MD_FILE}
     atomic_write_bytes(paths["json"], json.dumps(card, indent=2, default=_json_default).encode())
     atomic_write_bytes(paths["md"], card_markdown(card).encode())
     return paths

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits
 
 
@@ -36,7 +37,7 @@ class RunContext:
 
     run_dir: Path
     run_id: str
-    spec: object
+    spec: BenchmarkSpec
     data: object
     attempt: int = 1
     log: Callable[[str], None] = print
@@ -68,6 +69,10 @@ class Evaluation:
     histories: dict[str, list[dict]] = field(default_factory=dict)
 
 
+class UnsupportedByTask(ValueError):
+    """A command that has no meaning for a run's task; the message names the run and says why."""
+
+
 class ModelsHandle(Protocol):
     """Evaluated models being trained; ``result()`` waits for them."""
 
@@ -92,7 +97,7 @@ class TaskPlugin(Protocol):
     name: str
 
     def load_data(
-        self, spec: object, run_dir: Path | None = None, log: Callable[[str], None] = print
+        self, spec: BenchmarkSpec, run_dir: Path | None = None, log: Callable[[str], None] = print
     ) -> object:
         """The task's samples, with a ``split`` array indexed by sample id.
 
@@ -106,7 +111,7 @@ class TaskPlugin(Protocol):
     def start_models(self, ctx: RunContext, scores: pa.Table | None) -> ModelsHandle:
         """Start training the evaluated models (after scoring when ``models_need_scores``)."""
 
-    def models_need_scores(self, spec: object) -> bool:
+    def models_need_scores(self, spec: BenchmarkSpec) -> bool:
         """Whether the evaluated models read the run's scores (mitigation)."""
 
     def build_splits(self, ctx: RunContext, scores: pa.Table) -> BuiltSplits:
@@ -128,3 +133,23 @@ class TaskPlugin(Protocol):
 
     def build_report(self, run_dir: Path) -> Path:
         """(Re)build ``report.html`` from the run's files."""
+
+    def evaluate_model(
+        self, run_dir: Path, spec: BenchmarkSpec, status: dict, **kwargs: object
+    ) -> dict:
+        """``hardbench eval``: measure an outside model on a complete run's splits.
+
+        Args:
+            run_dir: The complete run.
+            spec: Its spec.
+            status: Its ``run.json``.
+            **kwargs: The task's options (the model, the split, the resources).
+
+        Returns:
+            The evaluation dict, with ``split`` and ``mlflow_run``.
+
+        Raises:
+            UnsupportedByTask: When the task measures no outside model.
+            ValueError: For a model or split the run cannot measure (the message says
+                which and why).
+        """

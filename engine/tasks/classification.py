@@ -9,7 +9,6 @@ confusion (Kendall's tau).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import asdict
@@ -18,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.data import ClassificationData, load_dataset
-from engine.data.loading import cached_classification_data, run_cache
-from engine.data.sources import flip_labels
-from engine.evaluation import evaluate_predictions
+from engine.data import ClassificationData
+from engine.data.loading import load_classification_data
+from engine.evaluation.evaluate import evaluate_predictions, top1_quality
 from engine.evaluation.label_free import evaluate_label_free, format_label_free_table
 from engine.evaluation.transfer import (
     format_results_table,
@@ -30,10 +28,22 @@ from engine.evaluation.transfer import (
     softmax,
     transfer_metrics,
 )
+from engine.layout import (
+    BENCHMARK_DIR,
+    EVAL_DIR,
+    EVAL_PREDICTIONS_FILE,
+    METRICS_FILE,
+    MODELS_DIR,
+    SPLITS_DIR,
+    TRANSFER_FILE,
+)
 from engine.shards import atomic_write_bytes, atomic_write_table
-from engine.splits.builder import BENCHMARK_DIR, BuiltSplits, build_splits
+from engine.spec import BenchmarkSpec
+from engine.splits.builder import BuiltSplits, build_splits
+from engine.splits.samples import classification_samples
 from engine.tasks.base import Evaluation, Ready, RunContext
 from engine.tracking.plots import plot_error_by_bin, plot_score_histogram
+from engine.training.model_folder import DESCRIPTOR_FILE, model_history
 
 
 class ClassificationTask:
@@ -42,7 +52,7 @@ class ClassificationTask:
     name = "classification"
 
     def load_data(
-        self, spec: object, run_dir: Path | None = None, log: Callable[[str], None] = print
+        self, spec: BenchmarkSpec, run_dir: Path | None = None, log: Callable[[str], None] = print
     ) -> ClassificationData:
         """The dataset with its split, and the injected label noise if the spec asks.
 
@@ -51,31 +61,13 @@ class ClassificationTask:
         source's token ids from its token cache, built the same way); the bundled
         sentiment corpus is tokenized in memory.
         """
-        d = spec.data
-        if d.source == "rotten_tomatoes":
-            data = load_dataset(d.source, heldout_fraction=d.heldout_fraction,
-                                split_seed=d.split_seed)  # fmt: skip
-        else:
-            from engine.data.loading import DATASET_FILE
-            from engine.distributed.ingest import chunk_map
+        from engine.distributed.ingest import chunk_map
 
-            first = run_dir is None or not (Path(run_dir) / DATASET_FILE).is_file()
-            cache = run_cache(d.parts(), block_size=spec.shards.block_size,
-                              run_dir=run_dir, cache_dir=d.cache_dir, map_chunks=chunk_map(),
-                              log=log)  # fmt: skip
-            data = cached_classification_data(cache, heldout_fraction=d.heldout_fraction,
-                                              split_seed=d.split_seed, pool_labels=d.pool_labels,
-                                              map_chunks=chunk_map(), log=log,
-                                              warn=first)  # fmt: skip
+        data = load_classification_data(spec.data, block_size=spec.shards.block_size,
+                                        run_dir=run_dir, map_chunks=chunk_map(),
+                                        log=log)  # fmt: skip
         if not data.labelled:
             check_label_free(spec, data)
-        noise = d.label_noise
-        if noise is not None:
-            noisy, _ = flip_labels(
-                data.labels, fraction=noise.fraction, kind=noise.kind, seed=noise.seed,
-                num_classes=data.num_classes, confusable=noise.confusable,
-            )  # fmt: skip
-            data = dataclasses.replace(data, labels=noisy, clean_labels=data.labels)
         return data
 
     def train_replicas(self, ctx: RunContext) -> None:
@@ -84,7 +76,7 @@ class ClassificationTask:
 
         train_replicas(ctx.run_dir, ctx.spec, attempt=ctx.attempt, log=ctx.log)
 
-    def models_need_scores(self, spec: object) -> bool:
+    def models_need_scores(self, spec: BenchmarkSpec) -> bool:
         """Evaluated models train after scoring: a mitigation ranks samples by a score."""
         return True
 
@@ -98,10 +90,11 @@ class ClassificationTask:
 
     def build_splits(self, ctx: RunContext, scores: pa.Table) -> BuiltSplits:
         """The hard split, bins and exports of the pool (see :mod:`engine.splits.builder`)."""
-        built = build_splits(ctx.run_dir, ctx.spec.splits, ctx.data, scores)
+        samples = classification_samples(ctx.data)
+        built = build_splits(ctx.run_dir, ctx.spec.splits, samples, scores)
         ctx.log(
             f"[build] pool {ctx.spec.splits.pool}: {len(built.sample_ids)} samples, hard split "
-            f"{int(built.is_hard.sum())}, {len(built.bin_edges)} bins -> {BENCHMARK_DIR}/splits"
+            f"{int(built.is_hard.sum())}, {len(built.bin_edges)} bins -> {BENCHMARK_DIR}/{SPLITS_DIR}"
         )
         return built
 
@@ -109,8 +102,6 @@ class ClassificationTask:
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, outputs: dict
     ) -> Evaluation:
         """Top-1 error of the ensemble (in-sample) and every model; Kendall tau; ``eval/``."""
-        from engine.distributed.models import MODELS_DIR, model_history
-
         spec, data, run_dir = ctx.spec, ctx.data, ctx.run_dir
         pool_pos = built.sample_ids
         params = model_parameter_counts(spec, data.num_classes, data.input_shape)
@@ -131,9 +122,10 @@ class ClassificationTask:
         evaluations = []
         for name, (pred, conf) in predictions.items():
             scorer = name == "ensemble"
+            quality, miss = top1_quality(name, built.labels, pred)
             ev = evaluate_predictions(
-                name, pred, built, confidence=conf, seed=spec.replicas.recipe.seed,
-                in_sample=scorer,
+                name, built, quality=quality, miss=miss, confidence=conf,
+                seed=spec.replicas.recipe.seed, in_sample=scorer,
                 params=spec.replicas.count * replica_params if scorer else params[name],
             )  # fmt: skip
             if scorer:
@@ -151,7 +143,7 @@ class ClassificationTask:
         reference, rule = reference_models(spec, params, replica_params)
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
         transfer["params"] = {"replica": replica_params, **params}
-        eval_dir = run_dir / "eval"
+        eval_dir = run_dir / EVAL_DIR
         eval_dir.mkdir(exist_ok=True)
         preds = {"sample_id": pa.array(pool_pos), "label": pa.array(built.labels)}
         for name, (pred, conf) in predictions.items():
@@ -159,9 +151,9 @@ class ClassificationTask:
             preds[f"conf_{name}"] = pa.array(conf)
         if "large_confusion" in transfer:
             preds["large_confusion"] = pa.array(transfer.pop("large_confusion"))
-        atomic_write_bytes(eval_dir / "transfer.json", json.dumps(transfer, indent=2).encode())
-        atomic_write_table(eval_dir / "predictions.parquet", pa.table(preds))
-        atomic_write_bytes(eval_dir / "metrics.json", json.dumps(evaluations, indent=2).encode())
+        atomic_write_bytes(eval_dir / TRANSFER_FILE, json.dumps(transfer, indent=2).encode())
+        atomic_write_table(eval_dir / EVAL_PREDICTIONS_FILE, pa.table(preds))
+        atomic_write_bytes(eval_dir / METRICS_FILE, json.dumps(evaluations, indent=2).encode())
         split_values = np.asarray(scores.column("split").to_pylist())
         score_values = scores.column(spec.splits.score).to_numpy()
         plots = [
@@ -191,8 +183,6 @@ class ClassificationTask:
         params: dict, replica_params: int,
     ) -> Evaluation:  # fmt: skip
         """An unlabelled pool: each model's confusion and disagreement (:mod:`engine.evaluation.label_free`)."""
-        from engine.distributed.models import MODELS_DIR, model_history
-
         spec, run_dir = ctx.spec, ctx.run_dir
         ensemble = scores.column("ensemble_pred").to_numpy()[built.sample_ids]
         preds = {name: p.argmax(axis=1) for name, p in model_probs.items()}
@@ -207,7 +197,7 @@ class ClassificationTask:
                 ev["training"] = training
         reference, rule = reference_models(spec, params, replica_params)
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
-        eval_dir = run_dir / "eval"
+        eval_dir = run_dir / EVAL_DIR
         eval_dir.mkdir(exist_ok=True)
         columns = {"sample_id": pa.array(built.sample_ids), "pred_ensemble": pa.array(ensemble)}
         for name, probs in model_probs.items():
@@ -215,9 +205,9 @@ class ClassificationTask:
             columns[f"conf_{name}"] = pa.array(probs.max(axis=1))
         if "large_confusion" in transfer:
             columns["large_confusion"] = pa.array(transfer.pop("large_confusion"))
-        atomic_write_bytes(eval_dir / "transfer.json", json.dumps(transfer, indent=2).encode())
-        atomic_write_table(eval_dir / "predictions.parquet", pa.table(columns))
-        atomic_write_bytes(eval_dir / "metrics.json", json.dumps(evaluations, indent=2).encode())
+        atomic_write_bytes(eval_dir / TRANSFER_FILE, json.dumps(transfer, indent=2).encode())
+        atomic_write_table(eval_dir / EVAL_PREDICTIONS_FILE, pa.table(columns))
+        atomic_write_bytes(eval_dir / METRICS_FILE, json.dumps(evaluations, indent=2).encode())
         names = [m.name for m in spec.evaluate.models]
         summary = {}
         if transfer.get("kendall_tau_small_large") is not None:
@@ -241,9 +231,7 @@ class ClassificationTask:
             descriptor and weights)``: the MLflow Model carries them as extra files, which
             is what ``hardbench eval --model-uri`` loads (with ``weights_only=True``).
         """
-        from engine.distributed.models import MODELS_DIR
         from engine.evaluation.predictor import (
-            DESCRIPTOR_FILE,
             Preprocessed,
             describe_model_dir,
             descriptor_preprocess,
@@ -274,7 +262,9 @@ class ClassificationTask:
 
         return build_report(run_dir)
 
-    def evaluate_model(self, run_dir: Path, spec: object, status: dict, **kwargs: object) -> dict:
+    def evaluate_model(
+        self, run_dir: Path, spec: BenchmarkSpec, status: dict, **kwargs: object
+    ) -> dict:
         """``hardbench eval``: see :func:`engine.tasks.classification_eval.evaluate_classifier`."""
         from engine.tasks.classification_eval import evaluate_classifier
 
@@ -287,8 +277,6 @@ def _training_record(folder: Path) -> dict | None:
     ``{"weights", "finetune": {mode, epochs, image_size, ...}}`` for a fine-tuned model,
     ``{"weights", "as_is": True, "imagenet_classes": [...]}`` for one evaluated as it is.
     """
-    from engine.evaluation.predictor import DESCRIPTOR_FILE
-
     path = folder / DESCRIPTOR_FILE
     if not path.is_file():
         return None
@@ -303,7 +291,7 @@ def _training_record(folder: Path) -> dict | None:
     return None
 
 
-def check_label_free(spec: object, data: ClassificationData) -> None:
+def check_label_free(spec: BenchmarkSpec, data: ClassificationData) -> None:
     """An unlabelled pool can only be scored and evaluated without labels: refuse what needs them.
 
     The replicas' ensemble is not evaluated (its error needs labels); evaluated models

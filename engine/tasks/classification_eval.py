@@ -12,26 +12,29 @@ from pathlib import Path
 
 import numpy as np
 
+from engine._util import RunSetupError
 from engine.distributed.cluster import ray_session
 from engine.distributed.evaluation import predict_split
-from engine.evaluation import evaluate_predictions
-from engine.lifecycle.rundir import RunSetupError
+from engine.evaluation.evaluate import evaluate_predictions, top1_quality
+from engine.layout import BENCHMARK_DIR, CARD_JSON_FILE, EVAL_DIR, EVAL_EXTRA_DIR
 from engine.shards import atomic_write_bytes
-from engine.splits.builder import BENCHMARK_DIR, load_built_splits, read_input_shape
+from engine.spec import BenchmarkSpec
+from engine.splits.builder import load_built_splits, read_input_shape
+from engine.tasks.loading import load_data
 from engine.tracking.mlflow_log import reconnect_uri
 
 
-def run_num_classes(run_dir: Path, spec: object) -> int:
+def run_num_classes(run_dir: Path, spec: BenchmarkSpec) -> int:
     """K of a finished run: its card's class list (the pool may lack a class)."""
-    card = Path(run_dir) / BENCHMARK_DIR / "card.json"
+    card = Path(run_dir) / BENCHMARK_DIR / CARD_JSON_FILE
     if card.exists():
         return len(json.loads(card.read_text())["class_names"])
-    return spec.load_data(run_dir).num_classes
+    return load_data(spec, run_dir).num_classes
 
 
 def evaluate_classifier(
     run_dir: Path | str,
-    spec: object,
+    spec: BenchmarkSpec,
     status: dict,
     *,
     model: str | None = None,
@@ -145,7 +148,7 @@ def evaluate_classifier(
             if head:
                 from engine.models.imagenet import imagenet_classes
 
-                classes = imagenet_classes(spec.load_data(run_dir).class_names)
+                classes = imagenet_classes(load_data(spec, run_dir).class_names)
                 kwargs["class_map"] = [c["index"] for c in classes]
         kwargs.update(model=model, weights_file=weights_file, model_kwargs=model_kwargs)
         name, options = model, model_kwargs or {}
@@ -167,8 +170,10 @@ def evaluate_classifier(
     if split == "pool":
         if not np.array_equal(out["sample_id"], built.sample_ids):
             raise RuntimeError("the evaluation pool returned other sample ids than the pool holds")
+        quality, miss = top1_quality(label, built.labels, out["pred"])
         ev = evaluate_predictions(
-            label, out["pred"], built, confidence=out["conf"], seed=spec.replicas.recipe.seed,
+            label, built, quality=quality, miss=miss, confidence=out["conf"],
+            seed=spec.replicas.recipe.seed,
             params=_model_params(name, options, kwargs["num_classes"], input_shape),
         )  # fmt: skip
     else:
@@ -183,7 +188,7 @@ def evaluate_classifier(
     ev["split"] = split
     mlflow_info = status.get("mlflow")
     if mlflow_info:
-        from engine.lifecycle.record import split_datasets
+        from engine.tracking.datasets import split_datasets
         from engine.tracking.mlflow_log import BuildRecorder
 
         recorder = BuildRecorder(
@@ -194,12 +199,12 @@ def evaluate_classifier(
             status["run_id"], ev,
             datasets=split_datasets({split: built.files[split]}, spec.splits.score),
         )  # fmt: skip
-    evals_dir = run_dir / "eval" / "extra"
+    evals_dir = run_dir / EVAL_DIR / EVAL_EXTRA_DIR
     atomic_write_bytes(evals_dir / f"{label}-{split}.json", json.dumps(ev, indent=2).encode())
     return ev
 
 
-def _imagenet_head(run_dir: Path, spec: object, model: str, weights_file: str,
+def _imagenet_head(run_dir: Path, spec: BenchmarkSpec, model: str, weights_file: str,
                    num_classes: int) -> int | None:  # fmt: skip
     """The ImageNet head size when these weights are evaluated as they are on ImageNet classes.
 
@@ -228,7 +233,7 @@ def _imagenet_head(run_dir: Path, spec: object, model: str, weights_file: str,
     from engine.models.imagenet import imagenet_classes
 
     try:
-        imagenet_classes(spec.load_data(run_dir).class_names)
+        imagenet_classes(load_data(spec, run_dir).class_names)
     except ValueError as exc:
         raise RunSetupError(
             f"{model} has {IMAGENET_CLASSES}-class ImageNet weights: {exc}"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from engine.spec import BenchmarkSpec
 from engine.spec.common import FieldError
+from engine.spec.model_recipes import TextRecipe, TrainRecipe
 from engine.tasks.registry import TaskInfo, register_task
-from engine.training.classification import TrainRecipe
-from engine.training.qa import TextRecipe
 
 # Scores the text tasks' reduced shards can give (span or token entropy, loss, margin, correctness)
 TEXT_SCORES = (
@@ -19,14 +19,34 @@ TEXT_SCORES = (
 )
 
 
+OTHER_TASK_FAMILIES = ("qa", "seq2seq")  # registered model families a classifier is not
+
+
 def _classification_sources() -> list[str]:
     from engine.data import list_sources
 
     return list_sources()
 
 
-def _validate_classification(spec: object) -> None:
+def _check_classifiers(spec: BenchmarkSpec) -> None:
+    """Refuse a registered model of another task (a span reader, an encoder-decoder)."""
+    from engine.models import get_model_config
+
+    models = [("replicas.model", spec.replicas.recipe.model)]
+    models += [(f"evaluate.models[{i}].model", m.recipe.model)
+               for i, m in enumerate(spec.evaluate.models)]  # fmt: skip
+    for where, model in models:
+        family = get_model_config(model).family
+        if family in OTHER_TASK_FAMILIES:
+            raise FieldError(
+                where, f"{model!r} is a {family} model, not a classifier: choose a model "
+                "`hardbench models` lists in another family"
+            )  # fmt: skip
+
+
+def _validate_classification(spec: BenchmarkSpec) -> None:
     d = spec.data
+    _check_classifiers(spec)
     if spec.replicas.recipe.augment and len(spec.replicas.packs()) < spec.replicas.count:
         raise FieldError(
             "replicas.augment", "packed replicas (pack_size > 1) train without augmentation"
@@ -54,6 +74,7 @@ def _validate_classification(spec: object) -> None:
 SOURCE_FIELDS = ("path", "image_column", "text_column", "id_column", "split_column",
                  "class_names", "image_size", "channels", "cache_dir", "encoding")  # fmt: skip
 
+TEXT_LABELS = {"qa": "answers", "seq2seq": "references"}  # what text samples are labelled with
 
 TEXT_TABLE_FIELDS = (
     "path",
@@ -64,7 +85,7 @@ TEXT_TABLE_FIELDS = (
 )  # what a text table takes
 
 
-def _check_text_source(spec: object) -> None:
+def _check_text_source(spec: BenchmarkSpec) -> None:
     """QA and seq2seq read their bundled corpus, or a table of fixed columns (a ``path``)."""
     d = spec.data
     table = d.source == "table"
@@ -81,7 +102,35 @@ def _check_text_source(spec: object) -> None:
             )
 
 
-def _validate_text(spec: object) -> None:
+def _check_text_splits(spec: BenchmarkSpec) -> None:
+    """What the shared split builder cannot mean for samples that are texts without classes.
+
+    Every hard rule, bin edges, any pool and the ``hf`` export are cut as for
+    classification; refused are a per-class rule and image folders (no classes, no
+    images) and ``label_free`` (the samples always carry their answers or references:
+    the replicas train on them and every evaluated model is measured against them).
+    """
+    name, splits = spec.task.name, spec.splits
+    if splits.hard.per_class:
+        raise FieldError(
+            "splits.hard.per_class", f"{name} samples have no classes to cut the hard split within"
+        )
+    if "imagefolder" in splits.exports:
+        raise FieldError(
+            f"splits.exports[{splits.exports.index('imagefolder')}]",
+            f"imagefolder writes images sorted by class; {name} samples are texts without "
+            "classes: export parquet or hf",
+        )
+    if splits.label_free:
+        raise FieldError(
+            "splits.label_free",
+            f"{name} samples always carry their {TEXT_LABELS[name]}: the replicas train on them "
+            "and every evaluated model is measured against them (an unlabelled pool of "
+            f"{name} samples is not supported); a split by confusion reads none of them anyway",
+        )
+
+
+def _validate_text(spec: BenchmarkSpec) -> None:
     """What the side-by-side text ensembles (QA, seq2seq) need of a spec."""
     _check_text_source(spec)
     name = spec.task.name
@@ -120,23 +169,13 @@ def _validate_text(spec: object) -> None:
             raise FieldError("scores", f"must include {need!r} (the comparison needs it)")
     if spec.data.label_noise is not None:
         raise FieldError("data.label_noise", f"applies to classification, not {name}")
-    if spec.splits.pool not in ("heldout", "all"):
-        raise FieldError(
-            "splits.pool", f"must be heldout or all for {name}, got {spec.splits.pool!r}"
-        )
-    if spec.splits.label_free or spec.splits.exports != ["parquet"] or spec.splits.hard.per_class:
-        raise FieldError(
-            "splits", f"{name} splits are Parquet files with their texts: no label_free, "
-            "per_class or other exports"
-        )  # fmt: skip
-    if spec.splits.hard.rule not in ("hardest_fraction",):
-        raise FieldError("splits.hard", f"{name} cuts the hardest fraction: use hardest_fraction")
-    if spec.splits.bins.edges is not None:
-        raise FieldError("splits.bins.edges", f"{name} uses equal-count bins: give count")
+    _check_text_splits(spec)
     for i, m in enumerate(spec.evaluate.models):
         if m.mitigation.method != "erm":
             raise FieldError(
-                f"evaluate.models[{i}].mitigation", f"applies to classification, not {name}"
+                f"evaluate.models[{i}].mitigation",
+                f"reweights per-sample losses in the classification training loop; {name} "
+                "models train without one: use method erm",
             )
         if m.cpus < 1 or m.cpus != int(m.cpus) or m.gpus > 1:
             raise FieldError(
@@ -147,6 +186,23 @@ def _validate_text(spec: object) -> None:
             "evaluate.ensemble",
             "a seq2seq ensemble of replicas has no decoding to evaluate: set false",
         )
+
+
+def _classification_ingest(spec: BenchmarkSpec) -> str | None:
+    """Rotten Tomatoes is read in memory; every other classification source is ingested."""
+    if spec.data.source == "rotten_tomatoes":
+        return "rotten_tomatoes is read in memory; there is nothing to ingest"
+    return None
+
+
+def _text_ingest(spec: BenchmarkSpec) -> str:
+    """QA and seq2seq tokenize a table in their first run and read a bundled corpus in memory."""
+    if spec.data.source == "table":
+        return (
+            f"a {spec.task.name} table is tokenized by its first run (and kept under the runs "
+            "directory's _datasets for the next); there is nothing to ingest"
+        )
+    return f"{spec.data.source} is read in memory; there is nothing to ingest"
 
 
 def _text_defaults(source: str, ensemble: bool) -> dict:
@@ -168,6 +224,7 @@ register_task(
         sources=_classification_sources,
         plugin="engine.tasks.classification:ClassificationTask",
         validate=_validate_classification,
+        nothing_to_ingest=_classification_ingest,
     )
 )
 register_task(
@@ -179,6 +236,7 @@ register_task(
         plugin="engine.tasks.qa:QATask",
         defaults=_text_defaults("quoref", ensemble=True),
         validate=_validate_text,
+        nothing_to_ingest=_text_ingest,
     )
 )
 register_task(
@@ -190,5 +248,6 @@ register_task(
         plugin="engine.tasks.seq2seq:Seq2SeqTask",
         defaults=_text_defaults("qasc_fusion", ensemble=False),
         validate=_validate_text,
+        nothing_to_ingest=_text_ingest,
     )
 )

@@ -17,13 +17,13 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from engine.spec import SpecError
+from engine.spec import BenchmarkSpec, SpecError
 
 PATTERN_SOURCES = ("webdataset",)  # sources whose data.path is a glob
 FOLDER_SOURCES = ("imagefolder",)  # sources whose labels are their class folders
 
 
-def check_inputs(spec: object, where: str = "<spec>") -> list[str]:
+def check_inputs(spec: BenchmarkSpec, where: str = "<spec>") -> list[str]:
     """Refuse what the spec decides about its data; return warnings.
 
     Args:
@@ -52,14 +52,14 @@ def check_inputs(spec: object, where: str = "<spec>") -> list[str]:
     return warnings
 
 
-def _sources(spec: object) -> list[tuple[str, object]]:
+def _sources(spec: BenchmarkSpec) -> list[tuple[str, object]]:
     """``(field, section)`` of every source the spec reads: data (or data.train) and data.pool."""
     d = spec.data
     return [("data", d)] if d.pool is None else [
         ("data.train" if d.train is not None else "data", d.train or d), ("data.pool", d.pool)]  # fmt: skip
 
 
-def _check_paths(spec: object) -> None:
+def _check_paths(spec: BenchmarkSpec) -> None:
     for field, src in _sources(spec):
         path = src.path
         if not path or "://" in path:
@@ -94,7 +94,7 @@ def unlabelled_reason(src: object) -> str | None:
     return None
 
 
-def refuse_label_aware(spec: object, why: str) -> None:
+def refuse_label_aware(spec: BenchmarkSpec, why: str) -> None:
     """Refuse what an unlabelled pool cannot give.
 
     Args:
@@ -120,7 +120,7 @@ def refuse_label_aware(spec: object, why: str) -> None:
         raise ValueError(f"data.label_noise flips labels, and {why}")
 
 
-def _check_labels(spec: object) -> None:
+def _check_labels(spec: BenchmarkSpec) -> None:
     if spec.task.name != "classification" or spec.data.source == "rotten_tomatoes":
         return
     (lead_field, lead), *pool = _sources(spec)

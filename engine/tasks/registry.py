@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from engine._util import unknown_name_error
+from engine.spec import BenchmarkSpec
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class TaskInfo:
         defaults: Spec values the task sets where the spec sets none (deep-merged
             under the spec; ``splits.hard`` and ``splits.bins`` count as one value each).
         validate: ``validate(spec)`` raises ``FieldError`` for what only this task refuses.
+        nothing_to_ingest: ``nothing_to_ingest(spec)``: why ``hardbench ingest`` has no
+            dataset cache to build for the spec (what its first run reads instead), or
+            None when it builds one.
     """
 
     name: str
@@ -38,7 +42,8 @@ class TaskInfo:
     sources: Callable[[], list[str]]
     plugin: str
     defaults: Mapping = field(default_factory=dict)
-    validate: Callable[[object], None] = lambda spec: None
+    validate: Callable[[BenchmarkSpec], None] = lambda spec: None
+    nothing_to_ingest: Callable[[BenchmarkSpec], str | None] = lambda spec: None
 
     def runtime(self) -> object:
         """The plugin instance (imported on first use)."""
@@ -68,7 +73,6 @@ def get_task(name: str) -> TaskInfo:
     Raises:
         ValueError: For an unknown name; the message lists close matches.
     """
-    _ensure_builtin_tasks()
     if name not in _TASKS:
         raise unknown_name_error("task", name, _TASKS)
     return _TASKS[name]
@@ -76,9 +80,4 @@ def get_task(name: str) -> TaskInfo:
 
 def list_tasks() -> list[str]:
     """Names of the registered tasks, sorted."""
-    _ensure_builtin_tasks()
     return sorted(_TASKS)
-
-
-def _ensure_builtin_tasks() -> None:
-    import engine.tasks.definitions  # noqa: F401  (registers classification, qa, seq2seq)

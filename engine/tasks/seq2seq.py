@@ -17,17 +17,64 @@ from engine.data.seq2seq import (
 )
 from engine.data.text_cache import table_samples
 from engine.data.text_tables import describe, read_seq2seq_table
-from engine.evaluation.text_eval import evaluate_generator
+from engine.distributed.text_tasks import TextTraining
+from engine.evaluation.evaluate import MetricColumn
+from engine.evaluation.text_eval import generator_quality
+from engine.models.text import Seq2SeqModel
+from engine.spec import BenchmarkSpec
 from engine.tasks.base import RunContext
 from engine.tasks.text import TextTask
+from engine.tasks.text_sections import TextMeasure
+from engine.training.seq2seq import predict_loss_and_text, train_seq2seq
+
+
+def with_no_prediction(data: Seq2SeqData, reduced: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One epoch's token reductions (:func:`engine.training.seq2seq.reduce_epoch`) as shard rows.
+
+    An ensemble of encoder-decoders has no single decoding to store: ``ensemble_pred``
+    holds 0 for every sample, as the ``label`` column does (there is no class).
+    """
+    return {**reduced, "ensemble_pred": no_labels(data)}
+
+
+def no_labels(data: Seq2SeqData) -> np.ndarray:
+    """Int64 zeros (N,): the shards' label column of a task without classes."""
+    return np.zeros(len(data.split), np.int64)
+
+
+def generator_outputs(model: Seq2SeqModel, data: Seq2SeqData, device: str) -> dict[str, np.ndarray]:
+    """An evaluated model's greedy decodings and the token-averaged NLL of each reference.
+
+    Returns:
+        ``texts`` (N,) strings and ``loss`` (N,) float.
+    """
+    loss, texts = predict_loss_and_text(model, data, device)
+    return {"texts": np.asarray(texts, dtype=np.str_), "loss": loss}
+
+
+# How seq2seq models train, what a replica epoch reduces to and what an evaluated model outputs
+SEQ2SEQ_TRAINING = TextTraining(
+    train=train_seq2seq,
+    reduce_epoch=with_no_prediction,
+    shard_labels=no_labels,
+    model_outputs=generator_outputs,
+)
 
 
 class Seq2SeqTask(TextTask):
     """Hooks of the run lifecycle for a sequence-to-sequence benchmark."""
 
     name = "seq2seq"
+    measurement = TextMeasure(
+        title="sequence to sequence",
+        metrics=(MetricColumn("rouge_l", "ROUGE-L"), MetricColumn("nll", "NLL", percent=False)),
+        miss="reference NLL above the model's pool median",
+        inputs=("source", "reference"),
+    )
 
-    def load_data(self, spec: object, run_dir: object = None, log: object = print) -> Seq2SeqData:
+    def load_data(
+        self, spec: BenchmarkSpec, run_dir: object = None, log: object = print
+    ) -> Seq2SeqData:
         """The tokenized pairs (bundled QASC fact pairs, or a user's table), split by source.
 
         A table is tokenized once per run's source and options; the run's processes
@@ -49,6 +96,10 @@ class Seq2SeqTask(TextTask):
         return table_samples(Seq2SeqData, "seq2seq", d, run_dir, build, log=log, constants={
             "source_len": SOURCE_LEN, "target_len": TARGET_LEN, "vocab": VOCAB})  # fmt: skip
 
+    def training(self) -> TextTraining:
+        """Encoder-decoders: the seed ensemble's and every evaluated model's pieces."""
+        return SEQ2SEQ_TRAINING
+
     def split_texts(self, data: Seq2SeqData, pool: np.ndarray) -> dict[str, list]:
         """Source, first reference and all references of each pool sample."""
         return {
@@ -58,10 +109,10 @@ class Seq2SeqTask(TextTask):
         }
 
     def measure(
-        self, ctx: RunContext, scores: pa.Table, pool: np.ndarray, outputs: dict, args: tuple
-    ) -> list[tuple[dict, dict]]:
+        self, ctx: RunContext, scores: pa.Table, pool: np.ndarray, outputs: dict
+    ) -> dict[str, dict[str, np.ndarray]]:
         """ROUGE-L of every model's greedy decoding and its reference NLL."""
-        return [
-            evaluate_generator(name, ctx.data, pool, out["texts"], out["loss"], *args)
+        return {
+            name: generator_quality(ctx.data, pool, out["texts"], out["loss"])
             for name, out in outputs.items()
-        ]
+        }

@@ -15,16 +15,27 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.data.qa import SPLIT_HELDOUT
-from engine.evaluation.text_eval import TEXT_METRICS, compare_scores, text_results_table
-from engine.scores import hardness
+from engine.distributed.text_tasks import TextModels, TextTraining, data_ref, run_ensemble
+from engine.evaluation.evaluate import evaluate_predictions
+from engine.evaluation.score_comparison import compare_scores, format_score_comparison
+from engine.evaluation.transfer import format_results_table
+from engine.layout import (
+    BENCHMARK_DIR,
+    EVAL_DIR,
+    EVAL_PREDICTIONS_FILE,
+    METRICS_FILE,
+    MODELS_DIR,
+    SPLITS_DIR,
+    TRANSFER_FILE,
+)
 from engine.shards import atomic_write_bytes, atomic_write_table
-from engine.splits.builder import BENCHMARK_DIR, BuiltSplits, bin_ranges
-from engine.splits.selectors import quantile_bins, top_fraction
-from engine.tasks.base import Evaluation, RunContext
+from engine.spec import BenchmarkSpec
+from engine.splits.builder import BuiltSplits, build_splits
+from engine.splits.samples import SplitSamples
+from engine.tasks.base import Evaluation, RunContext, UnsupportedByTask
+from engine.tasks.text_sections import TextMeasure, text_task_report
 from engine.tracking.plots import plot_error_by_bin
-
-DATA_REF = "data_ref"  # RunContext.state key: the data in Ray's object store, put once
+from engine.training.model_folder import model_history
 
 
 class TextTask:
@@ -32,7 +43,7 @@ class TextTask:
 
     name = "text"
 
-    def load_data(self, spec: object, run_dir: object = None, log: object = print) -> object:
+    def load_data(self, spec: BenchmarkSpec, run_dir: object = None, log: object = print) -> object:
         """The tokenized samples (subclasses; the bundled corpora need no cache)."""
         raise NotImplementedError
 
@@ -40,25 +51,27 @@ class TextTask:
         """The text columns of the split files for the pool samples (subclasses)."""
         raise NotImplementedError
 
+    measurement: TextMeasure  # what the task measures per sample (subclasses)
+
     def measure(
-        self, ctx: RunContext, scores: pa.Table, pool: np.ndarray, outputs: dict, args: tuple
-    ) -> list[tuple[dict, dict]]:
-        """``(evaluation, per-sample arrays)`` of every evaluated model (subclasses)."""
+        self, ctx: RunContext, scores: pa.Table, pool: np.ndarray, outputs: dict
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """Model -> its per-sample arrays on the pool (subclasses).
+
+        Each holds ``prediction`` (the output as text), ``miss`` (bool) and one float
+        array per metric of :attr:`measurement` (the quality first).
+        """
         raise NotImplementedError
 
-    def _data_ref(self, ctx: RunContext) -> object:
-        import ray
-
-        if DATA_REF not in ctx.state:  # the driver's copy goes to the object store once
-            ctx.state[DATA_REF] = ray.put(ctx.data)
-        return ctx.state[DATA_REF]
+    def training(self) -> TextTraining:
+        """How the task's models train and what they output (subclasses)."""
+        raise NotImplementedError
 
     def train_replicas(self, ctx: RunContext) -> None:
         """The side-by-side ensemble as one Ray task; resumes from its checkpoint."""
-        from engine.distributed.text_tasks import run_ensemble
-
         spec = ctx.spec
-        out = run_ensemble(ctx.run_dir, spec, self._data_ref(ctx), attempt=ctx.attempt)
+        ref = data_ref(ctx.state, ctx.data)  # the driver's copy goes to the object store once
+        out = run_ensemble(ctx.run_dir, spec, ref, self.training(), attempt=ctx.attempt)
         ctx.log(
             f"[train] {spec.replicas.count} replicas x {spec.replicas.recipe.epochs} epochs side "
             f"by side: {out['written']} epochs written, {out['skipped']} done before"
@@ -69,90 +82,85 @@ class TextTask:
             )
         )
 
-    def models_need_scores(self, spec: object) -> bool:
+    def models_need_scores(self, spec: BenchmarkSpec) -> bool:
         """The evaluated text models read no score: they train beside the replicas."""
         return False
 
     def start_models(self, ctx: RunContext, scores: pa.Table | None) -> object:
         """One Ray task per evaluated model not finished before."""
-        from engine.distributed.text_tasks import TextModels
-
         if ctx.spec.evaluate.models:
             ctx.log(f"[models] {', '.join(m.name for m in ctx.spec.evaluate.models)}")
-        return TextModels(ctx.run_dir, ctx.spec, self._data_ref(ctx), log=ctx.log)
+        ref = data_ref(ctx.state, ctx.data)
+        return TextModels(ctx.run_dir, ctx.spec, ref, self.training(), log=ctx.log)
 
     def build_splits(self, ctx: RunContext, scores: pa.Table) -> BuiltSplits:
-        """The hardest fraction and equal-count bins of the pool, with the samples' texts."""
+        """The pool's hard split, bins and exports by the shared builder, with the samples' texts.
+
+        Every hard rule, equal-count or fixed-edge bins and the ``hf`` export work as for
+        classification (:func:`engine.splits.builder.build_splits`). A split file holds
+        ``sample_id``, ``confusion``, ``action`` (and the splitting score), ``bin``,
+        ``is_hard`` and the texts of :meth:`split_texts`; there are no classes, so
+        :attr:`BuiltSplits.labels` is None.
+        """
         spec, data = ctx.spec, ctx.data
-        ids = scores.column("sample_id").to_numpy()
-        pool = np.flatnonzero(data.split == SPLIT_HELDOUT) if spec.splits.pool == "heldout" else ids
-        score = scores.column(spec.splits.score).to_numpy()[pool]
-        hard_by = hardness(spec.splits.score, score)  # higher = harder, whatever the score
-        bins = quantile_bins(hard_by, pool, spec.splits.bins.count)
-        is_hard = top_fraction(hard_by, pool, spec.splits.hard.value)
-        columns = {
-            "sample_id": pa.array(pool),
-            **{k: pa.array(v) for k, v in self.split_texts(data, pool).items()},
-            **{
-                name: pa.array(scores.column(name).to_numpy()[pool])
-                for name in dict.fromkeys(("confusion", "action", spec.splits.score))
-            },
-            "bin": pa.array(bins),
-            "is_hard": pa.array(is_hard),
-        }
-        masks = {"pool": np.ones(len(pool), bool), "hard": is_hard, "rest": ~is_hard}
-        masks.update({f"bin_{b}": bins == b for b in range(spec.splits.bins.count)})
-        table = pa.table(columns)
-        split_dir = ctx.run_dir / BENCHMARK_DIR / "splits"
-        files = {}
-        for name, mask in masks.items():
-            files[name] = split_dir / f"{name}.parquet"
-            atomic_write_table(files[name], table.filter(pa.array(mask)))
-        ctx.log(
-            f"[build] pool {len(pool)} samples, hard {int(is_hard.sum())}, "
-            f"{spec.splits.bins.count} bins -> {BENCHMARK_DIR}/splits"
+        if spec.splits.label_free:  # the spec refuses it (engine.tasks.definitions)
+            raise ValueError(f"{self.name} splits carry their answers: label_free is refused")
+
+        def texts(ids: np.ndarray) -> dict[str, pa.Array]:
+            return {name: pa.array(values) for name, values in self.split_texts(data, ids).items()}
+
+        samples = SplitSamples(
+            columns=texts, score_columns=("confusion", "action", spec.splits.score)
         )
-        return BuiltSplits(
-            sample_ids=pool, labels=np.zeros(len(pool), np.int64), score=score, bins=bins,
-            is_hard=is_hard, bin_edges=bin_ranges(score, bins, spec.splits.bins.count),
-            files=files, score_name=spec.splits.score,
-        )  # fmt: skip
+        built = build_splits(ctx.run_dir, spec.splits, samples, scores)
+        ctx.log(
+            f"[build] pool {spec.splits.pool}: {len(built.sample_ids)} samples, hard split "
+            f"{int(built.is_hard.sum())}, {len(built.bin_edges)} bins -> {BENCHMARK_DIR}/{SPLITS_DIR}"
+        )
+        return built
 
     def evaluate(
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, outputs: dict
     ) -> Evaluation:
         """Per-sample quality per bin, action vs confusion, each score's AUROC for the misses."""
-        from engine.distributed.models import MODELS_DIR, model_history
-
         spec, run_dir, pool = ctx.spec, ctx.run_dir, built.sample_ids
-        args = (built.bins, built.is_hard, spec.splits.bins.count, built.hardness)
-        measured = self.measure(ctx, scores, pool, outputs, args)
-        evaluations = [ev for ev, _ in measured]
-        per_sample = {ev["model"]: arrays for ev, arrays in measured}
+        per_sample = self.measure(ctx, scores, pool, outputs)
+        measurement = self.measurement
+        evaluations = [
+            evaluate_predictions(
+                name, built, quality=arrays[measurement.quality.key], miss=arrays["miss"],
+                seed=spec.replicas.recipe.seed, in_sample=name == "ensemble",
+                extra={m.key: arrays[m.key] for m in measurement.metrics},
+            )
+            for name, arrays in per_sample.items()
+        ]  # fmt: skip
         comparison = compare_scores(scores, pool, {n: a["miss"] for n, a in per_sample.items()})
-        eval_dir = run_dir / "eval"
+        eval_dir = run_dir / EVAL_DIR
         preds = {"sample_id": pa.array(pool)}
         for name, arrays in per_sample.items():
             preds[f"pred_{name}"] = pa.array(list(arrays["prediction"]), pa.string())
             for metric, values in arrays.items():
                 if metric != "prediction":
                     preds[f"{metric}_{name}"] = pa.array(values)
-        atomic_write_table(eval_dir / "predictions.parquet", pa.table(preds))
-        atomic_write_bytes(eval_dir / "metrics.json", json.dumps(evaluations, indent=2).encode())
-        atomic_write_bytes(eval_dir / "transfer.json", json.dumps(comparison, indent=2).encode())
-        metric = TEXT_METRICS[self.name]["metric"]
+        atomic_write_table(eval_dir / EVAL_PREDICTIONS_FILE, pa.table(preds))
+        atomic_write_bytes(eval_dir / METRICS_FILE, json.dumps(evaluations, indent=2).encode())
+        atomic_write_bytes(eval_dir / TRANSFER_FILE, json.dumps(comparison, indent=2).encode())
         plots = [plot_error_by_bin(evaluations, spec.splits.score, eval_dir / "error_by_bin.png",
-                                   metric=f"1 - {metric}")]  # fmt: skip
+                                   metric=measurement.error)]  # fmt: skip
         summary = {
             f"spearman_action_confusion_{k}": v
-            for k, v in comparison["spearman_action_confusion"].items()
+            for k, v in comparison.get("spearman_action_confusion", {}).items()
         }
         for name, aucs in comparison["auroc"].items():
             summary.update({f"auroc_{name}_{k}": v for k, v in aucs.items()})
+        table = format_results_table(
+            built, evaluations, spec.splits.score, error=measurement.error,
+            miss=f"miss ({measurement.miss})", metrics=measurement.metrics,
+        )  # fmt: skip
         names = [m.name for m in spec.evaluate.models]
         return Evaluation(
             evaluations=evaluations,
-            table=text_results_table(self.name, evaluations, comparison, spec.splits.score),
+            table="\n".join([table, *format_score_comparison(comparison)]),
             summary=summary,
             transfer=comparison,
             plots=plots,
@@ -164,12 +172,25 @@ class TextTask:
         """Text models are logged as their folders (state dict, curve, outputs), not MLflow Models."""
         return None
 
+    def evaluate_model(
+        self, run_dir: Path, spec: BenchmarkSpec, status: dict, **kwargs: object
+    ) -> dict:
+        """Refused: a text run's evaluated models are the ones its spec lists.
+
+        Raises:
+            UnsupportedByTask: Always, naming the run and its task.
+        """
+        raise UnsupportedByTask(
+            f"{run_dir} is a {spec.task.name} run: hardbench eval measures outside models on "
+            "classification runs; a text run's evaluated models are in its spec"
+        )
+
     def class_names(self, data: object) -> None:
         """Text tasks have no classes."""
         return None
 
     def build_report(self, run_dir: Path) -> Path:
-        """The HTML report of a text run (:mod:`engine.tracking.text_report`)."""
-        from engine.tracking.text_report import build_text_report
+        """The one report (:mod:`engine.tracking.report`) with the task's columns and examples."""
+        from engine.tracking.report import build_report
 
-        return build_text_report(run_dir)
+        return build_report(run_dir, text_task_report(Path(run_dir), self.measurement))

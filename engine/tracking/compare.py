@@ -80,7 +80,7 @@ def format_compare_table(rows: list[dict]) -> str:
     Bins run from the easiest (0) to the hardest. A build's own replica ensemble is
     marked ``(scorer, in-sample)``: its bins were cut from its own score.
     """
-    from engine.evaluation.evaluate import display_name, format_params
+    from engine.splits.display import display_name, format_params
 
     n_bins = max(
         (int(k.split("_")[-1]) + 1 for r in rows for k in r if k.startswith("error_bin_")),

@@ -38,6 +38,8 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # UI op
 LOCKED_RETRIES = 12  # attempts of a write that sqlite refused as locked
 LOCKED_BACKOFF_S = 0.25  # first wait between those attempts (doubling, capped at 4 s)
 MODEL_ARTIFACT = "model"  # name of an evaluated model's MLflow Model in its run
+# An evaluation's 95% intervals, logged as <key>_low and <key>_high
+INTERVAL_KEYS = ("error_all_ci95", "error_hard_ci95", "miss_rate_all_ci95", "miss_rate_hard_ci95")
 
 
 def default_store(runs_dir: Path | str) -> str:
@@ -286,7 +288,7 @@ class BuildRecorder:
         }
         for key in ("error", "confusion", "disagreement"):  # per-bin curves, bin 0 = easiest
             values.update({f"{key}_bin_{b}": v for b, v in enumerate(ev.get(f"{key}_per_bin", []))})
-        for key in ("error_all_ci95", "error_hard_ci95"):
+        for key in INTERVAL_KEYS:
             if key in ev:
                 values[f"{key}_low"], values[f"{key}_high"] = ev[key]
         _retry(

@@ -36,7 +36,7 @@ def plot_error_by_bin(
     left out: its bins were cut from its own score. Evaluations of an unlabelled pool
     (``label_free``) plot each model's disagreement with the others instead.
     """
-    from engine.evaluation.evaluate import transfer_rows
+    from engine.splits.display import transfer_rows
 
     plt = get_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))

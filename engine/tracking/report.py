@@ -11,18 +11,53 @@ import base64
 import html
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.data.sources import UNLABELLED
+from engine.layout import (
+    BENCHMARK_DIR,
+    CARD_JSON_FILE,
+    EVAL_DIR,
+    EVAL_PREDICTIONS_FILE,
+    REPORT_FIGURES_DIR,
+    REPORT_FILE,
+    SCORES_FILE,
+    SPLITS_DIR,
+)
 from engine.tracking.data_section import data_section_html, plot_leaks
 from engine.tracking.plots import get_pyplot, plot_error_by_bin, plot_score_histogram
 
-REPORT_FILE = "report.html"  # under the run directory
+if TYPE_CHECKING:
+    from engine.evaluation.evaluate import MetricColumn
+
 SAMPLES_PER_CLASS = 6  # hardest and easiest samples shown per class
 DATA_MAP_FIELDS = ("confidence", "variability", "correctness")
+
+
+@dataclass
+class TaskReport:
+    """What a task adds to the one report every run gets (its plugin's ``build_report``).
+
+    Attributes:
+        title: The task in the page's heading (e.g. ``extractive QA``); empty: none.
+        error: What the evaluations' ``error_*`` measure, e.g. ``top-1 error``, ``1 - EM``.
+        miss: What a miss of a model is, in words (the AUROC of the scores is for misses).
+        metrics: The task's own per-sample means (the evaluations' ``extra`` keys), shown
+            per part and per bin in the evaluation table.
+        sections: HTML sections of the task, placed after the shared ones.
+    """
+
+    title: str = ""
+    error: str = "top-1 error"
+    miss: str = "a wrong class"
+    metrics: tuple[MetricColumn, ...] = ()
+    sections: list[str] = field(default_factory=list)
 
 
 def _img(path: Path) -> str:
@@ -137,12 +172,17 @@ def plot_extreme_samples(
 
 
 def _extreme_texts(pool: pa.Table, score_name: str, class_names: list[str]) -> str:
-    """Per class, the hardest and easiest texts of the pool by ``score_name`` (HTML)."""
-    labels = pool.column("label").to_numpy()
+    """Per class, the hardest and easiest texts of the pool by ``score_name`` (HTML).
+
+    A label-free benchmark's split files carry no label: its texts are one group.
+    """
+    labelled = "label" in pool.column_names
+    labels = pool.column("label").to_numpy() if labelled else np.full(pool.num_rows, UNLABELLED)
     score = pool.column(score_name).to_numpy()
     texts = pool.column("text").to_pylist()
     rows = []
-    for cls, name in enumerate(class_names):
+    unlabelled = [(UNLABELLED, "unlabelled")] if (labels == UNLABELLED).any() else []
+    for cls, name in [*enumerate(class_names), *unlabelled]:
         order = hardest_first(labels, score, score_name, cls)
         for kind, picks in (("hardest", order[:SAMPLES_PER_CLASS]),
                             ("easiest", order[::-1][:SAMPLES_PER_CLASS])):  # fmt: skip
@@ -157,8 +197,10 @@ def _extreme_texts(pool: pa.Table, score_name: str, class_names: list[str]) -> s
     )
 
 
-def _eval_table(evaluations: list[dict]) -> str:
-    from engine.evaluation.evaluate import display_name, format_params
+def _eval_table(evaluations: list[dict], metrics: tuple[MetricColumn, ...] = ()) -> str:
+    """Each model's error on the pool, hard split, rest and bins, then the task's own means."""
+    from engine.evaluation.evaluate import PARTS
+    from engine.splits.display import display_name, format_params
 
     def pct(x: float) -> str:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
@@ -172,6 +214,10 @@ def _eval_table(evaluations: list[dict]) -> str:
     for ev in evaluations:
         lo, hi = ev.get("error_hard_ci95", [math.nan, math.nan])
         cells = "".join(f"<td>{pct(e)}</td>" for e in ev["error_per_bin"])
+        for m in metrics:
+            per_bin = " / ".join(m.format(v) for v in ev.get(f"{m.key}_per_bin", []))
+            cells += "".join(f"<td>{m.format(ev.get(f'{m.key}_{p}'))}</td>" for p in PARTS)
+            cells += f"<td>{per_bin}</td>"
         rows.append(
             f"<tr><td>{html.escape(display_name(ev))}</td><td>{format_params(ev.get('params'))}</td>"
             f"<td>{pct(ev['error_all'])}</td>"
@@ -184,10 +230,47 @@ def _eval_table(evaluations: list[dict]) -> str:
         if any(ev.get("in_sample") for ev in evaluations)
         else ""
     )
+    for m in metrics:
+        label = html.escape(m.label)
+        head += "".join(f"<th>{label} {p}</th>" for p in PARTS) + f"<th>{label} per bin</th>"
     return (
         "<table><tr><th>model</th><th>params</th><th>all</th><th>hard [95% CI]</th><th>rest</th>"
         f"{head}<th>Pearson rho</th><th>AUROC</th></tr>{''.join(rows)}</table>{note}"
     )
+
+
+def _comparison_section(comparison: dict, score: str, miss: str) -> str:
+    """Action vs confusion and each score's AUROC for each model's misses (HTML), if measured."""
+    from engine.scores import get_score
+
+    aurocs = comparison.get("auroc")
+    if not aurocs:
+        return ""
+    rho = comparison.get("spearman_action_confusion")
+    parts = []
+    if rho:
+        parts.append(
+            "<h2>Action vs confusion</h2><p>Spearman correlation: "
+            f"all {rho['all']:.3f}, train {rho['train']:.3f}, held-out {rho['heldout']:.3f}.</p>"
+        )
+    else:
+        parts.append("<h2>Scores as predictors of misses</h2>")
+    names = next(iter(aurocs.values()), {})
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in names)
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td>"
+        + "".join(f"<td>{v:.3f}</td>" for v in a.values())
+        + "</tr>"
+        for n, a in aurocs.items()
+    )
+    parts.append(
+        f"<table><tr><th>misses of</th>{head}</tr>{rows}</table>"
+        f"<p>AUROC of each score, read in its own direction ({html.escape(score)}: "
+        f"{get_score(score).direction}; lower-is-harder scores such as confidence, correctness "
+        f"and AUM negated), as a predictor of each model's misses ({html.escape(miss)}) on the "
+        "pool.</p>"
+    )
+    return "".join(parts)
 
 
 # Records, once images are decoded, each figure's drawn size and position on the page as
@@ -202,35 +285,43 @@ _RENDER_CHECK = """window.addEventListener("load", () => {
 });"""
 
 
-def build_report(run_dir: Path | str) -> Path:
-    """Write ``<run>/report.html`` from a finished run's outputs.
+def build_report(run_dir: Path | str, task: TaskReport | None = None) -> Path:
+    """Write ``<run>/report.html`` from a finished run's outputs, for any task.
+
+    Args:
+        run_dir: The run directory.
+        task: What the run's task adds (its plugin's ``build_report`` passes it); None:
+            a classification run's report.
 
     Raises:
         FileNotFoundError: If the run has no benchmark card yet (not finished).
     """
     from engine.splits.builder import read_input_shape
     from engine.splits.inputs import row_inputs, split_cache
+    from engine.splits.samples import INPUT_SHAPE_KEY
 
     run_dir = Path(run_dir)
-    card_path = run_dir / "benchmark" / "card.json"
+    card_path = run_dir / BENCHMARK_DIR / CARD_JSON_FILE
     if not card_path.exists():
         raise FileNotFoundError(
             f"{card_path} not found: the run has not finished building its benchmark"
         )
     card = json.loads(card_path.read_text())
+    task = task or TaskReport()
     sp = card["splits"]
     score_name = sp["score"]
-    figures = run_dir / "report_figures"
+    figures = run_dir / REPORT_FIGURES_DIR
     figures.mkdir(exist_ok=True)
-    scores = pq.read_table(run_dir / "scores.parquet")
+    scores = pq.read_table(run_dir / SCORES_FILE)
     split = np.asarray(scores.column("split").to_pylist())
     values = scores.column(score_name).to_numpy()
     sections = [
         ("Score histogram", plot_score_histogram(
             {s: values[split == s] for s in sorted(set(split))}, score_name, figures / "histogram.png")),
-        ("Error by score bin", plot_error_by_bin(card["evaluation"], score_name, figures / "error_by_bin.png")),
+        ("Error by score bin", plot_error_by_bin(card["evaluation"], score_name, figures / "error_by_bin.png",
+                                                 metric=task.error)),
     ]  # fmt: skip
-    preds_path = run_dir / "eval" / "predictions.parquet"
+    preds_path = run_dir / EVAL_DIR / EVAL_PREDICTIONS_FILE
     transfer = card.get("transfer") or {}
     if preds_path.exists() and "large_confusion" in pq.read_schema(preds_path).names:
         preds = pq.read_table(preds_path)
@@ -250,8 +341,9 @@ def build_report(run_dir: Path | str) -> Path:
                 ),
             )
         )
-    pool = pq.read_table(run_dir / "benchmark" / "splits" / "pool.parquet")
-    shape = read_input_shape(pool.schema)
+    pool = pq.read_table(run_dir / BENCHMARK_DIR / SPLITS_DIR / "pool.parquet")
+    has_shape = INPUT_SHAPE_KEY in (pool.schema.metadata or {})  # QA and seq2seq splits: texts
+    shape = read_input_shape(pool.schema) if has_shape else ()
     if len(shape) == 3:
         images = row_inputs(pool, shape)  # lazy for cached data: only the shown rows are read
         labels = (pool.column("label").to_numpy() if "label" in pool.column_names
@@ -272,16 +364,20 @@ def build_report(run_dir: Path | str) -> Path:
     body += data_section_html((card.get("dataset") or {}).get("report"), sp.get("leaked"))
     if "text" in pool.column_names:
         body += _extreme_texts(pool, score_name, card["class_names"])
+    body += _comparison_section(card.get("transfer") or {}, score_name, task.miss)
+    body += "".join(task.sections)
+    name = html.escape(card["name"]) + (f" ({html.escape(task.title)})" if task.title else "")
+    error = html.escape(task.error[:1].upper() + task.error[1:])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>hardbench report: {html.escape(card["name"])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}figure{{margin:0}}</style></head><body>
-<h1>hardbench report: {html.escape(card["name"])}</h1>
+<h1>hardbench report: {name}</h1>
 <p>{html.escape(card["description"])}</p>
 <p>run <code>{html.escape(card["run_id"])}</code>, git <code>{html.escape(str(card["provenance"]["git"]["commit"]))}</code>;
 hard split: {html.escape(sp.get("hard_rule_text") or json.dumps(sp["hard_rule"]))} on the {html.escape(sp["pool"])} pool
 ({sp["hard"]["count"]} of {sp["pool_size"]} samples); bins run from the easiest (0) to the hardest.</p>
-<h2>Top-1 error by {html.escape(score_name)} bin</h2>{_eval_table(card["evaluation"])}
+<h2>{error} by {html.escape(score_name)} bin</h2>{_eval_table(card["evaluation"], task.metrics)}
 {body}
 <script>{_RENDER_CHECK}</script>
 </body></html>

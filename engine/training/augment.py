@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 
-AUGMENTATIONS = ("hflip", "shift")  # what a recipe's ``augment`` list may name
 SHIFT_PIXELS = 2  # ``shift`` moves each image by up to this many pixels, zero-filled
 AUGMENT_SEED_OFFSET = 7919  # augmentation generator seed = recipe seed + this (not the order's)
 

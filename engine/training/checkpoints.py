@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from engine.layout import CHECKPOINTS_DIR
 from engine.shards.writer import atomic_write_bytes
+from engine.spec.training import KEEP_POLICIES
 
-CHECKPOINTS_DIR = "checkpoints"  # under the run directory
-KEEP_POLICIES = ("last", "all")  # keep the newest checkpoint per replica, or every epoch's
 _NAME = re.compile(r"^epoch=(\d+)\.pt$")
 
 

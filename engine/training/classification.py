@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,100 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine._util import FieldError
 from engine.models import create_model
 from engine.scores.dynamics import NOT_PRESENTED
-from engine.training.augment import AUGMENT_SEED_OFFSET, AUGMENTATIONS, augment_batch
+from engine.spec.model_recipes import TrainRecipe
+from engine.training.augment import AUGMENT_SEED_OFFSET, augment_batch
 
 if TYPE_CHECKING:
     from engine.training.mitigation import Mitigation
 
-OPTIMIZERS = ("sgd", "adamw")  # the optimizers a recipe may name
 INFER_BATCH_SIZE = 1024  # inputs per forward pass when predicting on the scoring set
-
-# Defaults of the replica recipe, tuned on digits so a 1-hidden-layer MLP reaches
-# ~96% held-out accuracy in 20 epochs while replicas still disagree on hard digits.
-HYPERPARAMS = {
-    "batch_size": 64,  # SGD mini-batch
-    "optimizer": "sgd",  # sgd with Nesterov momentum, or adamw
-    "lr": 0.05,  # peak learning rate, cosine-annealed to 0 over the run
-    "momentum": 0.9,  # SGD momentum (ignored by adamw)
-    "weight_decay": 5e-4,  # L2 penalty / decoupled decay for adamw
-}
-
-
-@dataclass(frozen=True)
-class TrainRecipe:
-    """Everything that decides how one model is trained.
-
-    Attributes:
-        model: Registered model name.
-        epochs: Passes over the training split (>= 1).
-        batch_size: Mini-batch size.
-        optimizer: One of ``OPTIMIZERS``.
-        lr: Peak learning rate (> 0).
-        momentum: SGD momentum in [0, 1).
-        weight_decay: Weight decay (>= 0).
-        seed: Seed of initialisation and data order.
-        model_kwargs: Extra options for the model entrypoint.
-        augment: Image augmentations applied to every training batch, any of
-            ``AUGMENTATIONS`` (``hflip``, ``shift``), drawn from a generator seeded by
-            ``seed`` (:mod:`engine.training.augment`); empty for none.
-    """
-
-    model: str
-    epochs: int
-    batch_size: int = HYPERPARAMS["batch_size"]
-    optimizer: str = HYPERPARAMS["optimizer"]
-    lr: float = HYPERPARAMS["lr"]
-    momentum: float = HYPERPARAMS["momentum"]
-    weight_decay: float = HYPERPARAMS["weight_decay"]
-    seed: int = 0
-    model_kwargs: dict = field(default_factory=dict)
-    augment: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise FieldError("epochs", f"must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise FieldError("batch_size", f"must be >= 1, got {self.batch_size}")
-        if self.optimizer not in OPTIMIZERS:
-            raise FieldError(
-                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if not self.lr > 0:
-            raise FieldError("lr", f"must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise FieldError("momentum", f"must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
-        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
-        if unknown or len(set(self.augment)) != len(self.augment):
-            raise FieldError(
-                "augment",
-                f"must list distinct augmentations among {', '.join(AUGMENTATIONS)}, "
-                f"got {self.augment}",
-            )
-        from engine.models import check_model_kwargs, get_model_config
-
-        try:
-            get_model_config(self.model)
-        except ValueError as exc:
-            raise FieldError("model", str(exc)) from None
-        try:
-            check_model_kwargs(self.model, self.model_kwargs)
-        except ValueError as exc:
-            raise FieldError("model_kwargs", str(exc)) from None
-
-    def describe(self) -> str:
-        """The recipe in a few words, for summaries: the model and its options."""
-        options = ", ".join(f"{k}={v}" for k, v in self.model_kwargs.items())
-        augment = f" augment={'+'.join(self.augment)}" if self.augment else ""
-        return f"{self.model}{f' {options}' if options else ''}{augment}"
-
-    def with_seed(self, seed: int) -> TrainRecipe:
-        """Return a copy of this recipe with another seed."""
-        return TrainRecipe(**{**asdict(self), "seed": seed})
 
 
 EpochCallback = Callable[[int, np.ndarray, "np.ndarray | None"], None]

@@ -19,14 +19,11 @@ score by default, any score read in its own direction through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-METHODS = ("erm", "groupdro", "upsample", "curriculum")
-PACINGS = ("linear", "root")
+from engine.spec.evaluate import METHODS, MitigationOptions
 
 
 def quantile_groups(scores: np.ndarray, num_groups: int) -> np.ndarray:
@@ -123,29 +120,6 @@ class GroupDRO:
             self.q = self.q * torch.exp(step)
             self.q = self.q / self.q.sum()
         return (self.q.to(per_sample.device, per_sample.dtype) * group_loss).sum()
-
-
-@dataclass(frozen=True)
-class MitigationOptions:
-    """Settings of the mitigations (the spec's ``MitigationSpec`` extends these).
-
-    Attributes:
-        groups: Number of quantile groups (GroupDRO).
-        eta: GroupDRO step size.
-        factor: Upsampling factor of the hard samples.
-        hard_fraction: Share of training samples counted hard (upsampling).
-        start_fraction: Curriculum's first-epoch share.
-        ramp_fraction: Share of the epochs over which the curriculum reaches all data.
-        pacing: ``linear`` or ``root``.
-    """
-
-    groups: int = 4
-    eta: float = 0.01
-    factor: float = 3.0
-    hard_fraction: float = 0.1
-    start_fraction: float = 0.3
-    ramp_fraction: float = 0.5
-    pacing: str = "linear"
 
 
 class Mitigation:

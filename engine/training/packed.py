@@ -23,9 +23,9 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from engine.models import create_model
 from engine.scores.dynamics import NOT_PRESENTED
+from engine.spec.model_recipes import TrainRecipe
 from engine.training.classification import (
     INFER_BATCH_SIZE,
-    TrainRecipe,
     as_input,
     batch_fetcher,
     make_optimizer,

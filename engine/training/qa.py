@@ -9,63 +9,26 @@ before anything is written (the reduced shard form). No Ray here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from engine.data.qa import SPLIT_TRAIN, QAData
+from engine.models import create_model
 from engine.models.text import SpanReader
+from engine.spec.model_recipes import TextRecipe
 from engine.training.side_by_side import Continuation, train_side_by_side
 
 PREDICT_BATCH = 256  # samples per forward pass when predicting
-
-
-@dataclass(frozen=True)
-class TextRecipe:
-    """A small text model (span reader or encoder-decoder) and how it is trained.
-
-    Attributes:
-        dim: Hidden size.
-        layers: Encoder layers.
-        heads: Attention heads.
-        epochs: Passes over the training split.
-        batch_size: Samples per step.
-        lr: Peak AdamW learning rate (linear decay to 0 over all steps).
-        weight_decay: AdamW weight decay.
-        seed: Seed of the first replica (replica r uses seed + r).
-    """
-
-    dim: int = 64
-    layers: int = 2
-    heads: int = 2
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        from engine._util import FieldError
-
-        for name in ("dim", "layers", "heads", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.dim % self.heads:
-            raise FieldError("heads", f"must divide dim={self.dim}, got {self.heads}")
-        if not self.lr > 0:
-            raise FieldError("lr", f"must be > 0, got {self.lr}")
-
-    def describe(self) -> str:
-        """The recipe in a few words, for summaries."""
-        return f"dim {self.dim}, {self.layers} layers, {self.heads} heads"
+READER_MODEL = "span_reader"  # the registered model a QA recipe trains
 
 
 def make_reader(recipe: TextRecipe, vocab: int, seq_len: int, seed: int) -> SpanReader:
-    """A freshly initialized reader; the same seed gives the same weights."""
+    """A fresh ``span_reader`` from the registry; the same seed gives the same weights."""
     torch.manual_seed(seed)
-    return SpanReader(vocab, seq_len, recipe.dim, recipe.layers, recipe.heads)
+    return create_model(READER_MODEL, input_shape=(seq_len,), vocab=vocab, dim=recipe.dim,
+                        layers=recipe.layers, heads=recipe.heads)  # fmt: skip
 
 
 def _tensors(data: QAData, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -19,20 +19,24 @@ import torch
 import torch.nn.functional as F
 
 from engine.data.seq2seq import SPLIT_TRAIN, Seq2SeqData
+from engine.models import create_model
 from engine.models.text import Seq2SeqModel
-from engine.training.qa import TextRecipe
+from engine.spec.model_recipes import TextRecipe
 from engine.training.side_by_side import Continuation, train_side_by_side
 
 PREDICT_BATCH = 64  # samples per teacher-forced pass when reducing (R x 64 x T x V floats)
 ACCURACY_CORRECT = 0.5  # a replica is "correct" on a sample when it predicts this share of tokens
+SEQ2SEQ_MODEL = "seq2seq_transformer"  # the registered model a seq2seq recipe trains
+EXTRA_POSITIONS = 2  # positions embedded beyond the longer of source and target
 
 
 def make_model(recipe: TextRecipe, data: Seq2SeqData, seed: int) -> Seq2SeqModel:
-    """A freshly initialized encoder-decoder; the same seed gives the same weights."""
+    """A freshly initialized ``seq2seq_transformer``; the same seed gives the same weights."""
     torch.manual_seed(seed)
-    max_len = max(data.source_ids.shape[1], data.target_ids.shape[1]) + 2
-    return Seq2SeqModel(data.vocab_size, max_len, recipe.dim, recipe.layers, recipe.heads,
-                        data.start_id, data.end_id)  # fmt: skip
+    max_len = max(data.source_ids.shape[1], data.target_ids.shape[1]) + EXTRA_POSITIONS
+    return create_model(SEQ2SEQ_MODEL, num_classes=data.vocab_size, input_shape=(max_len,),
+                        start_id=data.start_id, end_id=data.end_id, dim=recipe.dim,
+                        layers=recipe.layers, heads=recipe.heads)  # fmt: skip
 
 
 def token_loss(model: Seq2SeqModel, src: torch.Tensor, dec: torch.Tensor, mask: torch.Tensor,

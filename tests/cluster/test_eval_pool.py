@@ -16,17 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from engine.distributed.evaluation import (
-    PREDICTIONS_FILE,
-    eval_pool_size,
-    predict_samples,
-    read_predictions,
-)
-from engine.distributed.models import MODELS_DIR, WEIGHTS_FILE, train_eval_models
+from engine.distributed.evaluation import eval_pool_size, predict_samples, read_predictions
+from engine.distributed.models import train_eval_models
 from engine.evaluation.predictor import describe_model_dir
+from engine.layout import MODELS_DIR
 from engine.models import create_model
 from engine.spec import load_spec, parse_spec
+from engine.tasks import load_data
 from engine.training import infer
+from engine.training.model_folder import PREDICTIONS_FILE, WEIGHTS_FILE
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -64,7 +62,7 @@ def test_two_actors_predict_cached_images_as_the_models_do(ray_local, tmp_path):
     start = time.perf_counter()
     logits = train_eval_models(run_dir, spec, log=lines.append)
     took = time.perf_counter() - start
-    data = spec.load_data(run_dir)
+    data = load_data(spec, run_dir)
     for name in ("m", "m2"):
         folder = run_dir / MODELS_DIR / name
         with torch.no_grad():
@@ -90,7 +88,7 @@ def test_token_ids_held_in_memory_travel_through_the_pool(ray_local, tmp_path):
              "epochs": 1, "seed": 1, "cpus": 1}  # fmt: skip
     spec = _spec(SENTIMENT, run_dir, [entry], cpus_per_actor=0.5)
     logits = train_eval_models(run_dir, spec, log=lambda line: None)["t"]
-    data = spec.load_data(run_dir)
+    data = load_data(spec, run_dir)
     assert np.issubdtype(np.asarray(data.inputs).dtype, np.integer)
     with torch.no_grad():
         expected = infer(_in_process(run_dir / MODELS_DIR / "t"), data.inputs)
@@ -157,7 +155,7 @@ def test_a_model_folder_predicts_the_same_through_predict_samples(ray_local, tmp
     first = train_eval_models(run_dir, spec, log=lambda line: None)["m"]
     folder = run_dir / MODELS_DIR / "m"
     (folder / PREDICTIONS_FILE).unlink()
-    data = spec.load_data(run_dir)
+    data = load_data(spec, run_dir)
     one = predict_samples(data, {"m": folder}, actors=1, cpus_per_actor=1.0, block_size=256,
                           log=lambda line: None)["m"]  # fmt: skip
     np.testing.assert_allclose(one, first, atol=ATOL)

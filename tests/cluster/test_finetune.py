@@ -16,10 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from engine.distributed.evaluation import PREDICTIONS_FILE, predict_samples
-from engine.distributed.finetune import PROGRESS_FILE, finetune_model
-from engine.distributed.models import HISTORY_FILE, MODELS_DIR, WEIGHTS_FILE
+from engine.distributed.evaluation import predict_samples
+from engine.distributed.finetune import finetune_model
+from engine.layout import MODELS_DIR
 from engine.spec import load_spec, parse_spec
+from engine.tasks import load_data
+from engine.training.model_folder import (
+    HISTORY_FILE,
+    PREDICTIONS_FILE,
+    PROGRESS_FILE,
+    WEIGHTS_FILE,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -33,7 +40,7 @@ def _prepared(run_dir: Path, entries: list[dict]) -> object:
     data["evaluate"]["models"] = entries
     spec = parse_spec(data)
     run_dir.mkdir(parents=True)
-    spec.load_data(run_dir, lambda line: None)
+    load_data(spec, run_dir, lambda line: None)
     return spec
 
 
@@ -107,7 +114,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
     assert any(h["resumed"] for h in hist) and not hist[0]["resumed"]
     after = json.loads((folder / PROGRESS_FILE.format(rank=0)).read_text())
     assert after["pid"] != victim["pid"] and after["epoch"] == 4
-    logits = predict_samples(spec.load_data(run_dir), {"probe": folder}, log=lambda line: None)[
+    logits = predict_samples(load_data(spec, run_dir), {"probe": folder}, log=lambda line: None)[
         "probe"
     ]
     assert logits.shape == (1797, 10) and np.isfinite(logits).all()

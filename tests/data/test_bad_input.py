@@ -16,10 +16,11 @@ import pytest
 from PIL import Image
 
 from engine.data.cache import DatasetCache
+from engine.data.errors import BadInputError
 from engine.data.ingest import ingest
 from engine.data.labels import LabelError, clean_label
 from engine.data.loading import cached_classification_data
-from engine.data.registry import BadInputError, SourceConfig
+from engine.spec.sources import SourceConfig
 
 _SEEDS = iter(range(10**6))  # every image drawn is a different one
 

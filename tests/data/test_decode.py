@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, PngImagePlugin
 
 from engine.data import decode
 from engine.data.decode import CONVERSIONS, channels_of, decode_image, read_header
-from engine.data.registry import BadInputError
+from engine.data.errors import BadInputError
 
 MAX = 10**6  # max_pixels of every call here
 

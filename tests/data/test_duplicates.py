@@ -23,9 +23,10 @@ from engine.data.duplicates import (
 )
 from engine.data.ingest import ingest
 from engine.data.loading import cached_classification_data
-from engine.data.registry import SourceConfig
 from engine.spec import HardSpec, SplitsSpec
+from engine.spec.sources import SourceConfig
 from engine.splits.builder import build_splits
+from engine.splits.samples import classification_samples
 
 N_PICTURES = 40  # distinct pictures, half per class
 
@@ -128,11 +129,12 @@ def test_leaked_samples_are_left_out_of_the_hard_split_unless_kept(planted, tmp_
     scores = pa.table({"sample_id": ids, "split": data.split, "label": data.labels,
                        "confusion": score})  # fmt: skip
     spec = SplitsSpec(hard=HardSpec(hardest_fraction=0.3))
-    built = build_splits(tmp_path / "a", spec, data, scores)
+    built = build_splits(tmp_path / "a", spec, classification_samples(data), scores)
     assert built.leaked.sum() == 3 and not (built.is_hard & built.leaked).any()
     assert built.is_hard.sum() == round(0.3 * (~built.leaked).sum())
     kept = build_splits(tmp_path / "b", SplitsSpec(hard=HardSpec(hardest_fraction=0.3),
-                                                   keep_leaked=True), data, scores)  # fmt: skip
+                                                   keep_leaked=True),
+                        classification_samples(data), scores)  # fmt: skip
     assert (kept.is_hard & kept.leaked).sum() == 3
     import pyarrow.parquet as pq
 

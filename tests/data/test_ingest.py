@@ -18,8 +18,10 @@ import pytest
 from PIL import Image
 
 from engine.data.cache import BLOCKS_DIR, META_FILE, DatasetCache, take_rows
+from engine.data.errors import BadInputError
 from engine.data.ingest import ingest
-from engine.data.registry import BadInputError, SourceConfig, list_registered_sources
+from engine.data.registry import list_registered_sources
+from engine.spec.sources import SourceConfig
 
 CLASSES = ["bird", "cat", "dog"]
 N_PER_CLASS = 7

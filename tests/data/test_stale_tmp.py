@@ -21,13 +21,13 @@ import pytest
 
 from engine.data.cache import META_FILE
 from engine.data.ingest import ingest, plan_ingest
-from engine.data.registry import SourceConfig
 from engine.data.sources import stratified_split
 from engine.data.text import MAX_LEN, VOCAB_SIZE
 from engine.data.text_cache import KEY_CHARS as TEXT_KEY_CHARS
 from engine.data.text_cache import cached_text_data
 from engine.data.tmpdirs import OWNER_FILE, STALE_TMP_S, make_tmp_folder, remove_stale_tmp
 from engine.data.tokens import KEY_CHARS, TOKENS_DIR, token_inputs, token_key
+from engine.spec.sources import SourceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 512  # samples per block of the digits cache

@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from engine.data.errors import BadInputError
 from engine.data.qa import read_quoref
-from engine.data.registry import BadInputError
 from engine.data.seq2seq import read_qasc_fusion
 from engine.lifecycle import run_benchmark
 from engine.spec import SpecError, load_spec
+from engine.tasks import load_data
 
 QA_SPEC = "tests/fixtures/tiny-qa.yaml"
 S2S_SPEC = "tests/fixtures/tiny-seq2seq.yaml"
@@ -31,8 +32,8 @@ def test_a_qa_table_is_tokenized_like_the_bundled_corpus_and_ids_follow_the_id_c
     a = _jsonl(tmp_path / "a.jsonl", rows)
     b = _jsonl(tmp_path / "b.jsonl", rows[::-1])
     sets = ["data.source=table", "data.id_column=id"]
-    da = load_spec(QA_SPEC, [*sets, f"data.path={a}"]).load_data()
-    db = load_spec(QA_SPEC, [*sets, f"data.path={b}"]).load_data()
+    da = load_data(load_spec(QA_SPEC, [*sets, f"data.path={a}"]))
+    db = load_data(load_spec(QA_SPEC, [*sets, f"data.path={b}"]))
     np.testing.assert_array_equal(da.input_ids, db.input_ids)
     assert da.questions == db.questions == [r["question"] for r in rows]
     assert da.dataset["num_samples"] == 240 and da.dataset["skipped"] == []
@@ -51,7 +52,7 @@ def test_a_seq2seq_table_with_several_references_and_a_split_column(tmp_path):
             for i, (f1, f2, refs) in enumerate(examples)]  # fmt: skip
     path = _jsonl(tmp_path / "s.jsonl", rows)
     spec = load_spec(S2S_SPEC, ["data.source=table", f"data.path={path}", "data.split_column=part"])
-    data = spec.load_data()
+    data = load_data(spec)
     assert data.references == [r["target"] for r in rows]
     assert list(data.split) == ["heldout" if r["part"] == "test" else "train" for r in rows]
     np.testing.assert_array_equal(data.decoder_ids[:, 1:][data.target_mask[:, 1:]],
@@ -65,13 +66,13 @@ def test_bad_text_rows_are_named_or_skipped(tmp_path):
     rows[7]["answer_start"] = None
     path = _jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(BadInputError, match=r"bad\.jsonl row 7: the answer 'not in the passage"):
-        load_spec(QA_SPEC, ["data.source=table", f"data.path={path}"]).load_data()
-    data = load_spec(QA_SPEC, ["data.source=table", f"data.path={path}",
-                               "data.on_bad=skip"]).load_data()  # fmt: skip
+        load_data(load_spec(QA_SPEC, ["data.source=table", f"data.path={path}"]))
+    data = load_data(load_spec(QA_SPEC, ["data.source=table", f"data.path={path}",
+                               "data.on_bad=skip"]))  # fmt: skip
     assert len(data) == 29 and data.dataset["skipped"][0]["key"].endswith("row 7")
     no_target = _jsonl(tmp_path / "t.jsonl", [{"source": "a b", "answer": "c"}])
     with pytest.raises(BadInputError, match=r"no column 'target'; columns: source, answer"):
-        load_spec(S2S_SPEC, ["data.source=table", f"data.path={no_target}"]).load_data()
+        load_data(load_spec(S2S_SPEC, ["data.source=table", f"data.path={no_target}"]))
     with pytest.raises(SpecError, match=r"data\.image_column: a qa table has fixed columns"):
         load_spec(QA_SPEC, ["data.source=table", f"data.path={path}", "data.image_column=x"])
     with pytest.raises(SpecError, match=r"data\.path: the table source needs a path"):
@@ -107,16 +108,16 @@ def test_a_table_is_tokenized_once_per_run_then_read_from_its_cache(tmp_path, ki
         spec_file = S2S_SPEC
     path = _jsonl(tmp_path / "t.jsonl", rows)
     spec = load_spec(spec_file, ["data.source=table", f"data.path={path}"])
-    memory = spec.load_data()  # no run: built in memory, nothing saved
+    memory = load_data(spec)  # no run: built in memory, nothing saved
     assert memory.dataset["cache"] is None
     runs = tmp_path / "runs"
     lines = []
-    first = spec.load_data(runs / "r1", lines.append)
+    first = load_data(spec, runs / "r1", lines.append)
     assert sum("tokenized" in line for line in lines) == 1
     folder = first.dataset["cache"]
     assert folder.startswith(str((runs / CACHE_SUBDIR).resolve())) and f"{kind}-" in folder
     lines.clear()
-    again = spec.load_data(runs / "r2", lines.append)  # another run, same table: reused
+    again = load_data(spec, runs / "r2", lines.append)  # another run, same table: reused
     assert not lines and again.dataset == first.dataset
     for f in dataclasses.fields(memory):
         a, b = getattr(memory, f.name), getattr(again, f.name)
@@ -126,6 +127,6 @@ def test_a_table_is_tokenized_once_per_run_then_read_from_its_cache(tmp_path, ki
         elif f.name != "dataset":
             assert a == b, f.name
     other = load_spec(spec_file, ["data.source=table", f"data.path={path}", "data.split_seed=5"])
-    assert other.load_data(runs / "r3", lines.append).dataset["cache"] != folder  # another split
+    assert load_data(other, runs / "r3", lines.append).dataset["cache"] != folder  # another split
     os.utime(path, ns=(1, 1))  # the table changed: tokenized again
-    assert spec.load_data(runs / "r4", lines.append).dataset["cache"] != folder
+    assert load_data(spec, runs / "r4", lines.append).dataset["cache"] != folder

@@ -14,10 +14,10 @@ import pytest
 from engine.data.cache import META_FILE, CachedInputs
 from engine.data.ingest import ingest
 from engine.data.loading import cached_classification_data
-from engine.data.registry import SourceConfig
 from engine.data.sources import stratified_split
 from engine.data.text import MAX_LEN, encode, read_sentiment_corpus, train_tokenizer
 from engine.data.tokens import TOKENIZER_FILE, TOKENS_DIR, token_inputs
+from engine.spec.sources import SourceConfig
 from engine.splits.inputs import cache_metadata, split_cache
 
 N = 1500  # snippets in the table

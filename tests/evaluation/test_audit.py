@@ -8,15 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.evaluation.audit import (
-    apply_verdicts,
-    audit_run,
-    detection_metrics,
-    read_verdicts,
-    suspicion_percentile,
-    write_audit,
-)
+from engine.evaluation.audit import detection_metrics, suspicion_percentile
+from engine.lifecycle.audit import apply_verdicts, audit_run, read_verdicts, write_audit
 from engine.spec import load_spec
+from engine.tasks import load_data
 
 NOISE = '{"fraction": 0.05, "kind": "uniform", "seed": 4}'
 
@@ -29,7 +24,7 @@ def crafted_run(tmp_path_factory):
     run.mkdir()
     spec = load_spec("tests/fixtures/tiny.yaml", [f"data.label_noise={NOISE}"])
     (run / "spec.yaml").write_text(spec.to_yaml())
-    data = spec.load_data()
+    data = load_data(spec)
     flipped = data.labels != data.clean_labels
     rng = np.random.default_rng(0)
     n = len(data.labels)

@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.evaluation.predictor import prepare_inputs
 from engine.models import (
     WeightsError,
     check_weights_file,
@@ -17,6 +16,7 @@ from engine.models import (
     get_model_config,
     weights_file,
 )
+from engine.training.inputs import prepare_inputs
 
 MILITARY_UNIFORM = 652  # ImageNet-1k class of matplotlib's photo of Grace Hopper in uniform
 FAMILIES = ["resnet18", "regnet_y_400mf", "vit_b_16", "efficientnet_lite0"]

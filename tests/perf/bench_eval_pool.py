@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.tasks import load_data
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 SPEC = ROOT / "benchmarks" / "fashion-mnist.yaml"
@@ -37,9 +39,10 @@ EFFNET = "effnet_lite0_32px"
 
 def model_folders(run_dir: Path, spec: object, data: object) -> dict[str, Path]:
     """Saved folders of the spec's evaluated models (their initial weights) and EfficientNet."""
-    from engine.distributed.models import MODELS_DIR, save_model_folder
+    from engine.layout import MODELS_DIR
     from engine.models import create_model
     from engine.training.finetune import build_model, finetune_preprocess
+    from engine.training.model_folder import save_model_folder
 
     folders = {}
     for entry in [*spec.evaluate.models[:3], None]:
@@ -93,7 +96,7 @@ def main() -> None:
     spec = load_spec(SPEC)
     with tempfile.TemporaryDirectory(prefix="hb-evalpool-") as tmp:
         run_dir = Path(tmp)
-        data = spec.load_data(run_dir, lambda line: None)
+        data = load_data(spec, run_dir, lambda line: None)
         n = len(data.labels)
         folders = model_folders(run_dir, spec, data)
         rows = []

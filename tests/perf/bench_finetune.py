@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from engine.evaluation.predictor import FORWARD_BATCH as PREDICT_BATCH
+from engine.spec.finetune import FinetuneOptions
 from engine.training.finetune import (
-    FinetuneOptions,
     build_model,
     finetune_preprocess,
     freeze_backbone,

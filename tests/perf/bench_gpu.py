@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from engine.spec import load_spec
+from engine.tasks import load_data
 from engine.training import train
 from engine.training.packed import train_packed
 
@@ -112,7 +113,8 @@ def text_checks(device: torch.device, limit: int = 1500) -> list[dict]:
 
     from engine.data.qa import load_quoref
     from engine.data.seq2seq import load_qasc_fusion
-    from engine.training.qa import TextRecipe, span_log_probs, train_readers
+    from engine.spec.model_recipes import TextRecipe
+    from engine.training.qa import span_log_probs, train_readers
     from engine.training.seq2seq import reduce_epoch, train_seq2seq
 
     recipe = TextRecipe(dim=64, layers=2, heads=2, epochs=2, batch_size=32, lr=1e-3)
@@ -159,7 +161,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     spec = load_spec(DIGITS, OVERRIDES)
-    recipe, data = spec.replicas.recipe, spec.load_data()
+    recipe, data = spec.replicas.recipe, load_data(spec)
     seeds5 = [recipe.seed + r for r in range(5)]
     dev = torch.device(args.device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()

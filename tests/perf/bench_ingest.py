@@ -71,7 +71,7 @@ def ingest_rate(root: Path, cache: Path, *, ray_cpus: int | None) -> tuple[float
     warm: the best of ``REPEATS`` more ingests of the same files into fresh cache roots.
     """
     from engine.data.ingest import ingest
-    from engine.data.registry import SourceConfig
+    from engine.spec.sources import SourceConfig
 
     config = SourceConfig(source="imagefolder", path=str(root))
 

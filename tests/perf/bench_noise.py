@@ -34,6 +34,7 @@ from engine.evaluation import auroc
 from engine.evaluation.audit import AUDIT_SCORES, out_of_fold_probs, suspicion_percentile
 from engine.scores import action, aum, forgetting_events, normalized_margin, self_confidence
 from engine.spec import load_spec
+from engine.tasks import load_data
 from engine.training.packed import train_packed
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,7 +46,7 @@ SEEDS = (1, 2, 3)
 
 def confusable_map(spec) -> list[int]:
     """Class c -> the class clean out-of-fold predictions mistake c for most often."""
-    data = spec.load_data()
+    data = load_data(spec)
     oof = out_of_fold_probs(data, spec.replicas.recipe, data.sample_ids)
     k = data.num_classes
     counts = np.zeros((k, k))
@@ -56,7 +57,7 @@ def confusable_map(spec) -> list[int]:
 
 def scores_for(spec) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Every detector's suspicion (higher = more suspicious) on all samples of a noisy spec."""
-    data = spec.load_data()
+    data = load_data(spec)
     labels, tr = data.labels, data.indices("train")
     logits = []
     train_packed(spec.replicas.recipe, spec.replicas.seeds(), data.inputs[tr], labels[tr],
@@ -145,7 +146,7 @@ def main() -> None:
     out = {"spec": str(args.spec.name), "runs": results, "summary": summary}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
     lines = [
-        f"{base.data.source}, all {len(base.load_data().labels):,} samples audited, mean of "
+        f"{base.data.source}, all {len(load_data(base).labels):,} samples audited, mean of "
         f"{len(args.seeds)} noise seed(s); hardbench's replicas R={base.replicas.count} x "
         f"E={base.replicas.recipe.epochs} ({base.replicas.recipe.model}), out-of-fold "
         f"probabilities from a 5-fold cross-fit of the same recipe (cleanlab uses the same). "

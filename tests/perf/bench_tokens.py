@@ -49,12 +49,12 @@ def write_table(path: Path, n: int) -> None:
 def main() -> None:
     """Run the benchmark and write ``results/tokens.{json,md}``."""
     from engine.data.ingest import ingest
-    from engine.data.registry import SourceConfig
     from engine.data.sources import stratified_split
     from engine.data.text import encode, train_tokenizer
     from engine.data.tokens import token_inputs
     from engine.distributed.cluster import ray_session
     from engine.distributed.ingest import ray_map_chunks
+    from engine.spec.sources import SourceConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)

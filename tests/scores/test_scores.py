@@ -212,7 +212,8 @@ def noisy_digits_run():
     import torch
 
     from engine.data import load_dataset
-    from engine.training import TrainRecipe, train
+    from engine.spec.model_recipes import TrainRecipe
+    from engine.training import train
     from engine.training.classification import softmax_and_loss
 
     torch.set_num_threads(1)

@@ -10,6 +10,7 @@ import pytest
 from engine.data import ClassificationData
 from engine.spec import BinsSpec, HardSpec, SplitsSpec
 from engine.splits.builder import build_splits
+from engine.splits.samples import classification_samples
 
 
 @pytest.fixture
@@ -38,7 +39,10 @@ def crafted():
 def test_top_fraction_bins_and_files(tmp_path, crafted):
     data, scores = crafted
     built = build_splits(
-        tmp_path, SplitsSpec(hard=HardSpec(top_fraction=0.25), bins=BinsSpec(count=4)), data, scores
+        tmp_path,
+        SplitsSpec(hard=HardSpec(top_fraction=0.25), bins=BinsSpec(count=4)),
+        classification_samples(data),
+        scores,
     )
     assert list(built.sample_ids[built.is_hard]) == [0, 1, 2, 3]
     np.testing.assert_array_equal(np.bincount(built.bins), [4, 4, 4, 4])
@@ -55,12 +59,14 @@ def test_top_fraction_bins_and_files(tmp_path, crafted):
 def test_threshold_edges_and_empty_selection(tmp_path, crafted):
     data, scores = crafted
     spec = SplitsSpec(hard=HardSpec(min_score=1.5), bins=BinsSpec(edges=[0.5, 1.5]))
-    built = build_splits(tmp_path, spec, data, scores)
+    built = build_splits(tmp_path, spec, classification_samples(data), scores)
     score = built.score
     np.testing.assert_array_equal(built.is_hard, score >= 1.5)
     np.testing.assert_array_equal(built.bins, (score >= 0.5).astype(int) + (score >= 1.5))
     with pytest.raises(ValueError, match=r"min_score=5.0 selects no sample; confusion ranges over"):
-        build_splits(tmp_path, SplitsSpec(hard=HardSpec(min_score=5.0)), data, scores)
+        build_splits(
+            tmp_path, SplitsSpec(hard=HardSpec(min_score=5.0)), classification_samples(data), scores
+        )
 
 
 def test_exports_imagefolder_and_hf(tmp_path, crafted):
@@ -72,7 +78,7 @@ def test_exports_imagefolder_and_hf(tmp_path, crafted):
         bins=BinsSpec(count=2),
         exports=["parquet", "imagefolder", "hf"],
     )
-    built = build_splits(tmp_path, spec, data, scores)
+    built = build_splits(tmp_path, spec, classification_samples(data), scores)
     pngs = sorted(
         p.relative_to(built.files["imagefolder"]).as_posix()
         for p in built.files["imagefolder"].rglob("*.png")
@@ -94,14 +100,16 @@ def test_exports_imagefolder_and_hf(tmp_path, crafted):
 
 def test_label_free_mode_writes_no_labels(tmp_path, crafted):
     data, scores = crafted
-    built = build_splits(tmp_path, SplitsSpec(label_free=True), data, scores)
+    built = build_splits(
+        tmp_path, SplitsSpec(label_free=True), classification_samples(data), scores
+    )
     assert "label" not in pq.read_schema(built.files["hard"]).names
 
 
 def test_per_class_hard_split(tmp_path, crafted):
     data, scores = crafted
     spec = SplitsSpec(hard=HardSpec(top_fraction=0.1, per_class=True, min_per_class=3))
-    built = build_splits(tmp_path, spec, data, scores)
+    built = build_splits(tmp_path, spec, classification_samples(data), scores)
     hard_labels = built.labels[built.is_hard]
     assert np.bincount(hard_labels).tolist() == [3, 3]
     assert json.dumps(sorted(built.sample_ids[built.is_hard].tolist())) == "[0, 1, 2, 3, 4, 5]"
@@ -116,7 +124,7 @@ def test_cached_data_splits_refer_to_the_cache_and_exports_materialise(tmp_path)
 
     from engine.data.ingest import ingest
     from engine.data.loading import cached_classification_data
-    from engine.data.registry import SourceConfig
+    from engine.spec.sources import SourceConfig
     from engine.splits.inputs import row_inputs
 
     rng = np.random.default_rng(1)
@@ -134,7 +142,7 @@ def test_cached_data_splits_refer_to_the_cache_and_exports_materialise(tmp_path)
                        "confusion": pa.array(np.linspace(1, 0, n))})  # fmt: skip
     spec = SplitsSpec(hard=HardSpec(top_fraction=0.34), bins=BinsSpec(count=2),
                       exports=["parquet", "imagefolder", "hf"])  # fmt: skip
-    built = build_splits(tmp_path / "run", spec, data, scores)
+    built = build_splits(tmp_path / "run", spec, classification_samples(data), scores)
     pool = pq.read_table(built.files["pool"])
     assert "input" not in pool.column_names
     assert pool.column("key").to_pylist() == [data.keys[i] for i in built.sample_ids]

@@ -12,11 +12,12 @@ import pyarrow as pa
 import pytest
 
 from engine.data import ClassificationData
-from engine.evaluation import evaluate_predictions
+from engine.evaluation.evaluate import evaluate_predictions, top1_quality
 from engine.evaluation.transfer import transfer_metrics
 from engine.scores import get_score, hardness, list_scores
 from engine.spec import BinsSpec, HardSpec, SpecError, SplitsSpec, load_spec
 from engine.splits.builder import build_splits
+from engine.splits.samples import classification_samples
 from tests.spec.test_loader import DIGITS
 
 N, K = 80, 4
@@ -65,16 +66,22 @@ def test_every_score_cuts_the_hardest_samples_and_ranks_metrics_like_confusion(
     tmp_path, crafted, name
 ):
     data, table, difficulty, preds, probs = crafted
-    ref = build_splits(tmp_path / "ref", SplitsSpec(score="confusion"), data, table)
-    built = build_splits(tmp_path / name, SplitsSpec(score=name), data, table)
+    ref = build_splits(
+        tmp_path / "ref", SplitsSpec(score="confusion"), classification_samples(data), table
+    )
+    built = build_splits(
+        tmp_path / name, SplitsSpec(score=name), classification_samples(data), table
+    )
     pool_difficulty = difficulty[built.sample_ids]
     hardest = np.argsort(-pool_difficulty)[:6]  # the default rule: hardest 10% of 60
     assert set(np.flatnonzero(built.is_hard)) == set(hardest)
     np.testing.assert_array_equal(built.bins, ref.bins)
     assert pool_difficulty[built.bins == 0].max() < pool_difficulty[built.bins == 4].min()
     np.testing.assert_array_equal(built.hardness.argsort(), ref.hardness.argsort())
-    ev = evaluate_predictions(name, preds, built)
-    ev_ref = evaluate_predictions("confusion", preds, ref)
+    quality, miss = top1_quality(name, built.labels, preds)
+    ev = evaluate_predictions(name, built, quality=quality, miss=miss)
+    quality, miss = top1_quality("confusion", ref.labels, preds)
+    ev_ref = evaluate_predictions("confusion", ref, quality=quality, miss=miss)
     assert ev["auroc_score_error"] == pytest.approx(ev_ref["auroc_score_error"])
     assert ev["auroc_score_error"] > 0.9
     assert ev["pearson_rho"] == pytest.approx(ev_ref["pearson_rho"]) and ev["pearson_rho"] > 0.7
@@ -100,12 +107,12 @@ def test_thresholds_fixed_edges_and_per_class_rules_follow_the_direction(tmp_pat
         ref = build_splits(
             tmp_path / f"ref{i}",
             SplitsSpec(score="confusion", hard=ref_rule, bins=BinsSpec(edges=score_edges_of("confusion", edges))),
-            data, table,
+            classification_samples(data), table,
         )  # fmt: skip
         built = build_splits(
             tmp_path / f"{name}{i}",
             SplitsSpec(score=name, hard=rule, bins=BinsSpec(edges=score_edges)),
-            data,
+            classification_samples(data),
             table,
         )
         np.testing.assert_array_equal(built.is_hard, ref.is_hard)
@@ -131,7 +138,8 @@ def test_a_rule_that_would_call_the_easiest_samples_hard_is_refused(name, rule):
     if not easy:
         spec = load_spec(DIGITS, overrides)
         assert spec.splits.hard.rule == rule
-        assert spec.splits.describe().endswith(f"({get_score(name).direction})")
+        direction = get_score(name).direction
+        assert spec.splits.describe(direction).endswith(f"({direction})")
         return
     with pytest.raises(SpecError) as err:
         load_spec(DIGITS, overrides)
@@ -146,7 +154,7 @@ def test_mitigation_orders_training_samples_by_the_scores_direction(tmp_path):
 
     from engine.distributed.models import mitigation_for
     from engine.spec import EvalModelSpec, MitigationSpec
-    from engine.training import TrainRecipe
+    from engine.spec.model_recipes import TrainRecipe
 
     aum = np.array([3.0, -2.0, 1.0, 2.5, -1.0, 0.5, 2.0, -0.5, 1.5, 0.0])  # low AUM = hard
     pq.write_table(pa.table({"sample_id": np.arange(10), "aum": aum}), tmp_path / "scores.parquet")
@@ -170,7 +178,7 @@ def test_mitigation_orders_training_samples_by_the_scores_direction(tmp_path):
 
 
 def test_text_comparison_and_report_read_every_score_in_its_direction():
-    from engine.evaluation.text_eval import compare_scores
+    from engine.evaluation.score_comparison import compare_scores
     from engine.tracking.report import hardest_first
 
     rng = np.random.default_rng(1)

@@ -26,7 +26,7 @@ def test_error_by_bin_plot_is_a_png(tmp_path):
 def test_the_transfer_figure_leaves_the_in_sample_scorer_out(tmp_path, monkeypatch):
     import matplotlib.axes
 
-    from engine.evaluation.evaluate import display_name, transfer_rows
+    from engine.splits.display import display_name, transfer_rows
 
     evs = [
         {"model": "ensemble", "in_sample": True, "error_per_bin": [0, 0.5], "pearson_rho": 1.0},

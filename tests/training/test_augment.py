@@ -8,8 +8,9 @@ import torch
 
 from engine.data import load_dataset
 from engine.spec import SpecError, load_spec
+from engine.spec.model_recipes import TrainRecipe
 from engine.training.augment import SHIFT_PIXELS, augment_batch
-from engine.training.classification import TrainRecipe, infer, recipe_key, train
+from engine.training.classification import infer, recipe_key, train
 
 
 def test_flips_mirror_and_shifts_move_with_zero_fill():

@@ -11,8 +11,8 @@ import torch
 
 from engine.models import get_model_config
 from engine.spec import SpecError, load_spec, parse_spec
+from engine.spec.finetune import FinetuneOptions
 from engine.training.finetune import (
-    FinetuneOptions,
     build_model,
     epoch_shard,
     finetune_preprocess,

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from engine.data import load_dataset
-from engine.training import TrainRecipe, train
+from engine.spec.evaluate import MitigationOptions
+from engine.spec.model_recipes import TrainRecipe
+from engine.training import train
 from engine.training.mitigation import (
     GroupDRO,
     Mitigation,
-    MitigationOptions,
     curriculum_order,
     pacing_fraction,
     quantile_groups,

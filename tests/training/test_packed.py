@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from engine.data import load_dataset
-from engine.training import TrainRecipe, train
+from engine.spec.model_recipes import TrainRecipe
+from engine.training import train
 from engine.training.packed import PackedModelError, train_packed
 
 

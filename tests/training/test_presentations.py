@@ -14,7 +14,8 @@ import torch
 from engine.data import load_dataset
 from engine.models import create_model
 from engine.scores import forgetting_events, forgetting_from_presentations
-from engine.training import TrainRecipe, infer, train
+from engine.spec.model_recipes import TrainRecipe
+from engine.training import infer, train
 from engine.training.packed import train_packed
 
 

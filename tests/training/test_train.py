@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from engine.data import load_dataset
-from engine.training import TrainRecipe, train
+from engine.spec.model_recipes import TrainRecipe
+from engine.training import train
 from engine.training.classification import softmax_and_loss
 
 
@@ -71,10 +72,12 @@ def test_input_gradients_on_requested_epochs(digits):
 
 
 def test_recipe_validation_names_field():
+    """A recipe checks its own fields; its model name is checked with the spec's registered
+    names (``replicas.model: unknown model``, tests/spec/test_loader.py)."""
     with pytest.raises(ValueError, match="batch_size: must be >= 1"):
         TrainRecipe(model="mlp", epochs=1, batch_size=0)
-    with pytest.raises(ValueError, match="model: unknown model"):
-        TrainRecipe(model="nope", epochs=1)
+    with pytest.raises(ValueError, match="augment: must list distinct augmentations"):
+        TrainRecipe(model="mlp", epochs=1, augment=["hflip", "hflip"])
 
 
 def _train_with(digits, recipe, **kwargs):

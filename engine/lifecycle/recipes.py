@@ -6,6 +6,8 @@ reads it: a folder of class folders (``imagefolder``), of IDX files (``idx``), a
 CSV/Parquet/JSONL table (``table``, its columns found by their conventional names).
 Nothing is guessed where two readings are possible: an ambiguous or missing column is
 an error listing the columns and the ``--set data.<field>=...`` that settles it.
+It sits in the lifecycle, above the data and model registries it reads, because it is
+how a run starts from a PATH rather than from a spec file (``hardbench run/validate``).
 
 :func:`recipe_data` turns what was found into spec data that includes a shipped
 recipe (``images`` for images, ``texts`` for texts, or any shipped benchmark by
@@ -23,11 +25,13 @@ from pathlib import Path
 
 import yaml
 
+from engine.data.errors import BadInputError
 from engine.data.paths import IMAGE_SUFFIXES
-from engine.data.registry import BadInputError
+from engine.spec.benchmark import TaskSpec
 from engine.spec.common import NAME_PATTERN, SpecError
 from engine.spec.shipped import benchmark_path, list_benchmarks
 
+DATA_TASK = TaskSpec.name  # --data PATH builds benchmarks of the default task
 IMAGE_RECIPE = "images"  # the shipped recipe for image data
 TEXT_RECIPE = "texts"  # the shipped recipe for text data
 TEXT_MODEL_FAMILIES = ("text", "hf")  # model families that read token ids, not pixels
@@ -382,9 +386,9 @@ def check_recipe(recipe: str, found: DataFound) -> None:
     from engine.spec.loader import load_spec
 
     spec = load_spec(benchmark_path(recipe))
-    if spec.task.name != "classification":
+    if spec.task.name != DATA_TASK:
         raise SpecError(
-            f"--recipe {recipe} is a {spec.task.name} benchmark; --data builds classification "
+            f"--recipe {recipe} is a {spec.task.name} benchmark; --data builds {DATA_TASK} "
             f"benchmarks: write a spec with include: {recipe} and data: {{source: table, "
             "path: ...} (docs/tasks.md)"
         )
