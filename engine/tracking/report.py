@@ -377,7 +377,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:10
 <p>run <code>{html.escape(card["run_id"])}</code>, git <code>{html.escape(str(card["provenance"]["git"]["commit"]))}</code>;
 hard split: {html.escape(sp.get("hard_rule_text") or json.dumps(sp["hard_rule"]))} on the {html.escape(sp["pool"])} pool
 ({sp["hard"]["count"]} of {sp["pool_size"]} samples); bins run from the easiest (0) to the hardest.</p>
-<h2>{error} by {html.escape(score_name)} bin</h2>{_eval_table(card["evaluation"], task.metrics)}
+<h2>{error} by {html.escape(score_name)} bin</h2><div style="overflow-x:auto">{_eval_table(card["evaluation"], task.metrics)}</div>
 {body}
 <script>{_RENDER_CHECK}</script>
 </body></html>

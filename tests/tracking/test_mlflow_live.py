@@ -6,7 +6,8 @@ is RUNNING with stage metrics and the replicas' learning curve; afterwards the n
 runs hold a logged MLflow Model that loads and the benchmark splits as dataset
 inputs; a failed build is FAILED, a stopped one KILLED and resumed into the same
 parent run; two builds started together into one runs directory both land in its
-store. One headless Chromium screenshot of a nested run's page in the MLflow UI.
+store; ``hardbench compare`` reads the server back. One headless Chromium screenshot
+of a nested run's page in the MLflow UI.
 """
 
 import json
@@ -96,6 +97,9 @@ def test_a_build_is_live_in_mlflow_and_its_models_and_splits_are_recorded(
                 seen_curve = sorted(m["step"] for m in history["metrics"])
         time.sleep(0.5)
     assert proc.wait() == 0, log.read_text()[-3000:]
+    status = json.loads((tmp_path / "live1" / "run.json").read_text())
+    assert status["mlflow"]["tracking_uri"] == mlflow_server
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the embedded store
     assert seen_running is not None, "the parent run was never seen RUNNING with a stage metric"
     assert seen_curve, "no replica learning curve while the build ran"
     runs = _runs(mlflow_server, "live")
@@ -162,8 +166,20 @@ def test_a_build_is_live_in_mlflow_and_its_models_and_splits_are_recorded(
         assert rc == 0, (tmp_path / "l2.log").read_text()[-3000:]
         capsys.readouterr()
         assert main(["compare", "live", "--tracking-uri", mlflow_server]) == 0
-        builds = {line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]}
-        assert {"live1", "live2"} <= builds
+        lines = capsys.readouterr().out.splitlines()[2:]
+        assert {line.split()[0] for line in lines} >= {"live1", "live2"}
+        # the build's models, and the `hardbench eval` run logged into it above
+        assert {line.split()[1] for line in lines if line.startswith("live1")} == {
+            "ensemble",
+            "small_mlp",
+            "again",
+        }
+        ensemble = next(e for e in built if e["model"] == "ensemble")
+        assert f"{100 * ensemble['error_hard']:.1f}%" in next(
+            line for line in lines if line.startswith("live1") and " ensemble " in line
+        )
+        assert main(["compare", "no-such-experiment", "--tracking-uri", mlflow_server]) == 2
+        assert "no experiment 'no-such-experiment'" in capsys.readouterr().err
 
         # A build that fails after it started: its parent run is FAILED.
         rc = _start(["run", *TINY, "--runs-dir", str(tmp_path), "--run-id", "bad",
