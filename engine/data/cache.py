@@ -5,6 +5,7 @@ One folder per source fingerprint (:mod:`engine.data.ingest` writes it)::
     <cache_root>/<fingerprint>/
         meta.json        written last: shape, scale, classes, block size, skips, fingerprint
         samples.parquet  sample_id, key, label (-1: unlabelled), split (null: not given), [text]
+                         (multi-label: label_set, uint8 (K,) multi-hot, in place of label)
         blocks/block=00000.npy   uint8 (rows, C, H, W); block b holds ids [b*B, (b+1)*B)
 
 Blocks are aligned with the shard blocks (the same ``B``), so a stage that works one
@@ -26,6 +27,7 @@ import pyarrow as pa
 CACHE_VERSION = 2  # bumped when the layout changes; part of every fingerprint (2: duplicates)
 META_FILE = "meta.json"  # the cache's description; a folder without it is incomplete
 SAMPLES_FILE = "samples.parquet"  # the sample table
+LABEL_SET_COLUMN = "label_set"  # a multi-label cache's multi-hot column (uint8 (K,) per sample)
 NEAR_PAIRS_FILE = "near_duplicates.parquet"  # confirmed near-duplicate pairs and their measures
 THUMBS_FILE = "thumbnails.npy"  # uint8 (N, 32, 32) grey thumbnails while ingesting (then removed)
 BLOCKS_DIR = "blocks"  # the uint8 tensors
@@ -174,9 +176,36 @@ class DatasetCache:
         """The K class names (empty for a pool without any label)."""
         return list(self.meta["class_names"])
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether the cache holds a list of labels per sample (:meth:`label_sets`)."""
+        return LABEL_SET_COLUMN in self.samples.column_names
+
     def labels(self) -> np.ndarray:
-        """Int64 (N,) class indices; -1 for an unlabelled sample."""
+        """Int64 (N,) class indices; -1 for an unlabelled sample.
+
+        Raises:
+            ValueError: For a multi-label cache: its samples have several classes, and
+                no class index stands for them (read :meth:`label_sets`).
+        """
+        if self.multilabel:
+            raise ValueError(
+                f"{self.path}: the cache holds a list of labels per sample (multi-label "
+                f"{self.meta['source'].get('path') or self.meta['source']['source']}); "
+                "there is no single class index to read: run it with task multilabel"
+            )
         return self.samples.column("label").to_numpy().astype(np.int64)
+
+    def label_sets(self) -> np.ndarray:
+        """Uint8 (N, K) multi-hot rows of a multi-label cache (1: the sample holds the class).
+
+        Raises:
+            ValueError: For a cache of single labels (read :meth:`labels`).
+        """
+        if not self.multilabel:
+            raise ValueError(f"{self.path}: the cache holds one label per sample, not label lists")
+        col = self.samples.column(LABEL_SET_COLUMN).combine_chunks()
+        return col.flatten().to_numpy().reshape(len(col), -1).astype(np.uint8)
 
     def splits(self) -> np.ndarray | None:
         """(N,) ``train``/``heldout`` as the source gave them, or None where none did."""

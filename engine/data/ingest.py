@@ -34,6 +34,7 @@ import pyarrow as pa
 from engine.data.cache import (
     BLOCKS_DIR,
     CACHE_VERSION,
+    LABEL_SET_COLUMN,
     META_FILE,
     NEAR_PAIRS_FILE,
     SAMPLES_FILE,
@@ -52,6 +53,11 @@ from engine.data.duplicates import (
     thumbnails,
 )
 from engine.data.errors import BadInputError
+from engine.data.label_sets import (
+    check_label_sets,
+    label_set_names,
+    multi_hot,
+)
 from engine.data.labels import (
     LabelError,
     LabelNotes,
@@ -62,6 +68,7 @@ from engine.data.labels import (
 )
 from engine.data.registry import Item, get_source
 from engine.data.report import seen_summary
+from engine.data.sources import UNLABELLED
 from engine.data.tmpdirs import make_tmp_folder, remove_stale_tmp
 from engine.spec.sources import Part, SourceConfig
 
@@ -99,6 +106,8 @@ class Plan:
         fingerprint: SHA-256 hex of options + listing.
         skipped: ``(key, reason)`` left out while listing.
         label_notes: Where the class list came from, and how many labels were stripped.
+        label_sets: Uint8 (N, K) multi-hot rows of a multi-label source (``labels``
+            then hold no class and are not stored), else None.
     """
 
     parts: list[Part]
@@ -112,6 +121,7 @@ class Plan:
     fingerprint: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     label_notes: LabelNotes = field(default_factory=LabelNotes)
+    label_sets: np.ndarray | None = None
 
     @property
     def config(self) -> SourceConfig:
@@ -250,6 +260,9 @@ def _plan(source: SourceConfig | list[Part], *, block_size: int) -> Plan:
         if a.key == b.key:
             raise BadInputError(a.key, "duplicate sample key")
     lead = parts[0].config.path or parts[0].config.source
+    if parts[0].config.label_lists:
+        return _plan_label_sets(parts, items, files, kinds.pop(), scales.pop(), block_size,
+                                skipped)  # fmt: skip
     items, stripped = _clean_labels(parts, items, skipped)
     items, labels, class_names, notes = resolve_labels(
         parts[0].config, items, _clean_names(names), skipped, lead=parts[0].prefix,
@@ -266,6 +279,22 @@ def _plan(source: SourceConfig | list[Part], *, block_size: int) -> Plan:
     return Plan(parts=parts, items=items, labels=labels, class_names=class_names, kind=kind,
                 scale=scales.pop(), shape=shape, block_size=block_size, fingerprint=fp,
                 skipped=skipped, label_notes=notes)  # fmt: skip
+
+
+def _plan_label_sets(parts: list[Part], items: list[Item], files: list, kind: str, scale: float,
+                     block_size: int, skipped: list) -> Plan:  # fmt: skip
+    """The plan of a multi-label source: items labelled by tuples of class names, multi-hot rows."""
+    lead = parts[0].config.path or parts[0].config.source
+    own = [i for i in items if i.key.startswith(parts[0].prefix)]
+    class_names, origin = label_set_names(own, parts[0].config.class_names)
+    label_sets = multi_hot(items, class_names, where=lead)
+    check_label_sets(label_sets, class_names, where=lead)
+    shape = _probe_shape(parts, items) if kind == "image" else None
+    fp = _fingerprint(parts, files, items, kind, block_size)
+    return Plan(parts=parts, items=items, labels=np.full(len(items), UNLABELLED, np.int64),
+                class_names=class_names, kind=kind, scale=scale, shape=shape,
+                block_size=block_size, fingerprint=fp, skipped=skipped,
+                label_notes=LabelNotes(class_list_from=origin), label_sets=label_sets)  # fmt: skip
 
 
 def _read(parts: list[Part], items: list[Item]) -> list[object]:
@@ -549,7 +578,11 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
         _blocks_from_chunks(tmp, len(tasks), bs, all_kept=len(kept_pos) == n)
     items = [plan.items[p] for p in kept_pos]
     labels = plan.labels[kept_pos]
-    if (labels >= 0).any():  # decoding may have skipped a class's last samples
+    label_sets = plan.label_sets[kept_pos] if plan.label_sets is not None else None
+    if label_sets is not None:  # decoding may have skipped a class's last samples
+        check_label_sets(label_sets, plan.class_names,
+                         where=plan.config.path or plan.config.source)  # fmt: skip
+    elif (labels >= 0).any():
         check_classes(labels, plan.class_names, where=plan.config.path or plan.config.source,
                       origin=plan.label_notes.class_list_from)  # fmt: skip
     dup_start = time.perf_counter()
@@ -563,12 +596,17 @@ def _build(plan: Plan, tmp: Path, final: Path, map_chunks: ChunkMap, log: Callab
     columns = {
         "sample_id": pa.array(np.arange(len(items), dtype=np.int64)),
         "key": pa.array([i.key for i in items], pa.string()),
-        "label": pa.array(labels, pa.int64()),
         "split": pa.array([i.split for i in items], pa.string()),
         "digest": pa.array(raw, pa.binary(DIGEST_BYTES)),
         "exact_group": pa.array(exact, pa.int64()),
         "near_group": pa.array(near, pa.int64()),
     }
+    if label_sets is None:
+        columns["label"] = pa.array(labels, pa.int64())
+    else:  # no int label column: a multi-label cache has no class index to misread
+        columns[LABEL_SET_COLUMN] = pa.FixedSizeListArray.from_arrays(
+            pa.array(label_sets.ravel(), pa.uint8()), label_sets.shape[1]
+        )
     if hashes is not None:
         columns["phash"] = pa.array(hashes, pa.uint64())
     if plan.shape is None:

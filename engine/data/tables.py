@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.data.errors import BadInputError, skip_or_raise
+from engine.data.label_sets import list_label_lists
 from engine.data.labels import LabelError, clean_label
 from engine.data.paths import data_root, inside, stat_file
 from engine.data.registry import Item, Listing, SourceInfo, register_source
@@ -47,7 +48,9 @@ def list_rows(
 ) -> list[Item]:
     """One item per row of ``table`` (the columns of ``config``), keys unique.
 
-    A bad row (an empty or repeated id, an empty, NaN or list label, a path out of the
+    With ``label_lists`` the label column holds a list of labels per row, parsed here
+    in row order (:mod:`engine.data.label_sets`): an item's label is then the tuple
+    of its class names. A bad row (an empty or repeated id, an empty, NaN or list label, a path out of the
     root or to no file, a split other than train/heldout) stops the listing with an
     error naming the row, or with ``on_bad: skip`` is left out and added to
     ``skipped`` (a repeated id keeps its first row).
@@ -70,11 +73,17 @@ def list_rows(
     ids = col[config.id_column] if config.id_column else None
     splits = col[config.split_column] if config.split_column else split_of_row
     paths = col[config.image_column] if image_is_path else None
+    lists = None
+    if config.label_lists and config.label_column:
+        lists, _ = list_label_lists(config, labels, where=where, keys=ids, skipped=skipped)
     items, first_row = [], {}
     for i in range(n):
         row = f"{where} row {i}"
+        if lists is not None and i not in lists:
+            continue  # a bad label list, skipped (on_bad: skip) and listed already
+        label = lists[i] if lists is not None else labels[i]
         try:
-            items.append(_row_item(config, i, row, labels[i], ids, splits, paths, root, first_row))
+            items.append(_row_item(config, i, row, label, ids, splits, paths, root, first_row))
         except BadInputError as exc:
             skip_or_raise(exc, config.on_bad, skipped)
     return items
@@ -96,7 +105,7 @@ def _row_item(config: SourceConfig, i: int, row: str, label: object, ids: list |
         key = f"row{i:0{ROW_KEY_WIDTH}d}"
     if key in first_row:
         raise BadInputError(row, f"duplicate id {key!r} (also row {first_row[key]})")
-    if config.label_column:
+    if config.label_column and not config.label_lists:
         try:
             clean_label(label)
         except LabelError as exc:

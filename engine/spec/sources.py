@@ -39,6 +39,8 @@ class SourceConfig:
         encoding: Text encoding of a CSV or JSON-lines table (None: UTF-8).
         limit: Keep this many samples, evenly spaced in key order within each split
             the source gives (a quick run on a large source), or None for all.
+        label_lists: Whether ``label_column`` holds a list of labels per sample
+            (multi-label: set by that task's defaults), not one class.
     """
 
     source: str
@@ -55,10 +57,15 @@ class SourceConfig:
     on_bad: str = "error"
     limit: int | None = None
     encoding: str | None = None
+    label_lists: bool = False
 
     def to_dict(self) -> dict:
-        """The options as JSON-able values (for the fingerprint and ``dataset.json``)."""
-        return {
+        """The options as JSON-able values (for the fingerprint and ``dataset.json``).
+
+        ``label_lists`` appears only when set, so the fingerprints of single-label
+        caches made before it stay the same.
+        """
+        out = {
             "source": self.source,
             "path": self.path,
             "image_column": self.image_column,
@@ -74,6 +81,9 @@ class SourceConfig:
             "limit": self.limit,
             "encoding": self.encoding,
         }
+        if self.label_lists:
+            out["label_lists"] = True
+        return out
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,9 @@ class DataSpec:
     pool source spells them) attaches labels to it later.
     ``label_noise`` flips a known share of labels (classification); ``limit`` keeps
     that many samples for a quick run (text corpora: the first; other sources:
-    evenly spaced in key order within each split). Each task sets its own defaults.
+    evenly spaced in key order within each split). ``label_lists`` reads
+    ``label_column`` as a list of labels per sample (the multi-label task sets it).
+    Each task sets its own defaults.
     """
 
     source: str = "sklearn_digits"
@@ -135,6 +137,7 @@ class DataSpec:
     split_seed: int = 0
     label_noise: LabelNoiseSpec | None = None
     limit: int | None = None
+    label_lists: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.heldout_fraction < 1:
@@ -204,7 +207,7 @@ class DataSpec:
             class_names=tuple(self.class_names) if self.class_names else None,
             image_size=(size, size) if isinstance(size, int) else (tuple(size) if size else None),
             channels=self.channels, max_pixels=self.max_pixels, on_bad=self.on_bad,
-            limit=self.limit, encoding=src.encoding,
+            limit=self.limit, encoding=src.encoding, label_lists=self.label_lists,
         )  # fmt: skip
 
 
