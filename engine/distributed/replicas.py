@@ -37,7 +37,7 @@ from engine.shards.writer import remove_stale_temp_files, write_reduced_epoch_sh
 from engine.spec import BenchmarkSpec, parse_spec
 from engine.training import train
 from engine.training.checkpoints import replica_checkpoint_dir, resume_point, save_checkpoint
-from engine.training.classification import softmax_and_loss
+from engine.training.objectives import softmax_and_loss
 from engine.training.packed import train_packed
 
 PROGRESS_POLL_S = 1.0  # how often the driver checks the manifests while replicas train

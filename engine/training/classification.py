@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engine.models import create_model
 from engine.scores.dynamics import NOT_PRESENTED
 from engine.spec.model_recipes import TrainRecipe
 from engine.training.augment import AUGMENT_SEED_OFFSET, augment_batch
+from engine.training.objectives import SINGLE_LABEL, Objective
 
 if TYPE_CHECKING:
     from engine.training.mitigation import Mitigation
@@ -63,6 +63,7 @@ def train(
     mitigation: Mitigation | None = None,
     on_presentations: PresentationCallback | None = None,
     history: list[dict] | None = None,
+    objective: Objective = SINGLE_LABEL,
 ) -> nn.Module:
     """Train ``recipe.model`` on (x_train, y_train), reporting scoring-set logits each epoch.
 
@@ -73,8 +74,9 @@ def train(
         recipe: Model and optimisation settings.
         x_train: Float32 inputs of shape (N_train, *input_shape): an array, or inputs
             from the dataset cache (gathered per batch, see :func:`batch_fetcher`).
-        y_train: Int labels of shape (N_train,) in [0, num_classes).
-        num_classes: K.
+        y_train: Int labels of shape (N_train,) in [0, num_classes), or for the
+            multi-label objective multi-hot uint8 (N_train, num_classes).
+        num_classes: K (multi-label: L, one sigmoid output per label).
         x_score: Inputs of shape (N_score, *input_shape) predicted after every epoch.
         on_epoch: Called as ``on_epoch(epoch, logits, input_grads)`` after each epoch
             (epoch is 0-based, logits float32 of shape (N_score, K)); ``input_grads`` is
@@ -107,13 +109,22 @@ def train(
             "ended"}`` is appended per epoch trained: the mean loss and accuracy of the
             mini-batches' forward passes (the learning curve logged to MLflow) and the
             epoch's wall-clock start and end (Unix seconds).
+        objective: :data:`SINGLE_LABEL` (softmax + cross-entropy) or
+            :data:`MULTI_LABEL` (sigmoids + summed BCE; a sample is right when every
+            label is); see :mod:`engine.training.objectives`.
 
     Returns:
         The trained model in eval mode.
 
     Raises:
-        ValueError: If ``resume`` was written for another recipe.
+        ValueError: If ``resume`` was written for another recipe, ``y_train`` is not
+            what the objective trains on, or a mitigation or input gradients are asked
+            of the multi-label objective.
     """
+    if objective is not SINGLE_LABEL and (mitigation is not None or grad_epochs):
+        raise ValueError(
+            f"the {objective.name} objective trains without a mitigation or input gradients"
+        )
     if on_epoch is not None and x_score is None:
         raise ValueError("on_epoch needs x_score, the inputs to predict on after every epoch")
     if grad_epochs and y_score is None:
@@ -134,7 +145,7 @@ def train(
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     fetch = batch_fetcher(x_train, device)
-    yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
+    yt = objective.targets(y_train, device)
     order_gen = torch.Generator().manual_seed(recipe.seed)
     aug_gen = torch.Generator().manual_seed(recipe.seed + AUGMENT_SEED_OFFSET)
 
@@ -191,12 +202,12 @@ def train(
                 x = augment_batch(x, recipe.augment, aug_gen)
             logits = model(x)
             if presented is not None or history is not None:
-                right = (logits.detach().argmax(dim=1) == yt[idx]).to(torch.int8)
+                right = objective.batch_correct(logits.detach(), yt[idx])
                 if presented is not None:
                     presented[idx] = right
                 seen[1] += int(right.sum())
             if mitigation is None:
-                loss = F.cross_entropy(logits, yt[idx])
+                loss = objective.batch_loss(logits, yt[idx])
             else:
                 loss = mitigation.batch_loss(logits, yt[idx], idx)
             optimizer.zero_grad(set_to_none=True)
@@ -344,31 +355,3 @@ def input_gradients(
         out.append(grad.detach().float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
-
-
-def softmax_and_loss(
-    logits: np.ndarray, labels: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Class probabilities, per-sample cross-entropy and logit margin from logits.
-
-    Args:
-        logits: Float array of shape (N, K).
-        labels: Int array of shape (N,), or None for unlabeled data.
-
-    Returns:
-        ``(probs, loss, margin)``: float32 (N, K) probabilities, float32 (N,) natural-log
-        cross-entropy, and float32 (N,) given logit minus largest other logit (both
-        None without labels).
-    """
-    t = torch.as_tensor(logits, dtype=torch.float64)
-    logp = torch.log_softmax(t, dim=1)
-    probs = logp.exp().float().numpy()
-    if labels is None:
-        return probs, None, None
-    y = torch.as_tensor(labels, dtype=torch.long)
-    rows = torch.arange(len(t))
-    loss = -logp[rows, y]
-    others = t.clone()
-    others[rows, y] = -torch.inf
-    margin = t[rows, y] - others.max(dim=1).values
-    return probs, loss.float().numpy(), margin.float().numpy()

@@ -52,7 +52,7 @@ def test_padding_never_changes_the_logits(sentiment, name):
 
 def test_scores_are_the_same_for_a_padded_and_an_unpadded_batch(sentiment):
     from engine.scores import action, confusion
-    from engine.training.classification import softmax_and_loss
+    from engine.training.objectives import softmax_and_loss
 
     torch.manual_seed(1)
     models = [

@@ -214,7 +214,7 @@ def noisy_digits_run():
     from engine.data import load_dataset
     from engine.spec.model_recipes import TrainRecipe
     from engine.training import train
-    from engine.training.classification import softmax_and_loss
+    from engine.training.objectives import softmax_and_loss
 
     torch.set_num_threads(1)
     data = load_dataset("sklearn_digits", heldout_fraction=0.4, split_seed=0)

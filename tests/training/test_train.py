@@ -5,7 +5,7 @@ import torch
 from engine.data import load_dataset
 from engine.spec.model_recipes import TrainRecipe
 from engine.training import train
-from engine.training.classification import softmax_and_loss
+from engine.training.objectives import softmax_and_loss
 
 
 @pytest.fixture(scope="module")
