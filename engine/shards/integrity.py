@@ -33,6 +33,7 @@ from engine.shards.layout import (
 )
 from engine.shards.manifest import ShardManifestError, manifest_rows
 from engine.shards.schema import (
+    LABEL_SET_FIELD,
     METADATA_KEY,
     PROBS_DTYPES,
     packed_schema,
@@ -121,6 +122,7 @@ def _expected_schema(table_schema: pa.Schema, packed: bool) -> pa.Schema | None:
         return shard_schema(
             probs.list_size, dtype, grad_dim=grad_dim, pred="pred" in table_schema.names,
             presentations="train_correct" in table_schema.names,
+            label_set=LABEL_SET_FIELD in table_schema.names,
         )  # fmt: skip
     except (KeyError, AttributeError, StopIteration, TypeError, ValueError):
         return None

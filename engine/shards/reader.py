@@ -20,7 +20,7 @@ from engine.scores._validation import PROBS_SUM_ATOL
 from engine.shards.integrity import expected_entries, read_verified_table
 from engine.shards.layout import block_path, is_packed, packed_block_path
 from engine.shards.manifest import ShardManifestError, read_manifest
-from engine.shards.schema import METADATA_KEY, PACKED_SCALARS
+from engine.shards.schema import LABEL_SET_FIELD, METADATA_KEY, PACKED_SCALARS, SIGMOID_KEY
 from engine.spec.training import SHARD_FORMATS
 
 
@@ -49,6 +49,10 @@ class EpochBlock:
         train_correct: Int8 (R, N_b) presentation records (1 right, 0 wrong, -1 not
             presented during the epoch), or None when not recorded.
         input_grad: Float32 (R, N_b, D), or None on epochs without gradients.
+        label_sets: Uint8 (N_b, L) multi-hot truth of multi-label shards, else None.
+            Their ``probs`` are per-label sigmoids: ``labels`` is None, and the
+            softmax views (``mean_entropy``, ``ensemble_pred``, ``ensemble_conf``) and
+            the single-label scalars refuse them rather than misread them.
     """
 
     def __init__(
@@ -64,8 +68,10 @@ class EpochBlock:
         reduced: dict[str, np.ndarray] | None = None,
         pred: np.ndarray | None = None,
         train_correct: np.ndarray | None = None,
+        label_sets: np.ndarray | None = None,
     ) -> None:
         self.epoch = epoch
+        self.label_sets = label_sets
         self.sample_ids = sample_ids
         self.labels = labels
         self.probs = probs
@@ -83,9 +89,22 @@ class EpochBlock:
             return self._mean_probs
         return None if self.probs is None else self.probs.mean(axis=0)
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether the shards are multi-label (per-label sigmoids, ``label_sets``)."""
+        return self.label_sets is not None
+
+    def _single_label(self, what: str) -> None:
+        if self.multilabel:
+            raise ShardValueError(
+                f"{what} reads a softmax over classes; block of sample {int(self.sample_ids[0])} "
+                "holds multi-label shards (per-label sigmoids): use the multi-label scores"
+            )
+
     @cached_property
     def mean_entropy(self) -> np.ndarray:
         """Entropy (natural log) of the replica-mean distribution (N_b,)."""
+        self._single_label("mean_entropy")
         if "mean_entropy" in self._reduced:
             return self._reduced["mean_entropy"]
         return entropy_float32(self.mean_probs)
@@ -93,6 +112,7 @@ class EpochBlock:
     @cached_property
     def ensemble_pred(self) -> np.ndarray:
         """Argmax of the replica mean (N_b,)."""
+        self._single_label("ensemble_pred")
         if "ensemble_pred" in self._reduced:
             return self._reduced["ensemble_pred"]
         return ensemble_argmax(self.mean_probs, self.pred)
@@ -100,6 +120,7 @@ class EpochBlock:
     @cached_property
     def ensemble_conf(self) -> np.ndarray:
         """Max of the replica mean (N_b,)."""
+        self._single_label("ensemble_conf")
         if "ensemble_conf" in self._reduced:
             return self._reduced["ensemble_conf"]
         return self.mean_probs.max(axis=1)
@@ -115,6 +136,7 @@ class EpochBlock:
         return out
 
     def _scalar(self, name: str) -> np.ndarray | None:
+        self._single_label(name)
         value = self._given.get(name)
         return value if value is not None else self._derived.get(name)
 
@@ -195,6 +217,29 @@ def _num_classes(table: pa.Table) -> int:
     if "topk_probs" in table.column_names:
         return int(json.loads(table.schema.metadata[METADATA_KEY])["num_classes"])
     return table.schema.field("probs").type.list_size
+
+
+def _is_sigmoid(table: pa.Table) -> bool:
+    """Whether a per-replica shard holds per-label sigmoid probabilities (multi-label)."""
+    meta = (table.schema.metadata or {}).get(METADATA_KEY)
+    return bool(meta and json.loads(meta).get(SIGMOID_KEY))
+
+
+def check_sigmoid_values(path: Path, ids: np.ndarray, probs: np.ndarray, part: dict) -> None:
+    """Raise :class:`ShardValueError` naming ``path`` and the first bad sample of a multi-label shard.
+
+    Checks: every probability finite and in [0, 1] (rows need not sum to 1), the
+    ``label_set`` present and 0/1, losses finite and >= 0.
+    """
+    _first_bad(path, ids, ~np.isfinite(probs), "probabilities hold NaN or inf")
+    _first_bad(path, ids, (probs < 0) | (probs > 1), "a sigmoid probability is outside [0, 1]")
+    hot = part["label_set"]
+    if hot is None:
+        raise ShardValueError(f"shard {path}: a multi-label shard without its label_set column")
+    _first_bad(path, ids, hot > 1, "label_set holds a value other than 0 or 1")
+    loss = part["loss"]
+    if loss is not None:
+        _first_bad(path, ids, ~np.isfinite(loss) | (loss < 0), "loss is NaN, inf or negative")
 
 
 def _optional(table: pa.Table, name: str) -> np.ndarray | None:
@@ -394,8 +439,12 @@ class BlockReader:
             "train_correct": _optional(table, "train_correct"),
             "input_grad": _optional(table, "input_grad"),
             "top_k": top_k,
+            "label_set": _optional(table, LABEL_SET_FIELD),
         }
         k = shape[1]
+        if _is_sigmoid(table):
+            check_sigmoid_values(path, ids, out, part)
+            return part
         if part["pred"] is not None and part["pred"].size:
             _first_bad(
                 path, ids, (part["pred"] < 0) | (part["pred"] >= k), f"pred outside [0, {k})"
@@ -533,6 +582,7 @@ class BlockReader:
                 input_grad=np.stack(grads) if all(g is not None for g in grads) else None,
                 pred=None if pred is None else pred.astype(np.int64),
                 train_correct=_stacked(parts, "train_correct"),
+                label_sets=_same_label_sets(parts),
             )
 
 
@@ -540,6 +590,21 @@ def _stacked(parts: list[tuple[Path, dict]], name: str) -> np.ndarray | None:
     """(R, N_b) stack of one optional per-replica column, or None unless every shard has it."""
     values = [p[name] for _, p in parts]
     return np.stack(values) if all(v is not None for v in values) else None
+
+
+def _same_label_sets(parts: list[tuple[Path, dict]]) -> np.ndarray | None:
+    """The (N_b, L) multi-hot truth every replica's shard holds, or None for single-label shards.
+
+    Raises:
+        ShardManifestError: When the replicas' shards disagree (naming both files).
+    """
+    ref_path, ref = parts[0]
+    for path, part in parts:
+        if (part["label_set"] is None) != (ref["label_set"] is None):
+            raise ShardManifestError(f"shard {path} and {ref_path} disagree on being multi-label")
+        if ref["label_set"] is not None and not np.array_equal(part["label_set"], ref["label_set"]):
+            raise ShardManifestError(f"shard {path} and {ref_path} hold different label sets")
+    return None if ref["label_set"] is None else ref["label_set"].astype(np.uint8)
 
 
 def _check_same(ref_path: Path, ref: dict, path: Path, part: dict) -> None:

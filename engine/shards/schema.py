@@ -8,6 +8,8 @@ import pyarrow as pa
 
 PROBS_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}  # allowed probs storage types
 METADATA_KEY = b"hardbench"  # schema-metadata key holding the shard's provenance JSON
+SIGMOID_KEY = "sigmoid_probs"  # shard metadata flag: probs are per-label sigmoids (multi-label)
+LABEL_SET_FIELD = "label_set"  # multi-label shards' multi-hot truth (uint8 (L,) per sample)
 PACKED_SCALARS = ("loss", "margin", "p_true", "el2n")  # per-replica float columns of a packed shard
 
 
@@ -37,6 +39,7 @@ def shard_schema(
     grad_dim: int | None = None,
     pred: bool = True,
     presentations: bool = False,
+    label_set: bool = False,
 ) -> pa.Schema:
     """Schema of one per-replica shard.
 
@@ -46,6 +49,9 @@ def shard_schema(
     ``train_correct`` (int8 presentation records, when recorded: 1 right, 0 wrong, -1
     not presented during the epoch) and, on epochs where input gradients were recorded,
     ``input_grad[D]`` (float32). Shards written before ``pred`` existed lack it.
+    A multi-label shard (``label_set``) holds per-label sigmoid probabilities in
+    ``probs[L]`` (its metadata says ``sigmoid_probs``: rows need not sum to 1), no
+    ``label``, ``margin`` or ``pred``, and ``label_set[L]`` (uint8 multi-hot truth).
 
     Args:
         num_classes: K, the fixed list size of ``probs``.
@@ -54,10 +60,13 @@ def shard_schema(
         grad_dim: D, when the shard carries input gradients.
         pred: Whether the shard has the ``pred`` column.
         presentations: Whether the shard has the ``train_correct`` column.
+        label_set: Whether it is a multi-label shard with the ``label_set`` column.
 
     Returns:
         The Arrow schema.
     """
+    if label_set:
+        metadata = {**(metadata or {}), SIGMOID_KEY: True}
     fields = [
         pa.field("sample_id", pa.int64(), nullable=False),
         pa.field("probs", pa.list_(_probs_type(probs_dtype), num_classes), nullable=False),
@@ -66,6 +75,8 @@ def shard_schema(
         pa.field("margin", pa.float32()),
         *_replica_extras(pred, presentations),
     ]
+    if label_set:
+        fields.append(pa.field(LABEL_SET_FIELD, pa.list_(pa.uint8(), num_classes), nullable=False))
     if grad_dim is not None:
         fields.append(pa.field("input_grad", pa.list_(pa.float32(), grad_dim)))
     return pa.schema(fields, metadata=_meta(metadata))

@@ -113,6 +113,7 @@ def write_epoch_shards(
     fmt: str = DEFAULT_FORMAT,
     pred: np.ndarray | None = None,
     train_correct: np.ndarray | None = None,
+    label_sets: np.ndarray | None = None,
 ) -> list[dict]:
     """Write one (replica, epoch) of predictions as fixed sample-id blocks.
 
@@ -136,11 +137,26 @@ def write_epoch_shards(
             leaves the column out (correctness is then taken from ``probs``).
         train_correct: Int8 (N,) presentation records of the epoch (1 right, 0 wrong,
             -1 not presented), or None.
+        label_sets: Uint8 (N, L) multi-hot truth of a multi-label run, whose ``probs``
+            are per-label sigmoids (no ``labels``, ``margin``, ``pred``, top-k or
+            gradients), or None.
 
     Returns:
         One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
+
+    Raises:
+        ValueError: For multi-label shards with single-label columns, or ``label_sets``
+            whose shape is not (N, L).
     """
     n, k = probs.shape
+    if label_sets is not None:
+        if label_sets.shape != (n, k):
+            raise ValueError(f"label_sets has shape {label_sets.shape}, probs {(n, k)}")
+        given = {"labels": labels, "margin": margin, "pred": pred, "top_k": top_k,
+                 "input_grad": input_grad}  # fmt: skip
+        bad = [name for name, value in given.items() if value is not None]
+        if bad:
+            raise ValueError(f"multi-label shards take no {', '.join(bad)}")
     meta = {**(metadata or {}), "replica": replica, "epoch": epoch}
     value_type = PROBS_DTYPES[probs_dtype]
     flags = {"pred": pred is not None, "presentations": train_correct is not None}
@@ -161,13 +177,19 @@ def write_epoch_shards(
             return [pa.array(sumsq[a:b], pa.float32())]
     else:
         grad_dim = None if input_grad is None else int(np.prod(input_grad.shape[1:]))
-        schema = shard_schema(k, probs_dtype, meta, grad_dim=grad_dim, **flags)
+        schema = shard_schema(k, probs_dtype, meta, grad_dim=grad_dim, **flags,
+                              label_set=label_sets is not None)  # fmt: skip
 
         def prob_columns(a: int, b: int) -> list[pa.Array]:
             return [fixed_list(probs[a:b], value_type)]
 
         def tail_columns(a: int, b: int) -> list[pa.Array]:
             return []
+
+    def label_set_columns(a: int, b: int) -> list[pa.Array]:
+        if label_sets is None:
+            return []
+        return [fixed_list(np.asarray(label_sets[a:b], np.uint8), pa.uint8())]
 
     entries = []
     for block, start, stop in _blocks(n, block_size):
@@ -183,6 +205,7 @@ def write_epoch_shards(
         columns += tail_columns(start, stop)
         if train_correct is not None:
             columns.append(pa.array(np.asarray(train_correct[start:stop], dtype=np.int8)))
+        columns += label_set_columns(start, stop)
         if input_grad is not None:
             columns.append(
                 fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
