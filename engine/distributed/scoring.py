@@ -6,6 +6,7 @@ callable class Ray Data runs as actors; ``score_run`` drives the pool.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from engine.scores import finalize_scores, get_score
-from engine.shards import MANIFEST_NAME, BlockReader, ShardManifestError, preds_dir
+from engine.scores.multilabel import DECISION_THRESHOLD
+from engine.scores.multilabel_registry import get_multilabel_score
+from engine.shards import MANIFEST_NAME, BlockReader, EpochBlock, ShardManifestError, preds_dir
 from engine.shards.integrity import expected_entries
 
 POOL_CPUS_PER_ACTOR = 0.5  # CPUs each scoring actor reserves; one CPU stays free for reads
@@ -48,7 +51,10 @@ def score_block(
     Returns:
         Table with ``sample_id``, ``label`` (nullable), one float64 column per score, and
         ``ensemble_pred`` and ``ensemble_conf``: the argmax and max of the replica-mean
-        probabilities at the last epoch.
+        probabilities at the last epoch. Multi-label shards are scored with the
+        multi-label entries of the same names
+        (:mod:`engine.scores.multilabel_registry`), ``label`` is null and the ensemble
+        columns are those of :func:`multilabel_ensemble_columns`.
 
     Raises:
         ShardManifestError: On missing or inconsistent shards, or a score whose inputs the
@@ -56,18 +62,21 @@ def score_block(
         ShardValueError: On invalid values, naming the shard and the first bad sample id.
     """
     options = options or {}
-    infos = [get_score(name) for name in scores]
+    reader = iter(BlockReader(run_dir, block, replicas, epochs, expected=expected))
+    first = next(reader)
+    lookup = get_multilabel_score if first.multilabel else get_score  # the shards say which
+    infos = [lookup(name) for name in scores]
     accs = {info.name: info.make_accumulator(options.get(info.name)) for info in infos}
     needs = {info.name: info.inputs(options.get(info.name)) for info in infos}
     last = None
-    for eb in BlockReader(run_dir, block, replicas, epochs, expected=expected):
+    for eb in itertools.chain([first], reader):
         for info in infos:
             missing = [
                 need
                 for need in needs[info.name]
                 if need != "input_grad" and getattr(eb, need) is None
             ]
-            if info.needs_labels and eb.labels is None:
+            if info.needs_labels and eb.labels is None and eb.label_sets is None:
                 missing.insert(0, "labels")
             if missing:
                 raise ShardManifestError(
@@ -89,9 +98,28 @@ def score_block(
             columns[info.name] = pa.array(info.result(accs[info.name]), pa.float64())
         except ValueError as exc:
             raise ShardManifestError(f"score {info.name!r} on block {block}: {exc}") from None
-    columns["ensemble_pred"] = pa.array(np.asarray(last.ensemble_pred, dtype=np.int64))
-    columns["ensemble_conf"] = pa.array(np.asarray(last.ensemble_conf, dtype=np.float64))
+    if last.multilabel:
+        columns.update(multilabel_ensemble_columns(last))
+    else:
+        columns["ensemble_pred"] = pa.array(np.asarray(last.ensemble_pred, dtype=np.int64))
+        columns["ensemble_conf"] = pa.array(np.asarray(last.ensemble_conf, dtype=np.float64))
     return pa.table(columns)
+
+
+def multilabel_ensemble_columns(block: EpochBlock) -> dict[str, pa.Array]:
+    """The in-sample ensemble of a multi-label block's last epoch, as score-table columns.
+
+    ``ensemble_probs`` (float64 (L,) per sample): the replica-mean sigmoid probabilities;
+    ``ensemble_set`` (uint8 (L,)): 1 where that mean is above the decision threshold.
+    """
+    mean = np.asarray(block.probs, dtype=np.float64).mean(axis=0)
+    width = mean.shape[1]
+    return {
+        "ensemble_probs": pa.FixedSizeListArray.from_arrays(pa.array(mean.ravel()), width),
+        "ensemble_set": pa.FixedSizeListArray.from_arrays(
+            pa.array((mean > DECISION_THRESHOLD).astype(np.uint8).ravel()), width
+        ),
+    }
 
 
 class BlockScorer:

@@ -52,3 +52,24 @@ def write_full_run(
         "losses": losses,
         "grads": grads[:, list(grad_epochs)],
     }
+
+
+ML_SHAPE = (2, 3, 11, 4)  # replicas, epochs, samples, labels of the multi-label run
+ML_BLOCK = 5  # its samples per block
+
+
+def write_multilabel_run(run_dir, *, seed=0, dtype="float32"):
+    """Random multi-label shards of an (ML_SHAPE) run; returns ``probs`` and ``label_sets``."""
+    r_, e_, n_, l_ = ML_SHAPE
+    rng = np.random.default_rng(seed)
+    probs = (1 / (1 + np.exp(-2 * rng.normal(size=ML_SHAPE)))).astype(np.float32)
+    hot = (rng.random((n_, l_)) < 0.4).astype(np.uint8)
+    hot[hot.sum(axis=1) == 0, 0] = 1
+    for r in range(r_):
+        for e in range(e_):
+            blocks = write_epoch_shards(
+                run_dir, replica=r, epoch=e, probs=probs[r, e], loss=np.ones(n_, np.float32),
+                labels=None, block_size=ML_BLOCK, probs_dtype=dtype, label_sets=hot,
+            )  # fmt: skip
+            record_epoch(run_dir, replica=r, epoch=e, blocks=blocks)
+    return probs, hot

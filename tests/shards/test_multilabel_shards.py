@@ -10,25 +10,10 @@ import pytest
 
 from engine.shards import BlockReader, record_epoch, write_epoch_shards
 from engine.shards.reader import ShardValueError
+from tests.shards.synthetic import ML_BLOCK as BLOCK
+from tests.shards.synthetic import ML_SHAPE, write_multilabel_run
 
-R, E, N, L = 2, 3, 11, 4  # replicas, epochs, samples, labels
-BLOCK = 5  # samples per block
-
-
-def write_multilabel_run(run_dir, *, seed=0, dtype="float32"):
-    """Random multi-label shards of an (R, E, N, L) run; returns ``probs`` and ``label_sets``."""
-    rng = np.random.default_rng(seed)
-    probs = (1 / (1 + np.exp(-2 * rng.normal(size=(R, E, N, L))))).astype(np.float32)
-    hot = (rng.random((N, L)) < 0.4).astype(np.uint8)
-    hot[hot.sum(axis=1) == 0, 0] = 1
-    for r in range(R):
-        for e in range(E):
-            blocks = write_epoch_shards(
-                run_dir, replica=r, epoch=e, probs=probs[r, e], loss=np.ones(N, np.float32),
-                labels=None, block_size=BLOCK, probs_dtype=dtype, label_sets=hot,
-            )  # fmt: skip
-            record_epoch(run_dir, replica=r, epoch=e, blocks=blocks)
-    return probs, hot
+R, E, N, L = ML_SHAPE
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
