@@ -21,6 +21,7 @@ from engine.data.cache import META_FILE, DatasetCache
 from engine.data.errors import BadInputError
 from engine.data.in_memory import IN_MEMORY_SOURCES, load_dataset
 from engine.data.ingest import ChunkMap, cache_root, ingest
+from engine.data.multilabel_data import MultiLabelData, seeded_split
 from engine.data.registry import list_registered_sources
 from engine.data.report import data_report
 from engine.data.sources import (
@@ -191,6 +192,24 @@ def cached_classification_data(
     )
 
 
+def cached_multilabel_data(
+    cache: DatasetCache, *, heldout_fraction: float, split_seed: int
+) -> MultiLabelData:
+    """A multi-label cache as :class:`MultiLabelData`, split as the source says or seeded.
+
+    Raises:
+        ValueError: For a cache of single labels (see :meth:`DatasetCache.label_sets`).
+    """
+    label_sets = cache.label_sets()
+    split = cache.splits()
+    if split is None:
+        split = seeded_split(cache.num_samples, heldout_fraction, split_seed)
+    return MultiLabelData(
+        name=cache.meta["source"]["source"], inputs=cache.inputs(), label_sets=label_sets,
+        split=split, class_names=cache.class_names, dataset=cache.describe(), keys=cache.keys(),
+    )  # fmt: skip
+
+
 def load_classification_data(
     data: DataSpec,
     *,
@@ -198,7 +217,7 @@ def load_classification_data(
     run_dir: Path | str | None = None,
     map_chunks: ChunkMap | None = None,
     log: Callable[[str], None] = print,
-) -> ClassificationData:
+) -> ClassificationData | MultiLabelData:
     """A classification spec's data, split, with the label noise the spec injects.
 
     Registered sources are read from the run's dataset cache (ingested with
@@ -216,11 +235,20 @@ def load_classification_data(
 
     Returns:
         The samples; with ``label_noise``, ``labels`` are the flipped ones and
-        ``clean_labels`` the given ones.
+        ``clean_labels`` the given ones. With ``data.label_lists`` (multi-label), a
+        :class:`MultiLabelData` of the cache's label sets instead.
     """
     if data.source in IN_MEMORY_SOURCES and data.source not in list_registered_sources():
         out = load_dataset(data.source, heldout_fraction=data.heldout_fraction,
                            split_seed=data.split_seed)  # fmt: skip
+    elif data.label_lists:
+        if data.label_noise is not None or data.pool_labels is not None:
+            raise ValueError("data.label_noise and data.pool_labels take one label per sample, "
+                             "not the label lists of data.label_lists")  # fmt: skip
+        cache = run_cache(data.parts(), block_size=block_size, run_dir=run_dir,
+                          cache_dir=data.cache_dir, map_chunks=map_chunks, log=log)  # fmt: skip
+        return cached_multilabel_data(cache, heldout_fraction=data.heldout_fraction,
+                                      split_seed=data.split_seed)  # fmt: skip
     else:
         first = run_dir is None or not (Path(run_dir) / DATASET_FILE).is_file()
         cache = run_cache(data.parts(), block_size=block_size, run_dir=run_dir,

@@ -49,6 +49,8 @@ class ClassificationData:
     keys: list[str] | None = None  # each sample's key in its source (file path, row, ...)
     leak_partner: np.ndarray | None = None  # the training sample a held-out one duplicates
 
+    multilabel = False  # one class per sample (engine.data.multilabel_data: several)
+
     def __post_init__(self) -> None:
         n = len(self.inputs)
         if self.sample_ids is None:

@@ -86,7 +86,7 @@ def sample_blocks(data: object, block_size: int, *, texts: bool = False) -> list
     """
     from engine.data.cache import CachedInputs
 
-    n = len(data.labels)
+    n = len(data.split)
     cached = isinstance(data.inputs, CachedInputs)
     if cached and not np.array_equal(data.inputs.ids, np.arange(n)):
         raise ValueError("the evaluation pool needs the whole cache, in sample-id order")
@@ -171,7 +171,7 @@ def predict_samples(
     ds = _predictor_pool(ray.data.from_arrow(blocks), ModelsPredictor, kwargs, size=size,
                          batch_size=batch_size, cpus_per_actor=cpus_per_actor,
                          gpus_per_actor=gpus_per_actor)  # fmt: skip
-    n = len(data.labels)
+    n = len(data.split)
     where = f"{size} actor(s) x {cpus_per_actor:g} CPU" + (
         f" + {gpus_per_actor:g} GPU" if gpus_per_actor else "")  # fmt: skip
     log(f"[models] predicting {n} samples with {', '.join(dirs)} on the evaluation pool, {where}")

@@ -23,6 +23,7 @@ from engine.training.model_folder import (
     model_folder_done,
     save_model_folder,
 )
+from engine.training.objectives import MULTI_LABEL
 
 
 def finished_logits(run_dir: Path | str, name: str, num_samples: int) -> np.ndarray | None:
@@ -58,14 +59,16 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     idx = data.indices(SPLIT_TRAIN)
     device = "cuda" if model.gpus > 0 and torch.cuda.is_available() else "cpu"
     history: list[dict] = []
+    multi = {"objective": MULTI_LABEL} if data.multilabel else {}  # sigmoids + summed BCE
     net = train(
         model.recipe,
         take_rows(data.inputs, idx),
-        data.labels[idx],
+        (data.label_sets if data.multilabel else data.labels)[idx],
         num_classes=data.num_classes,
         device=device,
         mitigation=mitigation_for(run_dir, model, idx),
         history=history,
+        **multi,
     )
     weights = save_model_folder(run_dir, model, net, data, history)
     return {"name": model.name, "seconds": time.perf_counter() - start, "weights": str(weights)}
@@ -168,7 +171,7 @@ def train_eval_models(
     ensure_run_cache(run_dir, lambda: load_run_data(spec, run_dir, log))
     data = load_run_data(spec, run_dir)
     ev = spec.evaluate
-    n = len(data.labels)
+    n = len(data.split)
     block_size = spec.shards.block_size
     eval_pool_size(ev.actors, -(-n // block_size), ev.cpus_per_actor, ev.gpus_per_actor)
     spec_dict = spec.to_dict()

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import SPLIT_TRAIN
+from engine.data import SPLIT_TRAIN, ClassificationData
 from engine.data.cache import take_rows
 from engine.data.loading import ensure_run_cache
+from engine.data.multilabel_data import MultiLabelData
 from engine.distributed.cluster import fit_in_thread
 from engine.distributed.ingest import load_run_data
 from engine.layout import RAY_TRAIN_DIR
 from engine.scores import entropy, replica_scalars
 from engine.scores.dynamics import NOT_PRESENTED
+from engine.scores.multilabel import DECISION_THRESHOLD
 from engine.shards import (
     read_manifest,
     read_packed_manifest,
@@ -37,7 +39,7 @@ from engine.shards.writer import remove_stale_temp_files, write_reduced_epoch_sh
 from engine.spec import BenchmarkSpec, parse_spec
 from engine.training import train
 from engine.training.checkpoints import replica_checkpoint_dir, resume_point, save_checkpoint
-from engine.training.objectives import softmax_and_loss
+from engine.training.objectives import MULTI_LABEL, SINGLE_LABEL, softmax_and_loss
 from engine.training.packed import train_packed
 
 PROGRESS_POLL_S = 1.0  # how often the driver checks the manifests while replicas train
@@ -99,67 +101,29 @@ def train_replica(
         "model": recipe.model,
         "git": git_revision()["commit"],
     }
-    clock = {"t": time.perf_counter()}
-    host = socket.gethostname()
     presented: dict[int, np.ndarray] = {}  # epoch -> records of the whole scoring set
 
     def on_presentations(epoch: int, records: np.ndarray) -> None:
-        presented[epoch] = scoring_set_records(records, train_idx, len(data.labels))
+        presented[epoch] = scoring_set_records(records, train_idx, len(data.split))
 
-    shard_labels = data.labels if data.labelled else None  # an unlabelled pool: label-free shards
-
-    def on_epoch(epoch: int, logits: np.ndarray, input_grads: np.ndarray | None) -> None:
-        probs, loss, margin = softmax_and_loss(logits, shard_labels)
-        blocks = write_epoch_shards(
-            run_dir,
-            replica=replica,
-            epoch=epoch,
-            probs=probs,
-            loss=loss,
-            labels=shard_labels,
-            margin=margin,
-            input_grad=input_grads,
-            block_size=spec.shards.block_size,
-            probs_dtype=spec.shards.probs_dtype,
-            metadata=meta,
-            top_k=spec.shards.top_k,
-            fmt=spec.shards.format,
-            pred=logits.argmax(axis=1),
-            train_correct=presented.pop(epoch, None),
-        )
-        now = time.perf_counter()
-        record_epoch(
-            run_dir,
-            replica=replica,
-            epoch=epoch,
-            blocks=blocks,
-            seed=seed,
-            **epoch_curves(
-                logits.argmax(axis=1)[None],
-                curve_loss(logits, data.labels, loss)[None],
-                data.labels,
-                data.split,
-            ),
-            seconds=round(now - clock["t"], 4),
-            attempt=attempt,
-            pid=os.getpid(),
-            host=host,
-        )
-        outcome["written"] += 1
-        clock["t"] = now
+    on_epoch = _epoch_writer(run_dir, spec, data, replica, meta, presented, outcome,
+                             attempt=attempt, seed=seed)  # fmt: skip
 
     def on_checkpoint(epoch: int, state: dict) -> None:
         save_checkpoint(run_dir, replica, epoch, state, keep=spec.replicas.keep_checkpoints)
 
+    objective = MULTI_LABEL if data.multilabel else SINGLE_LABEL
+    targets = data.label_sets if data.multilabel else data.labels
     train(
         recipe,
         take_rows(data.inputs, train_idx),
-        data.labels[train_idx],
+        targets[train_idx],
         num_classes=data.num_classes,
         x_score=data.inputs,
         on_epoch=on_epoch,
         device=device,
-        y_score=data.labels,
+        y_score=None if data.multilabel else data.labels,
+        objective=objective,
         grad_epochs=set(spec.shards.grad_epochs),
         resume=state,
         on_checkpoint=on_checkpoint,
@@ -168,6 +132,87 @@ def train_replica(
         on_presentations=on_presentations if spec.records_presentations else None,
     )
     return outcome
+
+
+def _epoch_writer(
+    run_dir: Path, spec: BenchmarkSpec, data: ClassificationData | MultiLabelData, replica: int,
+    meta: dict, presented: dict[int, np.ndarray], outcome: dict, *, attempt: int, seed: int,
+) -> Callable[[int, np.ndarray, np.ndarray | None], None]:  # fmt: skip
+    """A replica's ``on_epoch``: its scoring-set records as shards, then its manifest row.
+
+    Single-label data: softmax probabilities, cross-entropy, margin and argmax
+    (labels left out for an unlabelled pool). Multi-label data
+    (:class:`MultiLabelData`): per-label sigmoids, summed BCE and the label sets
+    (:data:`engine.training.objectives.MULTI_LABEL`); the learning curve's accuracy is
+    then the share of samples with every label right.
+    """
+    clock = {"t": time.perf_counter()}
+    host = socket.gethostname()
+    shard_labels = None if data.multilabel or not data.labelled else data.labels
+
+    def on_epoch(epoch: int, logits: np.ndarray, input_grads: np.ndarray | None) -> None:
+        common = {"replica": replica, "epoch": epoch, "block_size": spec.shards.block_size,
+                  "probs_dtype": spec.shards.probs_dtype, "metadata": meta,
+                  "fmt": spec.shards.format, "train_correct": presented.pop(epoch, None)}  # fmt: skip
+        if data.multilabel:
+            rec = MULTI_LABEL.records(logits, data.label_sets)
+            blocks = write_epoch_shards(run_dir, probs=rec.probs, loss=rec.loss, labels=None,
+                                        label_sets=data.label_sets, **common)  # fmt: skip
+            curves = multilabel_curves(rec.probs, rec.loss, data.label_sets, data.split)
+        else:
+            probs, loss, margin = softmax_and_loss(logits, shard_labels)
+            blocks = write_epoch_shards(
+                run_dir, probs=probs, loss=loss, labels=shard_labels, margin=margin,
+                input_grad=input_grads, top_k=spec.shards.top_k, pred=logits.argmax(axis=1),
+                **common,
+            )  # fmt: skip
+            curves = epoch_curves(
+                logits.argmax(axis=1)[None],
+                curve_loss(logits, data.labels, loss)[None],
+                data.labels,
+                data.split,
+            )
+        now = time.perf_counter()
+        record_epoch(
+            run_dir,
+            replica=replica,
+            epoch=epoch,
+            blocks=blocks,
+            seed=seed,
+            **curves,
+            seconds=round(now - clock["t"], 4),
+            attempt=attempt,
+            pid=os.getpid(),
+            host=host,
+        )
+        outcome["written"] += 1
+        clock["t"] = now
+
+    return on_epoch
+
+
+def multilabel_curves(
+    probs: np.ndarray, loss: np.ndarray, label_sets: np.ndarray, split: np.ndarray
+) -> dict[str, float]:
+    """A multi-label epoch's learning-curve points (as :func:`epoch_curves`).
+
+    Args:
+        probs: Float (N, L) sigmoid probabilities of one replica.
+        loss: Float (N,) its summed BCE per sample.
+        label_sets: Uint8 (N, L) multi-hot truth.
+        split: (N,) data split of each sample.
+
+    Returns:
+        ``train_loss``, ``train_accuracy`` and ``heldout_accuracy``: accuracy is the
+        share of samples with every label right at the decision threshold.
+    """
+    train = split == SPLIT_TRAIN
+    right = ((probs > DECISION_THRESHOLD) == (label_sets > 0)).all(axis=1)
+    return {
+        "train_loss": float(np.mean(loss[train])),
+        "train_accuracy": float(np.mean(right[train])),
+        "heldout_accuracy": float(np.mean(right[~train])) if (~train).any() else float("nan"),
+    }
 
 
 def curve_loss(logits: np.ndarray, labels: np.ndarray, loss: np.ndarray | None) -> np.ndarray:

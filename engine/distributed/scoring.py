@@ -53,7 +53,7 @@ def score_block(
         ``ensemble_pred`` and ``ensemble_conf``: the argmax and max of the replica-mean
         probabilities at the last epoch. Multi-label shards are scored with the
         multi-label entries of the same names
-        (:mod:`engine.scores.multilabel_registry`), ``label`` is null and the ensemble
+        (:mod:`engine.scores.multilabel_registry`), without ``label``, and the ensemble
         columns are those of :func:`multilabel_ensemble_columns`.
 
     Raises:
@@ -87,12 +87,13 @@ def score_block(
         last = eb
     assert last is not None  # epochs is non-empty
     n = len(last.sample_ids)
-    columns = {
-        "sample_id": pa.array(last.sample_ids, pa.int64()),
-        "label": pa.array(last.labels, pa.int64())
-        if last.labels is not None
-        else pa.nulls(n, pa.int64()),
-    }
+    columns = {"sample_id": pa.array(last.sample_ids, pa.int64())}
+    if not last.multilabel:  # a multi-label table has no int label column to misread
+        columns["label"] = (
+            pa.array(last.labels, pa.int64())
+            if last.labels is not None
+            else pa.nulls(n, pa.int64())
+        )
     for info in infos:
         try:
             columns[info.name] = pa.array(info.result(accs[info.name]), pa.float64())
@@ -226,8 +227,8 @@ def score_run(
     ids = table.column("sample_id").to_numpy()
     if len(np.unique(ids)) != len(ids):
         raise ShardManifestError("the scoring pool returned duplicate sample ids")
-    labels_col = table.column("label")
-    labels = None if labels_col.null_count else labels_col.to_numpy()
+    labels_col = table.column("label") if "label" in table.column_names else None
+    labels = None if labels_col is None or labels_col.null_count else labels_col.to_numpy()
     columns = {name: table.column(name).to_numpy() for name in scores}
     final = finalize_scores(columns, options or {}, labels, None if groups is None else groups[ids])
     for name in scores:

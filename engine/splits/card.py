@@ -146,7 +146,7 @@ def make_card(
         },
         "class_names": class_names or [],
         "per_class_counts": {}
-        if class_names is None
+        if class_names is None or built.labels is None  # no classes, or several per sample
         else {
             **_data_class_counts(dataset),
             "pool": class_counts(built.labels, k),

@@ -24,6 +24,7 @@ from engine.splits.inputs import cache_metadata
 INPUT_SHAPE_KEY = b"input_shape"  # Parquet schema metadata: the shape of one input
 IMAGE_CHANNELS = (1, 3)  # inputs exportable as PNG images (grey or RGB, values in [0, 1])
 PIXEL_SCALE = 255  # a cache whose stored uint8 values are the 8-bit pixels themselves
+LABEL_SET_COLUMN = "label_set"  # a multi-label split file's multi-hot truth (uint8 (L,))
 
 
 @dataclass(frozen=True)
@@ -127,15 +128,19 @@ def classification_samples(data: ClassificationData) -> SplitSamples:
             if not np.issubdtype(flat.dtype, np.integer):  # token ids keep their int64 type
                 flat = flat.astype(np.float32)
             out["input"] = fixed_list(flat, pa.from_numpy_dtype(flat.dtype))
-        if data.texts is not None:
+        if getattr(data, "texts", None) is not None:
             out["text"] = pa.array([data.texts[i] for i in ids], pa.string())
+        if data.multilabel:
+            out[LABEL_SET_COLUMN] = fixed_list(data.label_sets[ids], pa.uint8())
         return out
 
+    partner = getattr(data, "leak_partner", None)
     return SplitSamples(
         columns=columns,
-        labels=np.asarray(data.labels),
-        leak_partner=None if data.leak_partner is None else np.asarray(data.leak_partner),
+        labels=None if data.multilabel else np.asarray(data.labels),
+        leak_partner=None if partner is None else np.asarray(partner),
         keys=data.keys,
+        label_columns=(LABEL_SET_COLUMN,) if data.multilabel else ("label",),
         metadata=metadata,
         class_names=list(data.class_names),
         images=_images(data),

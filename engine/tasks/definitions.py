@@ -47,6 +47,9 @@ def _check_classifiers(spec: BenchmarkSpec) -> None:
 def _validate_classification(spec: BenchmarkSpec) -> None:
     d = spec.data
     _check_classifiers(spec)
+    if d.label_lists:
+        raise FieldError("data.label_lists", "a list of labels per sample is multi-label data: "
+                         "set task.name: multilabel")  # fmt: skip
     if spec.replicas.recipe.augment and len(spec.replicas.packs()) < spec.replicas.count:
         raise FieldError(
             "replicas.augment", "packed replicas (pack_size > 1) train without augmentation"
@@ -188,6 +191,53 @@ def _validate_text(spec: BenchmarkSpec) -> None:
         )
 
 
+MULTILABEL_SOURCES = ("table", "hf_disk")  # sources whose label column can hold lists
+MULTILABEL_SCORES = ("confusion", "action", "confidence", "variability", "correctness",
+                     "forgetting")  # fmt: skip  # the scores a multilabel run's defaults compute
+
+
+def _validate_multilabel(spec: BenchmarkSpec) -> None:
+    """What a multi-label run cannot do: packs, reduced or top-k shards, per-class rules, ..."""
+    from engine.scores.multilabel_registry import list_multilabel_scores
+
+    d, r, splits = spec.data, spec.replicas, spec.splits
+    _check_classifiers(spec)
+    if not d.label_lists:
+        raise FieldError("data.label_lists", "a multilabel run reads a list of labels per sample")
+    for where, src in [("data", d), ("data.train", d.train), ("data.pool", d.pool)]:
+        if src is not None and src.source not in MULTILABEL_SOURCES:
+            raise FieldError(f"{where}.source", f"must be one of {', '.join(MULTILABEL_SOURCES)} "
+                             f"(a label column of lists), got {src.source!r}")  # fmt: skip
+    if len(r.packs()) < r.count:
+        raise FieldError("replicas.pack_size", "multi-label replicas train one by one: set 1")
+    if spec.shards.mode != "full" or spec.shards.top_k is not None or spec.shards.grad_epochs:
+        raise FieldError("shards", "multi-label replicas write full shards: mode: full, no "
+                         "top_k, no grad_epochs")  # fmt: skip
+    for i, score in enumerate(spec.scores):
+        if score not in list_multilabel_scores():
+            raise FieldError(f"scores[{i}]", f"{score!r} has no multi-label form; choose from "
+                             f"{', '.join(list_multilabel_scores())}")  # fmt: skip
+    for name in ("label_noise", "pool_labels"):
+        if getattr(d, name) is not None:
+            raise FieldError(f"data.{name}", "takes one label per sample, not a label list")
+    if splits.hard.per_class:
+        raise FieldError("splits.hard.per_class",
+                         "a multi-label sample has several classes: no class to cut within")  # fmt: skip
+    if "imagefolder" in splits.exports:
+        raise FieldError(f"splits.exports[{splits.exports.index('imagefolder')}]",
+                         "imagefolder sorts images by their one class; a multi-label sample has "
+                         "several: export parquet or hf")  # fmt: skip
+    if splits.label_free:
+        raise FieldError("splits.label_free", "multi-label runs are evaluated against label sets")
+    for i, m in enumerate(spec.evaluate.models):
+        if m.mitigation.method != "erm":
+            raise FieldError(f"evaluate.models[{i}].mitigation",
+                             "multi-label models train without one: use method erm")  # fmt: skip
+        if m.weights is not None:
+            raise FieldError(f"evaluate.models[{i}].weights", "multi-label models train from "
+                             "scratch here (pretrained heads and fine-tuning are single-label)")  # fmt: skip
+
+
 def _classification_ingest(spec: BenchmarkSpec) -> str | None:
     """Rotten Tomatoes is read in memory; every other classification source is ingested."""
     if spec.data.source == "rotten_tomatoes":
@@ -225,6 +275,21 @@ register_task(
         plugin="engine.tasks.classification:ClassificationTask",
         validate=_validate_classification,
         nothing_to_ingest=_classification_ingest,
+    )
+)
+register_task(
+    TaskInfo(
+        name="multilabel",
+        description="multi-label classification (a list of labels per sample); measured by "
+        "the F1 of the predicted label set",
+        recipe=TrainRecipe,
+        sources=lambda: list(MULTILABEL_SOURCES),
+        plugin="engine.tasks.multilabel:MultilabelTask",
+        defaults={
+            "data": {"source": "table", "label_lists": True},
+            "scores": list(MULTILABEL_SCORES),
+        },
+        validate=_validate_multilabel,
     )
 )
 register_task(

@@ -14,7 +14,8 @@ S2S = ROOT / "tests" / "fixtures" / "tiny-seq2seq.yaml"
 
 
 def test_every_task_is_registered_with_its_recipe_and_sources():
-    assert list_tasks() == ["classification", "qa", "seq2seq"]
+    assert list_tasks() == ["classification", "multilabel", "qa", "seq2seq"]
+    assert get_task("multilabel").sources() == ["table", "hf_disk"]
     assert get_task("qa").sources() == ["quoref", "table"]
     assert "sklearn_digits" in get_task("classification").sources()
     assert get_task("qa").recipe is get_task("seq2seq").recipe
@@ -40,7 +41,11 @@ def test_text_specs_use_the_same_sections_and_take_their_task_defaults():
 @pytest.mark.parametrize(
     ("spec", "override", "match"),
     [
-        (QA, "task.name=summarize", r"task\.name: must be one of classification, qa, seq2seq"),
+        (
+            QA,
+            "task.name=summarize",
+            r"task\.name: must be one of classification, multilabel, qa, seq2seq",
+        ),
         (
             QA,
             "data.source=qasc_fusion",
