@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from engine.data.loading import load_classification_data
+from engine.data.multilabel_data import MultiLabelData
 from engine.data.sources import ClassificationData
 from engine.spec import BenchmarkSpec
 
@@ -56,8 +57,8 @@ def chunk_map() -> object:
 
 def load_run_data(
     spec: BenchmarkSpec, run_dir: Path | str | None, log: Callable[[str], None] = print
-) -> ClassificationData:
-    """A classification run's data, as its drivers and Ray workers load it.
+) -> ClassificationData | MultiLabelData:
+    """A classification (or multi-label) run's data, as its drivers and Ray workers load it.
 
     :func:`engine.data.loading.load_classification_data` with the spec's options; a
     driver connected to Ray ingests on the cluster (:func:`chunk_map`), a worker only
