@@ -118,3 +118,15 @@ def test_a_classification_spec_refuses_label_lists_and_multilabel_refuses_packs(
         load_spec(_spec(tmp_path, table), ["replicas.pack_size=all"])
     with pytest.raises(SpecError, match=r"splits\.hard\.per_class"):
         load_spec(_spec(tmp_path, table), ["splits.hard.per_class=true"])
+
+
+def test_single_label_workflows_refuse_the_run_naming_why(run):
+    from engine.lifecycle.audit import audit_run
+    from engine.tasks import get_task
+    from engine.tasks.base import UnsupportedByTask
+
+    with pytest.raises(ValueError, match="without one class per sample"):
+        audit_run(run.run_dir)
+    spec = load_spec(run.run_dir / "spec.yaml")
+    with pytest.raises(UnsupportedByTask, match="is a multilabel run"):
+        get_task("multilabel").runtime().evaluate_model(run.run_dir, spec, {}, model="mlp")

@@ -63,6 +63,11 @@ def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Aud
         raise ValueError(f"{run_dir} has no {SCORES_FILE}: audit a finished run")
     spec = read_run_spec(run_dir)
     scores = pq.read_table(scores_path)
+    if "label" not in scores.column_names:  # a multi-label run: several classes per sample
+        raise ValueError(
+            f"{run_dir} is a {spec.task.name} run without one class per sample: the audit "
+            "estimates wrong single labels (confident learning) and has no multi-label form"
+        )
     if scores.column("label").null_count:
         raise ValueError("this run is label-free: there are no labels to audit")
     data = load_data(spec, run_dir)
