@@ -73,18 +73,22 @@ SPECS = sorted(
 )
 
 
-RECIPE_DATA = {"images.yaml": "my-images/a/0.png", "texts.yaml": "my-texts.csv"}  # placeholders
+# Specs whose data.path is relative, a file a user (or a command) makes: (data.path, a
+# placeholder file that makes it exist)
+RELATIVE_DATA = {
+    "images.yaml": ("my-images", "my-images/a/0.png"),
+    "texts.yaml": ("my-texts.csv", "my-texts.csv"),
+    "fashion-mosaic-multilabel.yaml": ("runs/fashion-mosaic/mosaics.parquet",) * 2,
+}
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.name for p in SPECS])
 def test_validate_every_bundled_spec(capsys, spec, tmp_path, monkeypatch):
-    placeholder = RECIPE_DATA.get(spec.name)
-    if placeholder:  # a recipe's data.path is relative: a folder of the user's
+    path, placeholder = RELATIVE_DATA.get(spec.name, (None, None))
+    if placeholder:  # relative to where the command runs
         monkeypatch.chdir(tmp_path)
         assert main(["validate", str(spec)]) == EXIT_BAD_INPUT
-        assert f"data.path: {tmp_path / placeholder.split('/')[0]} does not exist" in (
-            capsys.readouterr().err
-        )
+        assert f"data.path: {tmp_path / path} does not exist" in capsys.readouterr().err
         (tmp_path / placeholder).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / placeholder).write_bytes(b"")
     assert main(["validate", str(spec)]) == 0, capsys.readouterr().err

@@ -132,10 +132,13 @@ def plot_extreme_samples(
     class_names: list[str],
     score_name: str,
     path: Path,
+    *,
+    one_row: str = "unlabelled",
 ) -> Path:
     """Per class, the hardest and easiest samples by the score's direction, as images (Figure 1).
 
-    An unlabelled pool (every label -1) gets one row over all its samples.
+    A pool without a class per sample (every label -1: unlabelled, or multi-label) gets
+    one row over all its samples, named ``one_row``.
     """
     from engine.scores import get_score
 
@@ -143,7 +146,7 @@ def plot_extreme_samples(
     k = SAMPLES_PER_CLASS
     classes = list(range(len(class_names)))
     if (np.asarray(labels) < 0).all():
-        classes, class_names = [-1], ["unlabelled"]
+        classes, class_names = [-1], [one_row]
     fig, axes = plt.subplots(len(classes), 2 * k, figsize=(2 * k * 0.9, len(classes) * 0.95))
     axes = np.atleast_2d(axes)
     for row, cls in enumerate(classes):
@@ -298,7 +301,7 @@ def build_report(run_dir: Path | str, task: TaskReport | None = None) -> Path:
     """
     from engine.splits.builder import read_input_shape
     from engine.splits.inputs import row_inputs, split_cache
-    from engine.splits.samples import INPUT_SHAPE_KEY
+    from engine.splits.samples import INPUT_SHAPE_KEY, LABEL_SET_COLUMN
 
     run_dir = Path(run_dir)
     card_path = run_dir / BENCHMARK_DIR / CARD_JSON_FILE
@@ -348,10 +351,12 @@ def build_report(run_dir: Path | str, task: TaskReport | None = None) -> Path:
         images = row_inputs(pool, shape)  # lazy for cached data: only the shown rows are read
         labels = (pool.column("label").to_numpy() if "label" in pool.column_names
                   else np.full(pool.num_rows, -1))  # a label-free benchmark: no labels  # fmt: skip
+        one_row = "all (several labels each)" if LABEL_SET_COLUMN in pool.column_names else (
+            "unlabelled")  # fmt: skip
         sections.append(
             ("Hardest and easiest samples", plot_extreme_samples(
                 images, labels, pool.column(score_name).to_numpy(),
-                card["class_names"], score_name, figures / "samples.png")),
+                card["class_names"], score_name, figures / "samples.png", one_row=one_row)),
         )  # fmt: skip
     leak_figure = plot_leaks(pool, split_cache(pool.schema) if len(shape) == 3 else None,
                              figures / "leaks.png")  # fmt: skip
