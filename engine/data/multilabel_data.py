@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.data.sources import SPLIT_HELDOUT, SPLIT_TRAIN
+from engine.data.sources import SPLIT_HELDOUT, SPLIT_TRAIN, SampleViews
 
 MIN_TRAIN_SAMPLES = 2  # a seeded split must leave at least this many samples to train on
 
 
 @dataclass
-class MultiLabelData:
+class MultiLabelData(SampleViews):
     """Samples with several classes each.
 
     Attributes:
@@ -69,25 +69,9 @@ class MultiLabelData:
         )
 
     @property
-    def num_classes(self) -> int:
-        """L, the number of labels (one sigmoid output each)."""
-        return len(self.class_names)
-
-    @property
     def num_samples(self) -> int:
         """N."""
         return len(self.split)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input."""
-        return tuple(self.inputs.shape[1:])
-
-    def indices(self, split: str) -> np.ndarray:
-        """Row indices (== sample ids) of ``split``; ``"all"`` gives every row."""
-        if split == "all":
-            return self.sample_ids
-        return np.flatnonzero(self.split == split)
 
 
 def seeded_split(n: int, heldout_fraction: float, seed: int) -> np.ndarray:

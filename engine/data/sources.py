@@ -14,8 +14,31 @@ DIGITS_MAX_PIXEL = 16.0  # sklearn digits pixels are integers in [0, 16]
 UNLABELLED = -1  # the label of an unlabelled pool sample
 
 
+class SampleViews:
+    """What every sample set derives from its ``class_names``, ``inputs``, ``split`` and ids.
+
+    Shared by :class:`ClassificationData` and the multi-label task's ``MultiLabelData``.
+    """
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of classes (a multi-label set's L labels, one output each)."""
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, e.g. (1, 8, 8)."""
+        return tuple(self.inputs.shape[1:])
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices (== sample ids) of ``split``; ``"all"`` gives every row."""
+        if split == "all":
+            return self.sample_ids
+        return np.flatnonzero(self.split == split)
+
+
 @dataclass
-class ClassificationData:
+class ClassificationData(SampleViews):
     """An image or feature classification dataset with a fixed train/held-out split.
 
     Attributes:
@@ -73,22 +96,6 @@ class ClassificationData:
     def labelled(self) -> bool:
         """Whether every sample has a label (else the held-out pool has unlabelled ones)."""
         return bool((self.labels != UNLABELLED).all())
-
-    @property
-    def num_classes(self) -> int:
-        """K, the number of classes."""
-        return len(self.class_names)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input, e.g. (1, 8, 8)."""
-        return tuple(self.inputs.shape[1:])
-
-    def indices(self, split: str) -> np.ndarray:
-        """Row indices (== sample ids) of ``split``; ``"all"`` gives every row."""
-        if split == "all":
-            return self.sample_ids
-        return np.flatnonzero(self.split == split)
 
 
 def stratified_split(labels: np.ndarray, heldout_fraction: float, seed: int) -> np.ndarray:
