@@ -61,6 +61,8 @@ def test_distributed_scores_equal_the_span_scores_of_the_full_arrays(qa_run):
 def test_splits_evaluation_report_and_mlflow(qa_run):
     from mlflow.tracking import MlflowClient
 
+    from engine.splits.display import format_params
+
     run = qa_run.run_dir
     pool = pq.read_table(run / "benchmark" / "splits" / "pool.parquet")
     hard = pq.read_table(run / "benchmark" / "splits" / "hard.parquet")
@@ -89,6 +91,10 @@ def test_splits_evaluation_report_and_mlflow(qa_run):
     assert set(comparison["auroc"]) == {"ensemble", "reader"}
     page = (run / "report.html").read_text()
     assert "Action vs confusion" in page and "data:image/png;base64" in page
+    reader_params = _trained_reader_params()
+    assert isinstance(evals[1]["params"], int) and evals[1]["params"] == reader_params > 0
+    assert evals[0]["params"] is None  # the in-sample ensemble: no count recorded
+    assert f"<td>reader</td><td>{format_params(reader_params)}</td>" in page
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     client = MlflowClient(tracking_uri=f"sqlite:///{run.parent / 'mlflow.db'}")
     exp = client.get_experiment_by_name("hardbench-tests")
@@ -97,6 +103,17 @@ def test_splits_evaluation_report_and_mlflow(qa_run):
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert "spearman_action_confusion_all" in parent.data.metrics
     assert (run / "models" / "reader" / "weights.pt").exists()  # model.pt before issue 25
+
+
+def _trained_reader_params() -> int:
+    """Parameters of the spec's evaluated reader, built fresh (the count training recorded)."""
+    from engine.training.qa import make_reader
+
+    spec = load_spec(SPEC)
+    data = load_data(spec)
+    reader = make_reader(spec.evaluate.models[0].recipe, data.vocab_size,
+                         data.input_ids.shape[1], seed=0)  # fmt: skip
+    return sum(p.numel() for p in reader.parameters())
 
 
 def test_a_qa_run_goes_through_the_same_lifecycle_commands(qa_run, capsys):

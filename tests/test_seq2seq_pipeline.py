@@ -64,6 +64,9 @@ def test_distributed_scores_equal_the_token_scores_of_the_full_distributions(s2s
 def test_splits_rouge_report_and_mlflow(s2s_run):
     from mlflow.tracking import MlflowClient
 
+    from engine.splits.display import format_params
+    from engine.training.seq2seq import make_model
+
     run = s2s_run.run_dir
     pool = pq.read_table(run / "benchmark" / "splits" / "pool.parquet")
     assert {"source", "reference", "references"} <= set(pool.column_names)
@@ -78,7 +81,13 @@ def test_splits_rouge_report_and_mlflow(s2s_run):
     assert preds.column("miss_generator").to_numpy().sum() == pool.num_rows // 2
     comparison = json.loads((run / "eval" / "transfer.json").read_text())
     assert 0 < comparison["auroc"]["generator"]["action"] <= 1
-    assert "Action vs confusion" in (run / "report.html").read_text()
+    page = (run / "report.html").read_text()
+    assert "Action vs confusion" in page
+    spec = load_spec(SPEC)
+    generator = make_model(spec.evaluate.models[0].recipe, load_data(spec), seed=0)
+    params = sum(p.numel() for p in generator.parameters())
+    assert isinstance(ev["params"], int) and ev["params"] == params > 0
+    assert f"<td>generator</td><td>{format_params(params)}</td>" in page
     client = MlflowClient(tracking_uri=f"sqlite:///{run.parent / 'mlflow.db'}")
     exp = client.get_experiment_by_name("hardbench-tests")
     assert len(client.search_runs([exp.experiment_id])) == 2  # parent + generator

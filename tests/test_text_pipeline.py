@@ -29,7 +29,12 @@ def test_text_run_is_complete_with_texts_in_the_splits(text_run):
     conf = scores.column("confusion").to_numpy()
     assert np.all((conf >= 0) & (conf <= np.log(2) + 2e-3))  # float16 probabilities
     hard = pq.read_table(run / "benchmark" / "splits" / "hard.parquet")
-    assert hard.num_rows == 382 and hard.schema.field("input").type.value_type.bit_width == 64
+    assert hard.num_rows == 382 and "input" not in hard.column_names  # ids: in the token cache
+    from engine.data.text import MAX_LEN
+    from engine.splits.inputs import row_inputs
+
+    ids = row_inputs(hard, (MAX_LEN,))[:]
+    assert ids.dtype == np.int64 and ids.shape == (382, MAX_LEN) and np.all(ids[:, 0] == 2)
     assert all(isinstance(t, str) and t for t in hard.column("text").to_pylist())
     assert {ev["model"] for ev in text_run.evaluations} == {"ensemble", "small_transformer"}
     import html

@@ -9,6 +9,7 @@ from engine.data import (  # noqa: F401  (registers the built-in sources)
     archives,
     bundled,
     folders,
+    sentiment_source,
     tables,
 )
 from engine.data.in_memory import list_sources, load_dataset

@@ -19,10 +19,8 @@ import numpy as np
 
 from engine.data.cache import META_FILE, DatasetCache
 from engine.data.errors import BadInputError
-from engine.data.in_memory import IN_MEMORY_SOURCES, load_dataset
 from engine.data.ingest import ChunkMap, cache_root, ingest
 from engine.data.multilabel_data import MultiLabelData, seeded_split
-from engine.data.registry import list_registered_sources
 from engine.data.report import data_report
 from engine.data.sources import (
     SPLIT_HELDOUT,
@@ -220,11 +218,11 @@ def load_classification_data(
 ) -> ClassificationData | MultiLabelData:
     """A classification spec's data, split, with the label noise the spec injects.
 
-    Registered sources are read from the run's dataset cache (ingested with
-    ``map_chunks``, or in this process, when the run has none yet; a text source's
-    token ids from its token cache, built the same way); an in-memory source (the
-    bundled sentiment snippets) is loaded whole. The classification plugin and the
-    Ray workers that train its replicas and models all load through here.
+    Every source is read from the run's dataset cache (ingested with ``map_chunks``,
+    or in this process, when the run has none yet; a text source's token ids from its
+    token cache, built the same way), the bundled ones (digits, the sentiment
+    snippets) as a user's. The classification plugin and the Ray workers that train
+    its replicas and models all load through here.
 
     Args:
         data: The spec's ``data`` section.
@@ -238,10 +236,7 @@ def load_classification_data(
         ``clean_labels`` the given ones. With ``data.label_lists`` (multi-label), a
         :class:`MultiLabelData` of the cache's label sets instead.
     """
-    if data.source in IN_MEMORY_SOURCES and data.source not in list_registered_sources():
-        out = load_dataset(data.source, heldout_fraction=data.heldout_fraction,
-                           split_seed=data.split_seed)  # fmt: skip
-    elif data.label_lists:
+    if data.label_lists:
         if data.label_noise is not None or data.pool_labels is not None:
             raise ValueError("data.label_noise and data.pool_labels take one label per sample, "
                              "not the label lists of data.label_lists")  # fmt: skip
@@ -249,13 +244,12 @@ def load_classification_data(
                           cache_dir=data.cache_dir, map_chunks=map_chunks, log=log)  # fmt: skip
         return cached_multilabel_data(cache, heldout_fraction=data.heldout_fraction,
                                       split_seed=data.split_seed)  # fmt: skip
-    else:
-        first = run_dir is None or not (Path(run_dir) / DATASET_FILE).is_file()
-        cache = run_cache(data.parts(), block_size=block_size, run_dir=run_dir,
-                          cache_dir=data.cache_dir, map_chunks=map_chunks, log=log)  # fmt: skip
-        out = cached_classification_data(cache, heldout_fraction=data.heldout_fraction,
-                                         split_seed=data.split_seed, pool_labels=data.pool_labels,
-                                         map_chunks=map_chunks, log=log, warn=first)  # fmt: skip
+    first = run_dir is None or not (Path(run_dir) / DATASET_FILE).is_file()
+    cache = run_cache(data.parts(), block_size=block_size, run_dir=run_dir,
+                      cache_dir=data.cache_dir, map_chunks=map_chunks, log=log)  # fmt: skip
+    out = cached_classification_data(cache, heldout_fraction=data.heldout_fraction,
+                                     split_seed=data.split_seed, pool_labels=data.pool_labels,
+                                     map_chunks=map_chunks, log=log, warn=first)  # fmt: skip
     noise = data.label_noise
     if noise is not None:
         noisy, _ = flip_labels(

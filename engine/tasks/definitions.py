@@ -54,10 +54,6 @@ def _validate_classification(spec: BenchmarkSpec) -> None:
         raise FieldError(
             "replicas.augment", "packed replicas (pack_size > 1) train without augmentation"
         )
-    if d.source == "rotten_tomatoes":
-        if d.limit is not None:
-            raise FieldError("data.limit", "applies to ingested sources, not rotten_tomatoes")
-        return
     from engine.data.registry import get_source, list_registered_sources
 
     sources = [("data", d)] if d.train is None else []
@@ -238,13 +234,6 @@ def _validate_multilabel(spec: BenchmarkSpec) -> None:
                              "scratch here (pretrained heads and fine-tuning are single-label)")  # fmt: skip
 
 
-def _classification_ingest(spec: BenchmarkSpec) -> str | None:
-    """Rotten Tomatoes is read in memory; every other classification source is ingested."""
-    if spec.data.source == "rotten_tomatoes":
-        return "rotten_tomatoes is read in memory; there is nothing to ingest"
-    return None
-
-
 def _text_ingest(spec: BenchmarkSpec) -> str:
     """QA and seq2seq tokenize a table in their first run and read a bundled corpus in memory."""
     if spec.data.source == "table":
@@ -274,7 +263,6 @@ register_task(
         sources=_classification_sources,
         plugin="engine.tasks.classification:ClassificationTask",
         validate=_validate_classification,
-        nothing_to_ingest=_classification_ingest,
     )
 )
 register_task(

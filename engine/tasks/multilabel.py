@@ -35,7 +35,6 @@ How a sample's labels travel, and why no int-label code can misread them:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,17 +42,21 @@ import numpy as np
 import pyarrow as pa
 
 from engine.data.multilabel_data import MultiLabelData
-from engine.evaluation.evaluate import MetricColumn, evaluate_predictions
+from engine.evaluation.evaluate import MetricColumn
 from engine.evaluation.set_metrics import multilabel_quality
-from engine.evaluation.transfer import format_results_table, model_parameter_counts
-from engine.layout import EVAL_DIR, EVAL_PREDICTIONS_FILE, METRICS_FILE, MODELS_DIR, TRANSFER_FILE
-from engine.shards import atomic_write_bytes, atomic_write_table, fixed_list
+from engine.evaluation.transfer import format_results_table
+from engine.shards import fixed_list
 from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits
 from engine.tasks.base import Evaluation, RunContext, UnsupportedByTask
-from engine.tasks.classification import ClassificationTask
+from engine.tasks.classification import (
+    ENSEMBLE,
+    ClassificationTask,
+    evaluate_on_pool,
+    registry_param_counts,
+)
+from engine.tasks.eval_outputs import task_evaluation, write_eval_outputs
 from engine.tracking.plots import plot_error_by_bin
-from engine.training.model_folder import model_history
 
 ERROR = "1 - F1 of the label set"  # what an evaluation's error_* measures for this task
 MISS = "any label wrong"  # what a miss is
@@ -101,56 +104,32 @@ class MultilabelTask(ClassificationTask):
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, outputs: dict
     ) -> Evaluation:
         """Set F1, exact match and Hamming of the ensemble (in-sample) and every model; ``eval/``."""
-        spec, data, run_dir = ctx.spec, ctx.data, ctx.run_dir
-        pool = built.sample_ids
-        truth = data.label_sets[pool]
-        params = model_parameter_counts(spec, data.num_classes, data.input_shape)
-        replica_params = params.pop("replica")
+        spec, pool = ctx.spec, built.sample_ids
+        truth = ctx.data.label_sets[pool]
+        params, replica_params = registry_param_counts(spec, ctx.data)
         probs: dict[str, np.ndarray] = {}
         if spec.evaluate.ensemble:
             column = scores.column("ensemble_probs").combine_chunks()
             mean = column.flatten().to_numpy().reshape(len(column), -1)
-            probs["ensemble"] = mean[pool]
+            probs[ENSEMBLE] = mean[pool]
         probs.update({name: sigmoid(lg[pool]) for name, lg in outputs.items()})
         evaluations, preds = [], {"sample_id": pa.array(pool)}
         preds["label_set"] = fixed_list(truth, pa.uint8())
         for name, p in probs.items():
-            scorer = name == "ensemble"
             f1, miss, extra = multilabel_quality(name, truth, p)
-            ev = evaluate_predictions(
-                name, built, quality=f1, miss=miss, seed=spec.replicas.recipe.seed,
-                in_sample=scorer, extra=extra,
-                params=spec.replicas.count * replica_params if scorer else params[name],
-            )  # fmt: skip
-            if scorer:
-                ev["replicas"] = spec.replicas.count
-            evaluations.append(ev)
+            evaluations.append(evaluate_on_pool(name, built, spec, params, replica_params,
+                                                quality=f1, miss=miss, extra=extra))  # fmt: skip
             preds[f"pred_{name}"] = fixed_list((p > 0.5).astype(np.uint8), pa.uint8())
             preds[f"f1_{name}"] = pa.array(f1)
-        eval_dir = run_dir / EVAL_DIR
-        eval_dir.mkdir(exist_ok=True)
         transfer = {"params": {"replica": replica_params, **params}}
-        atomic_write_table(eval_dir / EVAL_PREDICTIONS_FILE, pa.table(preds))
-        atomic_write_bytes(eval_dir / METRICS_FILE, json.dumps(evaluations, indent=2).encode())
-        atomic_write_bytes(eval_dir / TRANSFER_FILE, json.dumps(transfer, indent=2).encode())
+        eval_dir = write_eval_outputs(ctx.run_dir, predictions=preds, evaluations=evaluations,
+                                      transfer=transfer)  # fmt: skip
         plots = [plot_error_by_bin(evaluations, spec.splits.score, eval_dir / "error_by_bin.png",
                                    metric=ERROR)]  # fmt: skip
-        names = [m.name for m in spec.evaluate.models]
-        return Evaluation(
-            evaluations=evaluations,
-            table=format_results_table(
-                built,
-                evaluations,
-                spec.splits.score,
-                error=ERROR,
-                miss=f"miss ({MISS})",
-                metrics=METRICS,
-            ),
-            transfer=transfer,
-            plots=plots,
-            model_dirs={n: run_dir / MODELS_DIR / n for n in names},
-            histories={n: model_history(run_dir, n) for n in names},
-        )
+        table = format_results_table(built, evaluations, spec.splits.score, error=ERROR,
+                                     miss=f"miss ({MISS})", metrics=METRICS)  # fmt: skip
+        return task_evaluation(ctx.run_dir, spec, evaluations=evaluations, table=table,
+                               transfer=transfer, plots=plots)  # fmt: skip
 
     def build_report(self, run_dir: Path) -> Path:
         """The one report (:mod:`engine.tracking.report`) with this task's error, miss and columns."""

@@ -121,7 +121,7 @@ def refuse_label_aware(spec: BenchmarkSpec, why: str) -> None:
 
 
 def _check_labels(spec: BenchmarkSpec) -> None:
-    if spec.task.name != "classification" or spec.data.source == "rotten_tomatoes":
+    if spec.task.name != "classification":
         return
     (lead_field, lead), *pool = _sources(spec)
     reason = unlabelled_reason(lead)

@@ -9,33 +9,29 @@ outputs become per-sample quality (:meth:`TextTask.measure`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from engine.distributed.text_tasks import TextModels, TextTraining, data_ref, run_ensemble
+from engine.distributed.text_tasks import (
+    PARAMS_KEY,
+    TextModels,
+    TextTraining,
+    data_ref,
+    run_ensemble,
+)
 from engine.evaluation.evaluate import evaluate_predictions
 from engine.evaluation.score_comparison import compare_scores, format_score_comparison
 from engine.evaluation.transfer import format_results_table
-from engine.layout import (
-    BENCHMARK_DIR,
-    EVAL_DIR,
-    EVAL_PREDICTIONS_FILE,
-    METRICS_FILE,
-    MODELS_DIR,
-    SPLITS_DIR,
-    TRANSFER_FILE,
-)
-from engine.shards import atomic_write_bytes, atomic_write_table
+from engine.layout import BENCHMARK_DIR, SPLITS_DIR
 from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits, build_splits
 from engine.splits.samples import SplitSamples
 from engine.tasks.base import Evaluation, RunContext, UnsupportedByTask
+from engine.tasks.eval_outputs import task_evaluation, write_eval_outputs
 from engine.tasks.text_sections import TextMeasure, text_task_report
 from engine.tracking.plots import plot_error_by_bin
-from engine.training.model_folder import model_history
 
 
 class TextTask:
@@ -122,29 +118,33 @@ class TextTask:
     def evaluate(
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, outputs: dict
     ) -> Evaluation:
-        """Per-sample quality per bin, action vs confusion, each score's AUROC for the misses."""
-        spec, run_dir, pool = ctx.spec, ctx.run_dir, built.sample_ids
+        """Per-sample quality per bin, action vs confusion, each score's AUROC for the misses.
+
+        An evaluated model's ``params`` is its trained parameter count, saved with its
+        outputs; the in-sample ensemble's, and a model's saved before the count was
+        recorded, is None.
+        """
+        spec, pool = ctx.spec, built.sample_ids
         per_sample = self.measure(ctx, scores, pool, outputs)
         measurement = self.measurement
         evaluations = [
             evaluate_predictions(
                 name, built, quality=arrays[measurement.quality.key], miss=arrays["miss"],
                 seed=spec.replicas.recipe.seed, in_sample=name == "ensemble",
+                params=outputs.get(name, {}).get(PARAMS_KEY),
                 extra={m.key: arrays[m.key] for m in measurement.metrics},
             )
             for name, arrays in per_sample.items()
         ]  # fmt: skip
         comparison = compare_scores(scores, pool, {n: a["miss"] for n, a in per_sample.items()})
-        eval_dir = run_dir / EVAL_DIR
         preds = {"sample_id": pa.array(pool)}
         for name, arrays in per_sample.items():
             preds[f"pred_{name}"] = pa.array(list(arrays["prediction"]), pa.string())
             for metric, values in arrays.items():
                 if metric != "prediction":
                     preds[f"{metric}_{name}"] = pa.array(values)
-        atomic_write_table(eval_dir / EVAL_PREDICTIONS_FILE, pa.table(preds))
-        atomic_write_bytes(eval_dir / METRICS_FILE, json.dumps(evaluations, indent=2).encode())
-        atomic_write_bytes(eval_dir / TRANSFER_FILE, json.dumps(comparison, indent=2).encode())
+        eval_dir = write_eval_outputs(ctx.run_dir, predictions=preds, evaluations=evaluations,
+                                      transfer=comparison)  # fmt: skip
         plots = [plot_error_by_bin(evaluations, spec.splits.score, eval_dir / "error_by_bin.png",
                                    metric=measurement.error)]  # fmt: skip
         summary = {
@@ -157,16 +157,11 @@ class TextTask:
             built, evaluations, spec.splits.score, error=measurement.error,
             miss=f"miss ({measurement.miss})", metrics=measurement.metrics,
         )  # fmt: skip
-        names = [m.name for m in spec.evaluate.models]
-        return Evaluation(
-            evaluations=evaluations,
+        return task_evaluation(
+            ctx.run_dir, spec, evaluations=evaluations,
             table="\n".join([table, *format_score_comparison(comparison)]),
-            summary=summary,
-            transfer=comparison,
-            plots=plots,
-            model_dirs={n: run_dir / MODELS_DIR / n for n in names},
-            histories={n: model_history(run_dir, n) for n in names},
-        )
+            summary=summary, transfer=comparison, plots=plots,
+        )  # fmt: skip
 
     def mlflow_model(self, ctx: RunContext, name: str) -> None:
         """Text models are logged as their folders (state dict, curve, outputs), not MLflow Models."""

