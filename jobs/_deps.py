@@ -36,6 +36,7 @@ REQUIREMENTS_FILE = "cluster/requirements.txt"
 DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "numpy": ("numpy",),
     "pyarrow": ("pyarrow",),
+    "xxhash": ("xxhash",),
     "torch": ("torch",),
     "torchvision": ("torchvision",),
     "ray": ("ray", "ray.data", "ray.train"),

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ver = sub.add_parser(
-        "verify", help="check a run's shards against their manifest (sha256, rows, schema)"
+        "verify", help="check a run's shards against their manifest (xxh3_128/sha256, rows, schema)"
     )
     ver.add_argument("run_dir", type=Path)
     ver.add_argument(

@@ -153,7 +153,8 @@ def _epoch_writer(
     def on_epoch(epoch: int, logits: np.ndarray, input_grads: np.ndarray | None) -> None:
         common = {"replica": replica, "epoch": epoch, "block_size": spec.shards.block_size,
                   "probs_dtype": spec.shards.probs_dtype, "metadata": meta,
-                  "fmt": spec.shards.format, "train_correct": presented.pop(epoch, None)}  # fmt: skip
+                  "fmt": spec.shards.format, "train_correct": presented.pop(epoch, None),
+                  "checksum": spec.shards.checksum}  # fmt: skip
         if data.multilabel:
             rec = MULTI_LABEL.records(logits, data.label_sets)
             blocks = write_epoch_shards(run_dir, probs=rec.probs, loss=rec.loss, labels=None,
@@ -360,6 +361,7 @@ def train_pack(
                     probs_dtype=spec.shards.probs_dtype, metadata={**meta, "seed": seeds[i]},
                     top_k=spec.shards.top_k, fmt=spec.shards.format, pred=pred[i],
                     train_correct=None if records is None else records[i],
+                    checksum=spec.shards.checksum,
                 )  # fmt: skip
                 record_epoch(run_dir, replica=r, epoch=epoch, blocks=blocks, seed=seeds[i],
                              **facts(pred[i : i + 1],
@@ -378,6 +380,7 @@ def train_pack(
                              "el2n": extra["el2n"][:, 0], "correct": correct},
                     block_size=spec.shards.block_size, probs_dtype=spec.shards.probs_dtype,
                     metadata=meta, fmt=spec.shards.format, ensemble_pred=mean.argmax(axis=1),
+                    checksum=spec.shards.checksum,
                 )  # fmt: skip
             else:
                 blocks = write_reduced_epoch_shards(
@@ -386,6 +389,7 @@ def train_pack(
                     scalars={"loss": loss, "margin": margin, "correct": correct},
                     labels=labels, num_replicas=len(replicas),
                     block_size=spec.shards.block_size, metadata=meta, fmt=spec.shards.format,
+                    checksum=spec.shards.checksum,
                 )  # fmt: skip
             record_packed_epoch(run_dir, replicas=replicas, epoch=epoch, blocks=blocks,
                                 seeds=seeds, form=mode, **facts(pred, loss))  # fmt: skip

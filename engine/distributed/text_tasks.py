@@ -117,7 +117,7 @@ def write_reduced(run_dir: Path | str, spec: BenchmarkSpec, epoch: int, red: dic
         ensemble_pred=red["ensemble_pred"], ensemble_conf=red["ensemble_conf"],
         scalars={k: red[k] for k in ("loss", "margin", "correct")}, labels=labels,
         num_replicas=len(seeds), block_size=spec.shards.block_size, metadata=meta,
-        fmt=spec.shards.format,
+        fmt=spec.shards.format, checksum=spec.shards.checksum,
     )  # fmt: skip
     train = split == SPLIT_TRAIN
     curves = {

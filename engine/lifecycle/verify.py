@@ -11,7 +11,12 @@ from engine.layout import RUN_FILE, SCORES_FILE
 from engine.lifecycle.driver import check_driver
 from engine.lifecycle.rundir import RunSetupError, read_run_spec
 from engine.processes import ALIVE
-from engine.shards.integrity import manifest_checksums, quarantine_shards, verify_shards
+from engine.shards.integrity import (
+    file_matches,
+    manifest_checksums,
+    quarantine_shards,
+    verify_shards,
+)
 from engine.tasks import get_task
 from engine.tasks.base import RunContext
 
@@ -27,9 +32,9 @@ def verify_run(
 
     With ``repair`` the failed shards are moved to ``quarantine/`` and their (replica,
     epoch) pairs retrained from the replicas' checkpoints (or replayed from the start)
-    on Ray; each regenerated shard's checksum is compared with the one recorded when
-    it was first written, which tells whether the scores already computed from it
-    still hold.
+    on Ray; each regenerated shard is checked against the checksum recorded when it
+    was first written (by that entry's algorithm, whatever ``shards.checksum`` is now),
+    which tells whether the scores already computed from it still hold.
 
     Returns:
         ``{"checked", "problems": [..], "quarantine": dir or None, "regenerated": n,
@@ -79,7 +84,7 @@ def verify_run(
         key = str(p.path)
         if key in now:
             out["regenerated"] += 1
-            out["identical"] += int(now[key] == original.get(key))
+            out["identical"] += int(key in original and file_matches(key, original[key]))
     _, left = verify_shards(run_dir)
     out["remaining"] = len(left)
     log(

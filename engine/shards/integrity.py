@@ -1,16 +1,17 @@
 """Shard integrity: every shard is checked against its manifest entry before it is used.
 
-The writer records each block's row count and the SHA-256 of the file's bytes. A
-shard whose bytes, row count or schema differ from that record (a truncated copy,
-a flipped bit, a file rewritten by something else) is never scored: the reader
-raises :class:`ShardIntegrityError`, and :func:`verify_shards` lists every such
-shard so :func:`quarantine_shards` can move them aside and drop their manifest rows,
-after which resuming the run regenerates them.
+The writer records each block's row count and a checksum of the file's bytes, under
+the algorithm's name (``xxh3_128`` by default, ``sha256`` when ``shards.checksum``
+says so and in every manifest written before it could be chosen; see
+:mod:`engine.shards.checksums`). A shard whose bytes, row count or schema differ from
+that record (a truncated copy, a flipped bit, a file rewritten by something else) is
+never scored: the reader raises :class:`ShardIntegrityError`, and :func:`verify_shards`
+lists every such shard so :func:`quarantine_shards` can move them aside and drop their
+manifest rows, after which resuming the run regenerates them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.layout import QUARANTINE_DIR
+from engine.shards.checksums import EntryChecksumError, digest, entry_checksum
 from engine.shards.layout import (
     DEFAULT_FORMAT,
     MANIFEST_NAME,
@@ -83,12 +85,28 @@ def manifest_entries(
             yield path, entry, row
 
 
-def manifest_checksums(run_dir: Path | str) -> dict[str, str]:
-    """Shard path -> the SHA-256 the manifest records for it, over every manifest row."""
-    return {
-        str(path): entry["sha256"]
-        for path, entry, _ in manifest_entries(run_dir, manifest_rows(run_dir))
-    }
+def manifest_checksums(run_dir: Path | str) -> dict[str, tuple[str, str]]:
+    """Shard path -> the ``(algorithm, hex digest)`` the manifest records for it.
+
+    Entries that record no usable checksum are left out (:func:`verify_shards` lists
+    them as problems).
+    """
+    out = {}
+    for path, entry, _ in manifest_entries(run_dir, manifest_rows(run_dir)):
+        try:
+            out[str(path)] = entry_checksum(entry, path)
+        except EntryChecksumError:
+            continue
+    return out
+
+
+def file_matches(path: Path | str, checksum: tuple[str, str]) -> bool:
+    """Whether the file at ``path`` exists and has the ``(algorithm, hex digest)`` given."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    algorithm, hex_digest = checksum
+    return digest(path.read_bytes(), algorithm) == hex_digest
 
 
 def expected_entries(run_dir: Path | str, rows: Iterable[dict]) -> dict[str, dict]:
@@ -155,12 +173,13 @@ def _num_rows(path: Path, data: bytes) -> int:
 
 
 def read_verified_table(path: Path | str, entry: dict | None, *, packed: bool = False) -> pa.Table:
-    """Read a shard after checking its SHA-256, row count and schema against ``entry``.
+    """Read a shard after checking its checksum, row count and schema against ``entry``.
 
     Args:
         path: The shard file.
-        entry: Its manifest entry ``{"rows", "sha256"}``; None is an error (a shard the
-            manifest does not list is never scored).
+        entry: Its manifest entry ``{"rows", <algorithm>: hex}`` (``xxh3_128`` or
+            ``sha256``); None is an error (a shard the manifest does not list is never
+            scored).
         packed: Whether it is a packed-form shard.
 
     Returns:
@@ -168,20 +187,25 @@ def read_verified_table(path: Path | str, entry: dict | None, *, packed: bool = 
 
     Raises:
         ShardManifestError: If the file is missing or not in the manifest.
-        ShardIntegrityError: On a checksum, row-count or schema mismatch.
+        ShardIntegrityError: On a checksum, row-count or schema mismatch, or an entry
+            that records no checksum.
     """
     path = Path(path)
     if entry is None:
         raise ShardManifestError(f"shard {path} is not listed in the run's manifest")
     try:
+        algorithm, want = entry_checksum(entry, path)
+    except EntryChecksumError as exc:
+        raise ShardIntegrityError(str(exc)) from None
+    try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ShardManifestError(f"missing shard {path}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != entry["sha256"]:
+    got = digest(data, algorithm)
+    if got != want:
         raise ShardIntegrityError(
-            f"shard {path} is corrupt: sha256 {digest[:12]}.. ({len(data)} bytes) does not match "
-            f"the manifest's {entry['sha256'][:12]}..; run `hardbench verify --repair` to "
+            f"shard {path} is corrupt: {algorithm} {got[:12]}.. ({len(data)} bytes) does not "
+            f"match the manifest's {want[:12]}..; run `hardbench verify --repair` to "
             "regenerate it"
         )
     table = _decode(path, data)
@@ -200,11 +224,15 @@ def _problem(path: Path, entry: dict, row: dict) -> ShardProblem | None:
     def bad(reason: str) -> ShardProblem:
         return ShardProblem(path, replicas, row["epoch"], entry["block"], reason, packed)
 
+    try:
+        algorithm, want = entry_checksum(entry, path)
+    except EntryChecksumError as exc:
+        return bad(exc.reason)
     if not path.exists():
         return bad("missing")
     data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest == entry["sha256"]:
+    got = digest(data, algorithm)
+    if got == want:
         return None
     try:
         rows = _num_rows(path, data)
@@ -213,7 +241,7 @@ def _problem(path: Path, entry: dict, row: dict) -> ShardProblem | None:
         return bad(f"unreadable {kind} ({len(data)} bytes): {exc}")
     if rows != entry["rows"]:
         return bad(f"{rows} rows, the manifest lists {entry['rows']}")
-    return bad(f"sha256 {digest[:12]}.. differs from the manifest's {entry['sha256'][:12]}..")
+    return bad(f"{algorithm} {got[:12]}.. differs from the manifest's {want[:12]}..")
 
 
 def verify_shards(run_dir: Path | str) -> tuple[int, list[ShardProblem]]:
@@ -286,6 +314,7 @@ __all__ = [
     "ShardProblem",
     "check_schema",
     "expected_entries",
+    "file_matches",
     "manifest_checksums",
     "manifest_entries",
     "quarantine_shards",

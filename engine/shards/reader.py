@@ -376,7 +376,7 @@ class BlockReader:
         epochs: Epoch indices to read, in order.
         expected: Manifest entries by resolved shard path (``expected_entries``); by
             default read from the run's manifests. Every shard is checked against its
-            entry (SHA-256, rows, schema) before any value is used.
+            entry (checksum, rows, schema) before any value is used.
     """
 
     def __init__(

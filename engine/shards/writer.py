@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.shards.checksums import DEFAULT_CHECKSUM, digest
 from engine.shards.layout import DEFAULT_FORMAT, block_path, packed_block_path, shard_format
 from engine.shards.schema import (
     PACKED_SCALARS,
@@ -38,7 +38,13 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_table(path: Path | str, table: pa.Table, *, use_dictionary: bool = True) -> str:
+def atomic_write_table(
+    path: Path | str,
+    table: pa.Table,
+    *,
+    use_dictionary: bool = True,
+    checksum: str = DEFAULT_CHECKSUM,
+) -> str:
     """Write ``table`` as zstd-compressed Parquet to ``path`` atomically.
 
     Args:
@@ -47,32 +53,40 @@ def atomic_write_table(path: Path | str, table: pa.Table, *, use_dictionary: boo
         use_dictionary: Dictionary-encode columns. Shards turn it off: their float
             columns have no repeats to exploit, and dictionary pages made reading them
             3x slower (measured on a 65,536-row float16 shard: 9.9 ms vs 3.2 ms).
+        checksum: The algorithm of the returned digest (``engine.shards.checksums``).
 
     Returns:
-        The SHA-256 hex digest of the written file.
+        The hex digest of the written file's bytes by ``checksum``.
     """
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", use_dictionary=use_dictionary)
     data = sink.getvalue().to_pybytes()
+    hex_digest = digest(data, checksum)  # first: an unknown algorithm writes nothing
     atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return hex_digest
 
 
-def atomic_write_ipc(path: Path | str, table: pa.Table) -> str:
+def atomic_write_ipc(path: Path | str, table: pa.Table, *, checksum: str = DEFAULT_CHECKSUM) -> str:
     """Write ``table`` as an uncompressed Arrow IPC file (Feather v2) to ``path`` atomically.
 
     Uncompressed on purpose: reading is then a memory map with no decoding, which is
     what makes ``shards.format: arrow`` fast to score (see the README's Scoring section).
 
+    Args:
+        path: Destination file.
+        table: The table.
+        checksum: The algorithm of the returned digest (``engine.shards.checksums``).
+
     Returns:
-        The SHA-256 hex digest of the written file.
+        The hex digest of the written file's bytes by ``checksum``.
     """
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     data = sink.getvalue().to_pybytes()
+    hex_digest = digest(data, checksum)  # first: an unknown algorithm writes nothing
     atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return hex_digest
 
 
 def fixed_list(values: np.ndarray, value_type: pa.DataType) -> pa.FixedSizeListArray:
@@ -114,6 +128,7 @@ def write_epoch_shards(
     pred: np.ndarray | None = None,
     train_correct: np.ndarray | None = None,
     label_sets: np.ndarray | None = None,
+    checksum: str = DEFAULT_CHECKSUM,
 ) -> list[dict]:
     """Write one (replica, epoch) of predictions as fixed sample-id blocks.
 
@@ -140,9 +155,10 @@ def write_epoch_shards(
         label_sets: Uint8 (N, L) multi-hot truth of a multi-label run, whose ``probs``
             are per-label sigmoids (no ``labels``, ``margin``, ``pred``, top-k or
             gradients), or None.
+        checksum: The algorithm of each block's recorded checksum (``shards.checksum``).
 
     Returns:
-        One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
+        One manifest entry per block: ``{"block", "rows", <checksum>: hex, "format"}``.
 
     Raises:
         ValueError: For multi-label shards with single-label columns, or ``label_sets``
@@ -211,7 +227,7 @@ def write_epoch_shards(
                 fixed_list(input_grad[start:stop].reshape(stop - start, -1), pa.float32())
             )
         path = block_path(run_dir, replica, epoch, block, fmt)
-        entries.append(_write_block(path, columns, schema))
+        entries.append(_write_block(path, columns, schema, checksum))
     return entries
 
 
@@ -254,16 +270,19 @@ def _replica_lists(
     return out
 
 
-def _write_block(path: Path, columns: list[pa.Array], schema: pa.Schema) -> dict:
-    """Write one block's table atomically in the format its suffix names; its manifest entry."""
+def _write_block(path: Path, columns: list[pa.Array], schema: pa.Schema, checksum: str) -> dict:
+    """Write one block's table atomically in the format its suffix names; its manifest entry.
+
+    The entry records the file's checksum under the algorithm's name (``checksum``).
+    """
     table = pa.Table.from_arrays(columns, schema=schema)
     fmt = shard_format(path)
     if fmt == "arrow":
-        digest = atomic_write_ipc(path, table)
+        hex_digest = atomic_write_ipc(path, table, checksum=checksum)
     else:
-        digest = atomic_write_table(path, table, use_dictionary=False)
+        hex_digest = atomic_write_table(path, table, use_dictionary=False, checksum=checksum)
     block = int(path.stem.split("=")[1])
-    return {"block": block, "rows": table.num_rows, "sha256": digest, "format": fmt}
+    return {"block": block, "rows": table.num_rows, checksum: hex_digest, "format": fmt}
 
 
 def write_packed_epoch_shards(
@@ -278,6 +297,7 @@ def write_packed_epoch_shards(
     metadata: dict | None = None,
     fmt: str = DEFAULT_FORMAT,
     ensemble_pred: np.ndarray | None = None,
+    checksum: str = DEFAULT_CHECKSUM,
 ) -> list[dict]:
     """Write one epoch of a packed ensemble: the replica mean and per-replica scalars.
 
@@ -294,9 +314,10 @@ def write_packed_epoch_shards(
         fmt: File format, ``parquet`` or ``arrow``.
         ensemble_pred: Int (N,) argmax of the float32 replica mean (default: computed
             from ``mean_probs`` before any rounding).
+        checksum: The algorithm of each block's recorded checksum (``shards.checksum``).
 
     Returns:
-        One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
+        One manifest entry per block: ``{"block", "rows", <checksum>: hex, "format"}``.
     """
     n, k = mean_probs.shape
     r = scalars["loss"].shape[0] if labels is not None else int((metadata or {}).get("replicas", 1))
@@ -315,7 +336,8 @@ def write_packed_epoch_shards(
             schema, None if labels is None else scalars, PACKED_SCALARS, pa.float32(), start, stop
         )
         columns.append(pa.array(np.asarray(ensemble_pred[start:stop], dtype=np.int32)))
-        entries.append(_write_block(packed_block_path(run_dir, epoch, block, fmt), columns, schema))
+        path = packed_block_path(run_dir, epoch, block, fmt)
+        entries.append(_write_block(path, columns, schema, checksum))
     return entries
 
 
@@ -332,6 +354,7 @@ def write_reduced_epoch_shards(
     block_size: int,
     metadata: dict | None = None,
     fmt: str = DEFAULT_FORMAT,
+    checksum: str = DEFAULT_CHECKSUM,
 ) -> list[dict]:
     """Write one epoch of a packed ensemble in the reduced form (no probabilities).
 
@@ -348,9 +371,10 @@ def write_reduced_epoch_shards(
         block_size: Samples per block.
         metadata: Provenance stored in each file's schema metadata.
         fmt: File format, ``parquet`` or ``arrow``.
+        checksum: The algorithm of each block's recorded checksum (``shards.checksum``).
 
     Returns:
-        One manifest entry per block: ``{"block", "rows", "sha256", "format"}``.
+        One manifest entry per block: ``{"block", "rows", <checksum>: hex, "format"}``.
     """
     n = len(mean_entropy)
     if len(ensemble_pred) and int(np.max(ensemble_pred)) > np.iinfo(np.int16).max:
@@ -367,7 +391,8 @@ def write_reduced_epoch_shards(
             pa.array(np.asarray(ensemble_conf[start:stop], dtype=np.float16)),
         ]
         columns += _replica_lists(schema, scalars, REDUCED_SCALARS, pa.float16(), start, stop)
-        entries.append(_write_block(packed_block_path(run_dir, epoch, block, fmt), columns, schema))
+        path = packed_block_path(run_dir, epoch, block, fmt)
+        entries.append(_write_block(path, columns, schema, checksum))
     return entries
 
 

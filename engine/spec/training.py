@@ -18,6 +18,7 @@ from engine.spec.sources import (
 
 SHARD_MODES = ("full", "mean", "reduced")  # what a shard stores per (sample, epoch)
 SHARD_FORMATS = ("parquet", "arrow")  # file formats a shard may be written in
+SHARD_CHECKSUMS = ("xxh3_128", "sha256")  # checksums a shard's manifest entry may record
 NOISE_KINDS = ("uniform", "class_conditional")  # how injected label noise picks the new label
 KEEP_POLICIES = ("last", "all")  # keep the newest checkpoint per replica, or every epoch's
 MIN_CLASSES = 2  # a classifier's class list needs at least this many names
@@ -291,7 +292,11 @@ class ShardsSpec:
     their classes; readers spread the rest of the mass evenly over the other classes.
     ``format`` is the file format: ``parquet`` (zstd, the default) or ``arrow``
     (uncompressed Arrow IPC, read without decoding: several times faster to score,
-    about 10% larger at K=10).
+    about 10% larger at K=10). ``checksum`` is the hash of each shard's bytes recorded
+    in the manifest and checked before the shard is scored: ``xxh3_128`` (the default,
+    non-cryptographic, at memory speed: it catches truncation and flipped bits) or
+    ``sha256`` (cryptographic, about 2 GB/s per core: also catches a shard altered on
+    purpose to pass). Shards recorded with either verify, whatever this is set to.
     """
 
     block_size: int = 1024
@@ -300,6 +305,7 @@ class ShardsSpec:
     mode: str = "full"
     top_k: int | None = None
     format: str = "parquet"
+    checksum: str = "xxh3_128"
 
     def __post_init__(self) -> None:
         if any(e < 0 for e in self.grad_epochs) or len(set(self.grad_epochs)) != len(
@@ -325,6 +331,10 @@ class ShardsSpec:
         if self.format not in SHARD_FORMATS:
             raise FieldError(
                 "format", f"must be one of {', '.join(SHARD_FORMATS)}, got {self.format!r}"
+            )
+        if self.checksum not in SHARD_CHECKSUMS:
+            raise FieldError(
+                "checksum", f"must be one of {', '.join(SHARD_CHECKSUMS)}, got {self.checksum!r}"
             )
 
 

@@ -198,13 +198,13 @@ def test_corrupt_and_truncated_shards_are_refused_then_regenerated(ray_tmp, base
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
 
     rc, out, _ = run_cli(["score", str(run_dir)], ray_tmp, tmp_path / "score.log")
-    assert rc != 0 and "is corrupt: sha256" in out, out[-3000:]
+    assert rc != 0 and "is corrupt: xxh3_128" in out, out[-3000:]
     assert not (run_dir / "scores.rescored.parquet").exists()  # never silently scored
 
     rc, out, _ = run_cli(["verify", str(run_dir)], ray_tmp, tmp_path / "verify.log")
     assert rc == 1, out
     assert "64 shards checked, 2 failed" in out
-    assert "replica=0/epoch=3/block=1.parquet: sha256" in out
+    assert "replica=0/epoch=3/block=1.parquet: xxh3_128" in out
     assert "replica=1/epoch=6/block=3.parquet: unreadable Parquet" in out
 
     rc, out, repair_s = run_cli(["verify", str(run_dir), "--repair"], ray_tmp, tmp_path / "fix.log")

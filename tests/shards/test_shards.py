@@ -1,4 +1,3 @@
-import hashlib
 import json
 
 import numpy as np
@@ -18,6 +17,7 @@ from engine.shards import (
     record_epoch,
     write_epoch_shards,
 )
+from engine.shards.checksums import digest, entry_checksum
 from engine.shards.schema import METADATA_KEY
 from tests.shards.synthetic import write_full_run
 
@@ -54,15 +54,11 @@ def _write_run(run_dir, r, e, n, k, block_size, seed=0, dtype="float32", fmt="pa
 def _rerecord(run_dir, *, replica, epoch):
     """Record a pair's blocks with the checksums of the files now on disk."""
     row = read_manifest(run_dir)[(replica, epoch)]
-    blocks = [
-        {
-            **b,
-            "sha256": hashlib.sha256(
-                block_path(run_dir, replica, epoch, b["block"]).read_bytes()
-            ).hexdigest(),
-        }
-        for b in row["blocks"]
-    ]
+    blocks = []
+    for b in row["blocks"]:
+        path = block_path(run_dir, replica, epoch, b["block"])
+        algorithm, _ = entry_checksum(b, path)
+        blocks.append({**b, algorithm: digest(path.read_bytes(), algorithm)})
     record_epoch(run_dir, replica=replica, epoch=epoch, blocks=blocks)
 
 
@@ -321,7 +317,9 @@ def test_corrupt_truncated_and_foreign_shards_are_never_scored(tmp_path):
 
     kwargs = {"replicas": [0, 1], "epochs": [0, 1], "scores": ["confusion", "action"]}
     for block, path in ((1, flipped), (2, truncated), (0, foreign)):
-        with pytest.raises(ShardIntegrityError, match=rf"shard .*{path.name}.* is corrupt: sha256"):
+        with pytest.raises(
+            ShardIntegrityError, match=rf"shard .*{path.name}.* is corrupt: xxh3_128"
+        ):
             score_block(tmp_path, block, **kwargs)
 
     checked, problems = verify_shards(tmp_path)
@@ -332,7 +330,7 @@ def test_corrupt_truncated_and_foreign_shards_are_never_scored(tmp_path):
         ((1,), 1, 0),
     ]
     assert "unreadable Parquet" in problems[1].reason
-    assert "sha256" in problems[2].reason
+    assert "xxh3_128" in problems[2].reason
     dest = quarantine_shards(tmp_path, problems)
     assert not flipped.exists() and (dest / "replica=0/epoch=1/block=1.parquet").exists()
     assert json.loads((dest / "problems.json").read_text())[0]["block"] == 1
@@ -456,7 +454,7 @@ def test_arrow_shards_score_like_parquet_and_are_verified(tmp_path, dtype):
     truncated = block_path(ipc, 1, 2, 0, "arrow")
     _flip_byte(flipped, len(flipped.read_bytes()) // 2)
     truncated.write_bytes(truncated.read_bytes()[:-200])
-    with pytest.raises(ShardIntegrityError, match=r"block=1.arrow is corrupt: sha256"):
+    with pytest.raises(ShardIntegrityError, match=r"block=1.arrow is corrupt: xxh3_128"):
         score_block(ipc, 1, replicas=[0, 1], epochs=[0, 1, 2], scores=["confusion"])
     _, problems = verify_shards(ipc)
     assert [(p.replicas, p.epoch, p.block) for p in problems] == [((0,), 1, 1), ((1,), 2, 0)]
