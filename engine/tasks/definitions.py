@@ -54,6 +54,12 @@ def _validate_classification(spec: BenchmarkSpec) -> None:
         raise FieldError(
             "replicas.augment", "packed replicas (pack_size > 1) train without augmentation"
         )
+    if len(spec.replicas.packs()) < spec.replicas.count:
+        from engine.training.packed import recipe_unpackable_reason
+
+        reason = recipe_unpackable_reason(spec.replicas.recipe)
+        if reason is not None:
+            raise FieldError("replicas.pack_size", reason)
     from engine.data.registry import get_source, list_registered_sources
 
     sources = [("data", d)] if d.train is None else []

@@ -195,7 +195,7 @@ def train(
         epoch_started = time.time()
         for start in range(0, len(perm), recipe.batch_size):
             idx = perm[start : start + recipe.batch_size]
-            if len(idx) < 2 and _has_batchnorm(model):
+            if len(idx) < 2 and has_batchnorm(model):
                 continue  # BatchNorm cannot normalise a batch of one
             x = fetch(idx)
             if recipe.augment:
@@ -288,7 +288,8 @@ def batch_fetcher(
     return fetch
 
 
-def _has_batchnorm(model: nn.Module) -> bool:
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` normalises by batch statistics (a batch of one cannot train it)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
