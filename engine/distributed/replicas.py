@@ -412,6 +412,7 @@ def train_pack(
         report_epochs=set(todo),
         until_epoch=todo[-1],
         on_presentations=on_presentations if spec.records_presentations else None,
+        engine=spec.replicas.pack_engine,
     )
     return outcome
 

@@ -21,6 +21,7 @@ SHARD_FORMATS = ("parquet", "arrow")  # file formats a shard may be written in
 SHARD_CHECKSUMS = ("xxh3_128", "sha256")  # checksums a shard's manifest entry may record
 NOISE_KINDS = ("uniform", "class_conditional")  # how injected label noise picks the new label
 KEEP_POLICIES = ("last", "all")  # keep the newest checkpoint per replica, or every epoch's
+PACK_ENGINES = ("auto", "vmap", "loop")  # how a pack computes (engine.training.packed)
 MIN_CLASSES = 2  # a classifier's class list needs at least this many names
 
 
@@ -229,8 +230,12 @@ class ReplicasSpec:
     ``max_failures`` times and each replica continues from its checkpoint.
 
     ``pack_size`` > 1 (or ``"all"``) trains that many replicas together as one packed
-    ensemble (torch.func ``vmap`` over stacked parameters) in one worker: the
-    workers then share packs round-robin instead of single replicas.
+    ensemble in one worker: the workers then share packs round-robin instead of
+    single replicas. ``pack_engine`` says how a pack computes: ``vmap`` (torch.func
+    over stacked parameters: one batched kernel for all replicas), ``loop`` (the
+    replicas stepped in turn, each step exactly a separate run's) or ``auto``
+    (``loop`` for a convolutional model on a CPU, else ``vmap``: what was faster
+    here, see docs/performance.md).
     """
 
     count: int
@@ -241,6 +246,7 @@ class ReplicasSpec:
     max_failures: int = 3
     keep_checkpoints: str = "last"
     pack_size: int | str = 1
+    pack_engine: str = "auto"
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -261,6 +267,11 @@ class ReplicasSpec:
         ):
             raise FieldError(
                 "pack_size", f"must be 'all' or an integer >= 1, got {self.pack_size!r}"
+            )
+        if self.pack_engine not in PACK_ENGINES:
+            raise FieldError(
+                "pack_engine",
+                f"must be one of {', '.join(PACK_ENGINES)}, got {self.pack_engine!r}",
             )
         if self.keep_checkpoints not in KEEP_POLICIES:
             raise FieldError(

@@ -37,11 +37,13 @@ from torch.func import functional_call, stack_module_state, vmap
 from engine.models import create_model
 from engine.scores.dynamics import NOT_PRESENTED
 from engine.spec.model_recipes import TrainRecipe
+from engine.spec.training import PACK_ENGINES
 from engine.training.classification import (
     INFER_BATCH_SIZE,
     as_input,
     batch_fetcher,
     has_batchnorm,
+    infer,
     make_optimizer,
     recipe_key,
 )
@@ -130,6 +132,139 @@ class PackedEnsemble:
         return {k: v[r].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
 
 
+def resolve_pack_engine(engine: str, model: nn.Module, device: str | torch.device) -> str:
+    """The engine a pack runs: ``vmap`` or ``loop`` (``auto``: by model and device).
+
+    ``vmap`` batches the R replicas' kernels; ``loop`` steps the replicas one after the
+    other inside the pack (each step exactly a separate run's). ``auto`` picks ``loop``
+    for a model with convolutions on a CPU and ``vmap`` otherwise, as measured on 2 CPU
+    cores: the MLP digits replicas train 1.47x faster under ``vmap`` than in a loop
+    (tests/perf/results/training.md), the BatchNorm CNN Fashion-MNIST replicas 0.76x
+    (tests/perf/results/replicas.md: a convolution batched over replicas is one
+    grouped convolution, which oneDNN runs slower than R plain ones at these widths).
+    """
+    if engine not in PACK_ENGINES:
+        raise ValueError(f"pack engine must be one of {', '.join(PACK_ENGINES)}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return "loop" if convolutional and torch.device(device).type == "cpu" else "vmap"
+
+
+class _VmapStepper:
+    """The R replicas as one stacked network: one batched step for all of them."""
+
+    def __init__(self, models: list[nn.Module], recipe: TrainRecipe, total_steps: int) -> None:
+        self.pack = PackedEnsemble(models)
+        holder = nn.Module()  # lets make_optimizer see the stacked tensors as parameters
+        for i, p in enumerate(self.pack.params.values()):
+            holder.register_parameter(f"p{i}", nn.Parameter(p, requires_grad=True))
+        self.pack.params = dict(zip(self.pack.params, holder.parameters(), strict=True))
+        self.optimizer = make_optimizer(recipe, holder)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=total_steps
+        )
+        pack = self.pack
+
+        def loss_one(
+            params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = pack.forward_one(params, buffers, x)
+            return F.cross_entropy(logits, y), (logits.argmax(dim=1) == y).to(torch.int8)
+
+        self.batched_loss = vmap(loss_one)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step of every replica on its own batch: (R, B, ...) -> int8 (R, B)."""
+        self.pack.base.train()
+        losses, correct = self.batched_loss(self.pack.params, self.pack.buffers, x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # replica r's gradient only reaches its own slice
+        self.optimizer.step()
+        self.scheduler.step()
+        return correct.detach()
+
+    def state(self) -> dict:
+        """Stacked parameters and buffers, the one optimizer and schedule."""
+        return {"params": {k: v.detach() for k, v in self.pack.params.items()},
+                "buffers": {k: v.detach() for k, v in self.pack.buffers.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}  # fmt: skip
+
+    @torch.no_grad()
+    def load(self, state: dict) -> None:
+        """Continue from :meth:`state`'s dict (a checkpoint before buffers were saved has none)."""
+        for name, value in state["params"].items():
+            self.pack.params[name].copy_(value)
+        for name, value in state.get("buffers", {}).items():  # BatchNorm statistics
+            self.pack.buffers[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def logits(self, inputs: np.ndarray, device: str | torch.device) -> np.ndarray:
+        """Every replica's eval-mode logits on ``inputs``: float32 (R, N, K)."""
+        return infer_packed(self.pack, inputs, device=device)
+
+    def ensemble(self) -> PackedEnsemble:
+        """The trained replicas, stacked."""
+        return self.pack
+
+
+class _LoopStepper:
+    """The R replicas as R modules, each with its own optimizer and schedule, stepped in turn."""
+
+    def __init__(self, models: list[nn.Module], recipe: TrainRecipe, total_steps: int) -> None:
+        self.models = models
+        self.optimizers = [make_optimizer(recipe, m) for m in models]
+        self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total_steps)
+                           for o in self.optimizers]  # fmt: skip
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step of every replica on its own batch: (R, B, ...) -> int8 (R, B)."""
+        correct = []
+        for r, (model, opt, sched) in enumerate(
+            zip(self.models, self.optimizers, self.schedulers, strict=True)
+        ):
+            model.train()
+            logits = model(x[r])
+            loss = F.cross_entropy(logits, y[r])
+            correct.append((logits.detach().argmax(dim=1) == y[r]).to(torch.int8))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        return torch.stack(correct)
+
+    def state(self) -> dict:
+        """Stacked parameters and buffers (as the vmap engine's), per-replica optimizers."""
+        stacked = {k: torch.stack([m.state_dict()[k].detach() for m in self.models])
+                   for k in self.models[0].state_dict()}  # fmt: skip
+        names = dict(self.models[0].named_parameters())
+        return {"params": {k: v for k, v in stacked.items() if k in names},
+                "buffers": {k: v for k, v in stacked.items() if k not in names},
+                "optimizers": [o.state_dict() for o in self.optimizers],
+                "schedulers": [s.state_dict() for s in self.schedulers]}  # fmt: skip
+
+    @torch.no_grad()
+    def load(self, state: dict) -> None:
+        """Continue from :meth:`state`'s dict."""
+        for r, model in enumerate(self.models):
+            model.load_state_dict({k: v[r] for k, v in {**state["params"],
+                                                        **state["buffers"]}.items()})  # fmt: skip
+        for opt, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(saved)
+        for sched, saved in zip(self.schedulers, state["schedulers"], strict=True):
+            sched.load_state_dict(saved)
+
+    def logits(self, inputs: np.ndarray, device: str | torch.device) -> np.ndarray:
+        """Every replica's eval-mode logits on ``inputs``: float32 (R, N, K)."""
+        return np.stack([infer(m, inputs, device=device) for m in self.models])
+
+    def ensemble(self) -> PackedEnsemble:
+        """The trained replicas, stacked."""
+        return PackedEnsemble(self.models)
+
+
 def train_packed(
     recipe: TrainRecipe,
     seeds: list[int],
@@ -145,6 +280,7 @@ def train_packed(
     report_epochs: Collection[int] | None = None,
     until_epoch: int | None = None,
     on_presentations: Callable[[int, np.ndarray], None] | None = None,
+    engine: str = "vmap",
 ) -> PackedEnsemble:
     """Train ``len(seeds)`` replicas of ``recipe.model`` at once; replica r uses ``seeds[r]``.
 
@@ -166,13 +302,15 @@ def train_packed(
         on_presentations: Called as ``on_presentations(epoch, records)`` after each
             epoch's steps with int8 (R, N_train) presentation records, as in
             :func:`engine.training.train` (1 right, 0 wrong, -1 not presented).
+        engine: ``vmap``, ``loop`` or ``auto`` (:func:`resolve_pack_engine`); both
+            engines train the same replicas (the loop's steps are exactly separate runs').
 
     Returns:
         The trained ensemble.
 
     Raises:
         PackedModelError: For a model with dropout.
-        ValueError: If ``resume`` was written for another recipe or seeds.
+        ValueError: If ``resume`` was written for another recipe, seeds or engine.
     """
     if on_epoch is not None and x_score is None:
         raise ValueError("on_epoch needs x_score, the inputs to predict on after every epoch")
@@ -190,17 +328,12 @@ def train_packed(
     reason = unpackable_reason(models[0], recipe.model)
     if reason is not None:
         raise PackedModelError(reason)
+    engine = resolve_pack_engine(engine, models[0], device)
+    batchnorm = has_batchnorm(models[0])
     models = [m.to(device) for m in models]
-    pack = PackedEnsemble(models)
-    holder = nn.Module()  # lets make_optimizer see the stacked tensors as parameters
-    for i, p in enumerate(pack.params.values()):
-        holder.register_parameter(f"p{i}", nn.Parameter(p, requires_grad=True))
-    pack.params = dict(zip(pack.params, holder.parameters(), strict=True))
-    optimizer = make_optimizer(recipe, holder)
     steps_per_epoch = max(1, -(-len(x_train) // recipe.batch_size))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=recipe.epochs * steps_per_epoch
-    )
+    stepper_class = _VmapStepper if engine == "vmap" else _LoopStepper
+    stepper = stepper_class(models, recipe, recipe.epochs * steps_per_epoch)
     fetch = batch_fetcher(x_train, device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -209,19 +342,18 @@ def train_packed(
     def report(epoch: int) -> None:
         if on_epoch is None or (report_epochs is not None and epoch not in report_epochs):
             return
-        on_epoch(epoch, infer_packed(pack, x_score, device=device))
+        on_epoch(epoch, stepper.logits(x_score, device))
 
     start_epoch = 0
     if resume is not None:
         if {k: resume.get(k) for k in key} != key:
             raise ValueError("checkpoint was written for another packed recipe or seeds")
-        with torch.no_grad():
-            for name, value in resume["params"].items():
-                pack.params[name].copy_(value)
-            for name, value in resume.get("buffers", {}).items():  # BatchNorm statistics
-                pack.buffers[name].copy_(value)
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
+        if resume.get("engine", "vmap") != engine:  # checkpoints before engines were vmap's
+            raise ValueError(
+                f"checkpoint was written by the {resume.get('engine', 'vmap')} pack engine, "
+                f"not {engine}: resume with replicas.pack_engine: {resume.get('engine', 'vmap')}"
+            )
+        stepper.load(resume)
         for g, state in zip(gens, resume["order_rng"], strict=True):
             g.set_state(state)
         start_epoch = int(resume["epoch"]) + 1
@@ -229,47 +361,27 @@ def train_packed(
             on_presentations(start_epoch - 1, resume["presented"].numpy())
         report(start_epoch - 1)
 
-    def loss_one(
-        params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = pack.forward_one(params, buffers, x)
-        return F.cross_entropy(logits, y), (logits.argmax(dim=1) == y).to(torch.int8)
-
-    batched_loss = vmap(loss_one)
     last = recipe.epochs - 1 if until_epoch is None else min(until_epoch, recipe.epochs - 1)
     for epoch in range(start_epoch, last + 1):
-        pack.base.train()
         perms = torch.stack([torch.randperm(len(x_train), generator=g) for g in gens]).to(device)
         presented = torch.full(
             (len(seeds), len(x_train)), NOT_PRESENTED, dtype=torch.int8, device=device
         )
         for start in range(0, len(x_train), recipe.batch_size):
             idx = perms[:, start : start + recipe.batch_size]  # (R, B)
-            if idx.shape[1] < 2 and pack.batchnorm:
+            if idx.shape[1] < 2 and batchnorm:
                 continue  # BatchNorm cannot normalise a batch of one (as train() skips it)
-            losses, correct = batched_loss(pack.params, pack.buffers, fetch(idx), yt[idx])  # (R,)
-            presented.scatter_(1, idx, correct.detach())
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # replica r's gradient only reaches its own slice
-            optimizer.step()
-            scheduler.step()
+            presented.scatter_(1, idx, stepper.step(fetch(idx), yt[idx]))
         if on_presentations is not None:
             on_presentations(epoch, presented.cpu().numpy())
         if on_checkpoint is not None:
-            state = {
-                **key,
-                "epoch": epoch,
-                "params": {k: v.detach() for k, v in pack.params.items()},
-                "buffers": {k: v.detach() for k, v in pack.buffers.items()},
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "order_rng": [g.get_state() for g in gens],
-            }
+            state = {**key, "engine": engine, "epoch": epoch, **stepper.state(),
+                     "order_rng": [g.get_state() for g in gens]}  # fmt: skip
             if on_presentations is not None:
                 state["presented"] = presented.cpu()
             on_checkpoint(epoch, state)
         report(epoch)
-    return pack
+    return stepper.ensemble()
 
 
 @torch.no_grad()

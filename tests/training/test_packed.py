@@ -69,8 +69,9 @@ def test_packed_resume_equals_uninterrupted(digits, tmp_path):
         )
 
 
-@pytest.mark.parametrize("model", ["cnn_bn", "strided_cnn"])
-def test_packed_batchnorm_replicas_match_separate_runs(digits, model):
+@pytest.mark.parametrize(("model", "engine"), [("cnn_bn", "vmap"), ("strided_cnn", "vmap"),
+                                               ("cnn_bn", "loop")])  # fmt: skip
+def test_packed_batchnorm_replicas_match_separate_runs(digits, model, engine):
     """Per-replica BatchNorm: train-mode records and eval-mode logits equal separate runs.
 
     (``small_cnn`` packs the same way but is not compared here: at lr 0.05 on 8x8
@@ -91,10 +92,14 @@ def test_packed_batchnorm_replicas_match_separate_runs(digits, model):
     packed, packed_records = [], []
     train_packed(recipe, seeds, digits.inputs[tr], digits.labels[tr], num_classes=10,
                  x_score=digits.inputs, on_epoch=lambda e, lg: packed.append(lg),
-                 on_presentations=lambda e, rec: packed_records.append(rec))  # fmt: skip
+                 on_presentations=lambda e, rec: packed_records.append(rec), engine=engine)  # fmt: skip
     assert [lg.shape for lg in packed] == [(3, 1797, 10)] * 3
     for e in range(3):
         for r, s in enumerate(seeds):
+            if engine == "loop":  # the same kernels in the same order: bit for bit
+                np.testing.assert_array_equal(packed[e][r], separate[s][e])
+                np.testing.assert_array_equal(packed_records[e][r], records[s][e])
+                continue
             # Tolerance: float32 reassociation in the batched convolutions and BatchNorm
             # (measured below 2e-5 after 3 epochs); eval mode reads the running statistics.
             np.testing.assert_allclose(packed[e][r], separate[s][e], rtol=0, atol=1e-4)
@@ -104,22 +109,41 @@ def test_packed_batchnorm_replicas_match_separate_runs(digits, model):
     assert not np.allclose(packed[-1][0], packed[-1][1])  # replicas differ by seed
 
 
-def test_packed_batchnorm_resume_equals_uninterrupted(digits, tmp_path):
+@pytest.mark.parametrize("engine", ["vmap", "loop"])
+def test_packed_batchnorm_resume_equals_uninterrupted(digits, tmp_path, engine):
     from engine.training.checkpoints import load_checkpoint, save_checkpoint
 
     tr = digits.indices("train")
     recipe = TrainRecipe(model="cnn_bn", epochs=3, batch_size=128)
     args = (recipe, [0, 1], digits.inputs[tr], digits.labels[tr])
     full, resumed = {}, {}
-    train_packed(*args, num_classes=10, x_score=digits.inputs,
+    train_packed(*args, num_classes=10, x_score=digits.inputs, engine=engine,
                  on_epoch=lambda e, lg: full.__setitem__(e, lg),
                  on_checkpoint=lambda e, s: save_checkpoint(tmp_path, "pack=0", e, s, keep="all"))  # fmt: skip
     state = load_checkpoint(tmp_path, "pack=0", at_most=0)
     assert any("running_mean" in k for k in state["buffers"])  # the statistics are saved
-    train_packed(*args, num_classes=10, x_score=digits.inputs, resume=state,
+    train_packed(*args, num_classes=10, x_score=digits.inputs, resume=state, engine=engine,
                  on_epoch=lambda e, lg: resumed.__setitem__(e, lg), report_epochs={1, 2})  # fmt: skip
     for e in (1, 2):
         np.testing.assert_array_equal(resumed[e], full[e])
+    other = {"vmap": "loop", "loop": "vmap"}[engine]
+    with pytest.raises(ValueError, match=f"written by the {engine} pack engine, not {other}"):
+        train_packed(*args, num_classes=10, resume=state, engine=other)
+
+
+def test_auto_pack_engine_loops_convolutions_on_cpu():
+    import engine.training.packed as packed_module
+    from engine.models import create_model
+
+    def pick(name: str, device: str) -> str:
+        model = create_model(name, num_classes=10, input_shape=(1, 8, 8))
+        return packed_module.resolve_pack_engine("auto", model, device)
+
+    assert pick("cnn_bn", "cpu") == "loop" and pick("mlp", "cpu") == "vmap"
+    assert pick("cnn_bn", "cuda") == "vmap"
+    with pytest.raises(ValueError, match="pack engine must be one of auto, vmap, loop"):
+        packed_module.resolve_pack_engine("grouped", create_model("mlp", num_classes=2,
+                                                                  input_shape=(4,)), "cpu")  # fmt: skip
 
 
 def test_models_with_dropout_are_not_packed(digits, monkeypatch):
