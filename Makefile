@@ -56,6 +56,8 @@ test: lint browser datasets
 # Performance benchmarks (not timed tests): results land in tests/perf/results/.
 bench: install datasets
 	$(PY) tests/perf/bench_training.py
+	$(PY) tests/perf/bench_replicas.py --e2e
+	$(PY) tests/perf/bench_checksums.py
 	$(PY) tests/perf/bench_scoring.py
 	$(PY) tests/perf/bench_float16.py
 	$(PY) tests/perf/bench_noise.py
