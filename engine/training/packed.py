@@ -154,7 +154,14 @@ def resolve_pack_engine(engine: str, model: nn.Module, device: str | torch.devic
 class _VmapStepper:
     """The R replicas as one stacked network: one batched step for all of them."""
 
-    def __init__(self, models: list[nn.Module], recipe: TrainRecipe, total_steps: int) -> None:
+    def __init__(
+        self,
+        models: list[nn.Module],
+        recipe: TrainRecipe,
+        total_steps: int,
+        autocast: torch.dtype | None = None,
+    ) -> None:
+        self.autocast = autocast
         self.pack = PackedEnsemble(models)
         holder = nn.Module()  # lets make_optimizer see the stacked tensors as parameters
         for i, p in enumerate(self.pack.params.values()):
@@ -177,7 +184,9 @@ class _VmapStepper:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimizer step of every replica on its own batch: (R, B, ...) -> int8 (R, B)."""
         self.pack.base.train()
-        losses, correct = self.batched_loss(self.pack.params, self.pack.buffers, x, y)
+        with torch.autocast(x.device.type, dtype=self.autocast or torch.float32,
+                            enabled=self.autocast is not None):  # fmt: skip
+            losses, correct = self.batched_loss(self.pack.params, self.pack.buffers, x, y)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # replica r's gradient only reaches its own slice
         self.optimizer.step()
@@ -203,7 +212,7 @@ class _VmapStepper:
 
     def logits(self, inputs: np.ndarray, device: str | torch.device) -> np.ndarray:
         """Every replica's eval-mode logits on ``inputs``: float32 (R, N, K)."""
-        return infer_packed(self.pack, inputs, device=device)
+        return infer_packed(self.pack, inputs, device=device, autocast=self.autocast)
 
     def ensemble(self) -> PackedEnsemble:
         """The trained replicas, stacked."""
@@ -281,6 +290,7 @@ def train_packed(
     until_epoch: int | None = None,
     on_presentations: Callable[[int, np.ndarray], None] | None = None,
     engine: str = "vmap",
+    autocast: torch.dtype | None = None,
 ) -> PackedEnsemble:
     """Train ``len(seeds)`` replicas of ``recipe.model`` at once; replica r uses ``seeds[r]``.
 
@@ -304,6 +314,9 @@ def train_packed(
             :func:`engine.training.train` (1 right, 0 wrong, -1 not presented).
         engine: ``vmap``, ``loop`` or ``auto`` (:func:`resolve_pack_engine`); both
             engines train the same replicas (the loop's steps are exactly separate runs').
+        autocast: Run the ``vmap`` engine's forward passes under autocast to this
+            dtype (``torch.bfloat16`` on a GPU; the GPU benchmark's mixed precision);
+            None (the default) trains in float32 as separate runs do.
 
     Returns:
         The trained ensemble.
@@ -332,8 +345,13 @@ def train_packed(
     batchnorm = has_batchnorm(models[0])
     models = [m.to(device) for m in models]
     steps_per_epoch = max(1, -(-len(x_train) // recipe.batch_size))
-    stepper_class = _VmapStepper if engine == "vmap" else _LoopStepper
-    stepper = stepper_class(models, recipe, recipe.epochs * steps_per_epoch)
+    total_steps = recipe.epochs * steps_per_epoch
+    if engine == "vmap":
+        stepper = _VmapStepper(models, recipe, total_steps, autocast)
+    elif autocast is not None:
+        raise ValueError("autocast applies to the vmap pack engine")
+    else:
+        stepper = _LoopStepper(models, recipe, total_steps)
     fetch = batch_fetcher(x_train, device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -391,10 +409,12 @@ def infer_packed(
     *,
     device: str | torch.device = "cpu",
     batch_size: int = INFER_BATCH_SIZE,
+    autocast: torch.dtype | None = None,
 ) -> np.ndarray:
     """Every replica's logits on ``inputs`` (N, ...) in eval mode: float32 (R, N, K).
 
     BatchNorm reads each replica's running statistics; the pack's mode is restored after.
+    ``autocast`` (e.g. ``torch.bfloat16``) runs the forward passes under autocast.
     """
     was_training = pack.base.training
     pack.base.eval()
@@ -402,7 +422,9 @@ def infer_packed(
         out = []
         for start in range(0, len(inputs), batch_size):
             x = as_input(inputs[start : start + batch_size], device)
-            out.append(pack.logits_shared(x).float().cpu())
+            with torch.autocast(x.device.type, dtype=autocast or torch.float32,
+                                enabled=autocast is not None):  # fmt: skip
+                out.append(pack.logits_shared(x).float().cpu())
     finally:
         pack.base.train(was_training)
     return torch.cat(out, dim=1).numpy()

@@ -13,7 +13,14 @@ On one CUDA device, in one run, side by side with the same machine's CPUs:
   CPUs (:mod:`bench_finetune`'s loop, the build's own ``run_epochs``);
 - the text tasks (``--text``): QA span readers and seq2seq encoder-decoders trained
   side by side on the GPU and on the CPUs (wall per epoch), and the per-sample
-  reductions of the same CPU-trained models computed on both devices (max difference).
+  reductions of the same CPU-trained models computed on both devices (max difference);
+- packed BatchNorm CNNs (``--bn``): ``cnn_bn`` replicas on Fashion-MNIST packed under
+  ``vmap`` for R = 8 ... 1024 (``--bn-packs``), float32 and bfloat16 autocast, one
+  epoch each with the prediction on all 70,000 images, seed-epochs/s;
+- the Ray placement path on the device (``--e2e``): ``hardbench run
+  benchmarks/fashion-mnist.yaml`` with the packed BatchNorm replicas
+  (``gpus_per_worker``), the evaluation pool (``gpus_per_actor``) and every evaluated
+  model (``gpus``) on the GPU, 3 epochs; its stage times.
 
 Writes ``<out>/gpu.json`` and ``<out>/gpu.md``. Not a test:
 
@@ -39,6 +46,12 @@ from engine.training.packed import train_packed
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "benchmarks" / "digits.yaml"
+FASHION = ROOT / "benchmarks" / "fashion-mnist.yaml"
+BN_PACKS = (8, 64, 256, 1024)  # packed cnn_bn replicas per ensemble on the GPU
+E2E_OVERRIDES = ["replicas.model=cnn_bn", "replicas.model_kwargs={}", "replicas.pack_size=all",
+                 "replicas.pack_engine=vmap", "replicas.gpus_per_worker=1",
+                 "replicas.cpus_per_worker=2", "replicas.epochs=3", "evaluate.gpus_per_actor=0.5",
+                 "evaluate.cpus_per_actor=1"]  # fmt: skip
 OVERRIDES = ["shards.grad_epochs=[]", "scores=[confusion,action]"]
 PACK_SIZES = (5, 64, 256)  # replicas per packed ensemble on the GPU
 
@@ -148,6 +161,47 @@ def text_checks(device: torch.device, limit: int = 1500) -> list[dict]:
     return rows
 
 
+def bn_checks(device: torch.device, packs: list[int]) -> list[dict]:
+    """Seed-epochs/s of packed ``cnn_bn`` replicas on Fashion-MNIST, float32 and bfloat16."""
+    from engine.data.cache import take_rows
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        print("--bn: Fashion-MNIST is not installed (make datasets); skipped", flush=True)
+        return []
+    spec = load_spec(FASHION, ["replicas.model=cnn_bn", "replicas.model_kwargs={}",
+                               "replicas.epochs=1"])  # fmt: skip
+    data = load_data(spec, log=lambda line: None)
+    recipe, tr = spec.replicas.recipe, data.indices("train")
+    x_train, y_train = take_rows(data.inputs, tr), data.labels[tr]
+    rows = []
+    for dtype in (None, torch.bfloat16):
+        for r in packs:
+            start = time.perf_counter()
+            train_packed(recipe, list(range(r)), x_train, y_train, num_classes=10,
+                         x_score=data.inputs, device=device, engine="vmap", autocast=dtype,
+                         on_epoch=lambda e, lg: None)  # fmt: skip
+            torch.cuda.synchronize(device) if device.type == "cuda" else None
+            wall = time.perf_counter() - start
+            rows.append({"replicas": r, "precision": "bf16 autocast" if dtype else "fp32",
+                         "wall_s": round(wall, 2), "seed_epochs_per_s": round(r / wall, 2)})  # fmt: skip
+            print(rows[-1], flush=True)
+    return rows
+
+
+def e2e_check() -> dict:
+    """``hardbench run`` of the Fashion-MNIST spec with its work placed on the GPU."""
+    import tempfile
+
+    from engine.lifecycle import run_benchmark
+
+    spec = load_spec(FASHION, [*E2E_OVERRIDES, *[f"evaluate.models[{i}].gpus=0.25"
+                                                for i in range(4)]])  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="hardbench-gpu-e2e-") as runs:
+        result = run_benchmark(spec, runs_dir=Path(runs), log=print)
+    print(f"e2e stages: {result.timings}", flush=True)
+    return {"overrides": E2E_OVERRIDES, "stages": result.timings}
+
+
 def main() -> None:
     """Run the checks and timings; write gpu.json and gpu.md under --out."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -157,6 +211,9 @@ def main() -> None:
     parser.add_argument("--finetune", action="store_true", help="also time fine-tuning")
     parser.add_argument("--packs", type=int, nargs="+", default=list(PACK_SIZES),
                         help="replicas per packed ensemble to time on the device")  # fmt: skip
+    parser.add_argument("--bn", action="store_true", help="also time packed cnn_bn replicas")
+    parser.add_argument("--bn-packs", type=int, nargs="+", default=list(BN_PACKS))
+    parser.add_argument("--e2e", action="store_true", help="also run Fashion-MNIST on the GPU")
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -192,6 +249,8 @@ def main() -> None:
     add("packed ensemble", cpu, 5, _packed(recipe, seeds5, data, "cpu")[0])
     text = text_checks(dev) if args.text else []
     finetune = finetune_checks(dev) if args.finetune else []
+    bn = bn_checks(dev, args.bn_packs) if args.bn else []
+    e2e = e2e_check() if args.e2e else {}
     result = {
         "device": name,
         "torch": torch.__version__,
@@ -201,6 +260,8 @@ def main() -> None:
         "rows": rows,
         "text": text,
         "finetune": finetune,
+        "packed_batchnorm": bn,
+        "end_to_end": e2e,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu.json").write_text(json.dumps(result, indent=2))
@@ -245,6 +306,17 @@ def main() -> None:
             *[f"| {r['mode']} | {r['image_size']} | {r['device']:,.0f} | {r['cpu']:,.0f} |"
               for r in finetune],
         ]  # fmt: skip
+    if bn:
+        lines += ["", f"Packed `cnn_bn` replicas (BatchNorm, vmap engine) on Fashion-MNIST on "
+                  f"{name}: one epoch over 60,000 images and a prediction on all 70,000:", "",
+                  "| replicas | precision | wall (s) | seed-epochs/s |", "|---|---|---|---|",
+                  *[f"| {r['replicas']} | {r['precision']} | {r['wall_s']} | "
+                    f"{r['seed_epochs_per_s']} |" for r in bn]]  # fmt: skip
+    if e2e:
+        lines += ["", f"`hardbench run benchmarks/fashion-mnist.yaml` on {name} "
+                  f"({' '.join('--set ' + o for o in E2E_OVERRIDES)}, evaluated models and the "
+                  "evaluation pool on the GPU):", "", "| stage | seconds |", "|---|---|",
+                  *[f"| {k} | {v} |" for k, v in e2e["stages"].items()]]  # fmt: skip
     (args.out / "gpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -289,3 +289,22 @@ def test_validation_refuses_an_unpackable_replica_naming_pack_size():
     with pytest.raises(SpecError, match=r"replicas\.pack_size: model 'efficientnet_lite0'"):
         load_spec("tests/fixtures/tiny.yaml", ["replicas.model=efficientnet_lite0",
                                                "replicas.pack_size=2", *packed[1:]])  # fmt: skip
+
+
+def test_packed_autocast_bfloat16_runs_and_stays_close(digits):
+    """The GPU benchmark's mixed precision, checked on the CPU's bfloat16 autocast."""
+    torch.set_num_threads(1)
+    tr = digits.indices("train")
+    recipe = TrainRecipe(model="cnn_bn", epochs=1, batch_size=128)
+    out = {}
+    for dtype in (None, torch.bfloat16):
+        train_packed(recipe, [0, 1], digits.inputs[tr], digits.labels[tr], num_classes=10,
+                     x_score=digits.inputs, engine="vmap", autocast=dtype,
+                     on_epoch=lambda e, lg, dtype=dtype: out.__setitem__(dtype, lg))  # fmt: skip
+    assert out[torch.bfloat16].dtype == np.float32  # logits come back in float32
+    assert not np.array_equal(out[torch.bfloat16], out[None])  # bfloat16 did run
+    agree = (out[torch.bfloat16].argmax(-1) == out[None].argmax(-1)).mean()
+    assert agree > 0.9, agree
+    with pytest.raises(ValueError, match="autocast applies to the vmap pack engine"):
+        train_packed(recipe, [0, 1], digits.inputs[tr], digits.labels[tr], num_classes=10,
+                     engine="loop", autocast=torch.bfloat16)  # fmt: skip
