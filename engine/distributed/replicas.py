@@ -18,6 +18,7 @@ from engine.data.cache import take_rows
 from engine.data.loading import ensure_run_cache
 from engine.data.multilabel_data import MultiLabelData
 from engine.distributed.cluster import fit_in_thread
+from engine.distributed.epoch_predictions import EpochPredictions, curve_loss
 from engine.distributed.ingest import load_run_data
 from engine.layout import RAY_TRAIN_DIR
 from engine.scores import entropy, replica_scalars
@@ -114,13 +115,21 @@ def train_replica(
 
     objective = MULTI_LABEL if data.multilabel else SINGLE_LABEL
     targets = data.label_sets if data.multilabel else data.labels
+    predictions = None
+    if spec.shards.predict == "ray_data":  # a Ray Data pool predicts while this trains on
+        predictions = EpochPredictions(run_dir, spec, replica, meta, seed=seed, attempt=attempt,
+                                       num_samples=len(data.labels), log=log)  # fmt: skip
+
+        def on_epoch_weights(epoch: int, weights: dict) -> None:
+            predictions.submit(epoch, weights, presented.pop(epoch, None))
+
     train(
         recipe,
         take_rows(data.inputs, train_idx),
         targets[train_idx],
         num_classes=data.num_classes,
         x_score=data.inputs,
-        on_epoch=on_epoch,
+        on_epoch=on_epoch if predictions is None else None,
         device=device,
         y_score=None if data.multilabel else data.labels,
         objective=objective,
@@ -130,7 +139,10 @@ def train_replica(
         report_epochs=set(todo),
         until_epoch=todo[-1],
         on_presentations=on_presentations if spec.records_presentations else None,
+        on_epoch_weights=None if predictions is None else on_epoch_weights,
     )
+    if predictions is not None:
+        outcome["written"] = predictions.finish()
     return outcome
 
 
@@ -214,22 +226,6 @@ def multilabel_curves(
         "train_accuracy": float(np.mean(right[train])),
         "heldout_accuracy": float(np.mean(right[~train])) if (~train).any() else float("nan"),
     }
-
-
-def curve_loss(logits: np.ndarray, labels: np.ndarray, loss: np.ndarray | None) -> np.ndarray:
-    """Per-sample loss (N,) for the learning curves: ``loss``, or NaN where unlabelled.
-
-    Args:
-        logits: Float32 (N, K) of one replica.
-        labels: Int (N,), -1 for an unlabelled pool sample.
-        loss: The shards' loss (None for a label-free run).
-    """
-    if loss is not None:
-        return loss
-    out = np.full(len(labels), np.nan, dtype=np.float32)
-    known = labels >= 0
-    out[known] = softmax_and_loss(logits[known], labels[known])[1]
-    return out
 
 
 def epoch_curves(

@@ -129,6 +129,7 @@ def write_epoch_shards(
     train_correct: np.ndarray | None = None,
     label_sets: np.ndarray | None = None,
     checksum: str = DEFAULT_CHECKSUM,
+    first_sample: int = 0,
 ) -> list[dict]:
     """Write one (replica, epoch) of predictions as fixed sample-id blocks.
 
@@ -156,6 +157,9 @@ def write_epoch_shards(
             are per-label sigmoids (no ``labels``, ``margin``, ``pred``, top-k or
             gradients), or None.
         checksum: The algorithm of each block's recorded checksum (``shards.checksum``).
+        first_sample: The sample id of the arrays' first row, a multiple of
+            ``block_size``: the arrays then hold blocks ``first_sample // block_size``
+            onwards (a prediction actor writes one block; 0 writes the whole epoch).
 
     Returns:
         One manifest entry per block: ``{"block", "rows", <checksum>: hex, "format"}``.
@@ -165,6 +169,10 @@ def write_epoch_shards(
             whose shape is not (N, L).
     """
     n, k = probs.shape
+    if first_sample % block_size:
+        raise ValueError(
+            f"first_sample {first_sample} is not a multiple of block_size {block_size}"
+        )
     if label_sets is not None:
         if label_sets.shape != (n, k):
             raise ValueError(f"label_sets has shape {label_sets.shape}, probs {(n, k)}")
@@ -208,9 +216,11 @@ def write_epoch_shards(
         return [fixed_list(np.asarray(label_sets[a:b], np.uint8), pa.uint8())]
 
     entries = []
+    first_block = first_sample // block_size
     for block, start, stop in _blocks(n, block_size):
+        block += first_block  # the block's index in the whole epoch
         columns = [
-            pa.array(np.arange(start, stop, dtype=np.int64)),
+            pa.array(np.arange(first_sample + start, first_sample + stop, dtype=np.int64)),
             *prob_columns(start, stop),
             _nullable(None if loss is None else loss[start:stop], stop - start, pa.float32()),
             _nullable(None if labels is None else labels[start:stop], stop - start, pa.int32()),

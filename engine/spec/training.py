@@ -22,6 +22,7 @@ SHARD_CHECKSUMS = ("xxh3_128", "sha256")  # checksums a shard's manifest entry m
 NOISE_KINDS = ("uniform", "class_conditional")  # how injected label noise picks the new label
 KEEP_POLICIES = ("last", "all")  # keep the newest checkpoint per replica, or every epoch's
 PACK_ENGINES = ("auto", "vmap", "loop")  # how a pack computes (engine.training.packed)
+PREDICT_MODES = ("inline", "ray_data")  # who predicts the scoring set after every epoch
 MIN_CLASSES = 2  # a classifier's class list needs at least this many names
 
 
@@ -308,6 +309,11 @@ class ShardsSpec:
     non-cryptographic, at memory speed: it catches truncation and flipped bits) or
     ``sha256`` (cryptographic, about 2 GB/s per core: also catches a shard altered on
     purpose to pass). Shards recorded with either verify, whatever this is set to.
+    ``predict`` says who predicts the scoring set after every epoch: ``inline`` (the
+    replica's own worker, between epochs) or ``ray_data`` (the replica hands the
+    epoch's weights to a Ray Data actor pool that predicts block by block from the
+    dataset cache and writes the same shards while the replica trains on; one replica
+    per worker, full shards, no input gradients).
     """
 
     block_size: int = 1024
@@ -317,6 +323,7 @@ class ShardsSpec:
     top_k: int | None = None
     format: str = "parquet"
     checksum: str = "xxh3_128"
+    predict: str = "inline"
 
     def __post_init__(self) -> None:
         if any(e < 0 for e in self.grad_epochs) or len(set(self.grad_epochs)) != len(
@@ -339,6 +346,13 @@ class ShardsSpec:
             raise FieldError("top_k", "top-k shards carry no input gradients: drop grad_epochs")
         if self.mode not in SHARD_MODES:
             raise FieldError("mode", f"must be one of {', '.join(SHARD_MODES)}, got {self.mode!r}")
+        if self.predict not in PREDICT_MODES:
+            raise FieldError(
+                "predict", f"must be one of {', '.join(PREDICT_MODES)}, got {self.predict!r}"
+            )
+        if self.predict == "ray_data" and self.grad_epochs:
+            raise FieldError("predict", "ray_data predicts without input gradients: drop "
+                             "grad_epochs (and the vog score) or predict inline")  # fmt: skip
         if self.format not in SHARD_FORMATS:
             raise FieldError(
                 "format", f"must be one of {', '.join(SHARD_FORMATS)}, got {self.format!r}"

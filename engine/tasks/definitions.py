@@ -54,6 +54,9 @@ def _validate_classification(spec: BenchmarkSpec) -> None:
         raise FieldError(
             "replicas.augment", "packed replicas (pack_size > 1) train without augmentation"
         )
+    if spec.shards.predict == "ray_data" and len(spec.replicas.packs()) < spec.replicas.count:
+        raise FieldError("shards.predict", "ray_data predicts one replica's epochs at a time: "
+                         "set replicas.pack_size: 1 or predict inline")  # fmt: skip
     if len(spec.replicas.packs()) < spec.replicas.count:
         from engine.training.packed import recipe_unpackable_reason
 
@@ -157,6 +160,8 @@ def _validate_text(spec: BenchmarkSpec) -> None:
             "replicas.gpus_per_worker",
             f"must be in [0, 1] (one task, one GPU), got {r.gpus_per_worker}",
         )
+    if spec.shards.predict != "inline":
+        raise FieldError("shards.predict", f"{name} replicas predict inline (side by side)")
     if spec.shards.mode != "reduced" or spec.shards.top_k is not None or spec.shards.grad_epochs:
         raise FieldError(
             "shards",
@@ -204,6 +209,8 @@ def _validate_multilabel(spec: BenchmarkSpec) -> None:
 
     d, r, splits = spec.data, spec.replicas, spec.splits
     _check_classifiers(spec)
+    if spec.shards.predict != "inline":
+        raise FieldError("shards.predict", "multi-label replicas predict inline")
     if not d.label_lists:
         raise FieldError("data.label_lists", "a multilabel run reads a list of labels per sample")
     for where, src in [("data", d), ("data.train", d.train), ("data.pool", d.pool)]:

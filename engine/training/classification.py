@@ -64,6 +64,7 @@ def train(
     on_presentations: PresentationCallback | None = None,
     history: list[dict] | None = None,
     objective: Objective = SINGLE_LABEL,
+    on_epoch_weights: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
 ) -> nn.Module:
     """Train ``recipe.model`` on (x_train, y_train), reporting scoring-set logits each epoch.
 
@@ -112,6 +113,10 @@ def train(
         objective: :data:`SINGLE_LABEL` (softmax + cross-entropy) or
             :data:`MULTI_LABEL` (sigmoids + summed BCE; a sample is right when every
             label is); see :mod:`engine.training.objectives`.
+        on_epoch_weights: When given, called as ``on_epoch_weights(epoch, weights)``
+            instead of ``on_epoch`` after each epoch in ``report_epochs``, with a CPU
+            copy of the model's ``state_dict``: someone else predicts the scoring set
+            (:mod:`engine.distributed.epoch_predictions`); no input gradients.
 
     Returns:
         The trained model in eval mode.
@@ -129,6 +134,8 @@ def train(
         raise ValueError("on_epoch needs x_score, the inputs to predict on after every epoch")
     if grad_epochs and y_score is None:
         raise ValueError("grad_epochs needs y_score, the labels whose logits are differentiated")
+    if on_epoch_weights is not None and (on_epoch is not None or grad_epochs):
+        raise ValueError("on_epoch_weights replaces on_epoch and takes no grad_epochs")
     torch.manual_seed(recipe.seed)
     model = create_model(
         recipe.model,
@@ -150,7 +157,13 @@ def train(
     aug_gen = torch.Generator().manual_seed(recipe.seed + AUGMENT_SEED_OFFSET)
 
     def report(epoch: int) -> None:
-        if on_epoch is None or (report_epochs is not None and epoch not in report_epochs):
+        if report_epochs is not None and epoch not in report_epochs:
+            return
+        if on_epoch_weights is not None:
+            on_epoch_weights(epoch, {k: v.detach().cpu().clone()
+                                     for k, v in model.state_dict().items()})  # fmt: skip
+            return
+        if on_epoch is None:
             return
         grads = (
             input_gradients(model, x_score, y_score, device=device)

@@ -163,7 +163,7 @@ def end_to_end(work: Path) -> dict:
     cold = run_benchmark(load_spec(FASHION), runs_dir=runs, log=lambda line: None).timings
     print(f"e2e cold: {cold}", flush=True)
     again = run_benchmark(load_spec(FASHION, ["replicas.epochs=1", "replicas.count=2",
-                                              "evaluate.models=[]", "evaluate.ensemble=false"]),
+                                              "evaluate.models=[]"]),
                           runs_dir=runs, log=lambda line: None).timings  # fmt: skip
     stages = {"ingest_cold": cold["ingest"], "ingest_cached": again["ingest"]}
     stages |= {k: v for k, v in cold.items() if k != "ingest"}
@@ -216,6 +216,8 @@ def main() -> None:
             one_pack = ["replicas.pack_size=all", f"replicas.cpus_per_worker={cpus}",
                         "replicas.num_workers=1"]  # fmt: skip
             for label, extra in (("Ray Train, one worker per replica", []),
+                                 ("Ray Train, one worker per replica, Ray Data prediction",
+                                  ["shards.predict=ray_data"]),
                                  ("Ray task, one packed ensemble, vmap engine",
                                   [*one_pack, "replicas.pack_engine=vmap"]),
                                  ("Ray task, one packed ensemble, loop engine",
@@ -267,6 +269,11 @@ def main() -> None:
         ),
         "packed_bn_floor_share": round(packed_local / floor, 4),
         "packed_bn_vs_tune": round(packed_task / by["Ray Tune, one trial per seed"], 2),
+        "ray_data_vs_inline_prediction": round(
+            by["Ray Train, one worker per replica, Ray Data prediction"]
+            / by["Ray Train, one worker per replica"],
+            2,
+        ),
     }
     if e2e:
         result.update(e2e)
@@ -295,6 +302,7 @@ def main() -> None:
                 "packed_bn_vmap_vs_plain_loop",
                 "packed_bn_floor_share",
                 "packed_bn_vs_tune",
+                "ray_data_vs_inline_prediction",
             )
         ],
     ]
