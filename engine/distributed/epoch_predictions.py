@@ -40,7 +40,10 @@ from engine.training import infer
 from engine.training.objectives import softmax_and_loss
 
 PREDICT_ACTORS = 1  # prediction actors per replica worker (they share the cores with training)
-PREDICT_ACTOR_CPUS = 0.5  # logical CPUs each reserves: below a core, so training keeps its own
+# Logical CPUs a prediction actor reserves: none. It shares the cores its replica's worker
+# reserved: a reservation could wait for CPUs the training workers hold until they
+# finish, while they wait for their predictions (a deadlock on a full cluster).
+PREDICT_ACTOR_CPUS = 0
 MAX_EPOCHS_IN_FLIGHT = 2  # epochs queued or being predicted; the trainer waits beyond that
 FAULT_MARKER_ENV = "HARDBENCH_TEST_KILL_PREDICTOR"  # tests: a marker path; one actor dies once
 

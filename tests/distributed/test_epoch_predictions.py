@@ -57,3 +57,19 @@ def test_ray_data_prediction_is_refused_where_it_cannot_run():
                                                "replicas.pack_size=all", "shards.predict=ray_data"])  # fmt: skip
     with pytest.raises(SpecError, match=r"shards\.predict: must be one of inline, ray_data"):
         load_spec("tests/fixtures/tiny.yaml", [*OVERRIDES, "shards.predict=actors"])
+
+
+def test_ray_data_prediction_under_ray_train_workers_holding_every_cpu(ray_local, tmp_path):
+    """The real placement: 2 Ray Train workers reserve both CPUs; the pools still run."""
+    from engine.distributed.replicas import train_replicas
+
+    quiet = lambda line: None  # noqa: E731
+    over = [*OVERRIDES, "replicas.count=2", "replicas.num_workers=2", "replicas.cpus_per_worker=1"]
+    inline = load_spec("tests/fixtures/tiny.yaml", over)
+    pooled = load_spec("tests/fixtures/tiny.yaml", [*over, "shards.predict=ray_data"])
+    train_replicas(tmp_path / "inline", inline, log=quiet)
+    train_replicas(tmp_path / "pooled", pooled, log=quiet)
+    for replica in (0, 1):
+        a = json.loads(replica_manifest_path(tmp_path / "inline", replica).read_text())["rows"]
+        b = json.loads(replica_manifest_path(tmp_path / "pooled", replica).read_text())["rows"]
+        assert {r["epoch"]: r["blocks"] for r in a} == {r["epoch"]: r["blocks"] for r in b}
