@@ -147,6 +147,63 @@ def cnn_bn(*, num_classes: int, input_shape: tuple[int, ...], width: int = 8) ->
     return BatchNormCNN(input_shape[0], num_classes, width)
 
 
+class _BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers and a skip (a 1x1 conv-BN where the shape changes), then ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
+        )
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        """Residual sum, then ReLU."""
+        return self.act(self.body(x) + self.skip(x))
+
+
+class TinyResNet(nn.Module):
+    """A 3x3 conv-BN stem, one basic block per stage (widths w, 2w, 4w; strides 1, 2, 2), pool, head."""
+
+    def __init__(self, in_chans: int, num_classes: int, width: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.stages = nn.Sequential(
+            _BasicBlock(width, width, 1), _BasicBlock(width, 2 * width, 2),
+            _BasicBlock(2 * width, 4 * width, 2),
+        )  # fmt: skip
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes)
+        )
+
+    def forward(self, x):  # noqa: D102
+        return self.head(self.stages(self.stem(x)))
+
+
+@register_model(
+    ModelConfig(
+        "resnet_tiny", "resnet", "3-stage ResNet with BatchNorm, one basic block each, width 8 "
+        "(~20k params); packs", min_input_size=(8, 8),
+    )
+)  # fmt: skip
+def resnet_tiny(*, num_classes: int, input_shape: tuple[int, ...], width: int = 8) -> nn.Module:
+    """Tiny BatchNorm ResNet seed replica that trains packed (per-replica BatchNorm)."""
+    return TinyResNet(input_shape[0], num_classes, width)
+
+
 @register_model(
     ModelConfig("wide_cnn", "cnn", "2-block CNN, width 128 (~0.9M params)", min_input_size=(4, 4))
 )
