@@ -57,6 +57,27 @@ def _start_head(temp: str, gcs: int, dash: int, env: dict[str, str]) -> None:
     )  # fmt: skip
 
 
+def _start_node(gcs: int, env: dict[str, str], attempts: int = 2) -> None:
+    """``ray start`` a 2-CPU node joining the head at ``gcs``, retried with fresh agent ports.
+
+    A port found free by :func:`_free_port` can be taken again before Ray binds it (a
+    node start failed once that way in a full suite); the last failure shows Ray's output.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            subprocess.run(
+                [RAY, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", *NODE_ARGS,
+                 *_agent_ports()],
+                env=env, check=True, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            return
+        except subprocess.CalledProcessError as exc:
+            if attempt == attempts:
+                raise RuntimeError(f"ray start of the second node failed: {exc.stderr[-2000:]}"
+                                   f"{exc.stdout[-2000:]}") from exc  # fmt: skip
+            time.sleep(2)
+
+
 def _wait_for_jobs(address: str, timeout_s: float = 120) -> None:
     """Return once the head's job agent takes and runs a trivial job (RAY_AUTH_MODE set)."""
     deadline = time.monotonic() + timeout_s
@@ -87,11 +108,7 @@ def loopback_cluster():
     env.pop("RAY_ADDRESS", None)
     try:
         _start_head(temp, gcs, dash, env)
-        subprocess.run(
-            [RAY, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", *NODE_ARGS,
-             *_agent_ports()],
-            env=env, check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+        _start_node(gcs, env)
         address = f"http://127.0.0.1:{dash}"
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("RAY_AUTH_MODE", "token")  # for this process's Jobs API clients
