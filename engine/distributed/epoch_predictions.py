@@ -25,7 +25,6 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -147,14 +146,12 @@ class EpochPredictions:
         meta: Shard provenance (as the inline path's).
         seed: The replica's seed (recorded in each row).
         attempt: Which start of the run this is (recorded in each row).
-        log: Where progress lines go.
     """
 
     def __init__(self, run_dir: Path, spec: BenchmarkSpec, replica: int, meta: dict, *,
-                 seed: int, attempt: int, num_samples: int,
-                 log: Callable[[str], None] = print) -> None:  # fmt: skip
+                 seed: int, attempt: int, num_samples: int) -> None:  # fmt: skip
         self.run_dir, self.spec, self.replica, self.meta = run_dir, spec, replica, meta
-        self.seed, self.attempt, self.log = seed, attempt, log
+        self.seed, self.attempt = seed, attempt
         self.blocks = num_blocks(num_samples, spec.shards.block_size)
         self.queue: queue.Queue = queue.Queue(maxsize=MAX_EPOCHS_IN_FLIGHT)
         self.error: BaseException | None = None

@@ -118,7 +118,7 @@ def train_replica(
     predictions = None
     if spec.shards.predict == "ray_data":  # a Ray Data pool predicts while this trains on
         predictions = EpochPredictions(run_dir, spec, replica, meta, seed=seed, attempt=attempt,
-                                       num_samples=len(data.labels), log=log)  # fmt: skip
+                                       num_samples=len(data.labels))  # fmt: skip
 
         def on_epoch_weights(epoch: int, weights: dict) -> None:
             predictions.submit(epoch, weights, presented.pop(epoch, None))
