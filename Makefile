@@ -57,6 +57,7 @@ test: lint browser datasets
 bench: install datasets
 	$(PY) tests/perf/bench_training.py
 	$(PY) tests/perf/bench_replicas.py --e2e
+	$(PY) tests/perf/bench_pack_kernels.py
 	$(PY) tests/perf/bench_checksums.py
 	$(PY) tests/perf/bench_scoring.py
 	$(PY) tests/perf/bench_float16.py
