@@ -519,3 +519,61 @@ def test_eval_refuses_bad_weights_before_any_actor_starts(tiny_run, tmp_path, ca
         assert message in err, err
         assert len(err.strip().splitlines()) == 1, err  # one line, no Ray Data trace
     assert not (run / "eval" / "extra").exists()
+
+
+def _keep_shards(run_dir: Path, replicas: list[int], epochs: list[int]) -> None:
+    """Make ``run_dir`` a run whose shards are exactly these replicas' and epochs'."""
+    for folder in (run_dir / "preds").glob("replica=*"):
+        replica = int(folder.name.split("=")[1])
+        if replica not in replicas:
+            shutil.rmtree(folder)
+            continue
+        manifest = folder / "_manifest.json"
+        record = json.loads(manifest.read_text())
+        record["rows"] = [row for row in record["rows"] if row["epoch"] in epochs]
+        manifest.write_text(json.dumps(record))
+        for epoch_dir in folder.glob("epoch=*"):
+            if int(epoch_dir.name.split("=")[1]) not in epochs:
+                shutil.rmtree(epoch_dir)
+
+
+def test_ablation_settings_equal_runs_of_exactly_those_shards(tiny_run, tmp_path, capsys):
+    from engine.cli import EXIT_BAD_INPUT, main
+    from engine.lifecycle import score_existing_run
+    from engine.lifecycle.ablate import ablate_run
+
+    _, _, result = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run, ignore=shutil.ignore_patterns("ray_train", "models"))
+    record = ablate_run(run, epoch_counts=(2,), replica_counts=(1,), log=lambda line: None)
+    names = [s["name"] for s in record["settings"]]
+    assert (
+        len(names) == 3 * 3 and names[-1] == "eall_rall"
+    )  # (2 first, 2 spaced, all) x (r0, r1, all)
+    table = pq.read_table(run / "eval" / "ablation_scores.parquet")
+    assert table.column_names == ["sample_id", *names]
+    scores = pq.read_table(run / "scores.parquet")
+    assert np.array_equal(
+        table.column("eall_rall").to_numpy(), scores.column("confusion").to_numpy()
+    )
+    for name in ("e2_first_r1_d1", "e2_spaced2_r1_d0"):
+        setting = next(s for s in record["settings"] if s["name"] == name)
+        sub = tmp_path / name
+        shutil.copytree(run, sub, ignore=shutil.ignore_patterns("eval"))
+        (sub / "preds" / "_manifest.json").unlink()  # consolidated again from what is left
+        _keep_shards(sub, setting["replicas"], setting["epochs"])
+        out, used = score_existing_run(sub, scores=["confusion"], allow_partial=True)
+        assert used["replicas"] == setting["replicas"] and used["epochs"] == setting["epochs"]
+        rescored = pq.read_table(out).column("confusion").to_numpy()
+        assert np.array_equal(table.column(name).to_numpy(), rescored), name
+    assert record["model"] == "small_mlp" and -1 < record["settings"][-1]["pearson_r"] < 1
+    assert record["settings"][-1]["hard_overlap"] == 1.0
+    client = MlflowClient(tracking_uri=f"sqlite:///{result.run_dir.parent / 'mlflow.db'}")
+    parent = client.get_run(result.mlflow["parent_run_id"])
+    assert parent.data.metrics["ablation_eall_rall_mean"] == pytest.approx(
+        record["settings"][-1]["mean"]
+    )
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "ablation")}
+    assert {"ablation/ablation.json", "ablation/ablation_histograms.png"} <= logged
+    assert main(["ablate", str(run)]) == EXIT_BAD_INPUT  # never overwrites without the flag
+    assert "--overwrite" in capsys.readouterr().err

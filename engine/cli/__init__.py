@@ -3,6 +3,7 @@
 hardbench run SPEC [--set section.field=value ...] [--runs-dir DIR] [--run-id ID]
 hardbench run --resume RUN_DIR|URI       hardbench verify RUN_DIR [--repair]
 hardbench score RUN_DIR                  hardbench report RUN_DIR
+hardbench ablate RUN_DIR [--epochs 5,10,20] [--replicas 1,3]
 hardbench eval RUN_DIR --model NAME | --model-uri URI
 hardbench compare [EXPERIMENT]           hardbench ui [--runs-dir DIR]
 hardbench audit RUN_DIR                  hardbench relabel RUN_DIR --verdicts FILE
@@ -33,6 +34,7 @@ from engine.cli.info import (
 from engine.cli.jobs import cmd_job, cmd_submit
 from engine.cli.parser import build_parser
 from engine.cli.runs import (
+    cmd_ablate,
     cmd_ingest,
     cmd_ls,
     cmd_report,
@@ -53,6 +55,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "ui": cmd_ui,
     "score": cmd_score,
+    "ablate": cmd_ablate,
     "run": cmd_run,
     "verify": cmd_verify,
     "audit": cmd_audit,

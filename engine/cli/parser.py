@@ -113,6 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--num-cpus", type=int, default=None)
 
+    abl = sub.add_parser(
+        "ablate",
+        help="the score from fewer epochs and replicas, from a run's shards (no retraining)",
+    )
+    abl.add_argument("run_dir", type=Path)
+    abl.add_argument("--score", default="confusion", help="registered score (default confusion)")
+    abl.add_argument(
+        "--epochs", default="5,10,20", help="numbers of epochs to try, or 'all' (default 5,10,20)"
+    )
+    abl.add_argument(
+        "--replicas", default=None, help="numbers of replicas to try, or 'all' (default 1,3)"
+    )
+    abl.add_argument("--draws", type=int, default=3, help="replica subsets drawn per count")
+    abl.add_argument("--seed", type=int, default=None, help="default: the run's replica seed")
+    abl.add_argument("--overwrite", action="store_true", help="replace an earlier ablation")
+    abl.add_argument("--num-cpus", type=int, default=None)
     aud = sub.add_parser(
         "audit", help="rank a run's samples by how suspicious their labels are (CSV + HTML)"
     )

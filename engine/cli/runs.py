@@ -153,6 +153,42 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts(text: str, flag: str) -> tuple[int, ...]:
+    """``5,10,20`` -> (5, 10, 20); ``all`` -> () (only the full run)."""
+    if text.strip() == "all":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated counts or 'all', got {text!r}") from None
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """``hardbench ablate RUN``: the score from fewer epochs and replicas, from the shards."""
+    from engine.layout import EVAL_DIR
+    from engine.lifecycle import RunSetupError
+    from engine.lifecycle.ablate import ABLATION_TABLE_FILE, ablate_run
+    from engine.shards import ShardManifestError
+
+    quiet_mlflow()
+    try:
+        ablate_run(
+            args.run_dir,
+            score=args.score,
+            epoch_counts=_counts(args.epochs, "--epochs"),
+            replica_counts=None if args.replicas is None else _counts(args.replicas, "--replicas"),
+            draws=args.draws,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            num_cpus=args.num_cpus,
+        )
+    except (RunSetupError, ShardManifestError, ValueError) as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print((args.run_dir / EVAL_DIR / ABLATION_TABLE_FILE).read_text(), end="")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """``hardbench verify RUN [--repair]``: check every shard against its manifest."""
     from engine.lifecycle import RunSetupError, verify_run

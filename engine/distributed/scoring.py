@@ -194,36 +194,19 @@ def score_run(
     Returns:
         The scores table sorted by ``sample_id`` (columns as in :func:`score_block`).
     """
-    import ray
-    from ray.data import ActorPoolStrategy
-
-    size = (
-        pool_size(num_blocks, float(ray.cluster_resources().get("CPU", 1)), cpus_per_actor)
-        if num_actors == "auto"
-        else min(int(num_actors), num_blocks)
-    )
-    ds = ray.data.from_items(
-        [{"block": b} for b in range(num_blocks)], override_num_blocks=num_blocks
-    )
-    ds = ds.map_batches(
+    table = map_blocks(
         BlockScorer,
-        fn_constructor_kwargs={
+        {
             "run_dir": str(Path(run_dir).resolve()),
             "replicas": list(replicas),
             "epochs": list(epochs),
             "scores": list(scores),
             "options": dict(options or {}),
         },
-        batch_format="pyarrow",
-        batch_size=1,
-        compute=ActorPoolStrategy(size=size),
-        num_cpus=cpus_per_actor,
+        num_blocks=num_blocks,
+        cpus_per_actor=cpus_per_actor,
+        num_actors=num_actors,
     )
-    tables = [
-        pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
-        for b in ds.iter_batches(batch_format="pyarrow", batch_size=None)
-    ]
-    table = pa.concat_tables(tables).sort_by("sample_id")
     ids = table.column("sample_id").to_numpy()
     if len(np.unique(ids)) != len(ids):
         raise ShardManifestError("the scoring pool returned duplicate sample ids")
@@ -236,3 +219,50 @@ def score_run(
             i = table.column_names.index(name)
             table = table.set_column(i, name, pa.array(final[name], pa.float64()))
     return table
+
+
+def map_blocks(
+    scorer: type,
+    kwargs: dict,
+    *,
+    num_blocks: int,
+    cpus_per_actor: float = POOL_CPUS_PER_ACTOR,
+    num_actors: int | str = "auto",
+) -> pa.Table:
+    """Run a block scorer class over every block id through a Ray Data actor pool.
+
+    Args:
+        scorer: A callable class for ``map_batches``: built with ``**kwargs`` once per
+            actor, called with a table of ``block`` ids, returning rows with ``sample_id``.
+        kwargs: Its constructor arguments.
+        num_blocks: Sample blocks (ids 0 .. num_blocks - 1).
+        cpus_per_actor: CPUs each actor reserves.
+        num_actors: Pool size, or ``"auto"`` (see :func:`pool_size`).
+
+    Returns:
+        Every block's rows in one table, sorted by ``sample_id``.
+    """
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    size = (
+        pool_size(num_blocks, float(ray.cluster_resources().get("CPU", 1)), cpus_per_actor)
+        if num_actors == "auto"
+        else min(int(num_actors), num_blocks)
+    )
+    ds = ray.data.from_items(
+        [{"block": b} for b in range(num_blocks)], override_num_blocks=num_blocks
+    )
+    ds = ds.map_batches(
+        scorer,
+        fn_constructor_kwargs=kwargs,
+        batch_format="pyarrow",
+        batch_size=1,
+        compute=ActorPoolStrategy(size=size),
+        num_cpus=cpus_per_actor,
+    )
+    tables = [
+        pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
+        for b in ds.iter_batches(batch_format="pyarrow", batch_size=None)
+    ]
+    return pa.concat_tables(tables).sort_by("sample_id")

@@ -12,6 +12,9 @@ import numpy as np
 from scipy import stats
 
 
+MAX_DEGENERATE_RESAMPLES = 0.05  # share of constant bootstrap resamples above which no interval
+
+
 def _same_length(**arrays: np.ndarray) -> int:
     lengths = {k: len(v) for k, v in arrays.items()}
     if len(set(lengths.values())) != 1:
@@ -165,6 +168,67 @@ def bootstrap_ci(
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def correlation_ci(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    method: str = "pearson",
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """A correlation of paired per-sample values with its percentile bootstrap interval.
+
+    With a 0/1 ``y`` (a model's per-sample error) Pearson's r is the point-biserial
+    correlation: r > 0 means the samples the model gets wrong score higher on ``x``.
+    The interval resamples the pairs (``scipy.stats.bootstrap``, ``paired=True``,
+    ``method="percentile"``, seeded), so it is reproducible with the seed.
+
+    Args:
+        x: Float (N,), e.g. a difficulty score.
+        y: Float or bool (N,), e.g. 1.0 where a model erred.
+        method: ``pearson`` or ``spearman``.
+        n_boot: Resamples.
+        level: Coverage, e.g. 0.95.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(r, low, high)``; all NaN when either vector is constant or N < 3. A
+        resample in which either side is constant (no error drawn) has no r and is
+        left out; when more than :data:`MAX_DEGENERATE_RESAMPLES` of them are, the
+        interval is NaN (too few errors to bound r).
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = _same_length(x=x, y=y)
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan, math.nan, math.nan
+    if method == "spearman":
+        x, y = stats.rankdata(x), stats.rankdata(y)  # Spearman = Pearson of the ranks
+
+    def pearson(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        a = a - a.mean(axis=axis, keepdims=True)
+        b = b - b.mean(axis=axis, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (a * b).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
+
+    r = float(pearson(x, y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate resamples give NaN: counted below
+        res = stats.bootstrap(
+            (x, y), pearson, paired=True, vectorized=True, n_resamples=n_boot,
+            confidence_level=level, method="percentile", random_state=seed,
+            batch=max(1, 2_000_000 // n),
+        )  # fmt: skip
+    dist = res.bootstrap_distribution
+    finite = dist[np.isfinite(dist)]
+    if len(finite) < (1 - MAX_DEGENERATE_RESAMPLES) * len(dist):
+        return r, math.nan, math.nan
+    alpha = (1 - level) / 2
+    return r, float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))
+
+
 METRICS = {
     "top1_error": top1_error,
     "error_per_bin": error_per_bin,
@@ -173,6 +237,7 @@ METRICS = {
     "auroc": auroc,
     "expected_calibration_error": expected_calibration_error,
     "bootstrap_ci": bootstrap_ci,
+    "correlation_ci": correlation_ci,
 }  # the metrics registry: name -> function
 
 

@@ -237,11 +237,13 @@ class BuildRecorder:
         """Log one epoch of the replicas' learning curve on the parent run (step = epoch)."""
         _retry(self.client.log_batch, self.parent_id, metrics=_metrics(values, step=epoch))
 
-    def summary(self, values: dict[str, float], artifacts: list[Path]) -> None:
-        """Log the build's summary metrics and files on the parent run."""
+    def summary(
+        self, values: dict[str, float], artifacts: list[Path], artifact_path: str | None = None
+    ) -> None:
+        """Log summary metrics and files on the parent run (files under ``artifact_path``)."""
         _retry(self.client.log_batch, self.parent_id, metrics=_metrics(values))
         for path in artifacts:
-            _retry(self.client.log_artifact, self.parent_id, str(path))
+            _retry(self.client.log_artifact, self.parent_id, str(path), artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the parent run: ``FINISHED``, ``FAILED`` or ``KILLED``."""
