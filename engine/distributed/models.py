@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from engine.distributed.evaluation import read_predictions
 from engine.distributed.ingest import load_run_data
 from engine.layout import SCORES_FILE
 from engine.spec import BenchmarkSpec, EvalModelSpec, parse_spec
+from engine.spec.evaluate import GROUP_EDGES_HALF
 from engine.training import train
 from engine.training.model_folder import (
     PREDICTIONS_FILE,
@@ -66,7 +68,7 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
         (data.label_sets if data.multilabel else data.labels)[idx],
         num_classes=data.num_classes,
         device=device,
-        mitigation=mitigation_for(run_dir, model, idx),
+        mitigation=mitigation_for(run_dir, model, idx, data.num_classes),
         history=history,
         **multi,
     )
@@ -74,11 +76,14 @@ def train_eval_model(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelS
     return {"name": model.name, "seconds": time.perf_counter() - start, "weights": str(weights)}
 
 
-def mitigation_for(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray) -> object:
+def mitigation_for(
+    run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndarray, num_classes: int
+) -> object:
     """The model's mitigation bound to its training samples' hardness (or None).
 
     The score is read in its own direction (:func:`engine.scores.hardness`), so the
-    lowest AUM, not the highest, is the hardest.
+    lowest AUM, not the highest, is the hardest; fixed GroupDRO edges are oriented the
+    same way (``half`` is ln K / 2 nats of confusion, K = ``num_classes``).
     """
     spec = model.mitigation
     if spec.method == "erm":
@@ -99,8 +104,16 @@ def mitigation_for(run_dir: Path | str, model: EvalModelSpec, train_idx: np.ndar
             f"mitigation score {spec.score!r} is undefined (NaN) for "
             f"{int(np.isnan(values).sum())} training samples"
         )
+    edges = None
+    if spec.group_edges is not None:
+        raw = (
+            [math.log(num_classes) / 2]
+            if spec.group_edges == GROUP_EDGES_HALF
+            else spec.group_edges
+        )
+        edges = np.sort(hardness(spec.score, np.asarray(raw, dtype=np.float64)))
     # the spec extends MitigationOptions
-    return Mitigation(spec.method, hardness(spec.score, values), options=spec)
+    return Mitigation(spec.method, hardness(spec.score, values), options=spec, group_edges=edges)
 
 
 def evaluate_as_is(run_dir: Path | str, spec: BenchmarkSpec, model: EvalModelSpec) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from engine.spec.common import NAME_PATTERN, FieldError, check_gpus
@@ -11,6 +12,7 @@ from engine.spec.model_recipes import TextRecipe, TrainRecipe
 REFERENCE_LARGER = "larger"  # evaluate.reference_models default: models bigger than the ensemble
 METHODS = ("erm", "groupdro", "upsample", "curriculum")  # how an evaluated model is trained
 PACINGS = ("linear", "root")  # how the curriculum's share of the samples grows over the epochs
+GROUP_EDGES_HALF = "half"  # mitigation.group_edges: the paper's two bands, confusion < ln K / 2
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ class MitigationOptions:
 
     Attributes:
         groups: Number of quantile groups (GroupDRO).
+        group_edges: Fixed GroupDRO group edges in the score's units instead of quantile
+            groups (ascending; ``len + 1`` groups), or ``half``: the paper's two bands,
+            confusion below and at or above ln K / 2.
         eta: GroupDRO step size.
         factor: Upsampling factor of the hard samples.
         hard_fraction: Share of training samples counted hard (upsampling).
@@ -28,6 +33,7 @@ class MitigationOptions:
     """
 
     groups: int = 4
+    group_edges: list[float] | str | None = None
     eta: float = 0.01
     factor: float = 3.0
     hard_fraction: float = 0.1
@@ -42,7 +48,8 @@ class MitigationSpec(MitigationOptions):
 
     ``score`` (one of the run's scores, read in its own direction: the lowest AUM is
     the hardest) ranks the training samples;
-    ``groupdro`` uses ``groups`` equal-count bins of it and step size ``eta``;
+    ``groupdro`` uses ``groups`` equal-count bins of it (or the fixed ``group_edges``)
+    and step size ``eta``;
     ``upsample`` repeats the hardest ``hard_fraction`` ``factor`` times per epoch;
     ``curriculum`` trains easy to hard, from ``start_fraction`` of the samples to all
     of them over the first ``ramp_fraction`` of the epochs (``pacing`` linear or root).
@@ -56,6 +63,30 @@ class MitigationSpec(MitigationOptions):
             raise FieldError("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.groups < 2:
             raise FieldError("groups", f"must be >= 2, got {self.groups}")
+        edges = self.group_edges
+        if isinstance(edges, str):
+            if edges != GROUP_EDGES_HALF:
+                raise FieldError(
+                    "group_edges",
+                    f"must be a list of numbers or {GROUP_EDGES_HALF!r}, got {edges!r}",
+                )
+            if self.score != "confusion":
+                raise FieldError(
+                    "group_edges",
+                    f"{GROUP_EDGES_HALF!r} splits confusion at ln K / 2 nats; score {self.score!r} "
+                    "is in other units: give its edges as a list",
+                )
+        elif edges is not None:
+            if (
+                not edges
+                or not all(isinstance(e, int | float) for e in edges)
+                or any(b <= a for a, b in itertools.pairwise(edges))
+            ):
+                raise FieldError(
+                    "group_edges", f"must be a non-empty strictly ascending list, got {edges}"
+                )
+        if edges is not None and self.method != "groupdro":
+            raise FieldError("group_edges", f"applies to groupdro, not {self.method!r}")
         if not self.eta > 0:
             raise FieldError("eta", f"must be > 0, got {self.eta}")
         if self.factor < 1:

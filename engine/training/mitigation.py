@@ -5,8 +5,9 @@ score by default, any score read in its own direction through
 :func:`engine.scores.hardness` (higher = harder here, always):
 
 - ``groupdro`` (Sagawa et al., 2020, online algorithm): samples are grouped by
-  equal-count quantile bins of the score (the paper's two groups, confusion < 5 vs
-  >= 5, generalised to ``groups`` bins); group weights q follow
+  equal-count quantile bins of the score (``groups`` bins), or at fixed edges
+  (``group_edges``; ``half``: the paper's two bands, confusion below and at or above
+  ln K / 2); group weights q follow
   ``q_g <- q_g * exp(eta * loss_g)`` (normalised) after every batch and the loss is
   the q-weighted sum of the batch's group mean losses, so training leans towards the
   worst group.
@@ -34,6 +35,27 @@ def quantile_groups(scores: np.ndarray, num_groups: int) -> np.ndarray:
     order = np.argsort(scores, kind="stable")
     groups = np.empty(len(scores), dtype=np.int64)
     groups[order] = np.arange(len(scores)) * num_groups // len(scores)
+    return groups
+
+
+def fixed_groups(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Groups cut at fixed hardness edges: int (N,) in [0, len(edges)], 0 = easiest.
+
+    Group g holds ``edges[g-1] <= score < edges[g]`` (a score on an edge goes to the
+    harder group, as a threshold's own value belongs to the hard split).
+
+    Raises:
+        ValueError: If a group is empty (the edges miss the scores' range), which would
+            leave GroupDRO a group it can never weigh.
+    """
+    groups = np.searchsorted(edges, scores, side="right").astype(np.int64)
+    counts = np.bincount(groups, minlength=len(edges) + 1)
+    if len(scores) and (counts == 0).any():
+        empty = [int(g) for g in np.flatnonzero(counts == 0)]
+        raise ValueError(
+            f"GroupDRO group edges {edges.tolist()} leave group(s) {empty} empty: the training "
+            f"samples' hardness lies in [{scores.min():.4g}, {scores.max():.4g}]"
+        )
     return groups
 
 
@@ -130,10 +152,16 @@ class Mitigation:
         scores: Float (N_train,) hardness of each training sample (higher = harder:
             orient a lower-is-harder score with :func:`engine.scores.hardness` first).
         options: Its settings (defaults: ``MitigationOptions()``).
+        group_edges: GroupDRO's fixed group edges in the same (hardness) units as
+            ``scores``, ascending; None for ``options.groups`` quantile groups.
     """
 
     def __init__(
-        self, method: str, scores: np.ndarray, options: MitigationOptions | None = None
+        self,
+        method: str,
+        scores: np.ndarray,
+        options: MitigationOptions | None = None,
+        group_edges: np.ndarray | None = None,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -141,10 +169,15 @@ class Mitigation:
         self.options = options or MitigationOptions()
         self.scores = np.asarray(scores, dtype=np.float64)
         opt = self.options
-        self._groups = quantile_groups(self.scores, opt.groups)
+        if group_edges is None:
+            self._groups = quantile_groups(self.scores, opt.groups)
+            num_groups = opt.groups
+        else:
+            self._groups = fixed_groups(self.scores, np.asarray(group_edges, dtype=np.float64))
+            num_groups = len(group_edges) + 1
         cut = np.quantile(self.scores, 1 - opt.hard_fraction) if len(self.scores) else 0.0
         self._hard = self.scores >= cut
-        self.dro = GroupDRO(opt.groups, opt.eta) if method == "groupdro" else None
+        self.dro = GroupDRO(num_groups, opt.eta) if method == "groupdro" else None
 
     def expected_steps(self, epochs: int, batch_size: int) -> int:
         """Optimizer steps over ``epochs`` epochs (expected, for upsampling's random part)."""

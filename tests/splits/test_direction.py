@@ -16,6 +16,7 @@ from engine.evaluation.evaluate import evaluate_predictions, top1_quality
 from engine.evaluation.transfer import transfer_metrics
 from engine.scores import get_score, hardness, list_scores
 from engine.spec import BinsSpec, HardSpec, SpecError, SplitsSpec, load_spec
+from engine.spec.common import FieldError
 from engine.splits.builder import build_splits
 from engine.splits.samples import classification_samples
 from tests.spec.test_loader import DIGITS
@@ -165,7 +166,7 @@ def test_mitigation_orders_training_samples_by_the_scores_direction(tmp_path):
             name="m", recipe=TrainRecipe(model="mlp", epochs=4),
             mitigation=MitigationSpec(method=method, score="aum", **options),
         )  # fmt: skip
-        return mitigation_for(tmp_path, model, idx)
+        return mitigation_for(tmp_path, model, idx, num_classes=10)
 
     curriculum = mitigation("curriculum", start_fraction=0.3)
     first = curriculum.epoch_order(0, 4, torch.Generator().manual_seed(0)).tolist()
@@ -175,6 +176,33 @@ def test_mitigation_orders_training_samples_by_the_scores_direction(tmp_path):
     assert {i for i in order if order.count(i) == 3} == {1, 4}  # the two lowest AUM
     groups = mitigation("groupdro", groups=2)._groups
     assert set(np.flatnonzero(groups == 1)) == set(np.argsort(aum)[:5])  # group 1 = hardest half
+    fixed = mitigation("groupdro", group_edges=[0.0, 2.0])._groups  # AUM edges, low = hard
+    np.testing.assert_array_equal(
+        fixed, np.select([aum <= 0, aum <= 2.0], [2, 1], 0)
+    )  # on an edge: harder
+    with pytest.raises(ValueError, match=r"leave group\(s\) \[0\] empty"):
+        mitigation("groupdro", group_edges=[5.0])  # no training sample above AUM 5
+
+
+def test_groupdro_on_the_papers_two_confusion_bands(tmp_path):
+    import pyarrow.parquet as pq
+
+    from engine.distributed.models import mitigation_for
+    from engine.spec import EvalModelSpec, MitigationSpec
+    from engine.spec.model_recipes import TrainRecipe
+
+    conf = np.array([0.1, 1.2, 0.5, 2.0, 1.1512925, 1.1512926])  # ln 10 / 2 = 1.15129...
+    pq.write_table(pa.table({"sample_id": np.arange(6), "confusion": conf}),
+                   tmp_path / "scores.parquet")  # fmt: skip
+    model = EvalModelSpec(name="m", recipe=TrainRecipe(model="mlp", epochs=2),
+                          mitigation=MitigationSpec(method="groupdro", group_edges="half"))  # fmt: skip
+    dro = mitigation_for(tmp_path, model, np.arange(6), num_classes=10)
+    np.testing.assert_array_equal(dro._groups, [0, 1, 0, 1, 0, 1])
+    assert len(dro.dro.q) == 2
+    with pytest.raises(FieldError, match="'half' splits confusion at ln K / 2"):
+        MitigationSpec(method="groupdro", score="aum", group_edges="half")
+    with pytest.raises(FieldError, match="applies to groupdro, not 'upsample'"):
+        MitigationSpec(method="upsample", group_edges=[1.0])
 
 
 def test_text_comparison_and_report_read_every_score_in_its_direction():
