@@ -116,7 +116,7 @@ def cmd_scores(args: argparse.Namespace) -> int:
     for name in list_scores():
         info = get_score(name)
         labels = "labels" if info.needs_labels else "label-free"
-        print(f"{name:<19}{info.direction:<17}{labels:<12}{info.description}")
+        print(f"{name:<19}{info.direction:<16} {labels:<12}{info.description}")
         for key, opt in info.options.items():
             values = " | ".join(opt.choices) if opt.choices else opt.kind.__name__
             print(f"{'':<19}option {key}: {values} (default {opt.default}): {opt.description}")

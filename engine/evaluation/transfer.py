@@ -38,7 +38,7 @@ def format_results_table(
     adds rows for its own per-sample means (``metrics``, e.g. EM and F1).
     """
     from engine.scores import get_score
-    from engine.splits.display import display_name, format_params
+    from engine.splits.display import display_name, format_params, in_sample_note, is_scorer
 
     direction = get_score(score).direction
     names = [display_name(ev) for ev in evaluations]
@@ -101,13 +101,16 @@ def format_results_table(
             f"AUROC({score} hardness -> {miss}) = {auc(ev['auroc_score_error'])}"
             + ("" if math.isnan(ece) else f", ECE = {auc(ece)}")
         )
-    single = any(ev.get("in_sample") and ev.get("replicas") == 1 for ev in evaluations)
+    single = any(is_scorer(ev) and ev.get("replicas") == 1 for ev in evaluations)
     small = "single replica" if single else "small ensemble"
-    if any(ev.get("in_sample") for ev in evaluations):
+    if any(is_scorer(ev) for ev in evaluations):
         rows.append(
             f"(scorer, in-sample): the replicas' own {'model' if single else 'ensemble'}, on "
             "bins cut from its own score; not a transfer result"
         )
+    note = in_sample_note(evaluations)
+    if note:
+        rows.append(note)
     if single:
         rows.append(
             "replicas.count: 1: its confusion is one model's own predictive entropy, not the "

@@ -130,7 +130,7 @@ def ablate_run(
     run_dir = Path(run_dir).resolve()
     require_complete(run_dir, "nothing to ablate")
     spec = read_run_spec(run_dir)
-    get_score(score)
+    get_score(score).refuse_as_hardness()  # it ranks samples hardest first below
     eval_dir = run_dir / EVAL_DIR
     outputs = [eval_dir / name for name in (ABLATION_FILE, ABLATION_TABLE_FILE,
                ABLATION_SCORES_FILE, ABLATION_HIST_PLOT, ABLATION_CORR_PLOT)]  # fmt: skip

@@ -4,7 +4,8 @@ A multi-label run's spec names its scores as every run does (``confusion``,
 ``action``, ``confidence``, ``variability``, ``correctness``, ``forgetting``); the
 scoring pool resolves them here when the shards it reads are multi-label
 (:attr:`engine.shards.EpochBlock.multilabel`), so a softmax score is never computed on
-sigmoid probabilities. Each entry's direction is the one registered for the name in
+sigmoid probabilities. Each entry's direction, and what it measures (``variability``:
+ambiguity, which cuts no hard split), is the one registered for the name in
 :mod:`engine.scores.registry` (what :func:`engine.scores.hardness` reads for every
 run), its function the in-memory one of :mod:`engine.scores.multilabel`, and its
 accumulator is fed the block's per-replica probabilities ``probs`` (R, N_b, L) and its
@@ -49,10 +50,12 @@ def _data_map_field(name: str) -> tuple[Callable, Callable]:
 def _info(name: str, fn: Callable, accumulator: Callable, feed: Callable, *, labelled: bool,
           description: str, result: Callable | None = None) -> ScoreInfo:  # fmt: skip
     extra = {"result": result} if result is not None else {}
+    base = get_score(name)  # its direction and what it measures (variability: ambiguity)
     return ScoreInfo(
         name=name, fn=fn, accumulator=accumulator, feed=feed,
-        higher_is_harder=get_score(name).higher_is_harder, needs_labels=labelled,
-        needs=LABELLED_NEEDS if labelled else LABEL_FREE_NEEDS, description=description, **extra,
+        higher_is_harder=base.higher_is_harder, needs_labels=labelled,
+        needs=LABELLED_NEEDS if labelled else LABEL_FREE_NEEDS, description=description,
+        measures=base.measures, not_hardness=base.not_hardness, **extra,
     )  # fmt: skip
 
 

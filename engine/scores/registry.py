@@ -46,6 +46,10 @@ from engine.scores.vog import VoGAccumulator, normalize_within_groups, vog
 
 HIGHER_IS_HARDER = "higher = harder"  # how a direction is written in tables, plots and cards
 LOWER_IS_HARDER = "lower = harder"
+HARDNESS = "hardness"  # what a difficulty score measures: it ranks samples easy to hard
+AMBIGUITY = "ambiguity"  # what data-map variability measures (Swayamdipta et al., 2020)
+SCORE_MEASURES = (HARDNESS, AMBIGUITY)  # what a registered score may measure
+MORE_AMBIGUOUS = "more ambiguous"  # how an ambiguity score's direction reads: "higher = ..."
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,12 @@ class ScoreInfo:
         finalize: ``finalize(values, labels, groups, options) -> values`` applied once to
             the whole (N,) column after every block is scored, for scores normalised over
             samples of several blocks (``groups``: Int (N,) or None, e.g. the data split).
+        measures: :data:`HARDNESS` (the default: the score ranks samples from easy to
+            hard) or :data:`AMBIGUITY` (data-map variability): such a score is computed
+            and reported like any other, but cuts no hard split
+            (:meth:`refuse_as_hardness`); ``higher_is_harder`` then only orients it.
+        not_hardness: For a score that measures no hardness, why, in one line: what
+            :meth:`refuse_as_hardness` says.
     """
 
     name: str
@@ -101,11 +111,37 @@ class ScoreInfo:
     options: Mapping[str, ScoreOption] = field(default_factory=dict)
     needs_for: Callable[[dict], tuple[str, ...]] | None = None
     finalize: Callable[[np.ndarray, np.ndarray, np.ndarray | None, dict], np.ndarray] | None = None
+    measures: str = HARDNESS
+    not_hardness: str = ""
+
+    def __post_init__(self) -> None:
+        if self.measures not in SCORE_MEASURES:
+            raise ValueError(
+                f"score {self.name!r}: measures must be one of {', '.join(SCORE_MEASURES)}, "
+                f"got {self.measures!r}"
+            )
+        if (self.measures == HARDNESS) == bool(self.not_hardness):
+            raise ValueError(
+                f"score {self.name!r}: not_hardness says why a score measuring no hardness "
+                f"cuts no hard split; give it exactly when measures is not {HARDNESS!r}"
+            )
 
     @property
     def direction(self) -> str:
-        """``"higher = harder"`` or ``"lower = harder"``."""
+        """``"higher = harder"`` or ``"lower = harder"``; ``"higher = more ambiguous"`` for ambiguity."""
+        if self.measures == AMBIGUITY:
+            return f"{'higher' if self.higher_is_harder else 'lower'} = {MORE_AMBIGUOUS}"
         return HIGHER_IS_HARDER if self.higher_is_harder else LOWER_IS_HARDER
+
+    def refuse_as_hardness(self) -> None:
+        """Refuse the score where samples are ranked by hardness (a hard split, its bins).
+
+        Raises:
+            ValueError: For a score that measures no hardness (:attr:`measures`), saying
+                what it measures and what to use instead (:attr:`not_hardness`).
+        """
+        if self.measures != HARDNESS:
+            raise ValueError(self.not_hardness)
 
     def resolve_options(self, given: Mapping[str, object] | None = None) -> dict:
         """Every option of the score, the given ones checked and the rest at their defaults.
@@ -361,11 +397,20 @@ def _data_map_field(field: str, acc: DataMapAccumulator) -> np.ndarray:
     return acc.result()[field]
 
 
-for _field, _harder, _desc in [
-    ("confidence", False, "data map: mean over epochs of p(given label)"),
-    ("variability", True, "data map: std over epochs of p(given label)"),
-    ("correctness", False, "data map: fraction of epochs classified correctly"),
-]:
+# Why variability cuts no hard split: the data-map regions (Swayamdipta et al., 2020).
+VARIABILITY_NOT_HARDNESS = (
+    "variability measures ambiguity, not hardness: in a data map (Swayamdipta et al., 2020) "
+    "hard-to-learn samples have low confidence and low variability, ambiguous ones high "
+    "variability; cut the hard split by confidence, correctness, aum or confusion "
+    "(variability stays a score column and in the data map)"
+)
+
+for _field, _harder, _desc, _measures, _why in [
+    ("confidence", False, "data map: mean over epochs of p(given label)", HARDNESS, ""),
+    ("variability", True, "data map: std over epochs of p(given label); ambiguity, not hardness "
+     "(cuts no hard split)", AMBIGUITY, VARIABILITY_NOT_HARDNESS),
+    ("correctness", False, "data map: fraction of epochs classified correctly", HARDNESS, ""),
+]:  # fmt: skip
     register_score(
         ScoreInfo(
             name=_field,
@@ -377,5 +422,7 @@ for _field, _harder, _desc in [
             needs=("p_true", "correct"),
             description=_desc,
             result=partial(_data_map_field, _field),
+            measures=_measures,
+            not_hardness=_why,
         )
     )

@@ -9,8 +9,9 @@ are imported on the first check):
   needs before it builds the sections;
 - :func:`check_registered`: every other registered name and option of a built spec
   (the task's sources, the scores and their options, that the split and the
-  mitigations use computed scores, the models and what their registry entries allow,
-  the direction of the split's score), then the task's own checks.
+  mitigations use computed scores, that the split's score measures hardness (not
+  ``variability``: ambiguity), the models and what their registry entries allow, the
+  direction of the split's score), then the task's own checks.
   :class:`engine.spec.BenchmarkSpec` runs it last when it is built.
 """
 
@@ -51,7 +52,7 @@ def check_registered(spec: BenchmarkSpec) -> None:
         FieldError: Naming the field's full path (``scores[1]``, ``evaluate.models[0].model``,
             ``splits.hard.top_fraction``...) and what the registry allows.
     """
-    from engine.scores import get_score
+    from engine.scores import get_score, list_scores
 
     task = registered_task(spec.task.name)
     sources = task.sources()
@@ -99,6 +100,11 @@ def check_registered(spec: BenchmarkSpec) -> None:
                 f"{path}.epoch",
                 f"must be in [{-epochs}, {epochs}) for {epochs} epochs, got {epoch}",
             )
+    if spec.splits.score in list_scores():  # one that measures no hardness cuts no hard split
+        try:
+            get_score(spec.splits.score).refuse_as_hardness()
+        except ValueError as exc:
+            raise FieldError("splits.score", str(exc)) from None
     used = [(f"evaluate.models[{i}].mitigation.score", m.mitigation.score)
             for i, m in enumerate(spec.evaluate.models) if m.mitigation.method != "erm"]  # fmt: skip
     for where, name in [*used, ("splits.score", spec.splits.score)]:

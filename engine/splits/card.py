@@ -14,7 +14,7 @@ from engine.layout import BENCHMARK_DIR, CARD_JSON_FILE, CARD_MD_FILE
 from engine.shards import atomic_write_bytes
 from engine.spec import HARD_RULES
 from engine.splits.builder import BuiltSplits
-from engine.splits.display import display_name, format_params
+from engine.splits.display import display_name, format_params, in_sample_note, is_scorer
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # score quantiles reported per split
 
@@ -98,8 +98,9 @@ def make_card(
     """Assemble the card as plain data.
 
     ``hard_rule_text`` is the hard rule in words (``SplitsSpec.describe()``); every
-    evaluation carries ``in_sample`` (True for the replicas' own ensemble) and
-    ``params``. ``class_names`` is None for a task without classes (QA, seq2seq): the
+    evaluation carries ``in_sample`` (True for the replicas' own ensemble, and for
+    every model on a pool that holds its training samples, with ``in_sample_reason``)
+    and ``params``. ``class_names`` is None for a task without classes (QA, seq2seq): the
     card then has no per-class counts. ``dataset`` describes the dataset cache the run
     read (fingerprint, folder, samples, skipped samples with their reasons).
     """
@@ -273,21 +274,28 @@ def _label_free_lines(evaluations: list[dict], nb: int) -> list[str]:
     lines = [
         "",
         "## Evaluation (unlabelled pool: each model's confusion, mean entropy in nats / its "
-        "disagreement with the others' majority; bins from the easiest to the hardest)",
+        "disagreement with the majority of the other evaluated models, the scorer's ensemble "
+        "left out; bins from the easiest to the hardest)",
         "",
         "| model | all | hard | rest | "
         + " | ".join(f"bin {b}" for b in range(nb))
         + " | Pearson rho (bin, disagreement) | AUROC (hardness -> disagreement) |",
         "|---|---|---|---|" + "---|" * nb + "---|---|",
     ]
+    notes = []
     for ev in evaluations:
         cells = [f"{ev[f'confusion_{p}']:.3f} / {_fmt(ev[f'disagreement_{p}'], True)}"
                  for p in ("all", "hard", "rest")]  # fmt: skip
         cells += [f"{c:.3f} / {_fmt(d, True)}"
                   for c, d in zip(ev["confusion_per_bin"], ev["disagreement_per_bin"], strict=True)]  # fmt: skip
-        lines.append(f"| {ev['model']} | " + " | ".join(cells)
+        lines.append(f"| {display_name(ev)} | " + " | ".join(cells)
                      + f" | {_fmt(ev['pearson_rho'])} | {_fmt(ev['auroc_score_disagreement'])} |")  # fmt: skip
-    return lines
+        if ev.get("disagreement_note"):
+            notes.append(f"- {ev['model']}: disagreement n/a: {ev['disagreement_note']}.")
+    note = in_sample_note(evaluations)
+    if note:
+        notes.append(f"- {note}.")
+    return [*lines, "", *notes] if notes else lines
 
 
 def _training_lines(evaluations: list[dict]) -> list[str]:
@@ -391,12 +399,15 @@ def card_markdown(card: dict) -> str:
                 + " | ".join(_fmt(e, True) for e in ev["error_per_bin"])
                 + f" | {_fmt(ev['pearson_rho'])} | {_fmt(ev['auroc_score_error'])} |"
             )
-        if any(ev.get("in_sample") for ev in card["evaluation"]):
+        if any(is_scorer(ev) for ev in card["evaluation"]):
             lines += [
                 "",
                 "(scorer, in-sample): the replicas' own ensemble on bins cut from its own score; "
                 "not a transfer result.",
             ]
+        note = in_sample_note(card["evaluation"])
+        if note:
+            lines += ["", f"{note}."]
         lines += _training_lines(card["evaluation"])
     tr = card.get("transfer") or {}
     if tr.get("kendall_tau_small_large") is not None:

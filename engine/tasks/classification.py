@@ -31,13 +31,14 @@ from engine.evaluation.transfer import (
 from engine.layout import BENCHMARK_DIR, MODELS_DIR, SPLITS_DIR
 from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits, build_splits
+from engine.splits.display import SCORER, mark_in_sample, pool_in_sample_reason
 from engine.splits.samples import classification_samples
 from engine.tasks.base import Evaluation, Ready, RunContext
 from engine.tasks.eval_outputs import task_evaluation, write_eval_outputs
 from engine.tracking.plots import plot_error_by_bin, plot_score_histogram
 from engine.training.model_folder import DESCRIPTOR_FILE
 
-ENSEMBLE = "ensemble"  # the replicas' ensemble in evaluations and prediction columns
+ENSEMBLE = SCORER  # the replicas' ensemble in evaluations and prediction columns
 
 
 class ClassificationTask:
@@ -149,15 +150,24 @@ class ClassificationTask:
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, model_probs: dict,
         params: dict, replica_params: int,
     ) -> Evaluation:  # fmt: skip
-        """An unlabelled pool: each model's confusion and disagreement (:mod:`engine.evaluation.label_free`)."""
+        """An unlabelled pool: each model's confusion and disagreement (:mod:`engine.evaluation.label_free`).
+
+        A model's disagreement is with the vote of the other evaluated models only: the
+        replicas' ensemble, whose score cut the bins, votes in
+        ``disagreement_with_scorer_*`` alone.
+        """
         spec, run_dir = ctx.spec, ctx.run_dir
         ensemble = scores.column("ensemble_pred").to_numpy()[built.sample_ids]
         predictions = _top1(model_probs)
+        reason = pool_in_sample_reason(spec.splits.pool)
         evaluations = []
         for name, probs in model_probs.items():
-            others = [pred for o, (pred, _) in predictions.items() if o != name] + [ensemble]
-            evaluations.append(evaluate_label_free(name, probs, np.stack(others), built,
-                                                   params=params[name]))  # fmt: skip
+            others = [pred for o, (pred, _) in predictions.items() if o != name]
+            votes = np.asarray(others, dtype=np.int64).reshape(len(others), len(ensemble))
+            evaluations.append(evaluate_label_free(
+                name, probs, votes, built, scorer=ensemble, params=params[name],
+                in_sample_reason=reason,
+            ))  # fmt: skip
         _add_training_records(run_dir, evaluations)
         reference, rule = reference_models(spec, params, replica_params)
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
@@ -251,6 +261,8 @@ def evaluate_on_pool(
 
     The ensemble (:data:`ENSEMBLE`) is in-sample, counts all its replicas' parameters
     and records how many replicas it has; every other model is named in ``params``.
+    On a ``splits.pool`` of ``train`` or ``all`` every model is in-sample, with
+    ``in_sample_reason`` (:func:`engine.splits.display.mark_in_sample`).
 
     Args:
         name: The model, or :data:`ENSEMBLE`.
@@ -263,7 +275,8 @@ def evaluate_on_pool(
         **options: ``confidence`` or ``extra`` of :func:`evaluate_predictions`.
 
     Returns:
-        What :func:`evaluate_predictions` returns, plus ``replicas`` for the ensemble.
+        What :func:`evaluate_predictions` returns, plus ``replicas`` for the ensemble and
+        ``in_sample_reason`` on a pool that holds the models' training samples.
     """
     scorer = name == ENSEMBLE
     ev = evaluate_predictions(
@@ -273,7 +286,7 @@ def evaluate_on_pool(
     )  # fmt: skip
     if scorer:
         ev["replicas"] = spec.replicas.count
-    return ev
+    return mark_in_sample(ev, spec.splits.pool)
 
 
 def _top1(model_probs: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

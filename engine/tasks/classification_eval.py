@@ -20,8 +20,14 @@ from engine.layout import BENCHMARK_DIR, CARD_JSON_FILE, EVAL_DIR, EVAL_EXTRA_DI
 from engine.shards import atomic_write_bytes
 from engine.spec import BenchmarkSpec
 from engine.splits.builder import load_built_splits, read_input_shape
+from engine.splits.display import IN_SAMPLE_POOLS
 from engine.tasks.loading import load_data
 from engine.tracking.mlflow_log import reconnect_uri
+
+# in_sample_reason of a model that hardbench eval cannot tell trained on the pool or not
+MAY_HAVE_TRAINED_ON_POOL = (
+    "the pool includes the run's training samples, which it may have trained on"
+)
 
 
 def run_num_classes(run_dir: Path, spec: BenchmarkSpec) -> int:
@@ -79,13 +85,18 @@ def evaluate_classifier(
             ``evaluate.gpus_per_actor``).
 
     Returns:
-        The evaluation dict (as in ``evaluate_predictions``) plus ``split`` and ``mlflow_run``.
+        The evaluation dict (as in ``evaluate_predictions``) plus ``split`` and
+        ``mlflow_run``; ``in_sample`` with ``in_sample_reason`` when the run's pool
+        (``splits.pool: train`` or ``all``) holds samples the model may have trained on
+        (:func:`_in_sample_reason`).
     """
     import pyarrow.parquet as pq
 
     from engine.evaluation import bootstrap_ci, expected_calibration_error, top1_error
 
     run_dir = Path(run_dir).resolve()
+    in_sample_reason = _in_sample_reason(spec.splits.pool, model_uri=model_uri,
+                                         weights_file=weights_file)  # fmt: skip
     try:
         built = load_built_splits(run_dir, spec.splits)
     except ValueError as exc:  # label-free: nothing to measure errors against
@@ -185,6 +196,9 @@ def evaluate_classifier(
             "error_all_ci95": list(bootstrap_ci(wrong, seed=spec.replicas.recipe.seed)),
             "ece": expected_calibration_error(out["conf"], ~wrong),
         }
+    ev["in_sample"] = in_sample_reason is not None
+    if in_sample_reason is not None:
+        ev["in_sample_reason"] = in_sample_reason
     ev["split"] = split
     mlflow_info = status.get("mlflow")
     if mlflow_info:
@@ -202,6 +216,19 @@ def evaluate_classifier(
     evals_dir = run_dir / EVAL_DIR / EVAL_EXTRA_DIR
     atomic_write_bytes(evals_dir / f"{label}-{split}.json", json.dumps(ev, indent=2).encode())
     return ev
+
+
+def _in_sample_reason(pool: str, *, model_uri: str | None, weights_file: str | None) -> str | None:
+    """Why ``hardbench eval``'s figures may be in-sample, or None when they are held-out.
+
+    On a ``train`` or ``all`` pool, a model logged by hardbench (``model_uri``) or a
+    local state dict (``weights_file``) may have trained on the run's training samples:
+    its figures are marked in-sample. A registry model with hub weights, or untrained,
+    never saw them.
+    """
+    if pool not in IN_SAMPLE_POOLS or (model_uri is None and weights_file is None):
+        return None
+    return f"{MAY_HAVE_TRAINED_ON_POOL} (splits.pool: {pool})"
 
 
 def _imagenet_head(run_dir: Path, spec: BenchmarkSpec, model: str, weights_file: str,

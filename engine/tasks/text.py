@@ -27,6 +27,7 @@ from engine.evaluation.transfer import format_results_table
 from engine.layout import BENCHMARK_DIR, SPLITS_DIR
 from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits, build_splits
+from engine.splits.display import SCORER, mark_in_sample
 from engine.splits.samples import SplitSamples
 from engine.tasks.base import Evaluation, RunContext, UnsupportedByTask
 from engine.tasks.eval_outputs import task_evaluation, write_eval_outputs
@@ -122,18 +123,19 @@ class TextTask:
 
         An evaluated model's ``params`` is its trained parameter count, saved with its
         outputs; the in-sample ensemble's, and a model's saved before the count was
-        recorded, is None.
+        recorded, is None. On a ``splits.pool`` of ``train`` or ``all`` every model is
+        in-sample (``in_sample_reason``: the pool holds its training samples).
         """
         spec, pool = ctx.spec, built.sample_ids
         per_sample = self.measure(ctx, scores, pool, outputs)
         measurement = self.measurement
         evaluations = [
-            evaluate_predictions(
+            mark_in_sample(evaluate_predictions(
                 name, built, quality=arrays[measurement.quality.key], miss=arrays["miss"],
-                seed=spec.replicas.recipe.seed, in_sample=name == "ensemble",
+                seed=spec.replicas.recipe.seed, in_sample=name == SCORER,
                 params=outputs.get(name, {}).get(PARAMS_KEY),
                 extra={m.key: arrays[m.key] for m in measurement.metrics},
-            )
+            ), spec.splits.pool)
             for name, arrays in per_sample.items()
         ]  # fmt: skip
         comparison = compare_scores(scores, pool, {n: a["miss"] for n, a in per_sample.items()})

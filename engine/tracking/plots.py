@@ -36,21 +36,21 @@ def plot_error_by_bin(
     left out: its bins were cut from its own score. Evaluations of an unlabelled pool
     (``label_free``) plot each model's disagreement with the others instead.
     """
-    from engine.splits.display import transfer_rows
+    from engine.splits.display import display_name, transfer_rows
 
     plt = get_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     transfer = transfer_rows(evaluations)
     key = "error_per_bin"
     if transfer and all(ev.get("label_free") for ev in transfer):
-        key, metric = "disagreement_per_bin", "disagreement with the others' majority"
+        key, metric = "disagreement_per_bin", "disagreement with the other models' majority"
     for ev in transfer:
         errors = 100 * np.asarray(ev[key], dtype=float)
         ax.plot(
             np.arange(len(errors)),
             errors,
             marker="o",
-            label=f"{ev['model']} (rho={ev['pearson_rho']:.2f})",
+            label=f"{display_name(ev)} (rho={ev['pearson_rho']:.2f})",
         )
     if not transfer:
         ax.text(0.5, 0.5, "no evaluated models", ha="center", va="center", transform=ax.transAxes)

@@ -201,9 +201,13 @@ def _extreme_texts(pool: pa.Table, score_name: str, class_names: list[str]) -> s
 
 
 def _eval_table(evaluations: list[dict], metrics: tuple[MetricColumn, ...] = ()) -> str:
-    """Each model's error on the pool, hard split, rest and bins, then the task's own means."""
+    """Each model's error on the pool, hard split, rest and bins, then the task's own means.
+
+    In-sample rows are marked (:func:`engine.splits.display.display_name`): the scorer,
+    and on a ``splits.pool`` of ``train`` or ``all`` every model, with a note saying why.
+    """
     from engine.evaluation.evaluate import PARTS
-    from engine.splits.display import display_name, format_params
+    from engine.splits.display import display_name, format_params, in_sample_note, is_scorer
 
     def pct(x: float) -> str:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
@@ -230,9 +234,12 @@ def _eval_table(evaluations: list[dict], metrics: tuple[MetricColumn, ...] = ())
     note = (
         "<p><small>(scorer, in-sample): the replicas' own ensemble, evaluated on bins cut from "
         "its own score; it is not a transfer result and is left out of the figures.</small></p>"
-        if any(ev.get("in_sample") for ev in evaluations)
+        if any(is_scorer(ev) for ev in evaluations)
         else ""
     )
+    pool_note = in_sample_note(evaluations)
+    if pool_note:
+        note += f"<p><small>{html.escape(pool_note)}.</small></p>"
     for m in metrics:
         label = html.escape(m.label)
         head += "".join(f"<th>{label} {p}</th>" for p in PARTS) + f"<th>{label} per bin</th>"

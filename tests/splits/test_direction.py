@@ -15,6 +15,7 @@ from engine.data import ClassificationData
 from engine.evaluation.evaluate import evaluate_predictions, top1_quality
 from engine.evaluation.transfer import transfer_metrics
 from engine.scores import get_score, hardness, list_scores
+from engine.scores.registry import HARDNESS
 from engine.spec import BinsSpec, HardSpec, SpecError, SplitsSpec, load_spec
 from engine.spec.common import FieldError
 from engine.splits.builder import build_splits
@@ -133,6 +134,10 @@ def test_a_rule_that_would_call_the_easiest_samples_hard_is_refused(name, rule):
     overrides = [f"splits.score={name}", f"splits.hard={{hardest_fraction: null, {rule}: {value}}}"]
     if not get_score(name).needs_labels:
         overrides.append("splits.label_free=false")
+    if get_score(name).measures != HARDNESS:  # variability: ambiguity, whatever the rule
+        with pytest.raises(SpecError, match=r"splits\.score: variability measures ambiguity"):
+            load_spec(DIGITS, overrides)
+        return
     higher = get_score(name).higher_is_harder
     easy = {"top_fraction": not higher, "min_score": not higher,
             "bottom_fraction": higher, "max_score": higher}.get(rule, False)  # fmt: skip
