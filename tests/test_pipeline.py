@@ -250,7 +250,10 @@ CHROMIUM_FLAGS = (
     "--hide-scrollbars",
     "--force-device-scale-factor=1",
 )
-REPORT_FIGURES = ("histogram", "error_by_bin", "kendall", "data_map", "samples")
+REPORT_FIGURES = (
+    "histogram", "error_by_bin", "error_by_width_bin", "confusion_vs_accuracy", "kendall",
+    "data_map", "samples",
+)  # fmt: skip
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
@@ -273,7 +276,7 @@ def test_report_renders_every_figure_in_headless_chromium(tiny_run, tmp_path):
 
     _, _, result = tiny_run
     url = (result.run_dir / "report.html").resolve().as_uri()
-    width, height = 1200, 9000
+    width, height = 1200, 12000
     dom = _chromium(
         "--virtual-time-budget=5000", f"--window-size={width},{height}", "--dump-dom", url,
         profile=tmp_path / "profile-dom",
@@ -337,7 +340,8 @@ def test_cli_rerun_with_same_seeds_gives_same_scores(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "[train] 6/6 (replica, epoch) pairs done" in out
-    assert "Pearson rho(bin, error)" in out and "small_mlp" in out and "hard" in out
+    assert "Pearson r(hardness, error)" in out and "rho over bins" in out and "small_mlp" in out
+    assert "hard" in out
     assert (
         "Kendall tau between the small ensemble's confusion hardness and the reference models' "
         "confusion (small_mlp; models with more parameters than the 2-replica ensemble" in out

@@ -10,9 +10,12 @@ import numpy as np
 
 from engine.evaluation.metrics import (
     auroc,
+    auroc_ci,
+    bin_centres,
     bootstrap_ci,
+    correlation_ci,
     expected_calibration_error,
-    pearson_bin_error,
+    pearson_bins,
 )
 from engine.splits.builder import BuiltSplits
 
@@ -91,6 +94,64 @@ def _intervals(key: str, values: np.ndarray, hard: np.ndarray, seed: int) -> dic
     }
 
 
+def _bin_intervals(values: np.ndarray, bins: np.ndarray, num_bins: int, seed: int) -> list[list]:
+    """Bootstrap 95% interval of the mean of ``values`` in each bin (NaN for an empty bin)."""
+    return [
+        list(bootstrap_ci(values[bins == b], n_boot=BOOTSTRAP_RESAMPLES, seed=seed))
+        for b in range(num_bins)
+    ]
+
+
+def correlations(splits: BuiltSplits, error: np.ndarray, seed: int) -> dict[str, object]:
+    """How a model's error follows the splitting score, with bootstrap 95% intervals.
+
+    - ``pearson_r_sample`` (headline): Pearson r of each pool sample's hardness with its
+      error (for a 0/1 error: the point-biserial correlation), r > 0 = error rises with
+      difficulty;
+    - ``pearson_rho`` / ``pearson_p``: over the equal-count bins, with each bin at its
+      centre (the mean hardness of its samples) on the x axis, ``bin_centres`` (the
+      mean score of each bin, in the score's units) and ``error_per_bin_ci95``;
+    - with a bin width (``splits.bins.width``): the fixed-width bins' ``width_bin_edges``
+      (score units, ascending), ``width_bin_counts``, ``error_per_width_bin`` and its
+      intervals, and ``pearson_rho_width`` over them (their centres on the x axis).
+
+    Args:
+        splits: The built benchmark.
+        error: Float (P,) per-sample error in [0, 1].
+        seed: Seed of the resampling.
+    """
+    h, nb = splits.hardness, len(splits.bin_edges)
+    r, r_lo, r_hi = correlation_ci(h, error, n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
+    rho, p, lo, hi = pearson_bins(
+        bin_centres(h, splits.bins, nb), error, splits.bins, n_boot=BOOTSTRAP_RESAMPLES, seed=seed
+    )
+    out: dict[str, object] = {
+        "pearson_r_sample": r,
+        "pearson_r_sample_ci95": [r_lo, r_hi],
+        "pearson_rho": rho,
+        "pearson_p": p,
+        "pearson_rho_ci95": [lo, hi],
+        "error_per_bin_ci95": _bin_intervals(error, splits.bins, nb, seed),
+        "bin_centres": bin_centres(splits.score, splits.bins, nb).tolist(),
+    }
+    edges, wbins = splits.width_edges, splits.width_bins
+    if edges is not None:
+        nw = len(edges) - 1
+        rho_w, p_w, lo_w, hi_w = pearson_bins(
+            bin_centres(h, wbins, nw), error, wbins, n_boot=BOOTSTRAP_RESAMPLES, seed=seed
+        )
+        out.update(
+            width_bin_edges=edges.tolist(),
+            width_bin_counts=np.bincount(wbins[wbins >= 0], minlength=nw).tolist(),
+            error_per_width_bin=_per_bin(error, wbins, nw),
+            error_per_width_bin_ci95=_bin_intervals(error, wbins, nw, seed),
+            pearson_rho_width=rho_w,
+            pearson_p_width=p_w,
+            pearson_rho_width_ci95=[lo_w, hi_w],
+        )
+    return out
+
+
 def _checked(name: str, what: str, values: np.ndarray, size: int) -> np.ndarray:
     if values.shape != (size,):
         raise ValueError(
@@ -134,7 +195,8 @@ def evaluate_predictions(
         miss: Bool (P,) per-sample misses.
         seed: Seed of the bootstrap resampling.
         in_sample: The model is the scorer itself (the replicas' ensemble, whose score
-            cut the bins): its metrics are in-sample, not transfer.
+            cut the bins), or the pool holds its training samples (its evaluation then
+            carries ``in_sample_reason``): its metrics are in-sample, not transfer.
         params: Its number of parameters, for the tables.
         confidence: Float (P,) predicted-class probability, for the calibration error
             (``ece`` is NaN without it).
@@ -145,8 +207,9 @@ def evaluate_predictions(
         ``{"model", "in_sample", "params", "error_all|hard|rest", "hard_minus_rest",
         "error_per_bin", "error_all_ci95", "error_hard_ci95" (bootstrap of 1 - quality),
         "miss_rate_all|hard|rest", "miss_rate_all_ci95", "miss_rate_hard_ci95",
-        "num_misses", "pearson_rho", "pearson_p" (bin vs error), "auroc_score_error",
-        "ece"}`` plus the ``extra`` keys.
+        "num_misses", "auroc_score_error", "auroc_score_error_ci95", "ece"}``, the keys
+        of :func:`correlations` (``pearson_r_sample``, ``pearson_rho`` over bin centres,
+        the fixed-width bins, every interval) and the ``extra`` keys.
 
     Raises:
         ValueError: For an array that is not one value per pool sample, a quality
@@ -167,7 +230,6 @@ def evaluate_predictions(
         )
     error = 1.0 - quality  # exact for a 0/1 quality: its mean is (errors / samples)
     errors = _parts("error", error, splits)
-    rho, p = pearson_bin_error(np.asarray(errors["error_per_bin"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a model with no misses has an undefined AUROC: NaN
         roc = auroc(splits.hardness, miss)
@@ -188,9 +250,11 @@ def evaluate_predictions(
         **{k: v for k, v in _parts("miss_rate", miss, splits).items() if not k.endswith("per_bin")},
         **miss_ci,
         "num_misses": int(miss.sum()),
-        "pearson_rho": rho,
-        "pearson_p": p,
+        **correlations(splits, error, seed),
         "auroc_score_error": roc,
+        "auroc_score_error_ci95": list(
+            auroc_ci(splits.hardness, miss, n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
+        ),
         "ece": math.nan if confidence is None else expected_calibration_error(confidence, ~miss),
     }
     for key, values in (extra or {}).items():
@@ -220,7 +284,13 @@ def unmeasured_errors(num_bins: int) -> dict:
         "miss_rate_all_ci95": [nan, nan],
         "miss_rate_hard_ci95": [nan, nan],
         "num_misses": None,
+        "pearson_r_sample": nan,
+        "pearson_r_sample_ci95": [nan, nan],
+        "pearson_rho_ci95": [nan, nan],
+        "error_per_bin_ci95": [[nan, nan]] * num_bins,
+        "bin_centres": [nan] * num_bins,
         "auroc_score_error": nan,
+        "auroc_score_error_ci95": [nan, nan],
         "ece": nan,
     }
 

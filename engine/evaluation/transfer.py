@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from engine.evaluation.evaluate import MetricColumn
-from engine.evaluation.metrics import kendall_tau
+from engine.evaluation.evaluate import BOOTSTRAP_RESAMPLES, MetricColumn
+from engine.evaluation.metrics import kendall_tau, kendall_tau_ci
 from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits
 
@@ -71,6 +71,16 @@ def format_results_table(
             + cells([pct(ev["error_per_bin"][b]) for ev in evaluations])
         )
     rows.append("-" * len(head))
+    edges = built.width_edges
+    if edges is not None and all("error_per_width_bin" in ev for ev in evaluations):
+        counts = np.bincount(built.width_bins[built.width_bins >= 0], minlength=len(edges) - 1)
+        for b in range(len(edges) - 1):
+            rows.append(
+                f"{'w' + str(b):<6}{f'{edges[b]:g} .. {edges[b + 1]:g} (fixed)':<22}"
+                f"{int(counts[b]):>7}"
+                + cells([pct(ev["error_per_width_bin"][b]) for ev in evaluations])
+            )
+        rows.append("-" * len(head))
     n_hard = int(built.is_hard.sum())
     for label, key, count in (
         ("hard", "error_hard", n_hard),
@@ -91,16 +101,37 @@ def format_results_table(
     def auc(x: float) -> str:
         return "n/a (no errors)" if math.isnan(x) else f"{x:.3f}"
 
+    def ci(ev: dict, key: str) -> str:
+        lo, hi = ev.get(f"{key}_ci95", (math.nan, math.nan))
+        return "" if math.isnan(lo) else f" [{lo:+.3f}, {hi:+.3f}]"
+
     for ev, name in zip(evaluations, names, strict=True):
         lo, hi = ev.get("error_hard_ci95", (math.nan, math.nan))
         ece = ev.get("ece", math.nan)
+        sample_r = (
+            f"Pearson r(hardness, {error}) = {num(ev['pearson_r_sample'])}"
+            f"{ci(ev, 'pearson_r_sample')}, "
+            if "pearson_r_sample" in ev
+            else ""
+        )
+        width = (
+            f", rho over fixed bins = {num(ev['pearson_rho_width'])}{ci(ev, 'pearson_rho_width')}"
+            if "pearson_rho_width" in ev
+            else ""
+        )
         rows.append(
-            f"{name}: Pearson rho(bin, {error}) = {num(ev['pearson_rho'])} (p={ev['pearson_p']:.3g}), "
+            f"{name}: {sample_r}rho over bins = {num(ev['pearson_rho'])}{ci(ev, 'pearson_rho')} "
+            f"(p={ev['pearson_p']:.3g}){width}, "
             f"hard - rest = {num(100 * ev['hard_minus_rest'])} pts "
             f"(hard {error} 95% CI {pct(lo)}..{pct(hi)}), "
             f"AUROC({score} hardness -> {miss}) = {auc(ev['auroc_score_error'])}"
+            + ci(ev, "auroc_score_error").replace("+", "")
             + ("" if math.isnan(ece) else f", ECE = {auc(ece)}")
         )
+    rows.append(
+        "(r: per sample, point-biserial; rho: over the bins at their centres; [95% bootstrap "
+        "intervals])"
+    )
     single = any(is_scorer(ev) and ev.get("replicas") == 1 for ev in evaluations)
     small = "single replica" if single else "small ensemble"
     if any(is_scorer(ev) for ev in evaluations):
@@ -121,7 +152,12 @@ def format_results_table(
             f"Kendall tau between the {small}'s {score} hardness and the reference models' "
             f"confusion ({', '.join(transfer['reference_models'])}; {transfer['reference_rule']}) "
             f"= {num(transfer['kendall_tau_small_large'])}"
+            + (ci(transfer, "kendall_tau") if "kendall_tau_ci95" in transfer else "")
         )
+    if transfer and "confusion_vs_accuracy" in transfer:
+        from engine.splits.display import format_confusion_vs_accuracy
+
+        rows.append(format_confusion_vs_accuracy(transfer["confusion_vs_accuracy"]))
     elif transfer and "reference_rule" in transfer:
         rows.append(f"Kendall tau: no reference models ({transfer['reference_rule']})")
     return "\n".join(rows)
@@ -176,13 +212,16 @@ def reference_models(
     )
 
 
-def transfer_metrics(built: BuiltSplits, model_probs: dict[str, np.ndarray], rule: str) -> dict:
+def transfer_metrics(
+    built: BuiltSplits, model_probs: dict[str, np.ndarray], rule: str, seed: int = 0
+) -> dict:
     """Rank agreement between the small ensemble and the reference (larger) models.
 
     The reference models' confusion is the entropy of their mean predicted
     distribution (one prediction per model, after training); Kendall's tau compares it
     with the small ensemble's splitting score read as hardness (higher = harder), so
-    tau > 0 means both find the same samples hard whatever the score's direction.
+    tau > 0 means both find the same samples hard whatever the score's direction;
+    ``kendall_tau_ci95`` is its bootstrap 95% interval (seeded with ``seed``).
     """
     out: dict = {"reference_models": list(model_probs), "reference_rule": rule}
     if not model_probs:
@@ -192,5 +231,7 @@ def transfer_metrics(built: BuiltSplits, model_probs: dict[str, np.ndarray], rul
     stacked = np.stack(list(model_probs.values()))[:, None]  # (M, 1, P, K)
     large = confusion(stacked / stacked.sum(axis=-1, keepdims=True))
     tau, p = kendall_tau(built.hardness, large)
-    out.update(kendall_tau_small_large=tau, kendall_p=p, large_confusion=large)
+    low, high = kendall_tau_ci(built.hardness, large, n_boot=BOOTSTRAP_RESAMPLES, seed=seed)
+    out.update(kendall_tau_small_large=tau, kendall_p=p, kendall_tau_ci95=[low, high],
+               large_confusion=large)  # fmt: skip
     return out

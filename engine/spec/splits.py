@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from engine.spec.common import FieldError
@@ -113,12 +114,22 @@ class BinsSpec:
     >= 5 is ``edges: [5]``); for a lower-is-harder score with B bins the intervals are
     numbered from the top, ``edges[B-2-b] < score <= edges[B-1-b]``, so bin 0 still
     holds the easiest (highest) values. A value on an edge always goes to the harder bin.
+
+    ``width`` (in the score's units; default 1, the paper's 1-nat confusion bins; null
+    for none): every evaluation also reports the error in fixed-width bins
+    ``[k * width, (k + 1) * width)`` covering the pool's scores (for confusion, 0 to
+    ln K nats), beside these bins. They are a reading of the score, not splits.
     """
 
     count: int | None = None
     edges: list[float] | None = None
+    width: float | None = 1.0
 
     def __post_init__(self) -> None:
+        if self.width is not None and not (
+            isinstance(self.width, int | float) and math.isfinite(self.width) and self.width > 0
+        ):
+            raise FieldError("width", f"must be a positive number of score units, got {self.width}")
         if self.edges is not None:
             if not self.edges or any(
                 b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)

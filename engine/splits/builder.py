@@ -22,7 +22,15 @@ from engine.scores import hardness
 from engine.shards import atomic_write_table
 from engine.spec import FRACTION_RULES, BinsSpec, HardSpec, SplitsSpec
 from engine.splits.samples import IMAGE_CHANNELS, INPUT_SHAPE_KEY, SplitImages, SplitSamples
-from engine.splits.selectors import edge_bins, per_class, quantile_bins, threshold, top_fraction
+from engine.splits.selectors import (
+    edge_bins,
+    per_class,
+    quantile_bins,
+    threshold,
+    top_fraction,
+    width_bins,
+    width_edges,
+)
 
 UNLABELLED_FOLDER = "_unlabelled"  # imagefolder export: where unlabelled pool samples go
 
@@ -45,6 +53,8 @@ class BuiltSplits:
         duplicate_of: Int64 (P,) the training sample each pool sample duplicates (-1:
             none), or None where duplicates were not looked for.
         leaked_left_out: Whether leaked samples were kept out of the hard split.
+        width: Width of the fixed-width bins every evaluation also reports (score
+            units; ``splits.bins.width``), or None for none.
     """
 
     sample_ids: np.ndarray
@@ -57,6 +67,18 @@ class BuiltSplits:
     score_name: str = "confusion"
     duplicate_of: np.ndarray | None = None
     leaked_left_out: bool = False
+    width: float | None = None
+
+    @property
+    def width_edges(self) -> np.ndarray | None:
+        """Float (B_w + 1,) fixed-width bin edges in the score's units, or None (no width)."""
+        return None if self.width is None else width_edges(self.score, self.width)
+
+    @property
+    def width_bins(self) -> np.ndarray | None:
+        """Int64 (P,) fixed-width bin of each pool sample (0 = lowest score), or None."""
+        edges = self.width_edges
+        return None if edges is None else width_bins(self.score, edges)
 
     @property
     def leaked(self) -> np.ndarray | None:
@@ -161,6 +183,7 @@ def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
         score_name=spec.score,
         duplicate_of=partner,
         leaked_left_out=partner is not None and not spec.keep_leaked,
+        width=spec.bins.width,
     )
 
 
@@ -260,6 +283,7 @@ def build_splits(
         score_name=spec.score,
         duplicate_of=partner,
         leaked_left_out=partner is not None and not spec.keep_leaked,
+        width=spec.bins.width,
     )
 
 

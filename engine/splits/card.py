@@ -269,6 +269,40 @@ def _data_lines(report: dict | None, leaks: dict | None) -> list[str]:
     return [*lines, ""]
 
 
+def _with_ci(record: dict, key: str, ci_key: str | None = None) -> str:
+    """``0.123 [0.100, 0.150]``: a value and its 95% interval where recorded."""
+    value = record.get(key)
+    low, high = record.get(ci_key or f"{key}_ci95") or [math.nan, math.nan]
+    if value is None or math.isnan(low):
+        return _fmt(value)
+    return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def _width_lines(evaluations: list[dict]) -> list[str]:
+    """The evaluations' errors in the fixed-width score bins, as Markdown ([] if none)."""
+    rows = [ev for ev in evaluations if "error_per_width_bin" in ev]
+    if not rows:
+        return []
+    edges, counts = rows[0]["width_bin_edges"], rows[0]["width_bin_counts"]
+    heads = [f"{lo:g} .. {hi:g} ({n})" for lo, hi, n in zip(edges, edges[1:], counts, strict=False)]
+    out = [
+        "",
+        "Fixed-width bins of the score (`splits.bins.width`; samples per bin), error [95% CI]:",
+        "",
+        "| model | " + " | ".join(heads) + " | Pearson rho |",
+        "|---|" + "---|" * len(heads) + "---|",
+    ]
+    for ev in rows:
+        cells = [
+            "n/a" if math.isnan(e) else f"{_fmt(e, True)} [{_fmt(lo, True)}, {_fmt(hi, True)}]"
+            for e, (lo, hi) in zip(ev["error_per_width_bin"], ev["error_per_width_bin_ci95"],
+                                   strict=True)
+        ]  # fmt: skip
+        out.append(f"| {display_name(ev)} | " + " | ".join(cells)
+                   + f" | {_with_ci(ev, 'pearson_rho_width')} |")  # fmt: skip
+    return out
+
+
 def _label_free_lines(evaluations: list[dict], nb: int) -> list[str]:
     """The evaluation section of an unlabelled pool: confusion and disagreement per bin."""
     lines = [
@@ -388,8 +422,8 @@ def card_markdown(card: dict) -> str:
             "",
             "| model | params | all | hard | rest | "
             + " | ".join(f"bin {b}" for b in range(nb))
-            + " | Pearson rho | AUROC (hardness -> error) |",
-            "|---|---|---|---|---|" + "---|" * nb + "---|---|",
+            + " | Pearson r (per sample) | Pearson rho (bins) | AUROC (hardness -> error) |",
+            "|---|---|---|---|---|" + "---|" * nb + "---|---|---|",
         ]
         for ev in card["evaluation"]:
             lines.append(
@@ -397,8 +431,10 @@ def card_markdown(card: dict) -> str:
                 f"{_fmt(ev['error_all'], True)} | {_fmt(ev['error_hard'], True)} | "
                 f"{_fmt(ev['error_rest'], True)} | "
                 + " | ".join(_fmt(e, True) for e in ev["error_per_bin"])
-                + f" | {_fmt(ev['pearson_rho'])} | {_fmt(ev['auroc_score_error'])} |"
+                + f" | {_with_ci(ev, 'pearson_r_sample')} | {_with_ci(ev, 'pearson_rho')} | "
+                f"{_with_ci(ev, 'auroc_score_error')} |"
             )
+        lines += _width_lines(card["evaluation"])
         if any(is_scorer(ev) for ev in card["evaluation"]):
             lines += [
                 "",
@@ -415,8 +451,12 @@ def card_markdown(card: dict) -> str:
             "",
             f"Kendall tau between the small ensemble's score (as hardness) and the reference "
             f"models' confusion ({', '.join(tr['reference_models'])}; {tr['reference_rule']}): "
-            f"{_fmt(tr['kendall_tau_small_large'])}.",
+            f"{_with_ci(tr, 'kendall_tau_small_large', 'kendall_tau_ci95')}.",
         ]
+    if (tr.get("confusion_vs_accuracy") or {}).get("models"):
+        from engine.splits.display import format_confusion_vs_accuracy
+
+        lines += ["", format_confusion_vs_accuracy(tr["confusion_vs_accuracy"]) + "."]
     elif "reference_rule" in tr:
         lines += ["", f"Kendall tau: no reference models ({tr['reference_rule']})."]
     lines += ["", "## Resolved spec", "", "```json", json.dumps(card["spec"], indent=2), "```", ""]

@@ -11,6 +11,8 @@ in the transfer figures, marked.
 
 from __future__ import annotations
 
+import math
+
 SCORER = "ensemble"  # the model name of the replicas' own ensemble, whose score cut the bins
 IN_SAMPLE_LABEL = "scorer, in-sample"  # how the replicas' own ensemble is marked in every table
 POOL_IN_SAMPLE_LABEL = "in-sample"  # how a model measured on its own training samples is marked
@@ -103,3 +105,23 @@ def format_params(count: int | None) -> str:
         if count >= scale:
             return f"{count / scale:.1f}{suffix}"
     return str(count)
+
+
+def format_confusion_vs_accuracy(record: dict) -> str:
+    """One line for the end-of-run table and the card (:mod:`engine.evaluation.model_confusion`)."""
+
+    def num(v: float) -> str:
+        return "n/a" if math.isnan(v) else f"{v:+.3f}"
+
+    def ci(pair: list[float]) -> str:
+        return "" if math.isnan(pair[0]) else f" (95% CI {pair[0]:+.3f}..{pair[1]:+.3f})"
+
+    models = ", ".join(
+        f"{n} {m['mean_confusion']:.3f} nats / {100 * m['accuracy']:.1f}%"
+        for n, m in record["models"].items()
+    )
+    return (
+        f"confusion vs accuracy across models ({models}): Pearson {num(record['pearson'])}"
+        f"{ci(record['pearson_ci95'])}, Spearman {num(record['spearman'])}"
+        f"{ci(record['spearman_ci95'])}" + (f"; {record['note']}" if record["note"] else "")
+    )

@@ -126,3 +126,31 @@ def edge_bins(scores: np.ndarray, edges: list[float]) -> np.ndarray:
     return np.searchsorted(
         np.asarray(edges, dtype=np.float64), np.asarray(scores, dtype=np.float64), side="right"
     )
+
+
+def width_edges(scores: np.ndarray, width: float) -> np.ndarray:
+    """Edges ``k * width`` covering every finite score, ascending: (B + 1,).
+
+    For confusion with width 1 on a 10-class pool reaching 2.2 nats: 0, 1, 2, 3 (the
+    top bin is [2, ln 10]). A single edge pair when every score lies in one bin.
+    """
+    finite = np.asarray(scores, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return np.array([0.0, width])
+    low = int(np.floor(finite.min() / width))
+    high = max(int(np.ceil(finite.max() / width)), low + 1)  # the top edge closes the last bin
+    return np.round(np.arange(low, high + 1) * width, 12)
+
+
+def width_bins(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Int64 (N,) fixed-width bin of each score: bin b holds ``edges[b] <= s < edges[b+1]``.
+
+    The top edge closes the last bin (a score equal to it goes there); a score outside
+    the edges (or NaN) gets -1.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    bins = np.searchsorted(edges, scores, side="right") - 1
+    bins[scores == edges[-1]] = len(edges) - 2
+    bins[(scores < edges[0]) | (scores > edges[-1]) | np.isnan(scores)] = -1
+    return bins.astype(np.int64)

@@ -19,8 +19,9 @@ import pyarrow as pa
 
 from engine.data import ClassificationData
 from engine.data.loading import load_classification_data
-from engine.evaluation.evaluate import evaluate_predictions, top1_quality
+from engine.evaluation.evaluate import BOOTSTRAP_RESAMPLES, evaluate_predictions, top1_quality
 from engine.evaluation.label_free import evaluate_label_free, format_label_free_table
+from engine.evaluation.model_confusion import confusion_vs_accuracy
 from engine.evaluation.transfer import (
     format_results_table,
     model_parameter_counts,
@@ -35,7 +36,12 @@ from engine.splits.display import SCORER, mark_in_sample, pool_in_sample_reason
 from engine.splits.samples import classification_samples
 from engine.tasks.base import Evaluation, Ready, RunContext
 from engine.tasks.eval_outputs import task_evaluation, write_eval_outputs
-from engine.tracking.plots import plot_error_by_bin, plot_score_histogram
+from engine.tracking.plots import (
+    plot_confusion_vs_accuracy,
+    plot_error_by_bin,
+    plot_error_by_width_bin,
+    plot_score_histogram,
+)
 from engine.training.model_folder import DESCRIPTOR_FILE
 
 ENSEMBLE = SCORER  # the replicas' ensemble in evaluations and prediction columns
@@ -123,8 +129,12 @@ class ClassificationTask:
                 ev["mitigation"] = asdict(mit)
         _add_training_records(run_dir, evaluations)
         reference, rule = reference_models(spec, params, replica_params)
-        transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
+        seed = spec.replicas.recipe.seed
+        transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule, seed)
         transfer["params"] = {"replica": replica_params, **params}
+        transfer["confusion_vs_accuracy"] = confusion_vs_accuracy(
+            model_probs, built.labels, n_boot=BOOTSTRAP_RESAMPLES, seed=seed
+        )
         columns = {"sample_id": pa.array(pool_pos), "label": pa.array(built.labels)}
         eval_dir = write_eval_outputs(
             run_dir, predictions=_prediction_columns(columns, predictions, transfer),
@@ -140,6 +150,12 @@ class ClassificationTask:
                 eval_dir / f"{spec.splits.score}_histogram.png",
             ),
         ]
+        if built.width is not None:
+            plots.append(plot_error_by_width_bin(
+                evaluations, spec.splits.score, eval_dir / "error_by_width_bin.png"))  # fmt: skip
+        if transfer["confusion_vs_accuracy"]["models"]:
+            plots.append(plot_confusion_vs_accuracy(
+                transfer["confusion_vs_accuracy"], eval_dir / "confusion_vs_accuracy.png"))  # fmt: skip
         return task_evaluation(
             run_dir, spec, evaluations=evaluations,
             table=format_results_table(built, evaluations, spec.splits.score, transfer),
@@ -170,7 +186,9 @@ class ClassificationTask:
             ))  # fmt: skip
         _add_training_records(run_dir, evaluations)
         reference, rule = reference_models(spec, params, replica_params)
-        transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule)
+        transfer = transfer_metrics(
+            built, {n: model_probs[n] for n in reference}, rule, spec.replicas.recipe.seed
+        )
         columns = {"sample_id": pa.array(built.sample_ids), "pred_ensemble": pa.array(ensemble)}
         write_eval_outputs(
             run_dir, predictions=_prediction_columns(columns, predictions, transfer),

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 
 COMPARE_COLUMNS = (
     "error_all",
     "error_hard",
     "error_rest",
     "hard_minus_rest",
+    "pearson_r_sample",
     "pearson_rho",
     "auroc_score_error",
 )
+BIN_METRIC = re.compile(r"error_bin_(\d+)$")  # one equal-count bin's error (not its interval)
+WIDTH_METRIC = re.compile(r"error_width_bin_(\d+)$")  # one fixed-width bin's error
 
 
 def fetch_model_runs(
@@ -62,6 +67,7 @@ def fetch_model_runs(
             ).lower()
             == "true",
             "start_time": r.info.start_time,
+            "width_bin_edges": json.loads(r.data.tags.get("hardbench.width_bin_edges", "null")),
             **r.data.metrics,
         }
         for r in runs
@@ -77,15 +83,22 @@ def fetch_model_runs(
 def format_compare_table(rows: list[dict]) -> str:
     """Robustness table: per (build, model) size, error overall, on the hard split, the gap, per bin.
 
-    Bins run from the easiest (0) to the hardest. A build's own replica ensemble is
+    Bins run from the easiest (0) to the hardest; the fixed-width bins follow, headed
+    by their edges in the score's units (builds logged before issue 27 have none). A build's own replica ensemble is
     marked ``(scorer, in-sample)``: its bins were cut from its own score.
     """
     from engine.splits.display import display_name, format_params
 
-    n_bins = max(
-        (int(k.split("_")[-1]) + 1 for r in rows for k in r if k.startswith("error_bin_")),
-        default=0,
-    )
+    def count(pattern: re.Pattern) -> int:
+        return max((int(m.group(1)) + 1 for r in rows for k in r if (m := pattern.match(k))),
+                   default=0)  # fmt: skip
+
+    n_bins, n_width = count(BIN_METRIC), count(WIDTH_METRIC)
+    edges = next((r["width_bin_edges"] for r in rows if r.get("width_bin_edges")), None)
+    width_heads = [
+        f"{edges[b]:g}-{edges[b + 1]:g}" if edges and b + 1 < len(edges) else f"w{b}"
+        for b in range(n_width)
+    ]
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None or math.isnan(v) else f"{100 * v:.1f}%"
@@ -99,7 +112,8 @@ def format_compare_table(rows: list[dict]) -> str:
     head = (
         f"{'build':<{build_w}}{'model':<{model_w}}{'params':>8}{'all':>8}{'hard':>8}{'rest':>8}{'gap':>8}"
         + "".join(f"{'bin ' + str(b):>8}" for b in range(n_bins))
-        + f"{'rho':>8}{'AUROC':>8}"
+        + "".join(f"{h:>8}" for h in width_heads)
+        + f"{'r':>8}{'rho':>8}{'AUROC':>8}"
     )
     lines = [head, "-" * len(head)]
     for r, name in zip(rows, names, strict=True):
@@ -110,6 +124,13 @@ def format_compare_table(rows: list[dict]) -> str:
             f"{pct(r.get('error_all')):>8}{pct(r.get('error_hard')):>8}{pct(r.get('error_rest')):>8}"
             f"{pct(r.get('hard_minus_rest')):>8}"
             + "".join(f"{pct(r.get(f'error_bin_{b}')):>8}" for b in range(n_bins))
-            + f"{num(r.get('pearson_rho')):>8}{num(r.get('auroc_score_error')):>8}"
+            + "".join(f"{pct(r.get(f'error_width_bin_{b}')):>8}" for b in range(n_width))
+            + f"{num(r.get('pearson_r_sample')):>8}{num(r.get('pearson_rho')):>8}"
+            f"{num(r.get('auroc_score_error')):>8}"
+        )
+    if n_width:
+        lines.append(
+            "(the columns after the bins: fixed-width bins of the score, in its units; r: "
+            "per-sample point-biserial correlation; rho: over the bins)"
         )
     return "\n".join(lines)

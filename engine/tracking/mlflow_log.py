@@ -39,7 +39,11 @@ LOCKED_RETRIES = 12  # attempts of a write that sqlite refused as locked
 LOCKED_BACKOFF_S = 0.25  # first wait between those attempts (doubling, capped at 4 s)
 MODEL_ARTIFACT = "model"  # name of an evaluated model's MLflow Model in its run
 # An evaluation's 95% intervals, logged as <key>_low and <key>_high
-INTERVAL_KEYS = ("error_all_ci95", "error_hard_ci95", "miss_rate_all_ci95", "miss_rate_hard_ci95")
+INTERVAL_KEYS = (
+    "error_all_ci95", "error_hard_ci95", "miss_rate_all_ci95", "miss_rate_hard_ci95",
+    "pearson_r_sample_ci95", "pearson_rho_ci95", "pearson_rho_width_ci95",
+    "auroc_score_error_ci95",
+)  # fmt: skip
 
 
 def default_store(runs_dir: Path | str) -> str:
@@ -290,16 +294,24 @@ class BuildRecorder:
         }
         for key in ("error", "confusion", "disagreement"):  # per-bin curves, bin 0 = easiest
             values.update({f"{key}_bin_{b}": v for b, v in enumerate(ev.get(f"{key}_per_bin", []))})
+        values.update({f"error_width_bin_{b}": v
+                       for b, v in enumerate(ev.get("error_per_width_bin", []))})  # fmt: skip
         for key in INTERVAL_KEYS:
             if key in ev:
                 values[f"{key}_low"], values[f"{key}_high"] = ev[key]
+        for key, name in (("error_per_bin_ci95", "error_bin"),
+                          ("error_per_width_bin_ci95", "error_width_bin")):  # fmt: skip
+            for b, (low, high) in enumerate(ev.get(key, [])):
+                values[f"{name}_{b}_ci95_low"], values[f"{name}_{b}_ci95_high"] = low, high
         _retry(
             self.client.log_batch, cid, metrics=_metrics(values),
             params=[Param("model", ev["model"]),
                     *(Param(f"mitigation.{k}", str(v)) for k, v in ev.get("mitigation", {}).items())],
             tags=[RunTag("hardbench.kind", "ensemble" if ev["model"] == "ensemble" else "model"),
                   # the replicas' own ensemble is scored on bins cut from its own score
-                  RunTag("hardbench.in_sample", "true" if ev.get("in_sample") else "false")],
+                  RunTag("hardbench.in_sample", "true" if ev.get("in_sample") else "false"),
+                  *([RunTag("hardbench.width_bin_edges", json.dumps(ev["width_bin_edges"]))]
+                    if "width_bin_edges" in ev else [])],
         )  # fmt: skip
         for point in history or []:
             step = {k: v for k, v in point.items() if k not in ("epoch", "started", "ended")}

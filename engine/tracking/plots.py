@@ -31,7 +31,9 @@ def plot_error_by_bin(
 ) -> Path:
     """Line plot of an error (``metric``) against score bin, one line per model, rho in the legend.
 
-    Bins run from easiest (0) to hardest by the score's direction. This is a transfer
+    Bins run from easiest (0) to hardest by the score's direction; each sits at its
+    centre (the mean score of its samples, ``bin_centres``) with its 95% interval where
+    the evaluations record them (runs before issue 27 plot the bin index). This is a transfer
     figure, so the in-sample scorer (the replicas' own ensemble, ``in_sample``) is
     left out: its bins were cut from its own score. Evaluations of an unlabelled pool
     (``label_free``) plot each model's disagreement with the others instead.
@@ -44,19 +46,27 @@ def plot_error_by_bin(
     key = "error_per_bin"
     if transfer and all(ev.get("label_free") for ev in transfer):
         key, metric = "disagreement_per_bin", "disagreement with the other models' majority"
+    centred = (
+        bool(transfer) and key == "error_per_bin" and all("bin_centres" in ev for ev in transfer)
+    )
     for ev in transfer:
         errors = 100 * np.asarray(ev[key], dtype=float)
-        ax.plot(
-            np.arange(len(errors)),
-            errors,
-            marker="o",
-            label=f"{display_name(ev)} (rho={ev['pearson_rho']:.2f})",
-        )
+        x = np.asarray(ev["bin_centres"], dtype=float) if centred else np.arange(len(errors))
+        ci = np.asarray(ev.get("error_per_bin_ci95") or [], dtype=float)
+        label = f"{display_name(ev)} (rho={ev['pearson_rho']:.2f})"
+        if centred and ci.shape == (len(errors), 2):
+            err = np.abs(np.vstack([errors - 100 * ci[:, 0], 100 * ci[:, 1] - errors]))
+            ax.errorbar(x, errors, yerr=np.nan_to_num(err), marker="o", capsize=3, label=label)
+        else:
+            ax.plot(x, errors, marker="o", label=label)
     if not transfer:
         ax.text(0.5, 0.5, "no evaluated models", ha="center", va="center", transform=ax.transAxes)
-    if evaluations:
-        ax.set_xticks(range(len(evaluations[0]["error_per_bin"])))
-    ax.set_xlabel(f"{score} bin (0 = easiest; {_direction(score)})")
+    if centred:
+        ax.set_xlabel(f"{score} (each bin at the mean score of its samples; {_direction(score)})")
+    else:
+        if evaluations:
+            ax.set_xticks(range(len(evaluations[0]["error_per_bin"])))
+        ax.set_xlabel(f"{score} bin (0 = easiest; {_direction(score)})")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(f"Error by {score} bin (evaluated models, not the scorer)")
     ax.grid(alpha=0.3)
@@ -87,6 +97,68 @@ def plot_score_histogram(
     ax.set_xlabel(f"{score} ({_direction(score)})")
     ax.set_ylabel("samples (log)")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_error_by_width_bin(evaluations: list[dict], score: str, path: Path | str) -> Path:
+    """Error (95% intervals) in the fixed-width bins of the score, the bin's midpoint on x.
+
+    The paper's Figures 2 and 4 bin confusion 1 nat at a time; an empty bin is skipped.
+    The in-sample scorer is left out, as in :func:`plot_error_by_bin`.
+    """
+    from engine.splits.display import display_name, transfer_rows
+
+    plt = get_pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rows = [ev for ev in transfer_rows(evaluations) if "error_per_width_bin" in ev]
+    for ev in rows:
+        edges = np.asarray(ev["width_bin_edges"], dtype=float)
+        mid = (edges[:-1] + edges[1:]) / 2
+        errors = 100 * np.asarray(ev["error_per_width_bin"], dtype=float)
+        ci = 100 * np.asarray(ev["error_per_width_bin_ci95"], dtype=float)
+        keep = np.isfinite(errors)
+        err = np.abs(np.vstack([errors - ci[:, 0], ci[:, 1] - errors]))[:, keep]
+        ax.errorbar(mid[keep], errors[keep], yerr=np.nan_to_num(err), marker="o", capsize=3,
+                    label=f"{display_name(ev)} (rho={ev['pearson_rho_width']:.2f})")  # fmt: skip
+    if rows:
+        edges = rows[0]["width_bin_edges"]
+        ax.set_xticks(edges)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no evaluated models", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(f"{score}, fixed-width bins ({_direction(score)})")
+    ax.set_ylabel("error (%)")
+    ax.set_title(f"Error by fixed-width {score} bin (evaluated models, not the scorer)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_confusion_vs_accuracy(record: dict, path: Path | str) -> Path:
+    """Each evaluated model's mean confusion on the pool against its accuracy, r in the title."""
+    plt = get_pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, m in record["models"].items():
+        ax.scatter(m["mean_confusion"], 100 * m["accuracy"])
+        ax.annotate(name, (m["mean_confusion"], 100 * m["accuracy"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    r, (lo, hi) = record["pearson"], record["pearson_ci95"]
+    title = "confusion vs accuracy across models"
+    if np.isfinite(r):
+        title += f": r = {r:+.2f}" + (
+            f"\n[{lo:+.2f}, {hi:+.2f}]: 95% CI over resamples of the pool, not of the models"
+            if np.isfinite(lo)
+            else ""
+        )
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("mean confusion on the pool (nats; one seed, final epoch)")
+    ax.set_ylabel("accuracy on the pool (%)")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

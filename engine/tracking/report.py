@@ -31,7 +31,13 @@ from engine.layout import (
     SPLITS_DIR,
 )
 from engine.tracking.data_section import data_section_html, plot_leaks
-from engine.tracking.plots import get_pyplot, plot_error_by_bin, plot_score_histogram
+from engine.tracking.plots import (
+    get_pyplot,
+    plot_confusion_vs_accuracy,
+    plot_error_by_bin,
+    plot_error_by_width_bin,
+    plot_score_histogram,
+)
 
 if TYPE_CHECKING:
     from engine.evaluation.evaluate import MetricColumn
@@ -215,6 +221,10 @@ def _eval_table(evaluations: list[dict], metrics: tuple[MetricColumn, ...] = ())
     def num(x: float | None) -> str:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
+    def ci(ev: dict, key: str) -> str:
+        lo, hi = ev.get(f"{key}_ci95") or [math.nan, math.nan]
+        return "" if math.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]"
+
     nb = len(evaluations[0]["error_per_bin"]) if evaluations else 0
     head = "".join(f"<th>bin {b}</th>" for b in range(nb))
     rows = []
@@ -229,7 +239,9 @@ def _eval_table(evaluations: list[dict], metrics: tuple[MetricColumn, ...] = ())
             f"<tr><td>{html.escape(display_name(ev))}</td><td>{format_params(ev.get('params'))}</td>"
             f"<td>{pct(ev['error_all'])}</td>"
             f"<td>{pct(ev['error_hard'])} [{pct(lo)}, {pct(hi)}]</td><td>{pct(ev['error_rest'])}</td>{cells}"
-            f"<td>{num(ev['pearson_rho'])}</td><td>{num(ev['auroc_score_error'])}</td></tr>"
+            f"<td>{num(ev.get('pearson_r_sample'))}{ci(ev, 'pearson_r_sample')}</td>"
+            f"<td>{num(ev['pearson_rho'])}{ci(ev, 'pearson_rho')}</td>"
+            f"<td>{num(ev['auroc_score_error'])}{ci(ev, 'auroc_score_error')}</td></tr>"
         )
     note = (
         "<p><small>(scorer, in-sample): the replicas' own ensemble, evaluated on bins cut from "
@@ -245,7 +257,40 @@ def _eval_table(evaluations: list[dict], metrics: tuple[MetricColumn, ...] = ())
         head += "".join(f"<th>{label} {p}</th>" for p in PARTS) + f"<th>{label} per bin</th>"
     return (
         "<table><tr><th>model</th><th>params</th><th>all</th><th>hard [95% CI]</th><th>rest</th>"
-        f"{head}<th>Pearson rho</th><th>AUROC</th></tr>{''.join(rows)}</table>{note}"
+        f"{head}<th>Pearson r (per sample)</th><th>Pearson rho (bins)</th><th>AUROC</th></tr>"
+        f"{''.join(rows)}</table>{note}{_width_table(evaluations)}"
+    )
+
+
+def _width_table(evaluations: list[dict]) -> str:
+    """Each model's error in the fixed-width score bins, with 95% intervals ("" if none)."""
+    from engine.splits.display import display_name
+
+    rows = [ev for ev in evaluations if "error_per_width_bin" in ev]
+    if not rows:
+        return ""
+    edges, counts = rows[0]["width_bin_edges"], rows[0]["width_bin_counts"]
+    head = "".join(f"<th>{lo:g} .. {hi:g} ({n})</th>"
+                   for lo, hi, n in zip(edges, edges[1:], counts, strict=False))  # fmt: skip
+
+    def rho(value: float) -> str:
+        return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+    def cell(e: float, pair: list[float]) -> str:
+        if math.isnan(e):
+            return "<td>n/a</td>"
+        return f"<td>{100 * e:.1f}% [{100 * pair[0]:.1f}, {100 * pair[1]:.1f}]</td>"
+
+    body = "".join(
+        f"<tr><td>{html.escape(display_name(ev))}</td>"
+        + "".join(cell(e, p) for e, p in zip(ev["error_per_width_bin"],
+                                              ev["error_per_width_bin_ci95"], strict=True))
+        + f"<td>{rho(ev['pearson_rho_width'])}</td></tr>"
+        for ev in rows
+    )  # fmt: skip
+    return (
+        "<h3>Fixed-width bins of the score (samples per bin)</h3>"
+        f"<table><tr><th>model</th>{head}<th>Pearson rho</th></tr>{body}</table>"
     )
 
 
@@ -331,6 +376,20 @@ def build_report(run_dir: Path | str, task: TaskReport | None = None) -> Path:
         ("Error by score bin", plot_error_by_bin(card["evaluation"], score_name, figures / "error_by_bin.png",
                                                  metric=task.error)),
     ]  # fmt: skip
+    if any("error_per_width_bin" in ev for ev in card["evaluation"]):
+        sections.append(("Error by fixed-width score bin", plot_error_by_width_bin(
+            card["evaluation"], score_name, figures / "error_by_width_bin.png")))  # fmt: skip
+    transfer_rec = card.get("transfer") or {}
+    if (transfer_rec.get("confusion_vs_accuracy") or {}).get("models"):
+        sections.append(("Confusion vs accuracy across models", plot_confusion_vs_accuracy(
+            transfer_rec["confusion_vs_accuracy"], figures / "confusion_vs_accuracy.png")))  # fmt: skip
+    ablation = run_dir / EVAL_DIR / "ablation.json"
+    for name, title in (
+        ("ablation_histograms.png", "Ablation: the score from fewer epochs and replicas"),
+        ("ablation_correlations.png", "Ablation: correlation with the strongest model's error"),
+    ):
+        if ablation.exists() and (run_dir / EVAL_DIR / name).exists():
+            sections.append((title, run_dir / EVAL_DIR / name))  # fmt: skip
     preds_path = run_dir / EVAL_DIR / EVAL_PREDICTIONS_FILE
     transfer = card.get("transfer") or {}
     if preds_path.exists() and "large_confusion" in pq.read_schema(preds_path).names:

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from engine.evaluation.evaluate import (
     BOOTSTRAP_RESAMPLES,
@@ -16,6 +17,7 @@ from engine.evaluation.evaluate import (
     upgrade_evaluation,
 )
 from engine.evaluation.metrics import (
+    auroc,
     bootstrap_ci,
     error_per_bin,
     expected_calibration_error,
@@ -27,7 +29,12 @@ KEYS = {
     "model", "in_sample", "params", "error_all", "error_hard", "error_rest", "hard_minus_rest",
     "error_per_bin", "error_all_ci95", "error_hard_ci95", "miss_rate_all", "miss_rate_hard",
     "miss_rate_rest", "miss_rate_all_ci95", "miss_rate_hard_ci95", "num_misses", "pearson_rho",
-    "pearson_p", "auroc_score_error", "ece",
+    "pearson_p", "auroc_score_error", "ece", "pearson_rho_ci95", "error_per_bin_ci95",
+    "pearson_r_sample", "pearson_r_sample_ci95", "auroc_score_error_ci95", "bin_centres",
+}  # fmt: skip
+WIDTH_KEYS = {
+    "width_bin_edges", "width_bin_counts", "error_per_width_bin", "error_per_width_bin_ci95",
+    "pearson_rho_width", "pearson_p_width", "pearson_rho_width_ci95",
 }  # fmt: skip
 
 
@@ -155,3 +162,47 @@ def test_an_unlabelled_pool_has_the_same_keys_with_nothing_counted():
     assert KEYS <= set(ev) and ev["num_misses"] is None  # not 0: no error was measured
     for key in KEYS - {"model", "in_sample", "params", "num_misses", "pearson_rho", "pearson_p"}:
         assert np.isnan(ev[key]).all(), key
+
+
+def test_fixed_width_bins_in_nats_beside_the_equal_count_bins():
+    score = np.array([0.1, 0.4, 0.9, 1.0, 1.5, 2.2, 2.3, 0.0])  # confusion, nats
+    n = len(score)
+    built = BuiltSplits(
+        sample_ids=np.arange(n), labels=np.zeros(n, np.int64), score=score,
+        bins=np.array([0, 0, 1, 1, 1, 2, 2, 0]), is_hard=score > 2, bin_edges=np.zeros((3, 2)),
+        files={}, width=1.0,
+    )  # fmt: skip
+    quality = np.array([1.0, 1, 1, 0, 1, 0, 0, 1])
+    ev = evaluate_predictions("m", built, quality=quality, miss=quality == 0, seed=1)
+    assert set(ev) == KEYS | WIDTH_KEYS
+    assert ev["width_bin_edges"] == [0.0, 1.0, 2.0, 3.0]  # 1.0 opens [1, 2); 2.3 < ln 10 < 3
+    assert ev["width_bin_counts"] == [4, 2, 2]
+    assert ev["error_per_width_bin"] == [0.0, 0.5, 1.0]
+    assert ev["error_per_width_bin_ci95"][0] == [0.0, 0.0]
+    assert ev["error_per_width_bin_ci95"][2] == [1.0, 1.0]
+    centres = [np.mean([0.1, 0.4, 0.9, 0.0]), 1.25, 2.25]  # the mean score in each bin
+    assert ev["pearson_rho_width"] == pytest.approx(np.corrcoef(centres, [0, 0.5, 1])[0, 1])
+
+
+def test_per_sample_point_biserial_and_intervals_on_every_correlation():
+    rng = np.random.default_rng(5)
+    n = 600
+    score = rng.random(n) * 2.3
+    wrong = rng.random(n) < 0.15 + 0.2 * (score > 1.2)  # a step: rho well inside (-1, 1)
+    bins = np.minimum((np.argsort(np.argsort(score)) * 5) // n, 4)
+    built = BuiltSplits(sample_ids=np.arange(n), labels=np.zeros(n, np.int64), score=score,
+                        bins=bins, is_hard=bins == 4, bin_edges=np.zeros((5, 2)), files={},
+                        width=0.5)  # fmt: skip
+    ev = evaluate_predictions("m", built, quality=(~wrong).astype(float), miss=wrong, seed=2)
+    assert ev["pearson_r_sample"] == pytest.approx(stats.pointbiserialr(wrong, score).statistic)
+    for key in ("pearson_r_sample", "pearson_rho", "auroc_score_error", "pearson_rho_width"):
+        lo, hi = ev[f"{key}_ci95"]
+        assert lo <= ev[key] <= hi, key
+    assert ev["auroc_score_error"] == auroc(score, wrong)
+    for (lo, hi), e in zip(ev["error_per_bin_ci95"], ev["error_per_bin"], strict=True):
+        assert lo <= e <= hi
+    again = evaluate_predictions("m", built, quality=(~wrong).astype(float), miss=wrong, seed=2)
+    assert again["auroc_score_error_ci95"] == ev["auroc_score_error_ci95"]  # seeded
+    # the bins sit at their centres: unequal bins move rho away from the index's
+    centres = [score[bins == b].mean() for b in range(5)]
+    assert ev["pearson_rho"] == pytest.approx(np.corrcoef(centres, ev["error_per_bin"])[0, 1])

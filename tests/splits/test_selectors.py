@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,39 @@ def test_edge_bins_match_the_papers_threshold_rule():
 
     np.testing.assert_array_equal(edge_bins(np.array([4.9, 5.0, 7.0, -1.0]), [5.0]), [0, 1, 1, 0])
     np.testing.assert_array_equal(edge_bins(np.array([0.1, 0.5, 1.0]), [0.5, 1.0]), [0, 1, 2])
+
+
+def test_width_edges_cover_the_scores_up_to_ln_k():
+    from engine.splits.selectors import width_bins, width_edges
+
+    k = 10
+    scores = np.array([0.0, 0.3, 1.0, 1.99, math.log(k)])  # ln 10 = 2.303: top bin [2, 3)
+    edges = width_edges(scores, 1.0)
+    np.testing.assert_array_equal(edges, [0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(width_bins(scores, edges), [0, 0, 1, 1, 2])  # 1.0 opens [1, 2)
+    half = width_edges(scores, 0.5)
+    assert half[0] == 0.0 and half[-1] == 2.5 and len(half) == 6
+    top = np.array([0.2, 2.0])  # the max on an edge: that edge closes the last bin
+    np.testing.assert_array_equal(width_edges(top, 1.0), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(width_bins(top, width_edges(top, 1.0)), [0, 1])
+
+
+def test_width_bins_leave_empty_bins_and_mark_outside_values():
+    from engine.splits.selectors import width_bins, width_edges
+
+    scores = np.array([0.1, 0.2, 2.5])  # nothing in [1, 2): an empty bin, kept
+    edges = width_edges(scores, 1.0)
+    bins = width_bins(scores, edges)
+    np.testing.assert_array_equal(bins, [0, 0, 2])
+    assert np.bincount(bins, minlength=3).tolist() == [2, 0, 1]
+    np.testing.assert_array_equal(width_bins(np.array([-0.5, 3.5, np.nan]), edges), [-1, -1, -1])
+    negative = width_edges(np.array([-1.5, 0.4]), 1.0)  # a score below 0 (AUM): edges from -2
+    np.testing.assert_array_equal(negative, [-2.0, -1.0, 0.0, 1.0])
+
+
+def test_bins_width_is_a_positive_number_or_null():
+    from engine.spec import BinsSpec, SpecError, load_spec
+
+    assert BinsSpec().width == 1.0 and BinsSpec(width=None).width is None
+    with pytest.raises(SpecError, match=r"splits\.bins\.width: must be a positive number"):
+        load_spec("benchmarks/digits.yaml", ["splits.bins.width=0"])

@@ -59,6 +59,22 @@ def test_compare_table_marks_the_scorer_and_shows_sizes():
     assert lines[3].split()[1:3] == ["resnet18", "11.2M"]
 
 
+def test_compare_table_shows_fixed_width_bins_and_skips_interval_metrics():
+    from engine.tracking.compare import format_compare_table
+
+    rows = [
+        {"build": "b", "model": "m", "in_sample": False, "params": 10.0, "error_all": 0.1,
+         "error_bin_0": 0.0, "error_bin_1": 0.2, "error_bin_1_ci95_low": 0.1,
+         "error_bin_1_ci95_high": 0.3, "error_width_bin_0": 0.05, "error_width_bin_1": 0.4,
+         "error_width_bin_1_ci95_high": 0.5, "width_bin_edges": [0.0, 1.0, 2.0],
+         "pearson_r_sample": 0.42},
+    ]  # fmt: skip
+    lines = format_compare_table(rows).splitlines()
+    head = lines[0].split()
+    assert head[-7:] == ["bin", "1", "0-1", "1-2", "r", "rho", "AUROC"]  # 2 bins, not "ci95"
+    assert lines[2].split()[-5:] == ["5.0%", "40.0%", "+0.420", "n/a", "n/a"]
+
+
 def test_reference_models_default_to_models_larger_than_the_whole_replica_ensemble():
     from engine.evaluation.transfer import model_parameter_counts, reference_models
     from engine.spec import load_spec
