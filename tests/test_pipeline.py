@@ -251,8 +251,8 @@ CHROMIUM_FLAGS = (
     "--force-device-scale-factor=1",
 )
 REPORT_FIGURES = (
-    "histogram", "error_by_bin", "error_by_width_bin", "confusion_vs_accuracy", "kendall",
-    "data_map", "samples",
+    "histogram", "error_by_bin", "error_by_width_bin", "train_vs_heldout",
+    "confusion_vs_accuracy", "kendall", "data_map", "samples",
 )  # fmt: skip
 
 
@@ -581,3 +581,27 @@ def test_ablation_settings_equal_runs_of_exactly_those_shards(tiny_run, tmp_path
     assert {"ablation/ablation.json", "ablation/ablation_histograms.png"} <= logged
     assert main(["ablate", str(run)]) == EXIT_BAD_INPUT  # never overwrites without the flag
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_training_samples_figures_beside_the_held_out_pool(tiny_run):
+    """The paper's Figure 2: each model's error on the training samples, marked in-sample."""
+    from engine.distributed.evaluation import read_predictions
+
+    _, _, result = tiny_run
+    scores = pq.read_table(result.run_dir / "scores.parquet")
+    train = np.asarray(scores.column("split").to_pylist()) == "train"
+    labels = scores.column("label").to_numpy()
+    ev = next(e for e in result.evaluations if e["model"] == "small_mlp")
+    logits = read_predictions(result.run_dir / "models" / "small_mlp" / "predictions.parquet")
+    wrong = logits.argmax(axis=1)[train] != labels[train]
+    t = ev["train_samples"]
+    assert t["error_all"] == wrong.mean() and "trained on these samples" in t["in_sample_reason"]
+    assert len(t["error_per_bin"]) == 5 and len(t["bin_centres"]) == 5
+    ensemble = next(e for e in result.evaluations if e["model"] == "ensemble")
+    pred = scores.column("ensemble_pred").to_numpy()
+    assert ensemble["train_samples"]["error_all"] == (pred[train] != labels[train]).mean()
+    card = (result.run_dir / "benchmark" / "card.md").read_text()
+    assert "On the training samples" in card and "in-sample, not a transfer result" in card
+    client = MlflowClient(tracking_uri=f"sqlite:///{result.run_dir.parent / 'mlflow.db'}")
+    child = client.get_run(result.mlflow["model_runs"]["small_mlp"])
+    assert child.data.metrics["train_samples_error_all"] == pytest.approx(wrong.mean())

@@ -187,6 +187,38 @@ def load_built_splits(run_dir: Path | str, spec: SplitsSpec) -> BuiltSplits:
     )
 
 
+def pool_view(
+    spec: SplitsSpec, ids: np.ndarray, score: np.ndarray, labels: np.ndarray | None
+) -> BuiltSplits:
+    """The spec's bins and hard rule applied to another set of samples, in memory.
+
+    For figures on samples that are not the benchmark's pool (the paper's Figure 2:
+    the training samples beside the held-out ones); no file is written.
+
+    Args:
+        spec: The splits spec (score, hard rule, bins, width).
+        ids: Int64 (P,) sample ids, ascending.
+        score: Float64 (P,) the splitting score of those samples.
+        labels: Int64 (P,) their classes, or None.
+
+    Raises:
+        ValueError: For an empty set, a NaN score or a rule that selects nothing.
+    """
+    if not len(ids):
+        raise ValueError("cannot cut bins from an empty set of samples")
+    if np.isnan(score).any():
+        raise ValueError(
+            f"{spec.score} is undefined (NaN) for {int(np.isnan(score).sum())} samples"
+        )
+    is_hard = select_hard(spec.hard, spec.score, score, ids, labels)
+    bins = score_bins(spec.bins, spec.score, score, ids)
+    return BuiltSplits(
+        sample_ids=ids, labels=labels, score=score, bins=bins, is_hard=is_hard,
+        bin_edges=bin_ranges(score, bins, spec.bins.count), files={}, score_name=spec.score,
+        width=spec.bins.width,
+    )  # fmt: skip
+
+
 def build_splits(
     run_dir: Path | str, spec: SplitsSpec, samples: SplitSamples, scores: pa.Table
 ) -> BuiltSplits:

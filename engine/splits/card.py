@@ -303,6 +303,32 @@ def _width_lines(evaluations: list[dict]) -> list[str]:
     return out
 
 
+def _train_sample_lines(evaluations: list[dict], nb: int) -> list[str]:
+    """The evaluations on the training samples (own bins), as Markdown ([] if none)."""
+    rows = [ev for ev in evaluations if "train_samples" in ev]
+    if not rows:
+        return []
+    out = [
+        "",
+        "On the training samples (their own bins, the same rules; the evaluated models "
+        "trained on them: in-sample, not a transfer result):",
+        "",
+        "| model | all | hard | rest | "
+        + " | ".join(f"bin {b}" for b in range(nb))
+        + " | Pearson r (per sample) | AUROC |",
+        "|---|---|---|---|" + "---|" * nb + "---|---|",
+    ]
+    for ev in rows:
+        t = ev["train_samples"]
+        out.append(
+            f"| {display_name(ev)} | {_fmt(t['error_all'], True)} | {_fmt(t['error_hard'], True)} | "
+            f"{_fmt(t['error_rest'], True)} | "
+            + " | ".join(_fmt(e, True) for e in t["error_per_bin"])
+            + f" | {_with_ci(t, 'pearson_r_sample')} | {_with_ci(t, 'auroc_score_error')} |"
+        )
+    return out
+
+
 def _label_free_lines(evaluations: list[dict], nb: int) -> list[str]:
     """The evaluation section of an unlabelled pool: confusion and disagreement per bin."""
     lines = [
@@ -435,6 +461,7 @@ def card_markdown(card: dict) -> str:
                 f"{_with_ci(ev, 'auroc_score_error')} |"
             )
         lines += _width_lines(card["evaluation"])
+        lines += _train_sample_lines(card["evaluation"], nb)
         if any(is_scorer(ev) for ev in card["evaluation"]):
             lines += [
                 "",

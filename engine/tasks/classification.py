@@ -36,11 +36,13 @@ from engine.splits.display import SCORER, mark_in_sample, pool_in_sample_reason
 from engine.splits.samples import classification_samples
 from engine.tasks.base import Evaluation, Ready, RunContext
 from engine.tasks.eval_outputs import task_evaluation, write_eval_outputs
+from engine.tasks.training_figures import add_training_figures, format_training_lines
 from engine.tracking.plots import (
     plot_confusion_vs_accuracy,
     plot_error_by_bin,
     plot_error_by_width_bin,
     plot_score_histogram,
+    plot_train_vs_heldout,
 )
 from engine.training.model_folder import DESCRIPTOR_FILE
 
@@ -128,10 +130,19 @@ class ClassificationTask:
             if mit is not None and mit.method != "erm":
                 ev["mitigation"] = asdict(mit)
         _add_training_records(run_dir, evaluations)
+        train_view = None
+        if spec.splits.pool == "heldout":  # the paper's Figure 2: training beside held-out
+            train_view = add_training_figures(
+                evaluations, spec, scores,
+                scores.column("ensemble_pred").to_numpy() if spec.evaluate.ensemble else None,
+                outputs,
+            )  # fmt: skip
         reference, rule = reference_models(spec, params, replica_params)
         seed = spec.replicas.recipe.seed
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule, seed)
         transfer["params"] = {"replica": replica_params, **params}
+        if train_view is not None:
+            transfer["train_view"] = train_view
         transfer["confusion_vs_accuracy"] = confusion_vs_accuracy(
             model_probs, built.labels, n_boot=BOOTSTRAP_RESAMPLES, seed=seed
         )
@@ -153,12 +164,16 @@ class ClassificationTask:
         if built.width is not None:
             plots.append(plot_error_by_width_bin(
                 evaluations, spec.splits.score, eval_dir / "error_by_width_bin.png"))  # fmt: skip
+        if train_view is not None:
+            plots.append(plot_train_vs_heldout(
+                evaluations, spec.splits.score, eval_dir / "train_vs_heldout.png"))  # fmt: skip
         if transfer["confusion_vs_accuracy"]["models"]:
             plots.append(plot_confusion_vs_accuracy(
                 transfer["confusion_vs_accuracy"], eval_dir / "confusion_vs_accuracy.png"))  # fmt: skip
         return task_evaluation(
             run_dir, spec, evaluations=evaluations,
-            table=format_results_table(built, evaluations, spec.splits.score, transfer),
+            table="\n".join([format_results_table(built, evaluations, spec.splits.score, transfer),
+                             *format_training_lines(evaluations, spec.splits.score)]),
             summary=_kendall_summary(transfer), transfer=transfer, plots=plots,
         )  # fmt: skip
 

@@ -299,6 +299,11 @@ class BuildRecorder:
         for key in INTERVAL_KEYS:
             if key in ev:
                 values[f"{key}_low"], values[f"{key}_high"] = ev[key]
+        train = ev.get("train_samples") or {}  # the figures on the training samples
+        values.update({f"train_samples_{k}": v for k, v in train.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)})  # fmt: skip
+        values.update({f"train_samples_error_bin_{b}": v
+                       for b, v in enumerate(train.get("error_per_bin", []))})  # fmt: skip
         for key, name in (("error_per_bin_ci95", "error_bin"),
                           ("error_per_width_bin_ci95", "error_width_bin")):  # fmt: skip
             for b, (low, high) in enumerate(ev.get(key, [])):

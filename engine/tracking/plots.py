@@ -163,3 +163,36 @@ def plot_confusion_vs_accuracy(record: dict, path: Path | str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_train_vs_heldout(evaluations: list[dict], score: str, path: Path | str) -> Path:
+    """Error by bin on the held-out pool and on the training samples, side by side.
+
+    The paper's Figure 2. Each set has its own equal-count bins, each bin at its
+    centre (the mean score of its samples). On the training samples the evaluated
+    models saw the labels: the right panel is in-sample, and says so.
+    """
+    from engine.splits.display import display_name, transfer_rows
+
+    plt = get_pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    rows = [ev for ev in transfer_rows(evaluations) if "train_samples" in ev]
+    for ax, title, get in (
+        (axes[0], "held-out pool", lambda ev: ev),
+        (axes[1], "training samples (the models trained on them: in-sample)",
+         lambda ev: ev["train_samples"]),
+    ):  # fmt: skip
+        for ev in rows:
+            rec = get(ev)
+            ax.plot(rec["bin_centres"], 100 * np.asarray(rec["error_per_bin"], dtype=float),
+                    marker="o", label=display_name(ev))  # fmt: skip
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"{score} (bin centres; {_direction(score)})")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("top-1 error (%)")
+    if rows:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -37,6 +37,7 @@ from engine.tracking.plots import (
     plot_error_by_bin,
     plot_error_by_width_bin,
     plot_score_histogram,
+    plot_train_vs_heldout,
 )
 
 if TYPE_CHECKING:
@@ -379,6 +380,9 @@ def build_report(run_dir: Path | str, task: TaskReport | None = None) -> Path:
     if any("error_per_width_bin" in ev for ev in card["evaluation"]):
         sections.append(("Error by fixed-width score bin", plot_error_by_width_bin(
             card["evaluation"], score_name, figures / "error_by_width_bin.png")))  # fmt: skip
+    if any("train_samples" in ev for ev in card["evaluation"]):
+        sections.append(("Held-out pool vs training samples", plot_train_vs_heldout(
+            card["evaluation"], score_name, figures / "train_vs_heldout.png")))  # fmt: skip
     transfer_rec = card.get("transfer") or {}
     if (transfer_rec.get("confusion_vs_accuracy") or {}).get("models"):
         sections.append(("Confusion vs accuracy across models", plot_confusion_vs_accuracy(

@@ -37,7 +37,7 @@ ADDED_KEYS = {
     "pearson_r_sample", "pearson_r_sample_ci95", "pearson_rho_ci95", "error_per_bin_ci95",
     "bin_centres", "auroc_score_error_ci95", "width_bin_edges", "width_bin_counts",
     "error_per_width_bin", "error_per_width_bin_ci95", "pearson_rho_width", "pearson_p_width",
-    "pearson_rho_width_ci95",
+    "pearson_rho_width_ci95", "train_samples",
 }  # fmt: skip
 # Keys issue 27 redefined: rho over the bins with each bin at its centre, not its index.
 REDEFINED_KEYS = {"pearson_rho", "pearson_p"}
