@@ -121,8 +121,10 @@ def plot_error_by_width_bin(evaluations: list[dict], score: str, path: Path | st
         ci = 100 * np.asarray(ev["error_per_width_bin_ci95"], dtype=float)
         keep = np.isfinite(errors)
         err = np.abs(np.vstack([errors - ci[:, 0], ci[:, 1] - errors]))[:, keep]
+        rho = ev["pearson_rho_width"]
+        label = display_name(ev) + (f" (rho={rho:.2f})" if np.isfinite(rho) else "")
         ax.errorbar(mid[keep], errors[keep], yerr=np.nan_to_num(err), marker="o", capsize=3,
-                    label=f"{display_name(ev)} (rho={ev['pearson_rho_width']:.2f})")  # fmt: skip
+                    label=label)  # fmt: skip
     if rows:
         edges = rows[0]["width_bin_edges"]
         ax.set_xticks(edges)
