@@ -10,6 +10,8 @@ A run directory ``<runs>/<run_id>/`` holds::
     models/       one folder per evaluated model (engine.models.folder names what is inside)
     eval/         metrics.json, transfer.json, predictions.parquet; extra/<model>/ for
                   models evaluated after the build
+    ensembles/    <model>/: an evaluated model's seed ensemble (evaluate.models[].seeds),
+                  laid out as a run: spec.yaml, dataset.json, preds/, scores.parquet
     audit/        one folder per label audit
     datasets/     v1, v2, ...: relabelled versions of the labels
     ray_train/    Ray Train's own bookkeeping
@@ -46,5 +48,6 @@ TRANSFER_FILE = "transfer.json"  # under eval/: the transfer record (correlation
 EVAL_PREDICTIONS_FILE = "predictions.parquet"  # under eval/: per-sample predictions
 EVAL_EXTRA_DIR = "extra"  # under eval/: models evaluated on a finished run, one folder each
 
+ENSEMBLES_DIR = "ensembles"  # <name>/: an evaluated model's seed ensemble, laid out as a run
 AUDIT_DIR = "audit"  # one folder per label audit
 DATASETS_DIR = "datasets"  # v1, v2, ...: relabelled versions of the labels

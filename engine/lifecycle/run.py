@@ -34,6 +34,7 @@ from engine.lifecycle.rundir import (
     write_status,
 )
 from engine.lifecycle.scoring import score_stage
+from engine.lifecycle.seed_ensembles import train_seed_ensembles
 from engine.processes import ALIVE, GONE
 from engine.scores import get_score
 from engine.shards import atomic_write_bytes
@@ -329,6 +330,11 @@ def _run_stages(
         t = time.perf_counter()
         outputs = (early or task.start_models(ctx, table)).result()
         stage_done("train_models", t)
+
+        if any(m.seeds > 1 for m in spec.evaluate.models):  # the paper's Figure 3
+            t = time.perf_counter()
+            train_seed_ensembles(run_dir, run_id, spec, ctx.data, attempt=ctx.attempt, log=log)
+            stage_done("seed_ensembles", t)
 
     t = time.perf_counter()
     evaluation = task.evaluate(ctx, table, built, outputs)

@@ -118,6 +118,11 @@ class EvalModelSpec:
     :mod:`engine.models.imagenet`), in its Ray task of ``cpus`` and ``gpus``. What the
     model registry says of ``model`` (an ImageNet head, a classifier to reset) is
     checked with the other registered names (:func:`engine.spec.validate.check_registered`).
+    ``seeds: k`` (classification) also trains the recipe as a k-seed ensemble (seeds
+    ``seed`` .. ``seed + k - 1``) that records its per-epoch predictions like the
+    replicas, under ``<run>/ensembles/<name>/``, so the architecture gets a confusion
+    score of its own by the same formula (the paper's Figure 3); the model measured
+    on the splits stays the single seed.
     """
 
     name: str
@@ -127,10 +132,19 @@ class EvalModelSpec:
     mitigation: MitigationSpec = field(default_factory=MitigationSpec)
     weights: str | None = None
     finetune: FinetuneOptions | None = None
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
             raise FieldError("name", f"must match {NAME_PATTERN.pattern}, got {self.name!r}")
+        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
+            raise FieldError("seeds", f"must be a whole number >= 1, got {self.seeds!r}")
+        if self.seeds > 1 and (self.finetune is not None or self.weights is not None):
+            raise FieldError(
+                "seeds",
+                "a seed ensemble trains the recipe from scratch like the replicas; a model "
+                "with weights or finetune is measured with one seed (seeds: 1)",
+            )
         if not self.cpus > 0:
             raise FieldError("cpus", f"must be > 0, got {self.cpus}")
         check_gpus("gpus", self.gpus)

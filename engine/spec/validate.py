@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from engine.spec.benchmark import BenchmarkSpec
     from engine.tasks.registry import TaskInfo
 
+SEED_ENSEMBLE_TASK = "classification"  # the task whose evaluated models train as seed ensembles
+
 # what the reduced shards (shards.mode: reduced) store per sample: the scores' inputs they serve
 REDUCED_INPUTS = frozenset({"mean_entropy", "loss", "margin", "correct", "p_true"})
 
@@ -105,6 +107,22 @@ def check_registered(spec: BenchmarkSpec) -> None:
             get_score(spec.splits.score).refuse_as_hardness()
         except ValueError as exc:
             raise FieldError("splits.score", str(exc)) from None
+    for i, m in enumerate(spec.evaluate.models):
+        if m.seeds > 1 and (
+            spec.task.name != SEED_ENSEMBLE_TASK or not isinstance(m.recipe, TrainRecipe)
+        ):
+            raise FieldError(
+                f"evaluate.models[{i}].seeds",
+                f"seed ensembles of evaluated models are built for {SEED_ENSEMBLE_TASK} runs (the "
+                f"replica engine trains them); a {spec.task.name} run measures each model with "
+                "one seed (seeds: 1)",
+            )
+        if m.seeds > 1 and "confusion" not in spec.scores:
+            raise FieldError(
+                f"evaluate.models[{i}].seeds",
+                "a seed ensemble's confusion is compared with the replicas' confusion (Kendall "
+                "tau): add confusion to scores",
+            )
     used = [(f"evaluate.models[{i}].mitigation.score", m.mitigation.score)
             for i, m in enumerate(spec.evaluate.models) if m.mitigation.method != "erm"]  # fmt: skip
     for where, name in [*used, ("splits.score", spec.splits.score)]:

@@ -14,7 +14,13 @@ from engine.layout import BENCHMARK_DIR, CARD_JSON_FILE, CARD_MD_FILE
 from engine.shards import atomic_write_bytes
 from engine.spec import HARD_RULES
 from engine.splits.builder import BuiltSplits
-from engine.splits.display import display_name, format_params, in_sample_note, is_scorer
+from engine.splits.display import (
+    display_name,
+    format_params,
+    format_tau_matrix,
+    in_sample_note,
+    is_scorer,
+)
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # score quantiles reported per split
 
@@ -480,6 +486,8 @@ def card_markdown(card: dict) -> str:
             f"models' confusion ({', '.join(tr['reference_models'])}; {tr['reference_rule']}): "
             f"{_with_ci(tr, 'kendall_tau_small_large', 'kendall_tau_ci95')}.",
         ]
+    if tr.get("seed_ensembles"):
+        lines += ["", "```", *format_tau_matrix(tr["seed_ensembles"]), "```"]
     if (tr.get("confusion_vs_accuracy") or {}).get("models"):
         from engine.splits.display import format_confusion_vs_accuracy
 

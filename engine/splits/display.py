@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 SCORER = "ensemble"  # the model name of the replicas' own ensemble, whose score cut the bins
 IN_SAMPLE_LABEL = "scorer, in-sample"  # how the replicas' own ensemble is marked in every table
 POOL_IN_SAMPLE_LABEL = "in-sample"  # how a model measured on its own training samples is marked
@@ -125,3 +127,26 @@ def format_confusion_vs_accuracy(record: dict) -> str:
         f"{ci(record['pearson_ci95'])}, Spearman {num(record['spearman'])}"
         f"{ci(record['spearman_ci95'])}" + (f"; {record['note']}" if record["note"] else "")
     )
+
+
+def format_tau_matrix(record: dict) -> list[str]:
+    """The matrix as table lines, one block per set (``[]`` for fewer than two scores)."""
+    names = record["names"]
+    if len(names) < 2:
+        return []
+    width = max(12, *(len(n) + 2 for n in names))
+    lines = []
+    for set_name, rec in record["sets"].items():
+        lines.append(
+            f"Kendall tau of confusion between seed ensembles, {set_name} samples "
+            f"({rec['count']}; 95% intervals from {rec['interval_samples']}):"
+        )
+        lines.append(f"{'':<{width}}" + "".join(f"{n:>{width}}" for n in names))
+        for i, row in enumerate(rec["tau"]):
+            cells = []
+            for j, value in enumerate(row):
+                lo, hi = rec["tau_ci95"][i][j]
+                cells.append(f"{value:+.3f}" if i == j or np.isnan(lo) else
+                             f"{value:+.3f}[{lo:.2f},{hi:.2f}]")  # fmt: skip
+            lines.append(f"{names[i]:<{width}}" + "".join(f"{c:>{width}}" for c in cells))
+    return lines

@@ -32,16 +32,18 @@ from engine.evaluation.transfer import (
 from engine.layout import BENCHMARK_DIR, MODELS_DIR, SPLITS_DIR
 from engine.spec import BenchmarkSpec
 from engine.splits.builder import BuiltSplits, build_splits
-from engine.splits.display import SCORER, mark_in_sample, pool_in_sample_reason
+from engine.splits.display import SCORER, format_tau_matrix, mark_in_sample, pool_in_sample_reason
 from engine.splits.samples import classification_samples
 from engine.tasks.base import Evaluation, Ready, RunContext
 from engine.tasks.eval_outputs import task_evaluation, write_eval_outputs
+from engine.tasks.seed_ensemble_taus import seed_ensemble_taus, seed_ensemble_values
 from engine.tasks.training_figures import add_training_figures, format_training_lines
 from engine.tracking.plots import (
     plot_confusion_vs_accuracy,
     plot_error_by_bin,
     plot_error_by_width_bin,
     plot_score_histogram,
+    plot_seed_ensemble_scatter,
     plot_train_vs_heldout,
 )
 from engine.training.model_folder import DESCRIPTOR_FILE
@@ -143,6 +145,9 @@ class ClassificationTask:
         transfer["params"] = {"replica": replica_params, **params}
         if train_view is not None:
             transfer["train_view"] = train_view
+        taus = seed_ensemble_taus(run_dir, spec, scores)
+        if taus is not None:
+            transfer["seed_ensembles"] = taus
         transfer["confusion_vs_accuracy"] = confusion_vs_accuracy(
             model_probs, built.labels, n_boot=BOOTSTRAP_RESAMPLES, seed=seed
         )
@@ -164,6 +169,10 @@ class ClassificationTask:
         if built.width is not None:
             plots.append(plot_error_by_width_bin(
                 evaluations, spec.splits.score, eval_dir / "error_by_width_bin.png"))  # fmt: skip
+        if taus is not None:
+            plots.append(plot_seed_ensemble_scatter(
+                seed_ensemble_values(run_dir, spec, scores), taus, eval_dir / "seed_ensembles.png",
+                split=np.asarray(scores.column("split").to_pylist())))  # fmt: skip
         if train_view is not None:
             plots.append(plot_train_vs_heldout(
                 evaluations, spec.splits.score, eval_dir / "train_vs_heldout.png"))  # fmt: skip
@@ -173,7 +182,8 @@ class ClassificationTask:
         return task_evaluation(
             run_dir, spec, evaluations=evaluations,
             table="\n".join([format_results_table(built, evaluations, spec.splits.score, transfer),
-                             *format_training_lines(evaluations, spec.splits.score)]),
+                             *format_training_lines(evaluations, spec.splits.score),
+                             *format_tau_matrix(transfer.get("seed_ensembles") or {"names": []})]),
             summary=_kendall_summary(transfer), transfer=transfer, plots=plots,
         )  # fmt: skip
 
@@ -355,7 +365,14 @@ def _add_training_records(run_dir: Path, evaluations: list[dict]) -> None:
 def _kendall_summary(transfer: dict) -> dict:
     """The parent run's Kendall tau of small vs large confusion, when it was measured."""
     tau = transfer.get("kendall_tau_small_large")
-    return {} if tau is None else {"kendall_tau_small_large": tau}
+    out = {} if tau is None else {"kendall_tau_small_large": tau}
+    matrix = transfer.get("seed_ensembles") or {"names": [], "sets": {}}
+    names = matrix["names"]
+    for set_name, rec in matrix["sets"].items():  # the seed ensembles' tau matrix, pair by pair
+        for i, a in enumerate(names):
+            for j in range(i + 1, len(names)):
+                out[f"kendall_tau_{a}_{names[j]}_{set_name}"] = rec["tau"][i][j]
+    return out
 
 
 def _training_record(folder: Path) -> dict | None:

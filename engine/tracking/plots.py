@@ -198,3 +198,40 @@ def plot_train_vs_heldout(evaluations: list[dict], score: str, path: Path | str)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+SCATTER_POINTS = 4000  # samples drawn per scatter panel (seeded), so the figure stays light
+
+
+def plot_seed_ensemble_scatter(
+    values: dict[str, np.ndarray], taus: dict, path: Path | str, *, split: np.ndarray
+) -> Path:
+    """The replicas' confusion against each seed ensemble's, on the held-out samples.
+
+    The paper's Figure 3: one panel per ensemble, tau (95% interval) in its title.
+    Draws at most :data:`SCATTER_POINTS` samples per panel (seeded).
+    """
+    plt = get_pyplot()
+    names = [n for n in values if n != "replicas"]
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.5 * max(1, len(names)), 4),
+                             squeeze=False)  # fmt: skip
+    set_name = "heldout" if "heldout" in taus["sets"] else next(iter(taus["sets"]))
+    rec = taus["sets"][set_name]
+    ids = np.flatnonzero(split == set_name)
+    rng = np.random.default_rng(0)
+    shown = np.sort(rng.choice(ids, min(len(ids), SCATTER_POINTS), replace=False))
+    col = taus["names"].index("replicas")
+    for ax, name in zip(axes[0], names, strict=False):
+        row = taus["names"].index(name)
+        lo, hi = rec["tau_ci95"][col][row]
+        ax.scatter(values["replicas"][shown], values[name][shown], s=3, alpha=0.4)
+        ax.set_title(f"{name} ({taus['seeds'][name]} seeds): tau = {rec['tau'][col][row]:.3f}"
+                     f" [{lo:.3f}, {hi:.3f}]", fontsize=9)  # fmt: skip
+        ax.set_xlabel(f"replicas' confusion ({taus['seeds']['replicas']} seeds)")
+        ax.set_ylabel(f"{name} seed ensemble's confusion")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{set_name} samples ({len(ids)}; {len(shown)} drawn)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

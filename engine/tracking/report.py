@@ -387,6 +387,9 @@ def build_report(run_dir: Path | str, task: TaskReport | None = None) -> Path:
     if (transfer_rec.get("confusion_vs_accuracy") or {}).get("models"):
         sections.append(("Confusion vs accuracy across models", plot_confusion_vs_accuracy(
             transfer_rec["confusion_vs_accuracy"], figures / "confusion_vs_accuracy.png")))  # fmt: skip
+    if (run_dir / EVAL_DIR / "seed_ensembles.png").exists():
+        sections.append(("Seed ensembles: the replicas' confusion vs each architecture's",
+                         run_dir / EVAL_DIR / "seed_ensembles.png"))  # fmt: skip
     ablation = run_dir / EVAL_DIR / "ablation.json"
     for name, title in (
         ("ablation_histograms.png", "Ablation: the score from fewer epochs and replicas"),
