@@ -134,19 +134,22 @@ def format_tau_matrix(record: dict) -> list[str]:
     names = record["names"]
     if len(names) < 2:
         return []
-    width = max(12, *(len(n) + 2 for n in names))
     lines = []
     for set_name, rec in record["sets"].items():
+        cells = [
+            [
+                f"{value:+.3f}" if i == j or np.isnan(rec["tau_ci95"][i][j][0])
+                else f"{value:+.3f} [{rec['tau_ci95'][i][j][0]:.3f}, {rec['tau_ci95'][i][j][1]:.3f}]"
+                for j, value in enumerate(row)
+            ]
+            for i, row in enumerate(rec["tau"])
+        ]  # fmt: skip
+        width = 2 + max(len(c) for c in [*names, *(c for row in cells for c in row)])
         lines.append(
             f"Kendall tau of confusion between seed ensembles, {set_name} samples "
             f"({rec['count']}; 95% intervals from {rec['interval_samples']}):"
         )
         lines.append(f"{'':<{width}}" + "".join(f"{n:>{width}}" for n in names))
-        for i, row in enumerate(rec["tau"]):
-            cells = []
-            for j, value in enumerate(row):
-                lo, hi = rec["tau_ci95"][i][j]
-                cells.append(f"{value:+.3f}" if i == j or np.isnan(lo) else
-                             f"{value:+.3f}[{lo:.2f},{hi:.2f}]")  # fmt: skip
-            lines.append(f"{names[i]:<{width}}" + "".join(f"{c:>{width}}" for c in cells))
+        for name, row in zip(names, cells, strict=True):
+            lines.append(f"{name:<{width}}" + "".join(f"{c:>{width}}" for c in row))
     return lines
