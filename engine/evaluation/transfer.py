@@ -150,8 +150,8 @@ def format_results_table(
     if transfer and transfer.get("kendall_tau_small_large") is not None:
         rows.append(
             f"Kendall tau between the {small}'s {score} hardness and the reference models' "
-            f"confusion ({', '.join(transfer['reference_models'])}; {transfer['reference_rule']}) "
-            f"= {num(transfer['kendall_tau_small_large'])}"
+            f"confusion ({', '.join(transfer['reference_models'])}; {transfer['reference_rule']}; "
+            f"one seed each, final epoch) = {num(transfer['kendall_tau_small_large'])}"
             + (ci(transfer, "kendall_tau") if "kendall_tau_ci95" in transfer else "")
         )
     if transfer and "confusion_vs_accuracy" in transfer:

@@ -2,8 +2,8 @@
 
 ``run_benchmark`` starts a run, ``resume_run`` continues one whose driver died or
 failed. Both go through the same stages, in order: ``ray_init``, ``ingest``,
-``train_replicas``, ``score``, ``build``, ``train_models``, ``evaluate``,
-``track``; the task plugin (:mod:`engine.tasks`) supplies what differs per task.
+``train_replicas``, ``score``, ``build``, ``train_models``, ``seed_ensembles``
+(only with seed ensembles of evaluated models), ``evaluate``, ``track``; the task plugin (:mod:`engine.tasks`) supplies what differs per task.
 After every stage ``run.json`` is rewritten and the run mirrored; whatever fails,
 ``run.json`` says so and every finished stage's outputs stay, so a resume redoes
 only what is missing. This module imports no Ray (``engine.distributed`` does).

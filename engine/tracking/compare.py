@@ -84,7 +84,8 @@ def format_compare_table(rows: list[dict]) -> str:
     """Robustness table: per (build, model) size, error overall, on the hard split, the gap, per bin.
 
     Bins run from the easiest (0) to the hardest; the fixed-width bins follow, headed
-    by their edges in the score's units (builds logged before issue 27 have none). A build's own replica ensemble is
+    by their edges in the score's units (builds logged before issue 27 have none).
+    Every line after the header and its rule is one row. A build's own replica ensemble is
     marked ``(scorer, in-sample)``: its bins were cut from its own score.
     """
     from engine.splits.display import display_name, format_params
@@ -127,10 +128,5 @@ def format_compare_table(rows: list[dict]) -> str:
             + "".join(f"{pct(r.get(f'error_width_bin_{b}')):>8}" for b in range(n_width))
             + f"{num(r.get('pearson_r_sample')):>8}{num(r.get('pearson_rho')):>8}"
             f"{num(r.get('auroc_score_error')):>8}"
-        )
-    if n_width:
-        lines.append(
-            "(the columns after the bins: fixed-width bins of the score, in its units; r: "
-            "per-sample point-biserial correlation; rho: over the bins)"
         )
     return "\n".join(lines)
