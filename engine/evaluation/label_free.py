@@ -26,8 +26,8 @@ import warnings
 
 import numpy as np
 
-from engine.evaluation.evaluate import unmeasured_errors
-from engine.evaluation.metrics import auroc, pearson_bin_error
+from engine.evaluation.evaluate import BOOTSTRAP_RESAMPLES, unmeasured_errors
+from engine.evaluation.metrics import auroc, auroc_ci, bin_centres, pearson_bins
 from engine.scores.classification import entropy
 from engine.splits.builder import BuiltSplits
 
@@ -81,6 +81,7 @@ def evaluate_label_free(
     scorer: np.ndarray | None = None,
     params: int | None = None,
     in_sample_reason: str | None = None,
+    seed: int = 0,
 ) -> dict:
     """Label-free transfer metrics of one model on the pool of a built benchmark.
 
@@ -95,13 +96,15 @@ def evaluate_label_free(
         params: The model's number of parameters.
         in_sample_reason: Why the model's figures are in-sample (the pool holds its
             training samples), or None for a held-out pool.
+        seed: Seed of the bootstrap resampling.
 
     Returns:
         ``{"model", "label_free": True, "in_sample", "params", "confusion_all|hard|rest",
         "confusion_per_bin", "disagreement_all|hard|rest", "disagreement_per_bin",
         "disagreement_note" (None, or why there is no disagreement),
-        "disagreement_with_scorer_all|hard|rest", "pearson_rho"/"pearson_p" (bin vs
-        disagreement), "auroc_score_disagreement"}`` (``in_sample_reason`` too when
+        "disagreement_with_scorer_all|hard|rest", "pearson_rho"/"pearson_p" (bin centre
+        vs disagreement) and "pearson_rho_ci95", "auroc_score_disagreement" and
+        "auroc_score_disagreement_ci95"}`` (``in_sample_reason`` too when
         given) plus the error and miss keys of a labelled evaluation
         (:func:`engine.evaluation.evaluate.unmeasured_errors`): NaN, ``num_misses`` None
         (there is no label to measure an error against).
@@ -118,14 +121,20 @@ def evaluate_label_free(
     conf = entropy(probs / probs.sum(axis=1, keepdims=True))
     nb = len(splits.bin_edges)
     hard = splits.is_hard
+    nan2 = [math.nan, math.nan]
     if disagree is None:
-        dis_bins, roc = [math.nan] * nb, math.nan
+        dis_bins, roc, roc_ci = [math.nan] * nb, math.nan, nan2
+        rho = p = lo = hi = math.nan
     else:
         dis_bins = _per_bin(disagree.astype(float), splits.bins, nb)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # no disagreement at all: AUROC undefined (NaN)
             roc = auroc(splits.hardness, disagree)
-    rho, p = pearson_bin_error(np.asarray(dis_bins))  # NaN for no disagreement measured
+        roc_ci = list(auroc_ci(splits.hardness, disagree, n_boot=BOOTSTRAP_RESAMPLES, seed=seed))
+        rho, p, lo, hi = pearson_bins(  # over the bins at their centres, as a labelled one
+            bin_centres(splits.hardness, splits.bins, nb), disagree.astype(float), splits.bins,
+            n_boot=BOOTSTRAP_RESAMPLES, seed=seed,
+        )  # fmt: skip
     dis = _parts(None if disagree is None else disagree.astype(float), hard)
     ev = {
         "model": name,
@@ -144,6 +153,8 @@ def evaluate_label_free(
         "pearson_p": p,
         "auroc_score_disagreement": roc,
         **unmeasured_errors(nb),
+        "pearson_rho_ci95": [lo, hi],
+        "auroc_score_disagreement_ci95": roc_ci,
     }
     if in_sample_reason is not None:
         ev["in_sample_reason"] = in_sample_reason

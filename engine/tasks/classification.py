@@ -207,7 +207,7 @@ class ClassificationTask:
             votes = np.asarray(others, dtype=np.int64).reshape(len(others), len(ensemble))
             evaluations.append(evaluate_label_free(
                 name, probs, votes, built, scorer=ensemble, params=params[name],
-                in_sample_reason=reason,
+                in_sample_reason=reason, seed=spec.replicas.recipe.seed,
             ))  # fmt: skip
         _add_training_records(run_dir, evaluations)
         reference, rule = reference_models(spec, params, replica_params)

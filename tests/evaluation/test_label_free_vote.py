@@ -118,3 +118,24 @@ def test_three_models_vote_by_majority_without_the_scorer():
 def test_a_vote_of_no_predictions_is_refused():
     with pytest.raises(ValueError, match=r"majority_vote needs \(M >= 1, P\) predictions"):
         majority_vote(np.empty((0, P), dtype=int), K)
+
+
+def test_label_free_rho_and_auroc_have_intervals():
+    from engine.evaluation.label_free import evaluate_label_free
+
+    rng = np.random.default_rng(4)
+    n, k = 400, 3
+    score = np.sort(rng.random(n))  # confusion, higher = harder
+    bins = np.minimum(np.arange(n) * 5 // n, 4)
+    built = BuiltSplits(sample_ids=np.arange(n), labels=np.full(n, -1), score=score, bins=bins,
+                        is_hard=bins == 4, bin_edges=np.zeros((5, 2)), files={})  # fmt: skip
+    probs = np.full((n, k), 1 / k)
+    probs[:, 0] += 0.1
+    probs /= probs.sum(axis=1, keepdims=True)  # the model always says class 0
+    other = np.where(rng.random(n) < score, 1, 0)  # the other disagrees more on harder samples
+    ev = evaluate_label_free("m", probs, other.reshape(1, n), built, seed=5)
+    lo, hi = ev["pearson_rho_ci95"]
+    assert lo <= ev["pearson_rho"] <= hi and ev["pearson_rho"] > 0.9
+    lo, hi = ev["auroc_score_disagreement_ci95"]
+    assert lo <= ev["auroc_score_disagreement"] <= hi and ev["auroc_score_disagreement"] > 0.7
+    assert evaluate_label_free("m", probs, other.reshape(1, n), built, seed=5) == ev
