@@ -131,7 +131,7 @@ def kendall_tau_ci(
         for batch in _resample_indices(n, n_boot, seed)
         for idx in batch
     ])  # fmt: skip
-    return _percentile_interval(dist, level)
+    return percentile_interval(dist, level)
 
 
 def expected_calibration_error(
@@ -191,6 +191,14 @@ def bootstrap_ci(
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def pearson_rows(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Pearson r of ``a`` and ``b`` along ``axis`` (vectorised over the other axes); NaN where constant."""
+    a = a - a.mean(axis=axis, keepdims=True)
+    b = b - b.mean(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
+
+
 def correlation_ci(
     x: np.ndarray,
     y: np.ndarray,
@@ -230,30 +238,23 @@ def correlation_ci(
     if method == "spearman":
         x, y = stats.rankdata(x), stats.rankdata(y)  # Spearman = Pearson of the ranks
 
-    def pearson(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        a = a - a.mean(axis=axis, keepdims=True)
-        b = b - b.mean(axis=axis, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (a * b).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
-
-    r = float(pearson(x, y))
+    r = float(pearson_rows(x, y))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate resamples give NaN: counted below
         res = stats.bootstrap(
-            (x, y), pearson, paired=True, vectorized=True, n_resamples=n_boot,
+            (x, y), pearson_rows, paired=True, vectorized=True, n_resamples=n_boot,
             confidence_level=level, method="percentile", random_state=seed,
             batch=max(1, 2_000_000 // n),
         )  # fmt: skip
-    dist = res.bootstrap_distribution
-    finite = dist[np.isfinite(dist)]
-    if len(finite) < (1 - MAX_DEGENERATE_RESAMPLES) * len(dist):
-        return r, math.nan, math.nan
-    alpha = (1 - level) / 2
-    return r, float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))
+    return r, *percentile_interval(res.bootstrap_distribution, level)
 
 
-def _percentile_interval(dist: np.ndarray, level: float) -> tuple[float, float]:
-    """Percentile interval of a bootstrap distribution; NaN when too many resamples are NaN."""
+def percentile_interval(dist: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval of a bootstrap distribution; NaN when too many resamples are NaN.
+
+    A resample without a value (NaN: a constant side, an absent class) is left out;
+    when more than :data:`MAX_DEGENERATE_RESAMPLES` of them are, there is no interval.
+    """
     finite = dist[np.isfinite(dist)]
     if len(finite) < (1 - MAX_DEGENERATE_RESAMPLES) * len(dist) or not len(finite):
         return math.nan, math.nan
@@ -306,7 +307,7 @@ def auroc_ci(
         u = (w_pos * (below + 0.5 * w_neg)).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             dist.append(u / (w_pos.sum(axis=1) * w_neg.sum(axis=1)))
-    return _percentile_interval(np.concatenate(dist), level)
+    return percentile_interval(np.concatenate(dist), level)
 
 
 def bin_centres(hardness_values: np.ndarray, bins: np.ndarray, num_bins: int) -> np.ndarray:
@@ -358,7 +359,7 @@ def pearson_bins(
         return math.nan, math.nan, math.nan, math.nan
     result = stats.pearsonr(centres[keep], per_bin[keep])
     dist = []
-    x = centres[keep] - centres[keep].mean()
+    x = centres[keep]
     for idx in _resample_indices(n, n_boot, seed):
         b, e = bins[idx], error[idx]
         flat = b + nb * np.arange(len(idx))[:, None]  # one bincount for the whole batch
@@ -366,9 +367,8 @@ def pearson_bins(
         w = np.bincount(flat.ravel(), weights=e.ravel(), minlength=nb * len(idx))
         with np.errstate(invalid="ignore", divide="ignore"):
             y = (w.reshape(len(idx), nb) / c)[:, keep]
-            y = y - y.mean(axis=1, keepdims=True)
-            dist.append((y * x).sum(axis=1) / np.sqrt((y * y).sum(axis=1) * (x * x).sum()))
-    low, high = _percentile_interval(np.concatenate(dist), level)
+        dist.append(pearson_rows(np.broadcast_to(x, y.shape), y))
+    low, high = percentile_interval(np.concatenate(dist), level)
     return float(result.statistic), float(result.pvalue), low, high
 
 

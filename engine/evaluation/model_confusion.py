@@ -15,8 +15,9 @@ import math
 import numpy as np
 from scipy import stats
 
+from engine.evaluation.metrics import pearson_rows, percentile_interval
+
 MIN_MODELS = 3  # fewer models leave no correlation to speak of
-MAX_DEGENERATE = 0.05  # share of resamples without a correlation above which no interval
 
 
 def softmax_entropy(probs: np.ndarray) -> np.ndarray:
@@ -25,22 +26,6 @@ def softmax_entropy(probs: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log(p), 0.0)
     return -terms.sum(axis=1)
-
-
-def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson r along the last axis of (b, M) arrays; NaN where a row is constant."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    y = y - y.mean(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (x * y).sum(-1) / np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
-
-
-def _interval(dist: np.ndarray, level: float) -> list[float]:
-    finite = dist[np.isfinite(dist)]
-    if not len(finite) or len(finite) < (1 - MAX_DEGENERATE) * len(dist):
-        return [math.nan, math.nan]
-    alpha = (1 - level) / 2
-    return [float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))]
 
 
 def confusion_vs_accuracy(
@@ -93,7 +78,7 @@ def confusion_vs_accuracy(
     if np.ptp(conf) == 0 or np.ptp(acc) == 0:
         out["note"] = "every model has the same mean confusion or accuracy"
         return out
-    out["pearson"] = float(_pearson_rows(conf, acc))
+    out["pearson"] = float(pearson_rows(conf, acc))
     out["spearman"] = float(stats.spearmanr(conf, acc).statistic)
     rng = np.random.default_rng(seed)
     n = ent.shape[1]
@@ -103,12 +88,12 @@ def confusion_vs_accuracy(
         idx = rng.integers(0, n, size=(min(batch, n_boot - start), n))
         c = ent[:, idx].mean(axis=-1).T  # (b, M)
         a = right[:, idx].mean(axis=-1).T
-        pearson.append(_pearson_rows(c, a))
+        pearson.append(pearson_rows(c, a))
         spearman.append(
-            _pearson_rows(stats.rankdata(c, axis=1), stats.rankdata(a, axis=1))
+            pearson_rows(stats.rankdata(c, axis=1), stats.rankdata(a, axis=1))
         )  # Spearman = Pearson of ranks
-    out["pearson_ci95"] = _interval(np.concatenate(pearson), level)
-    out["spearman_ci95"] = _interval(np.concatenate(spearman), level)
+    out["pearson_ci95"] = list(percentile_interval(np.concatenate(pearson), level))
+    out["spearman_ci95"] = list(percentile_interval(np.concatenate(spearman), level))
     out["note"] = (
         f"{len(names)} models, one seed each, final epoch; intervals resample the pool's "
         f"{n} samples ({n_boot} resamples), not the choice of models"
