@@ -1,13 +1,16 @@
-"""Mitigation study: ERM vs GroupDRO, upsampling and curriculum on digits, 5 seeds each.
+"""Mitigation study: ERM vs GroupDRO, upsampling and curriculum, several seeds each.
 
-Runs ``benchmarks/digits-mitigation.yaml`` end to end (replicas, confusion scores,
-hard split, 20 evaluated models logged to MLflow as nested runs with their mitigation
-params) and tabulates, per method, the mean and 95% t-interval over seeds of the
-error on the whole held-out pool, on the hard split (top 10% by confusion), on the
-rest, and on the paper's two confusion bands (below and at or above ln K / 2 nats,
-the groups of ``groupdro_bands``). Writes ``results/mitigation.{json,md}``. Not a test:
+Runs a mitigation spec end to end (``benchmarks/digits-mitigation.yaml`` by default:
+replicas, confusion scores, hard split, 20 evaluated models logged to MLflow as nested
+runs with their mitigation params; ``benchmarks/sentiment-curriculum.yaml`` does the
+same for text) and tabulates, per method (the model name without its ``_s<seed>``
+suffix), the mean and 95% t-interval over seeds of the error on the whole held-out
+pool, on the hard split (top 10% by confusion), on the rest, and on the paper's two
+confusion bands (below and at or above ln K / 2 nats, the groups of
+``groupdro_bands``). Writes ``results/mitigation.{json,md}`` for the digits spec and
+``results/mitigation-<spec name>.{json,md}`` for any other. Not a test:
 
-    python tests/perf/bench_mitigation.py [--runs-dir runs]
+    python tests/perf/bench_mitigation.py [--spec SPEC] [--runs-dir runs]
 """
 
 from __future__ import annotations
@@ -26,15 +29,14 @@ from engine.spec import load_spec
 RESULTS = Path(__file__).resolve().parent / "results"
 SPEC = Path(__file__).resolve().parents[2] / "benchmarks" / "digits-mitigation.yaml"
 METRICS = ("error_all", "error_hard", "error_rest", "error_low_band", "error_high_band")
-NUM_CLASSES = 10  # digits: the bands split confusion at ln(10) / 2 nats
 
 
-def band_errors(run_dir: Path, evaluations: list[dict]) -> None:
+def band_errors(run_dir: Path, evaluations: list[dict], num_classes: int) -> None:
     """Add each model's error below and at or above ln K / 2 nats of confusion (in place)."""
     preds = pq.read_table(run_dir / "eval" / "predictions.parquet")
     pool = pq.read_table(run_dir / "benchmark" / "splits" / "pool.parquet")
     assert preds.column("sample_id").equals(pool.column("sample_id"))
-    high = pool.column("confusion").to_numpy() >= np.log(NUM_CLASSES) / 2
+    high = pool.column("confusion").to_numpy() >= np.log(num_classes) / 2
     labels = preds.column("label").to_numpy()
     for ev in evaluations:
         wrong = preds.column(f"pred_{ev['model']}").to_numpy() != labels
@@ -53,10 +55,16 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
 def main() -> None:
     """Run the spec and write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", type=Path, default=SPEC, help="a spec whose evaluated "
+                        "models are named <method>_s<seed> (default: %(default)s)")  # fmt: skip
     parser.add_argument("--runs-dir", default="runs")
     args = parser.parse_args()
-    result = run_benchmark(load_spec(SPEC), runs_dir=args.runs_dir, log=print)
-    band_errors(result.run_dir, [ev for ev in result.evaluations if ev["model"] != "ensemble"])
+    spec = load_spec(args.spec)
+    result = run_benchmark(spec, runs_dir=args.runs_dir, log=print)
+    card = json.loads((result.run_dir / "benchmark" / "card.json").read_text())
+    num_classes = len(card["class_names"])
+    models = [ev for ev in result.evaluations if ev["model"] != "ensemble"]
+    band_errors(result.run_dir, models, num_classes)
     by_method: dict[str, list[dict]] = {}
     for ev in result.evaluations:
         if ev["model"] == "ensemble":
@@ -69,15 +77,19 @@ def main() -> None:
     out = {"run_id": result.run_id, "mlflow": result.mlflow, "methods": table,
            "timings_s": result.timings}  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "mitigation.json").write_text(json.dumps(out, indent=2, default=str))
+    stem = "mitigation" if args.spec.resolve() == SPEC else f"mitigation-{spec.metadata.name}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2, default=str))
     erm = table["erm"]
-    bands = next(ev["band_sizes"] for ev in result.evaluations if "band_sizes" in ev)
+    bands = models[0]["band_sizes"]
+    recipe = spec.evaluate.models[0].recipe
     lines = [
-        f"Digits, 2-layer MLP (256 units), 20 epochs, {erm['seeds']} seeds per method; errors on "
-        f"the held-out pool (719 samples), its hard split (top 10% by the replicas' confusion, 72 "
-        f"samples), the rest, and the paper's two bands (confusion below / at or above ln 10 / 2 "
-        f"= 1.15 nats: {bands[0]} / {bands[1]} samples); mean ± 95% t-interval over seeds. Run "
-        f"{result.run_id}, logged to MLflow experiment '{load_spec(SPEC).tracking.experiment}'.",
+        f"{spec.metadata.name} ({args.spec}): {recipe.model} {recipe.model_kwargs}, "
+        f"{recipe.epochs} epochs, {erm['seeds']} seeds per method; errors on the held-out pool "
+        f"({sum(bands)} samples), its hard split (by the replicas' {spec.splits.score}), the "
+        f"rest, and the paper's two bands (confusion below / at or above ln {num_classes} / 2 = "
+        f"{np.log(num_classes) / 2:.2f} nats: {bands[0]} / {bands[1]} samples); mean ± 95% "
+        f"t-interval over seeds. Run {result.run_id}, logged to MLflow experiment "
+        f"'{spec.tracking.experiment}'.",
         "",
         "| method | error, all | error, hard split | error, rest | low band | high band "
         "| hard vs ERM |",
@@ -87,7 +99,7 @@ def main() -> None:
         cells = [f"{100 * row[m][0]:.2f}% ± {100 * row[m][1]:.2f}" for m in METRICS]
         delta = 100 * (row["error_hard"][0] - erm["error_hard"][0])
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {delta:+.2f} pts |")
-    (RESULTS / "mitigation.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
