@@ -56,6 +56,8 @@ class QAData:
         vocab_size: Size of the tokenizer's vocabulary.
         texts: One display string per sample.
         dataset: A user table's description (path, fingerprint, skipped rows), or None.
+        corrupted: Bool (N,) samples whose answer ``data.label_noise`` moved
+            (:mod:`engine.data.text_noise`), or None without injected noise.
     """
 
     name: str
@@ -73,6 +75,7 @@ class QAData:
     vocab_size: int = VOCAB_SIZE
     texts: list[str] = field(default_factory=list)
     dataset: dict | None = None  # a user table's description (run.json, card), else None
+    corrupted: np.ndarray | None = None  # Bool (N,): answers moved by data.label_noise
 
     def __len__(self) -> int:
         return len(self.start)
@@ -83,6 +86,11 @@ class QAData:
         if a < 0 or b < 0 or b < a:
             return ""
         return self.contexts[i][a:b]
+
+
+def display_text(question: str, answer: str) -> str:
+    """How a QA sample is shown (report, audit page): its question and its answer."""
+    return f"Q: {question} A: {answer}"
 
 
 def read_quoref(path: Path = QA_FILE) -> tuple[list[str], list[tuple[int, str, str, int]]]:
@@ -221,5 +229,5 @@ def build_qa(
         offsets=offsets,
         passage=np.asarray([p for p, *_ in rows], np.int64),
         vocab_size=tokenizer.get_vocab_size(),
-        texts=[f"Q: {q} A: {a}" for q, a in zip(qs, answers, strict=True)],
+        texts=[display_text(q, a) for q, a in zip(qs, answers, strict=True)],
     )

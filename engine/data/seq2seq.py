@@ -50,6 +50,8 @@ class Seq2SeqData:
         start_id: Decoder start id ([CLS]).
         end_id: End-of-sequence id ([SEP]).
         dataset: A user table's description (path, fingerprint, skipped rows), or None.
+        corrupted: Bool (N,) samples whose target ``data.label_noise`` swapped
+            (:mod:`engine.data.text_noise`), or None without injected noise.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Seq2SeqData:
     start_id: int
     end_id: int
     dataset: dict | None = None  # a user table's description (run.json, card), else None
+    corrupted: np.ndarray | None = None  # Bool (N,): targets swapped by data.label_noise
 
     def __len__(self) -> int:
         return len(self.split)

@@ -112,7 +112,9 @@ class DataSpec:
     sample of ``pool`` is held out and scored; the pool may be unlabelled, and
     ``pool_labels`` (a CSV/Parquet/JSONL table of ``key`` and ``label``, keys as the
     pool source spells them) attaches labels to it later.
-    ``label_noise`` flips a known share of labels (classification); ``limit`` keeps
+    ``label_noise`` flips a known share of labels (classification) or gives that share
+    of the text samples a wrong answer (QA: another span of the window; seq2seq:
+    another sample's target; :mod:`engine.data.text_noise`); ``limit`` keeps
     that many samples for a quick run (text corpora: the first; other sources:
     evenly spaced in key order within each split). ``label_lists`` reads
     ``label_column`` as a list of labels per sample (the multi-label task sets it).

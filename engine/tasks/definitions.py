@@ -177,8 +177,10 @@ def _validate_text(spec: BenchmarkSpec) -> None:
     for need in ("confusion", "action"):
         if need not in spec.scores:
             raise FieldError("scores", f"must include {need!r} (the comparison needs it)")
-    if spec.data.label_noise is not None:
-        raise FieldError("data.label_noise", f"applies to classification, not {name}")
+    noise = spec.data.label_noise
+    if noise is not None and (noise.kind != "uniform" or noise.confusable is not None):
+        raise FieldError("data.label_noise", f"{name} answers have no classes to confuse: "
+                         "kind uniform (wrong spans or swapped targets), no confusable")  # fmt: skip
     _check_text_splits(spec)
     for i, m in enumerate(spec.evaluate.models):
         if m.mitigation.method != "erm":

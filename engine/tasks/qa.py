@@ -18,6 +18,7 @@ from engine.data.qa import (
 )
 from engine.data.text import VOCAB_SIZE
 from engine.data.text_cache import table_samples
+from engine.data.text_noise import inject_answer_noise
 from engine.data.text_tables import describe, read_qa_table
 from engine.distributed.text_tasks import TextTraining
 from engine.evaluation.evaluate import MetricColumn
@@ -100,9 +101,10 @@ class QATask(TextTask):
         """
         d = spec.data
         if d.source != "table":
-            return load_quoref(
+            samples = load_quoref(
                 heldout_fraction=d.heldout_fraction, split_seed=d.split_seed, limit=d.limit
             )
+            return inject_answer_noise(samples, d.label_noise)
 
         def build() -> QAData:
             passages, rows, split, skipped = read_qa_table(d)
@@ -111,9 +113,10 @@ class QATask(TextTask):
             data.dataset = describe(Path(d.path), d, len(data), skipped)
             return data
 
-        return table_samples(QAData, "qa", d, run_dir, build, log=log, constants={
+        samples = table_samples(QAData, "qa", d, run_dir, build, log=log, constants={
             "seq_len": SEQ_LEN, "question_len": QUESTION_LEN, "context_len": CONTEXT_LEN,
             "vocab_size": VOCAB_SIZE})  # fmt: skip
+        return inject_answer_noise(samples, d.label_noise)
 
     def training(self) -> TextTraining:
         """Span readers: the seed ensemble's and every evaluated reader's pieces."""

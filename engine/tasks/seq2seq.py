@@ -16,6 +16,7 @@ from engine.data.seq2seq import (
     load_qasc_fusion,
 )
 from engine.data.text_cache import table_samples
+from engine.data.text_noise import inject_answer_noise
 from engine.data.text_tables import describe, read_seq2seq_table
 from engine.distributed.text_tasks import TextTraining
 from engine.evaluation.evaluate import MetricColumn
@@ -82,9 +83,10 @@ class Seq2SeqTask(TextTask):
         """
         d = spec.data
         if d.source != "table":
-            return load_qasc_fusion(
+            samples = load_qasc_fusion(
                 heldout_fraction=d.heldout_fraction, split_seed=d.split_seed, limit=d.limit
             )
+            return inject_answer_noise(samples, d.label_noise)
 
         def build() -> Seq2SeqData:
             rows, split, skipped = read_seq2seq_table(d)
@@ -93,8 +95,9 @@ class Seq2SeqTask(TextTask):
             data.dataset = describe(Path(d.path), d, len(data), skipped)
             return data
 
-        return table_samples(Seq2SeqData, "seq2seq", d, run_dir, build, log=log, constants={
+        samples = table_samples(Seq2SeqData, "seq2seq", d, run_dir, build, log=log, constants={
             "source_len": SOURCE_LEN, "target_len": TARGET_LEN, "vocab": VOCAB})  # fmt: skip
+        return inject_answer_noise(samples, d.label_noise)
 
     def training(self) -> TextTraining:
         """Encoder-decoders: the seed ensemble's and every evaluated model's pieces."""
