@@ -23,12 +23,33 @@ def _actors(value: str | None) -> int | str | None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """``hardbench eval RUN``: measure a registered or MLflow-logged model on a split."""
+    """``hardbench eval RUN``: measure a registered or MLflow-logged model on a split.
+
+    With ``--labels v<n>``, on the original and the corrected labels side by side; with
+    ``--labels`` alone, the run's own models are re-measured from their predictions.
+    """
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     import yaml
 
     from engine.lifecycle import RunSetupError, evaluate_model_on_run
+    from engine.lifecycle.eval_model import evaluate_run_on_labels
 
+    if args.model is None and args.model_uri is None:
+        if args.labels is None:
+            print("hardbench: eval needs --model, --model-uri or --labels", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        try:
+            record = evaluate_run_on_labels(args.run_dir, args.labels)
+        except (RunSetupError, FileNotFoundError, ValueError) as exc:
+            print(f"hardbench: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(record["table"])
+        print(f"written: {', '.join(record['files'])}")
+        if record["mlflow_runs"]:
+            print(
+                f"logged {len(record['mlflow_runs'])} MLflow runs tagged labels_version={args.labels}"
+            )
+        return 0
     model_kwargs = {}
     for item in args.model_kwargs:
         key, sep, value = item.partition("=")
@@ -50,6 +71,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             actors=_actors(args.actors),
             cpus_per_actor=args.cpus_per_actor,
             gpus_per_actor=args.gpus_per_actor,
+            labels=args.labels,
         )
     except (RunSetupError, FileNotFoundError, ValueError) as exc:
         print(f"hardbench: {exc}", file=sys.stderr)
@@ -61,6 +83,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(line)
     if ev.get("mlflow_run"):
         print(f"logged as MLflow run {ev['mlflow_run']}")
+    if "labels_comparison" in ev:
+        print(ev["labels_comparison"]["table"])
+        print(f"written: {', '.join(ev['labels_comparison']['files'])}")
     return 0
 
 
@@ -72,11 +97,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     uri = args.tracking_uri or resolve_tracking_uri(args.runs_dir or default_runs_dir())
     try:
-        rows = fetch_model_runs(args.experiment, tracking_uri=uri, build=args.run_id)
+        rows = fetch_model_runs(
+            args.experiment, tracking_uri=uri, build=args.run_id, labels=args.labels
+        )
     except ValueError as exc:
         print(f"hardbench: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(format_compare_table(rows))
+    print(format_compare_table(rows, labels=args.labels))
     return 0
 
 
@@ -89,7 +116,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        audit = audit_run(args.run_dir, split=args.split, folds=args.folds)
+        audit = audit_run(args.run_dir, split=args.split, folds=args.folds, pool=args.pool)
     except ValueError as exc:
         print(f"hardbench: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -102,14 +129,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
         top=args.top,
         texts=data.texts,
     )
-    rows = audit.table.slice(0, 10).to_pylist()
     print(f"audited {audit.table.num_rows} samples on {', '.join(audit.scores_used)}")
-    print("rank  sample  given  oof_pred  audit_score")
-    for row in rows:
+    for name, est in audit.label_issues.items():
+        rate, ci = audit.error_rates.get(name), ""
+        if rate:  # a ranking of one data split: its rate and interval
+            low, high = rate["ci95"]
+            ci = f", rate {rate['rate']:.1%} (95% CI {low:.1%} .. {high:.1%})"
         print(
-            f"{row['rank']:>4}  {row['sample_id']:>6}  {data.class_names[row['label']]:>5}  "
-            f"{data.class_names[row['oof_pred']]:>8}  {row['audit_score']:.3f}"
+            f"ranking {name}: about {est['num_label_issues']} of {est['samples']} labels look "
+            f"wrong (confident learning){ci}; {est['flagged']} flagged"
         )
+    rows = audit.table.to_pylist()
+    print("ranking  rank  sample  given  oof_pred  audit_score  issue")
+    for name in audit.label_issues:
+        for row in [r for r in rows if r["ranking"] == name][:5]:
+            print(
+                f"{name:>7}  {row['rank']:>4}  {row['sample_id']:>6}  "
+                f"{data.class_names[row['label']]:>5}  {data.class_names[row['oof_pred']]:>8}  "
+                f"{row['audit_score']:>11.3f}  {'yes' if row['issue'] else ''}"
+            )
     print(f"audit: {out / AUDIT_CSV}")
     print(f"page: {out / AUDIT_HTML}")
     return 0

@@ -133,7 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         "audit", help="rank a run's samples by how suspicious their labels are (CSV + HTML)"
     )
     aud.add_argument("run_dir", type=Path)
-    aud.add_argument("--split", default="all", choices=["all", "train", "heldout"])
+    aud.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "train", "heldout"],
+        help="samples audited (default all: train and heldout, each ranked on its own)",
+    )
+    aud.add_argument(
+        "--pool",
+        action="store_true",
+        help="rank the audited splits together (one ranking, one confident-learning "
+        "estimate) instead of each data split separately",
+    )
     aud.add_argument("--folds", type=int, default=5, help="folds of the out-of-fold probabilities")
     aud.add_argument("--top", type=int, default=200, help="samples shown in audit.html")
     rel = sub.add_parser(
@@ -186,12 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluate a registered or MLflow-logged model on a finished run's splits"
     )
     ev.add_argument("run_dir", type=Path)
-    which = ev.add_mutually_exclusive_group(required=True)
+    which = ev.add_mutually_exclusive_group(required=False)  # or --labels alone: the build's models
     which.add_argument("--model", help="registered model name (hardbench models)")
     which.add_argument(
         "--model-uri", help="MLflow URI of a logged hardbench model, e.g. runs:/<id>/model"
     )
     ev.add_argument("--label", default=None, help="name in reports and MLflow")
+    ev.add_argument(
+        "--labels",
+        default=None,
+        metavar="VERSION",
+        help="a labels version v<n> (hardbench relabel): measure on the original and the "
+        "corrected labels side by side and rank the models on each; without --model/--model-uri "
+        "the run's own models are re-measured from their stored predictions",
+    )
     ev.add_argument(
         "--pretrained",
         action="store_true",
@@ -233,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     cmp_.add_argument("--runs-dir", default=None, help=f"default ${RUNS_DIR_ENV} or ./runs")
     cmp_.add_argument("--run-id", default=None, help="only this hardbench run")
+    cmp_.add_argument(
+        "--labels",
+        default=None,
+        metavar="VERSION",
+        help="add the errors on this labels version (hardbench eval RUN --labels v<n>) and "
+        "the rankings on each label set",
+    )
 
     ui = sub.add_parser("ui", help="start the MLflow UI of a runs directory's store on 127.0.0.1")
     ui.add_argument("--runs-dir", default=None, help=f"default ${RUNS_DIR_ENV} or ./runs")

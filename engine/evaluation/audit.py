@@ -4,8 +4,15 @@ The audit combines the run's training-dynamics scores (action, AUM, forgetting
 events) with two scores on out-of-fold probabilities (self-confidence and
 normalized margin of the replica recipe trained by stratified K-fold, so no sample is
 scored by a model that saw its label). Each score is turned into a suspicion
-percentile (1 = most suspicious of all samples audited) and the audit score is their
-mean: higher = more likely mislabelled.
+percentile (1 = most suspicious of the samples ranked together) and the audit score is
+their mean: higher = more likely mislabelled.
+
+Each data split is ranked on its own by default (a *ranking* per split: the replicas
+trained on the training samples, so action, AUM and forgetting are distributed
+differently there than on held-out samples); ``pool=True`` ranks every audited sample
+together. Within each ranking, confident learning
+(:mod:`engine.evaluation.confident_learning`) estimates how many labels are wrong and
+flags which (``issue``).
 
 Pure functions: the run-directory workflow (reading a run, writing the audit,
 reviewers' verdicts and labels versions) is :mod:`engine.lifecycle.audit`.
@@ -13,12 +20,17 @@ reviewers' verdicts and labels versions) is :mod:`engine.lifecycle.audit`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from engine.data.cache import take_rows
+from engine.evaluation.confident_learning import (
+    find_label_issues,
+    label_error_rate,
+    label_issues_per_class,
+)
 from engine.scores import get_score, normalized_margin, self_confidence
 
 # The audit's scores, each read in its registry direction (harder = more suspicious
@@ -28,6 +40,8 @@ AUDIT_SCORES = {
     name: get_score(name.removesuffix("_oof")).higher_is_harder
     for name in ("action", "aum", "forgetting", "self_confidence_oof", "normalized_margin_oof")
 }
+POOLED = "pooled"  # the ranking of samples of every audited split ranked together
+SPLIT_ORDER = ("train", "heldout")  # rankings listed in this order, unknown splits after
 
 
 def suspicion_percentile(values: np.ndarray, higher_is_suspicious: bool) -> np.ndarray:
@@ -94,28 +108,55 @@ def out_of_fold_probs(
 
 @dataclass
 class Audit:
-    """An audit: one row per audited sample, most suspicious first.
+    """An audit: one row per audited sample, each ranking most suspicious first.
 
     Attributes:
-        table: Columns ``rank, sample_id, split, label, ensemble_pred, oof_pred``, each
-            score in ``AUDIT_SCORES`` that was available, and ``audit_score`` in (0, 1]
-            (higher = more suspicious).
+        table: Columns ``rank`` (1 = most suspicious within its ranking), ``ranking``
+            (the data split ranked, or :data:`POOLED`), ``sample_id, split, label,
+            ensemble_pred, oof_pred``, each score in ``AUDIT_SCORES`` that was available,
+            ``audit_score`` in (0, 1] (higher = more suspicious), ``issue`` (confident
+            learning flags the label) and ``flipped`` (injected noise only). Rankings
+            follow each other (train, then held-out).
         scores_used: The scores that entered ``audit_score``.
         oof_probs: Float (M, K) out-of-fold probabilities, rows in ``table`` order.
         data: The run's dataset as audited (class names, inputs, texts for the page).
+        label_issues: Ranking -> confident-learning estimate within it: ``samples``,
+            ``num_label_issues``, ``per_class`` (K ints, by given label), ``flagged``
+            (rows with ``issue``).
+        error_rates: Data split -> :func:`label_error_rate` of its samples alone
+            (estimated share of wrong labels with a bootstrap 95% interval).
     """
 
     table: pa.Table
     scores_used: list[str]
     oof_probs: np.ndarray
     data: object = None
+    label_issues: dict[str, dict] = field(default_factory=dict)
+    error_rates: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def rankings(self) -> list[str]:
+        """The rankings of the table, in table order."""
+        return list(self.label_issues)
 
 
-def build_audit(scores: pa.Table, data: object, idx: np.ndarray, oof: np.ndarray) -> Audit:
+def _ranking_order(names: np.ndarray) -> list[str]:
+    present = set(names.tolist())
+    known = [s for s in (*SPLIT_ORDER, POOLED) if s in present]
+    return known + sorted(present - set(known))
+
+
+def build_audit(
+    scores: pa.Table, data: object, idx: np.ndarray, oof: np.ndarray, *, pool: bool = False
+) -> Audit:
     """Rank the samples ``idx`` by suspicion of their label: the audit table.
 
     Each score in ``AUDIT_SCORES`` that ``scores`` holds (and the two on the out-of-fold
-    probabilities) becomes a suspicion percentile; ``audit_score`` is their mean.
+    probabilities) becomes a suspicion percentile within its ranking; ``audit_score`` is
+    their mean. A ranking is one data split (default) or, with ``pool``, every sample.
+    Confident learning on ``oof`` estimates the wrong labels within each ranking and
+    flags them (``issue``); the label-error rate of every data split is estimated on that
+    split's samples alone, with a seeded bootstrap interval.
 
     Args:
         scores: The run's score table, one row per sample in id order (``label``,
@@ -124,14 +165,16 @@ def build_audit(scores: pa.Table, data: object, idx: np.ndarray, oof: np.ndarray
             injected).
         idx: Int (M,) sample ids to audit.
         oof: Float (M, K) out-of-fold probabilities of ``idx`` (:func:`out_of_fold_probs`).
+        pool: Rank all samples together instead of each data split on its own.
 
     Returns:
-        The audit, most suspicious first (ties by sample id).
+        The audit, each ranking most suspicious first (ties by sample id).
     """
     labels = data.labels[idx]
+    split = np.asarray(data.split[idx]).astype(str)
     columns: dict[str, np.ndarray] = {
         "sample_id": idx.astype(np.int64),
-        "split": data.split[idx],
+        "split": split,
         "label": labels.astype(np.int64),
         "ensemble_pred": scores.column("ensemble_pred").to_numpy()[idx],
         "oof_pred": oof.argmax(axis=1),
@@ -142,15 +185,52 @@ def build_audit(scores: pa.Table, data: object, idx: np.ndarray, oof: np.ndarray
     columns["self_confidence_oof"] = self_confidence(labels, oof)
     columns["normalized_margin_oof"] = normalized_margin(labels, oof)
     used = [s for s in AUDIT_SCORES if s in columns]
-    suspicion = np.mean([suspicion_percentile(columns[s], AUDIT_SCORES[s]) for s in used], axis=0)
+    ranking = np.full(len(idx), POOLED) if pool else split
+    suspicion = np.zeros(len(idx))
+    issue = np.zeros(len(idx), dtype=bool)
+    rank = np.zeros(len(idx), dtype=np.int64)
+    order_parts, label_issues = [], {}
+    for name in _ranking_order(ranking):
+        members = np.flatnonzero(ranking == name)
+        suspicion[members] = np.mean(
+            [suspicion_percentile(columns[s][members], AUDIT_SCORES[s]) for s in used], axis=0
+        )
+        issue[members] = find_label_issues(labels[members], oof[members])
+        per_class = label_issues_per_class(labels[members], oof[members])
+        label_issues[name] = {
+            "samples": len(members),
+            "num_label_issues": int(per_class.sum()),
+            "per_class": [int(c) for c in per_class],
+            "flagged": int(issue[members].sum()),
+        }
+        # most suspicious first, ties by sample id
+        part = members[np.lexsort((columns["sample_id"][members], -suspicion[members]))]
+        rank[part] = np.arange(1, len(part) + 1)
+        order_parts.append(part)
     columns["audit_score"] = suspicion
+    columns["issue"] = issue
     if data.clean_labels is not None:  # injected noise: the ground truth is known
         columns["flipped"] = data.labels[idx] != data.clean_labels[idx]
-    order = np.lexsort((columns["sample_id"], -suspicion))  # most suspicious first, ties by id
+    error_rates = {
+        name: label_error_rate(labels[split == name], oof[split == name])
+        for name in _ranking_order(split)
+    }
+    order = np.concatenate(order_parts)
     table = pa.table(
-        {"rank": np.arange(1, len(idx) + 1), **{k: v[order] for k, v in columns.items()}}
+        {
+            "rank": rank[order],
+            "ranking": ranking[order],
+            **{k: v[order] for k, v in columns.items()},
+        }
     )
-    return Audit(table=table, scores_used=used, oof_probs=oof[order], data=data)
+    return Audit(
+        table=table,
+        scores_used=used,
+        oof_probs=oof[order],
+        data=data,
+        label_issues=label_issues,
+        error_rates=error_rates,
+    )
 
 
 def detection_metrics(audit: Audit) -> dict[str, dict[str, float]]:
@@ -171,4 +251,34 @@ def detection_metrics(audit: Audit) -> dict[str, dict[str, float]]:
         sus = values if name == "audit_score" or AUDIT_SCORES[name] else -values
         top = np.argsort(-sus, kind="stable")[:m]
         out[name] = {"precision_at_m": float(flipped[top].mean()), "auroc": auroc(sus, flipped)}
+    return out
+
+
+def issue_detection(audit: Audit) -> dict[str, dict[str, float | int | None]]:
+    """Confident learning against injected noise, per ranking: count, precision, recall.
+
+    Only for runs with injected label noise (the table has a ``flipped`` column).
+
+    Returns:
+        Ranking -> ``{"injected", "estimated", "flagged", "precision", "recall"}``:
+        flipped labels, the estimated number of wrong labels, the rows flagged ``issue``,
+        and the share of flagged rows that were flipped / of flipped rows flagged (None
+        when there is none to divide by).
+    """
+    t = audit.table
+    ranking = t.column("ranking").to_numpy(zero_copy_only=False)
+    flipped = t.column("flipped").to_numpy(zero_copy_only=False)
+    issue = t.column("issue").to_numpy(zero_copy_only=False)
+    out = {}
+    for name, est in audit.label_issues.items():
+        rows = ranking == name
+        hit = int((flipped & issue & rows).sum())
+        flagged, injected = int((issue & rows).sum()), int((flipped & rows).sum())
+        out[name] = {
+            "injected": injected,
+            "estimated": est["num_label_issues"],
+            "flagged": flagged,
+            "precision": hit / flagged if flagged else None,
+            "recall": hit / injected if injected else None,
+        }
     return out

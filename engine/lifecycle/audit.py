@@ -2,8 +2,10 @@
 
 The run-directory workflow around the pure audit functions of
 :mod:`engine.evaluation.audit`: :func:`audit_run` reads a run's ``scores.parquet`` and
-data and ranks its labelled samples by suspicion; :func:`write_audit` writes
-``<run>/audit/<UTC stamp>/`` (``audit.csv``, ``audit.html``, ``audit.json``). A
+data and ranks its labelled samples by suspicion, each data split on its own unless
+pooled; :func:`write_audit` writes ``<run>/audit/<UTC stamp>/`` (``audit.csv``,
+``audit.html``, ``audit.json``, ``oof_probs.parquet``) and puts the held-out split's
+estimated label-error rate on the benchmark card. A
 reviewer's verdicts (``sample_id, verdict, corrected_label``) make a new labels version
 under ``<run>/datasets/v<n>/`` (:func:`apply_verdicts`), logged as a nested MLflow run of
 the build; the run's own files are never changed.
@@ -23,17 +25,31 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.evaluation.audit import Audit, build_audit, detection_metrics, out_of_fold_probs
+from engine.evaluation.audit import (
+    POOLED,
+    Audit,
+    build_audit,
+    detection_metrics,
+    issue_detection,
+    out_of_fold_probs,
+)
 from engine.layout import AUDIT_DIR, DATASETS_DIR, RUN_FILE, SCORES_FILE
 from engine.lifecycle.rundir import read_run_spec
 from engine.shards import atomic_write_bytes, atomic_write_table
+from engine.splits.card import record_label_errors
 from engine.tasks import get_task, load_data
 
 VERDICTS = ("keep", "relabel", "remove")  # what a reviewer may decide for a sample
 AUDIT_SPLITS = ("train", "heldout", "all")  # the samples an audit may cover
 AUDIT_CSV = "audit.csv"  # in an audit folder: every audited sample, most suspicious first
 AUDIT_HTML = "audit.html"  # in an audit folder: the most suspicious samples, shown
-AUDIT_JSON = "audit.json"  # in an audit folder: scores used, counts, noise detection
+AUDIT_JSON = "audit.json"  # in an audit folder: scores used, counts, label-error estimates
+OOF_FILE = "oof_probs.parquet"  # in an audit folder: sample_id, label, probs (out-of-fold)
+CARD_SPLIT = "heldout"  # the data split whose estimated label-error rate goes on the card
+CL_METHOD = (  # how the estimate on the card was made, in words
+    "confident learning (Northcutt et al. 2021): off-diagonal of the calibrated confident "
+    "joint of out-of-fold probabilities"
+)
 LABELS_FILE = "labels.parquet"  # in a labels version: sample_id, original_label, label, removed
 VERSION_CARD_JSON = "card.json"  # in a labels version: what changed, machine-readable
 VERSION_CARD_MD = "card.md"  # in a labels version: what changed, for people
@@ -41,13 +57,20 @@ VERDICTS_FILE = "verdicts.csv"  # in a labels version: the verdicts as given
 ORIGINAL_VERSION = "original"  # the parent of the first labels version: the run's own labels
 
 
-def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Audit:
+def audit_run(
+    run_dir: Path | str, *, split: str = "all", folds: int = 5, pool: bool = False
+) -> Audit:
     """Rank a finished run's labelled samples by suspicion.
+
+    The out-of-fold probabilities are cross-fitted over all audited samples (no sample
+    is predicted by a model that saw it); ranks, percentiles and the confident-learning
+    estimate are computed within each data split, or over all of them with ``pool``.
 
     Args:
         run_dir: A run with ``scores.parquet`` (label-aware scores) and ``spec.yaml``.
         split: ``train``, ``heldout`` or ``all`` samples.
         folds: Folds of the out-of-fold probabilities.
+        pool: Rank the audited splits together (one ranking) instead of one per split.
 
     Returns:
         The audit.
@@ -80,7 +103,7 @@ def audit_run(run_dir: Path | str, *, split: str = "all", folds: int = 5) -> Aud
     if not np.array_equal(scores.column("label").to_numpy(), data.labels):
         raise ValueError(f"{scores_path} holds other labels than the run's data gives")
     oof = out_of_fold_probs(data, spec.replicas.recipe, idx, folds=folds)
-    return build_audit(scores, data, idx, oof)
+    return build_audit(scores, data, idx, oof, pool=pool)
 
 
 def _png_data_uri(image: np.ndarray) -> str:
@@ -106,9 +129,18 @@ def write_audit(
     top: int = 200,
     texts: list[str] | None = None,
 ) -> Path:
-    """Write ``audit.csv`` (every audited sample) and ``audit.html`` (the ``top`` first).
+    """Write the audit folder and put the held-out label-error estimate on the card.
 
-    Samples are shown as images, or as their text for text data (``texts``).
+    ``audit.csv`` holds every audited sample (``ranking`` names the ranking a row's
+    ``rank`` belongs to, ``issue`` marks the labels confident learning flags),
+    ``audit.html`` the ``top`` first of each ranking (as images, or as their text for
+    text data: ``texts``), ``audit.json`` the scores used, the estimated number of wrong
+    labels (``num_label_issues``: total, per class, per ranking) and the estimated
+    label-error rate of each data split with its bootstrap interval
+    (``label_error_rate``), and ``oof_probs.parquet`` the out-of-fold probabilities
+    (``sample_id`` int64, ``label`` int64, ``probs`` list<float64>, in sample-id order).
+    When the audit covers held-out samples, the run's benchmark card (if any) records
+    their estimated label-error rate (:func:`engine.splits.card.record_label_errors`).
 
     Returns:
         The audit folder ``<run>/audit/<UTC stamp>/``.
@@ -125,49 +157,163 @@ def write_audit(
             [row[c] for c in cols] + [class_names[row["label"]], class_names[row["oof_pred"]]]
         )
     atomic_write_bytes(out / AUDIT_CSV, buf.getvalue().encode())
+    _write_oof(out / OOF_FILE, audit)
+    sections = [
+        _ranking_section(
+            name,
+            [r for r in rows if r["ranking"] == name],
+            audit,
+            class_names=class_names,
+            inputs=inputs,
+            top=top,
+            texts=texts,
+        )
+        for name in audit.rankings
+    ]
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hardbench audit</title>
+<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}img{{image-rendering:pixelated}}
+tr.disagree td{{background:#fff4e0}}tr.issue td:first-child{{border-left:4px solid #c00}}
+tr.cut td{{background:#eee;text-align:center;font-style:italic}}
+span.text{{display:block;text-align:left;max-width:40em}}</style></head><body>
+<h1>Label audit: {html.escape(Path(run_dir).name)}</h1>
+<p>{len(rows)} samples audited, ranked {_ranked_how(audit)}. Audit score = mean suspicion
+percentile of {", ".join(audit.scores_used)} within the ranking (1 = most suspicious). Rows
+where the out-of-fold prediction disagrees with the given label are shaded; rows whose label
+confident learning flags (<code>find_label_issues</code>, pruning by noise rate) are marked
+with a red edge and "yes" under <i>issue</i>. Record verdicts in a CSV with columns
+<code>sample_id,verdict,corrected_label</code> (verdict: keep, relabel or remove) and run
+<code>hardbench relabel {html.escape(str(run_dir))} --verdicts FILE</code>.</p>
+{"".join(sections)}
+</body></html>"""
+    atomic_write_bytes(out / AUDIT_HTML, page.encode())
+    meta = {
+        "scores_used": audit.scores_used,
+        "samples": len(rows),
+        "rankings": audit.rankings,
+        "top_in_html": {name: min(top, est["samples"]) for name, est in audit.label_issues.items()},
+        "num_label_issues": _issue_counts(audit, class_names),
+        "label_error_rate": audit.error_rates,
+        "oof_probs": OOF_FILE,
+    }
+    if "flipped" in cols:  # injected label noise: how well each score finds the flips
+        meta["injected_noise_detection"] = detection_metrics(audit)
+        meta["confident_learning_detection"] = issue_detection(audit)
+    atomic_write_bytes(out / AUDIT_JSON, json.dumps(meta, indent=2).encode())
+    if CARD_SPLIT in audit.error_rates:
+        est = audit.error_rates[CARD_SPLIT]
+        record_label_errors(
+            run_dir,
+            {
+                "split": CARD_SPLIT,
+                "rate": est["rate"],
+                "ci95": est["ci95"],
+                "num_label_issues": est["num_label_issues"],
+                "samples": est["samples"],
+                "method": CL_METHOD,
+                "audit": f"{AUDIT_DIR}/{out.name}",
+            },
+        )
+    return out
+
+
+def _ranked_how(audit: Audit) -> str:
+    names = audit.rankings
+    if names == [POOLED]:
+        return "together (pooled over the audited splits)"
+    return f"within each data split ({', '.join(names)})"
+
+
+def _issue_counts(audit: Audit, class_names: list[str]) -> dict:
+    """``num_label_issues`` of audit.json: the total, per class name and per ranking."""
+    by_ranking = {
+        name: {
+            "total": est["num_label_issues"],
+            "per_class": dict(zip(class_names, est["per_class"], strict=True)),
+            "samples": est["samples"],
+            "flagged": est["flagged"],
+        }
+        for name, est in audit.label_issues.items()
+    }
+    per_class = np.sum([est["per_class"] for est in audit.label_issues.values()], axis=0)
+    return {
+        "total": int(per_class.sum()),
+        "per_class": {c: int(n) for c, n in zip(class_names, per_class, strict=True)},
+        "by_ranking": by_ranking,
+    }
+
+
+def _write_oof(path: Path, audit: Audit) -> None:
+    ids = audit.table.column("sample_id").to_numpy()
+    order = np.argsort(ids, kind="stable")
+    probs = np.asarray(audit.oof_probs, dtype=np.float64)[order]
+    atomic_write_table(
+        path,
+        pa.table(
+            {
+                "sample_id": pa.array(ids[order], type=pa.int64()),
+                "label": pa.array(audit.table.column("label").to_numpy()[order], type=pa.int64()),
+                "probs": pa.array(list(probs), type=pa.list_(pa.float64())),
+            }
+        ),
+    )
+
+
+def _ranking_section(
+    name: str,
+    rows: list[dict],
+    audit: Audit,
+    *,
+    class_names: list[str],
+    inputs: np.ndarray,
+    top: int,
+    texts: list[str] | None,
+) -> str:
+    """One ranking of the page: its confident-learning estimate and its ``top`` rows."""
+    est = audit.label_issues[name]
+    n = est["num_label_issues"]
+    shown = min(top, len(rows))
     score_cols = [*audit.scores_used, "audit_score"]
     cells = []
-    for row in rows[:top]:
+    for row in rows[:shown]:
         if texts is not None:
             sample = f'<span class="text">{html.escape(texts[row["sample_id"]])}</span>'
         else:
             img = _png_data_uri(inputs[row["sample_id"]])
             sample = f'<img src="{img}" width="64" height="64" alt="sample {row["sample_id"]}">'
-
         given, guess = class_names[row["label"]], class_names[row["oof_pred"]]
-        flag = ' class="disagree"' if row["label"] != row["oof_pred"] else ""
+        classes = [c for c, on in (("disagree", row["label"] != row["oof_pred"]),
+                                   ("issue", row["issue"])) if on]  # fmt: skip
+        flag = f' class="{" ".join(classes)}"' if classes else ""
         scores_html = "".join(f"<td>{row[c]:.3f}</td>" for c in score_cols)
         cells.append(
             f"<tr{flag}><td>{row['rank']}</td><td>{row['sample_id']}</td><td>{html.escape(str(row['split']))}</td>"
             f"<td>{sample}</td>"
             f"<td>{html.escape(given)}</td><td>{html.escape(class_names[row['ensemble_pred']])}</td>"
-            f"<td>{html.escape(guess)}</td>{scores_html}</tr>"
+            f"<td>{html.escape(guess)}</td>{scores_html}<td>{'yes' if row['issue'] else ''}</td></tr>"
         )
+        if row["rank"] == n and n < shown:
+            cells.append(
+                f'<tr class="cut"><td colspan="{8 + len(score_cols)}">about {n} labels look '
+                "wrong above this line (confident learning)</td></tr>"
+            )
     head = "".join(f"<th>{html.escape(c)}</th>" for c in score_cols)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hardbench audit</title>
-<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}img{{image-rendering:pixelated}}
-tr.disagree td{{background:#fff4e0}}span.text{{display:block;text-align:left;max-width:40em}}</style></head><body>
-<h1>Label audit: {html.escape(Path(run_dir).name)}</h1>
-<p>{len(rows)} samples audited, the {min(top, len(rows))} most suspicious shown. Audit score = mean
-suspicion percentile of {", ".join(audit.scores_used)} (1 = most suspicious). Rows where the
-out-of-fold prediction disagrees with the given label are shaded. Record verdicts in a CSV with
-columns <code>sample_id,verdict,corrected_label</code> (verdict: keep, relabel or remove) and run
-<code>hardbench relabel {html.escape(str(run_dir))} --verdicts FILE</code>.</p>
+    rate = audit.error_rates.get(name)
+    rate_text = (
+        f" Estimated label-error rate of the {html.escape(name)} split: {100 * rate['rate']:.1f}% "
+        f"(95% bootstrap interval {100 * rate['ci95'][0]:.1f}% .. {100 * rate['ci95'][1]:.1f}%)."
+        if rate
+        else ""
+    )
+    more = f" ({shown} shown here; every sample is in {AUDIT_CSV})" if n > shown else ""
+    return f"""<h2>Ranking: {html.escape(name)} ({len(rows)} samples)</h2>
+<p>About {n} labels look wrong (confident learning); the top {n} are listed first{more}.
+{est["flagged"]} are flagged individually.{rate_text} The {shown} most suspicious are shown.</p>
 <table><tr><th>rank</th><th>sample</th><th>split</th><th>{"text" if texts is not None else "image"}</th><th>given label</th>
-<th>ensemble pred</th><th>out-of-fold pred</th>{head}</tr>
+<th>ensemble pred</th><th>out-of-fold pred</th>{head}<th>issue</th></tr>
 {"".join(cells)}
-</table></body></html>"""
-    atomic_write_bytes(out / AUDIT_HTML, page.encode())
-    meta = {
-        "scores_used": audit.scores_used,
-        "samples": len(rows),
-        "top_in_html": min(top, len(rows)),
-    }
-    if "flipped" in cols:  # injected label noise: how well each score finds the flips
-        meta["injected_noise_detection"] = detection_metrics(audit)
-    atomic_write_bytes(out / AUDIT_JSON, json.dumps(meta, indent=2).encode())
-    return out
+</table>
+"""
 
 
 def read_verdicts(path: Path | str, *, num_samples: int, num_classes: int) -> list[dict]:

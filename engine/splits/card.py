@@ -494,8 +494,47 @@ def card_markdown(card: dict) -> str:
         lines += ["", format_confusion_vs_accuracy(tr["confusion_vs_accuracy"]) + "."]
     elif "reference_rule" in tr:
         lines += ["", f"Kendall tau: no reference models ({tr['reference_rule']})."]
+    lines += _label_error_lines(card.get("label_errors"))
     lines += ["", "## Resolved spec", "", "```json", json.dumps(card["spec"], indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def _label_error_lines(label_errors: dict | None) -> list[str]:
+    """The card's label-error section: the audit's estimate for the held-out split."""
+    if not label_errors:
+        return []
+    low, high = label_errors["ci95"]
+    return [
+        "",
+        "## Label errors",
+        "",
+        f"About {_fmt(label_errors['rate'], True)} of the {label_errors['split']} labels look "
+        f"wrong (95% CI {_fmt(low, True)} .. {_fmt(high, True)}; "
+        f"{label_errors['num_label_issues']} of {label_errors['samples']} samples): "
+        f"{label_errors['method']}, audit `{label_errors['audit']}`.",
+    ]
+
+
+def record_label_errors(run_dir: Path | str, label_errors: dict) -> dict[str, Path] | None:
+    """Put a label audit's estimated held-out label-error rate on the run's card.
+
+    Sets ``label_errors`` of ``benchmark/card.json`` (replacing an earlier audit's) and
+    rewrites ``card.md`` with its section; nothing else of the card changes.
+
+    Args:
+        run_dir: The run.
+        label_errors: ``{"split", "rate", "ci95": [low, high], "num_label_issues",
+            "samples", "method", "audit"}`` (the audit folder, relative to the run).
+
+    Returns:
+        The card's paths, or None when the run has no card (no splits were built).
+    """
+    path = Path(run_dir) / BENCHMARK_DIR / CARD_JSON_FILE
+    if not path.exists():
+        return None
+    card = json.loads(path.read_text())
+    card["label_errors"] = label_errors
+    return write_card(run_dir, card)
 
 
 def write_card(run_dir: Path | str, card: dict) -> dict[str, Path]:

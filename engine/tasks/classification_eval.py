@@ -15,15 +15,33 @@ import numpy as np
 from engine._util import RunSetupError
 from engine.distributed.cluster import ray_session
 from engine.distributed.evaluation import predict_split
-from engine.evaluation.evaluate import evaluate_predictions, top1_quality
-from engine.layout import BENCHMARK_DIR, CARD_JSON_FILE, EVAL_DIR, EVAL_EXTRA_DIR
+from engine.evaluation.corrected_labels import (
+    CorrectedLabels,
+    LabelsComparison,
+    compare_on_labels,
+    format_labels_table,
+)
+from engine.evaluation.evaluate import evaluate_predictions, top1_quality, upgrade_evaluation
+from engine.layout import (
+    BENCHMARK_DIR,
+    CARD_JSON_FILE,
+    EVAL_DIR,
+    EVAL_EXTRA_DIR,
+    EVAL_PREDICTIONS_FILE,
+    METRICS_FILE,
+    TRANSFER_FILE,
+)
 from engine.shards import atomic_write_bytes
 from engine.spec import BenchmarkSpec
-from engine.splits.builder import load_built_splits, read_input_shape
+from engine.splits.builder import BuiltSplits, load_built_splits, read_input_shape
 from engine.splits.display import IN_SAMPLE_POOLS
 from engine.tasks.loading import load_data
 from engine.tracking.mlflow_log import reconnect_uri
 
+LABELS_EVAL_PREFIX = "labels-"  # under eval/: labels-<version>/, the build's models re-measured
+CORRECTNESS_FILE = (
+    "correctness.parquet"  # in labels-<version>/: right/wrong per sample and label set
+)
 # in_sample_reason of a model that hardbench eval cannot tell trained on the pool or not
 MAY_HAVE_TRAINED_ON_POOL = (
     "the pool includes the run's training samples, which it may have trained on"
@@ -55,6 +73,7 @@ def evaluate_classifier(
     actors: int | str | None = None,
     cpus_per_actor: float | None = None,
     gpus_per_actor: float | None = None,
+    labels: CorrectedLabels | None = None,
 ) -> dict:
     """Evaluate a registered model, or an MLflow-logged one, on a finished classification run.
 
@@ -83,10 +102,13 @@ def evaluate_classifier(
             ``evaluate.cpus_per_actor``).
         gpus_per_actor: GPU share of each prediction actor (default: the spec's
             ``evaluate.gpus_per_actor``).
+        labels: A labels version of the run: the model is also measured on it, beside
+            the build's models (:func:`evaluate_on_labels`; the pool only).
 
     Returns:
         The evaluation dict (as in ``evaluate_predictions``) plus ``split`` and
-        ``mlflow_run``; ``in_sample`` with ``in_sample_reason`` when the run's pool
+        ``mlflow_run``; with ``labels``, ``labels_comparison`` (the comparison record,
+        its ``table`` and its ``files``); ``in_sample`` with ``in_sample_reason`` when the run's pool
         (``splits.pool: train`` or ``all``) holds samples the model may have trained on
         (:func:`_in_sample_reason`).
     """
@@ -105,6 +127,15 @@ def evaluate_classifier(
         raise RunSetupError(
             f"unknown split {split!r}; this run has {', '.join(sorted(built.files))}"
         )
+    if labels is not None:  # before any actor starts: the version fits the pool, names are free
+        if split != "pool":
+            raise RunSetupError(
+                "--labels measures the pool (overall, hard, rest and every bin): drop --split"
+            )
+        try:
+            labels.on_pool(built.sample_ids, built.labels)
+        except ValueError as exc:
+            raise RunSetupError(str(exc)) from None
     input_shape = read_input_shape(pq.read_schema(built.files["pool"]))
     kwargs: dict = {
         "input_shape": input_shape,
@@ -166,6 +197,8 @@ def evaluate_classifier(
         label = label or model
     else:
         raise RunSetupError("give a registered model name or a model URI")
+    if labels is not None:  # the build's predictions are there and the name is free
+        stored_pool_predictions(run_dir, built, taken=label)
     with ray_session(num_cpus):
         out = predict_split(
             built.files[split],
@@ -214,8 +247,158 @@ def evaluate_classifier(
             datasets=split_datasets({split: built.files[split]}, spec.splits.score),
         )  # fmt: skip
     evals_dir = run_dir / EVAL_DIR / EVAL_EXTRA_DIR
+    if labels is not None:
+        ev["labels_comparison"] = evaluate_on_labels(
+            run_dir, spec, status, labels,
+            extra=(label, out["pred"], out["conf"], {k: ev[k] for k in ("in_sample", "in_sample_reason", "params") if k in ev}),
+        )  # fmt: skip
     atomic_write_bytes(evals_dir / f"{label}-{split}.json", json.dumps(ev, indent=2).encode())
     return ev
+
+
+def stored_pool_predictions(
+    run_dir: Path, built: BuiltSplits, *, taken: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict]]:
+    """The build's evaluated models' per-sample pool predictions, from its ``eval/`` files.
+
+    Args:
+        run_dir: A finished run.
+        built: Its :class:`~engine.splits.builder.BuiltSplits`.
+        taken: A name an outside model would use: refused if a build model has it.
+
+    Returns:
+        ``(model -> int (P,) predicted class, model -> float (P,) confidence,
+        model -> its build evaluation)``, aligned with ``built.sample_ids``, in the order
+        of ``eval/metrics.json``.
+
+    Raises:
+        RunSetupError: For missing files, predictions of other samples, no model, or
+            a ``taken`` name a build model already has.
+    """
+    import pyarrow.parquet as pq
+
+    eval_dir = Path(run_dir) / EVAL_DIR
+    preds_path, metrics_path = eval_dir / EVAL_PREDICTIONS_FILE, eval_dir / METRICS_FILE
+    for path in (preds_path, metrics_path):
+        if not path.exists():
+            raise RunSetupError(f"{path} is missing: the run's evaluation stage has not finished")
+    table = pq.read_table(preds_path)
+    if not np.array_equal(table.column("sample_id").to_numpy(), built.sample_ids):
+        raise RunSetupError(f"{preds_path} holds other samples than the run's pool")
+    records = [upgrade_evaluation(e) for e in json.loads(metrics_path.read_text())]
+    preds, confs, kept = {}, {}, {}
+    for ev in records:
+        name = ev["model"]
+        if f"pred_{name}" in table.column_names:
+            preds[name] = table.column(f"pred_{name}").to_numpy()
+            confs[name] = table.column(f"conf_{name}").to_numpy()
+            kept[name] = ev
+    if not preds:
+        raise RunSetupError(f"{preds_path} holds no model's predicted classes (pred_<model>)")
+    if taken is not None and taken in preds:
+        raise RunSetupError(
+            f"{taken!r} is a model of the build: give the outside model another --label"
+        )
+    return preds, confs, kept
+
+
+def evaluate_on_labels(
+    run_dir: Path | str,
+    spec: BenchmarkSpec,
+    status: dict,
+    labels: CorrectedLabels,
+    *,
+    extra: tuple[str, np.ndarray, np.ndarray, dict] | None = None,
+) -> dict:
+    """Re-measure the build's models (and an outside one) on the original and corrected labels.
+
+    The build's models are measured from their stored pool predictions
+    (``eval/predictions.parquet``): nothing is predicted again. Without ``extra`` the
+    record goes to ``eval/labels-<v>/transfer.json`` with the per-sample right/wrong
+    on both label sets in ``eval/labels-<v>/correctness.parquet``, and every model is
+    logged as a nested MLflow run of the build tagged with the version
+    (:func:`engine.tracking.compare.log_labels_runs`); with ``extra`` (an outside
+    model's name, int (P,) predictions, float (P,) confidences and its evaluation's
+    ``in_sample``/``params``), it is ranked beside them, the files are
+    ``eval/extra/<name>-pool-labels-<v>.{json,parquet}`` and only it is logged.
+
+    Returns:
+        The comparison record (``LabelsComparison.to_json()``) with ``table`` (the
+        printed table), ``files`` and ``mlflow_runs`` (model -> run id).
+
+    Raises:
+        RunSetupError: For a label-free run, missing evaluation files, or a version
+            whose original labels are not the pool's.
+    """
+    import pyarrow as pa
+
+    from engine.shards import atomic_write_table
+
+    run_dir = Path(run_dir)
+    try:
+        built = load_built_splits(run_dir, spec.splits)
+        corrected, removed = labels.on_pool(built.sample_ids, built.labels)
+    except ValueError as exc:
+        raise RunSetupError(str(exc)) from None
+    preds, confs, records = stored_pool_predictions(
+        run_dir, built, taken=None if extra is None else extra[0]
+    )
+    if extra is not None:
+        name, pred, conf, record = extra
+        preds[name], confs[name], records[name] = pred, conf, record
+    comparison = compare_on_labels(
+        built, preds, corrected_labels=corrected, removed=removed, version=labels.version,
+        confidences=confs, build_records=records, seed=spec.replicas.recipe.seed,
+    )  # fmt: skip
+    if extra is None:
+        folder, stem = run_dir / EVAL_DIR / f"{LABELS_EVAL_PREFIX}{labels.version}", None
+        files = [folder / TRANSFER_FILE, folder / CORRECTNESS_FILE]
+    else:
+        folder = run_dir / EVAL_DIR / EVAL_EXTRA_DIR
+        stem = f"{extra[0]}-pool-{LABELS_EVAL_PREFIX}{labels.version}"
+        files = [folder / f"{stem}.json", folder / f"{stem}.parquet"]
+    record = {**comparison.to_json(), "labels_source": labels.source}
+    atomic_write_bytes(files[0], json.dumps(record, indent=2).encode())
+    atomic_write_table(
+        files[1], pa.table(_correctness_columns(comparison, corrected, removed, built))
+    )
+    models = list(preds) if extra is None else [extra[0]]
+    record["mlflow_runs"] = _log_labels(status, record, models)
+    record["table"] = format_labels_table(comparison, run=status.get("run_id", run_dir.name))
+    record["files"] = [str(f) for f in files]
+    return record
+
+
+def _correctness_columns(
+    comparison: LabelsComparison, corrected: np.ndarray, removed: np.ndarray, built: BuiltSplits
+) -> dict[str, np.ndarray]:
+    """``correctness.parquet``: the pool's labels, then per model right/wrong on each set."""
+    columns = {
+        "sample_id": built.sample_ids,
+        "original_label": built.labels,
+        "label": corrected,
+        "removed": removed,
+        "bin": built.bins,
+        "is_hard": built.is_hard,
+    }
+    for name, right in comparison.correct_original.items():
+        columns[f"correct_original_{name}"] = right
+        columns[f"correct_{comparison.version}_{name}"] = comparison.correct_corrected[name]
+    return columns
+
+
+def _log_labels(status: dict, record: dict, models: list[str]) -> dict[str, str]:
+    """Log ``models`` on the labels version as nested runs of the build (none without MLflow)."""
+    info = status.get("mlflow")
+    if not info:
+        return {}
+    from engine.tracking.compare import log_labels_runs
+
+    return log_labels_runs(
+        reconnect_uri(info["tracking_uri"]), experiment_id=info["experiment_id"],
+        parent_run_id=info["parent_run_id"], run_id=status["run_id"], record=record,
+        models=models,
+    )  # fmt: skip
 
 
 def _in_sample_reason(pool: str, *, model_uri: str | None, weights_file: str | None) -> str | None:
