@@ -115,3 +115,24 @@ def test_metrics_equal_the_golden_values(text_run):
     from tests.golden import check_golden_metrics
 
     check_golden_metrics("tiny-text", text_run.run_dir)
+
+
+def test_text_vog_on_the_embedded_tokens_end_to_end(ray_local, tmp_path, no_tracking_env):
+    """Issue 28: vog on token ids is recorded, stored (padding as NaN) and scored."""
+    from engine.data.text import MAX_LEN
+
+    overrides = ["scores=[confusion,action,vog]", "shards.grad_epochs=[0,1]", "evaluate.models=[]"]
+    spec = load_spec("tests/fixtures/tiny-text.yaml", overrides)
+    run = run_benchmark(spec, runs_dir=tmp_path, run_id="text-vog", log=lambda line: None).run_dir
+    scores = pq.read_table(run / "scores.parquet").to_pandas()
+    assert len(scores) == 12752 and np.isfinite(scores.vog).all()
+    groups = scores.groupby(["split", "label"]).vog  # z-scored within (split, class)
+    np.testing.assert_allclose(groups.mean().to_numpy(), 0.0, atol=1e-9)
+    np.testing.assert_allclose(groups.std(ddof=0).to_numpy(), 1.0, atol=1e-9)
+    shard = pq.read_table(run / "preds" / "replica=1" / "epoch=1" / "block=0.parquet")
+    grads = np.stack(shard.column("input_grad").to_numpy(zero_copy_only=False))
+    grads = grads.reshape(len(grads), MAX_LEN, 16)  # positions x embedding width (dim: 16)
+    padded = np.isnan(grads).all(axis=2)
+    assert np.array_equal(padded, np.isnan(grads).any(axis=2))  # a position: all NaN or none
+    assert not padded[:, 0].any() and padded.any()  # [CLS] is real; snippets are padded
+    assert np.all(np.diff(padded.astype(int), axis=1) >= 0)  # right padding only

@@ -10,6 +10,9 @@ The extractive-QA reader ``span_reader`` (family ``qa``) and the encoder-decoder
 trainers build them with ``create_model`` (:mod:`engine.training.qa`,
 :mod:`engine.training.seq2seq`); they read more than token ids, so the classification
 task refuses them.
+
+The classifiers expose their token-embedding layer (:func:`token_embedding`): VoG on
+text differentiates the log-likelihood of the label w.r.t. its outputs.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.models.registry import ModelConfig, register_model
+from engine.models.registry import ModelConfig, create_model, get_model_config, register_model
 
 DEFAULT_VOCAB = 8000  # matches engine.data.text.VOCAB_SIZE
+TEXT_FAMILY = "text"  # the registry family of the engine's own token-id classifiers
+TOKEN_ID_FAMILIES = (TEXT_FAMILY, "hf")  # registry families whose models read token ids
+PROBE_CLASSES = 2  # classes of the meta-device model :func:`embeds_tokens` builds
+PROBE_LENGTH = 8  # token positions of that model
 SPAN_OUTPUTS = 2  # a span reader's outputs per position: the start and the end logit
 
 
@@ -35,6 +42,10 @@ class MeanPoolMLP(nn.Module):
         mask = (ids != 0).unsqueeze(-1).to(self.embed.weight.dtype)
         pooled = (self.embed(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.head(pooled)
+
+    def token_embedding(self) -> nn.Embedding:
+        """The token-embedding layer, whose outputs VoG differentiates."""
+        return self.embed
 
 
 class SmallTransformer(nn.Module):
@@ -55,6 +66,10 @@ class SmallTransformer(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.model(input_ids=ids, attention_mask=(ids != 0).long()).logits
 
+    def token_embedding(self) -> nn.Embedding:
+        """The word embeddings (before positions, LayerNorm): what VoG differentiates."""
+        return self.model.get_input_embeddings()
+
 
 @register_model(ModelConfig("text_mlp", "text", "token embeddings, mean over non-pad tokens, MLP"))
 def text_mlp(*, num_classes: int, input_shape: tuple[int, ...], vocab: int = DEFAULT_VOCAB,
@@ -74,6 +89,34 @@ def text_transformer(*, num_classes: int, input_shape: tuple[int, ...], vocab: i
     if len(input_shape) != 1:
         raise ValueError(f"text_transformer takes (L,) token ids, got input shape {input_shape}")
     return SmallTransformer(vocab, input_shape[0], dim, layers, heads, num_classes)
+
+
+def token_embedding(model: nn.Module) -> nn.Embedding | None:
+    """The token-embedding layer of a text classifier, or None when it exposes none.
+
+    A classifier over token ids exposes it with a ``token_embedding()`` method
+    returning an ``nn.Embedding`` whose ``padding_idx`` is the padding id; VoG on text
+    (:func:`engine.training.classification.input_gradients`) differentiates its outputs.
+    """
+    get = getattr(model, "token_embedding", None)
+    layer = get() if callable(get) else None
+    return layer if isinstance(layer, nn.Embedding) else None
+
+
+def embeds_tokens(name: str, model_kwargs: dict | None = None) -> bool:
+    """Whether registered model ``name`` reads token ids through a :func:`token_embedding` layer.
+
+    Only the engine's ``text`` family is built to find out, on the meta device (no
+    memory, no weights); any other family (images, ``hf`` classifiers) answers False.
+    """
+    if get_model_config(name).family != TEXT_FAMILY:
+        return False
+    with torch.device("meta"):
+        model = create_model(
+            name, num_classes=PROBE_CLASSES, input_shape=(PROBE_LENGTH,), **(model_kwargs or {})
+        )
+    layer = token_embedding(model)
+    return layer is not None and layer.padding_idx is not None
 
 
 class SpanReader(nn.Module):

@@ -376,14 +376,15 @@ register_score(
         higher_is_harder=True,
         needs_labels=True,
         needs=("input_grad",),
-        description="std over checkpoints of the true-class input gradient, z-scored per class",
+        description="std over checkpoints of the input gradient (images: true-class logit; "
+        "text: true-class log-likelihood w.r.t. the embedded tokens), z-scored per class",
         options={
             "normalize": ScoreOption(
                 "class",
                 str,
                 ("class", "none"),
                 "class: z-score within each (data split, class) as Agarwal et al. (2022) "
-                "normalise within class; none: the raw mean per-pixel std",
+                "normalise within class; none: the raw mean per-element std",
             )
         },
         finalize=lambda values, labels, groups, o: (

@@ -9,6 +9,7 @@ import yaml
 from engine._util import has_credentials
 from engine.spec.common import CREDENTIALS_IN_URI, NAME_PATTERN, SPEC_VERSION, FieldError
 from engine.spec.evaluate import FINETUNE_OWNS, EvaluateSpec
+from engine.spec.model_recipes import TrainRecipe
 from engine.spec.splits import SplitsSpec
 from engine.spec.training import DataSpec, ReplicasSpec, ScoringSpec, ShardsSpec
 from engine.spec.validate import check_registered
@@ -111,6 +112,7 @@ class BenchmarkSpec:
                 "shards.grad_epochs",
                 f"must be epoch indices below replicas.epochs={epochs}, got {self.shards.grad_epochs}",
             )
+        self._check_vog_recipe()
         packed = len(self.replicas.packs()) < self.replicas.count
         if self.shards.mode != "full" and len(self.replicas.packs()) != 1:
             raise FieldError(
@@ -140,6 +142,15 @@ class BenchmarkSpec:
                 f"samples are never presented); cut it from pool: train, not {self.splits.pool!r}",
             )
         check_registered(self)  # task, sources, scores and options, models; the task's checks
+
+    def _check_vog_recipe(self) -> None:
+        """VoG is recorded by the classification train loop only (its ``TrainRecipe``)."""
+        if "vog" in self.scores and not isinstance(self.replicas.recipe, TrainRecipe):
+            raise FieldError(
+                f"scores[{self.scores.index('vog')}]",
+                f"vog is not recorded for {self.task.name}: its replicas train side by side "
+                "and record no input-embedding gradients (VoG is computed for classification)",
+            )
 
     def _check_score_options(self) -> None:
         """The shape of ``score_options``; each score's own options are checked in its registry."""

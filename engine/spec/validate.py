@@ -142,7 +142,20 @@ def check_registered(spec: BenchmarkSpec) -> None:
                 "reduced shards (shards.mode: reduced) do not store; use mode full or mean",
             )
 
-    model(spec.replicas.recipe, "replicas")
+    replicas = model(spec.replicas.recipe, "replicas")
+    if "vog" in infos and replicas is not None:
+        from engine.models.text import TOKEN_ID_FAMILIES, embeds_tokens
+
+        recipe = spec.replicas.recipe
+        if replicas.family in TOKEN_ID_FAMILIES and not embeds_tokens(
+            recipe.model, recipe.model_kwargs
+        ):
+            raise FieldError(
+                "replicas.model",
+                f"vog on token ids differentiates the embedded tokens, and {recipe.model!r} "
+                "exposes no token_embedding() layer with a padding id: train text_mlp or "
+                "text_transformer replicas, or drop vog from scores",
+            )
     for i, entry in enumerate(spec.evaluate.models):
         _check_eval_model(entry, model(entry.recipe, f"evaluate.models[{i}]"), i)
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from engine.models import create_model
+from engine.models.text import token_embedding
 from engine.scores.dynamics import NOT_PRESENTED
 from engine.spec.model_recipes import TrainRecipe
 from engine.training.augment import AUGMENT_SEED_OFFSET, augment_batch
@@ -81,8 +82,8 @@ def train(
         x_score: Inputs of shape (N_score, *input_shape) predicted after every epoch.
         on_epoch: Called as ``on_epoch(epoch, logits, input_grads)`` after each epoch
             (epoch is 0-based, logits float32 of shape (N_score, K)); ``input_grads`` is
-            the (N_score, *input_shape) gradient of the ``y_score`` logit w.r.t. the
-            input on ``grad_epochs`` and None otherwise. Needs ``x_score``.
+            :func:`input_gradients` of ``y_score`` (w.r.t. the input, or for token ids
+            the embedded tokens) on ``grad_epochs`` and None otherwise. Needs ``x_score``.
         device: Torch device to train on.
         y_score: Labels of the scoring set, needed for ``grad_epochs``.
         grad_epochs: Epochs (0-based) after which input gradients are recorded (VoG).
@@ -343,29 +344,75 @@ def input_gradients(
     device: str | torch.device = "cpu",
     batch_size: int = INFER_BATCH_SIZE,
 ) -> np.ndarray:
-    """Gradient of each sample's given-label logit w.r.t. its input, in eval mode.
+    """Per-sample input gradients for VoG, in eval mode.
+
+    Real-valued inputs (images, tables): the gradient of the given label's logit (the
+    pre-softmax activation, as Agarwal et al. 2022) w.r.t. the input.
+
+    Token ids (integer inputs): the gradient of the given label's log-likelihood,
+    ``log_softmax(logits)[y]``, w.r.t. the embedded tokens, the outputs of the model's
+    token-embedding layer (:func:`engine.models.text.token_embedding`): token ids have
+    no gradient, and the log-likelihood is the loss VoG's text form is defined on.
+    Positions holding the layer's padding id are NaN: they are no part of the sample,
+    and :class:`engine.scores.vog.VoGAccumulator` averages over the other elements only.
 
     Args:
         model: A classifier mapping (B, ...) to (B, K).
-        inputs: Float32 (N, ...).
+        inputs: Float (N, ...) inputs, or int (N, L) token ids.
         labels: Int (N,).
         device: Torch device.
         batch_size: Inputs per pass.
 
     Returns:
-        Float32 (N, ...) gradients, the shape of ``inputs``.
+        (N, ...) gradients, the shape of ``inputs``; for token ids (N, L, D), D the
+        embedding width. Float32, or float64 for a float64 model.
+
+    Raises:
+        ValueError: For token ids and a model without a token-embedding layer (or one
+            without a padding id).
     """
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(inputs), batch_size):
-        if np.issubdtype(inputs.dtype, np.integer):
-            raise ValueError("input gradients need real-valued inputs, not token ids")
         x = as_input(inputs[start : start + batch_size], device)
-        x.requires_grad_(True)
         y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long, device=device)
-        logits = model(x)
-        (grad,) = torch.autograd.grad(logits.gather(1, y[:, None]).sum(), x)
-        out.append(grad.detach().float().cpu())
+        if x.dtype == torch.long:
+            grad = _embedding_gradients(model, x, y)
+        else:
+            x.requires_grad_(True)
+            logits = model(x)
+            (grad,) = torch.autograd.grad(logits.gather(1, y[:, None]).sum(), x)
+        out.append(grad.detach().to(torch.promote_types(grad.dtype, torch.float32)).cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
+
+
+def _embedding_gradients(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, L, D) gradient of log p(label) w.r.t. the embedded tokens; NaN at padding."""
+    layer = token_embedding(model)
+    if layer is None or layer.padding_idx is None:
+        raise ValueError(
+            f"input gradients of token ids differentiate the token embeddings: "
+            f"{type(model).__name__} exposes no token_embedding() layer with a padding id"
+        )
+    embedded: list[torch.Tensor] = []
+
+    def capture(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        leaf = output.detach().requires_grad_(True)  # the embedded tokens, as a leaf
+        embedded.append(leaf)
+        return leaf
+
+    handle = layer.register_forward_hook(capture)
+    try:
+        logits = model(ids)
+    finally:
+        handle.remove()
+    if len(embedded) != 1:
+        raise ValueError(
+            f"{type(model).__name__} called its token embedding {len(embedded)} times in one "
+            "forward pass; VoG needs exactly one embedding of the tokens"
+        )
+    log_likelihood = torch.log_softmax(logits, dim=1).gather(1, labels[:, None]).sum()
+    (grad,) = torch.autograd.grad(log_likelihood, embedded[0])
+    return grad.masked_fill((ids == layer.padding_idx)[..., None], float("nan"))
