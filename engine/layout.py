@@ -47,6 +47,9 @@ METRICS_FILE = "metrics.json"  # under eval/: per-model metrics on every split a
 TRANSFER_FILE = "transfer.json"  # under eval/: the transfer record (correlations, Kendall)
 EVAL_PREDICTIONS_FILE = "predictions.parquet"  # under eval/: per-sample predictions
 EVAL_EXTRA_DIR = "extra"  # under eval/: models evaluated on a finished run, one folder each
+SCORE_COMPARISON_FILE = "score_comparison.json"  # under eval/: Spearman, AUROC of the scores
+LABELS_EVAL_PREFIX = "labels-"  # under eval/: labels-<version>/, the models on corrected labels
+CORRECTNESS_FILE = "correctness.parquet"  # in labels-<version>/: right/wrong per sample and set
 
 ENSEMBLES_DIR = "ensembles"  # <name>/: an evaluated model's seed ensemble, laid out as a run
 AUDIT_DIR = "audit"  # one folder per label audit

@@ -117,6 +117,48 @@ def test_metrics_equal_the_golden_values(text_run):
     check_golden_metrics("tiny-text", text_run.run_dir)
 
 
+def test_the_scores_are_compared_in_eval_the_printed_table_the_report_and_mlflow(text_run):
+    from mlflow.tracking import MlflowClient
+    from scipy.stats import spearmanr
+
+    from engine.evaluation.metrics import auroc
+    from engine.scores import hardness
+
+    run = text_run.run_dir
+    comparison = json.loads((run / "eval" / "score_comparison.json").read_text())
+    assert comparison["scores"] == ["action", "confusion", "confidence", "variability"]
+    scores = pq.read_table(run / "scores.parquet")
+    act, conf = (scores.column(c).to_numpy() for c in ("action", "confidence"))
+    matrix = comparison["spearman"]["all"]
+    assert matrix[0][2] == pytest.approx(spearmanr(act, -conf).statistic)  # both as hardness
+    assert comparison["spearman_action_confusion"]["all"] == matrix[0][1]
+    preds = pq.read_table(run / "eval" / "predictions.parquet")
+    pool, labels = preds.column("sample_id").to_numpy(), preds.column("label").to_numpy()
+    assert set(comparison["auroc"]) == {"ensemble", "small_transformer"}
+    miss = preds.column("pred_small_transformer").to_numpy() != labels
+    assert comparison["misses"]["small_transformer"] == miss.sum() > 0
+    aucs = comparison["auroc"]["small_transformer"]
+    cis = comparison["auroc_ci95"]["small_transformer"]
+    assert set(aucs) == set(load_spec("tests/fixtures/tiny-text.yaml").scores)  # every score
+    for score, value in aucs.items():
+        want = auroc(hardness(score, scores.column(score).to_numpy()[pool]), miss)
+        assert value == pytest.approx(want) and cis[score][0] <= value <= cis[score][1], score
+    assert "Spearman(action, confidence): all " in text_run.table
+    assert f"AUROC for small_transformer's misses ({miss.sum()} of {len(pool)}): " in text_run.table
+    page = (run / "report.html").read_text()
+    assert "Rank agreement of the scores (Spearman)" in page
+    assert "Scores as predictors of misses (AUROC [95% interval])" in page
+    assert f"<td>small_transformer</td><td>{miss.sum()} of {len(pool)}</td>" in page
+    client = MlflowClient(tracking_uri=f"sqlite:///{run.parent / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("hardbench-tests")
+    parent = next(r for r in client.search_runs([exp.experiment_id])
+                  if "mlflow.parentRunId" not in r.data.tags)  # fmt: skip
+    assert parent.data.metrics["auroc_small_transformer_confusion"] == pytest.approx(
+        aucs["confusion"]
+    )
+    assert parent.data.metrics["spearman_action_confidence_all"] == pytest.approx(matrix[0][2])
+
+
 def test_text_vog_on_the_embedded_tokens_end_to_end(ray_local, tmp_path, no_tracking_env):
     """Issue 28: vog on token ids is recorded, stored (padding as NaN) and scored."""
     from engine.data.text import MAX_LEN

@@ -22,6 +22,12 @@ from engine.data.loading import load_classification_data
 from engine.evaluation.evaluate import BOOTSTRAP_RESAMPLES, evaluate_predictions, top1_quality
 from engine.evaluation.label_free import evaluate_label_free, format_label_free_table
 from engine.evaluation.model_confusion import confusion_vs_accuracy
+from engine.evaluation.score_comparison import (
+    compare_scores,
+    comparison_summary,
+    format_score_comparison,
+    write_score_comparison,
+)
 from engine.evaluation.transfer import (
     format_results_table,
     model_parameter_counts,
@@ -105,7 +111,13 @@ class ClassificationTask:
     def evaluate(
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, outputs: dict
     ) -> Evaluation:
-        """Top-1 error of the ensemble (in-sample) and every model; Kendall tau; ``eval/``."""
+        """Top-1 error of the ensemble (in-sample) and every model; Kendall tau; ``eval/``.
+
+        The scores are compared (:mod:`engine.evaluation.score_comparison`, written to
+        ``eval/score_comparison.json``): each one's AUROC for each model's misses, its
+        wrong predictions on the pool. An unlabelled pool has no misses: the comparison
+        holds the scores' rank agreement only and says why.
+        """
         spec, run_dir = ctx.spec, ctx.run_dir
         pool_pos = built.sample_ids
         params, replica_params = registry_param_counts(spec, ctx.data)
@@ -116,14 +128,22 @@ class ClassificationTask:
                 scores.column("ensemble_conf").to_numpy()[pool_pos],
             )
         model_probs = {name: softmax(lg[pool_pos]) for name, lg in outputs.items()}
+        seed = spec.replicas.recipe.seed
         if (built.labels < 0).any():
-            return self._evaluate_label_free(
+            comparison = compare_scores(scores, pool_pos, {}, seed=seed, no_misses_reason=(
+                "the pool has no labels, so no model's misses are known"))  # fmt: skip
+            write_score_comparison(run_dir, comparison)
+            evaluation = self._evaluate_label_free(
                 ctx, scores, built, model_probs, params, replica_params
             )
+            evaluation.table = "\n".join([evaluation.table, *format_score_comparison(comparison)])
+            evaluation.summary.update(comparison_summary(comparison))
+            return evaluation
         predictions.update(_top1(model_probs))
-        evaluations = []
+        evaluations, misses = [], {}
         for name, (pred, conf) in predictions.items():
             quality, miss = top1_quality(name, built.labels, pred)
+            misses[name] = miss
             evaluations.append(evaluate_on_pool(name, built, spec, params, replica_params,
                                                 quality=quality, miss=miss, confidence=conf))  # fmt: skip
         mitigations = {m.name: m.mitigation for m in spec.evaluate.models}
@@ -140,7 +160,6 @@ class ClassificationTask:
                 outputs,
             )  # fmt: skip
         reference, rule = reference_models(spec, params, replica_params)
-        seed = spec.replicas.recipe.seed
         transfer = transfer_metrics(built, {n: model_probs[n] for n in reference}, rule, seed)
         transfer["params"] = {"replica": replica_params, **params}
         if train_view is not None:
@@ -156,6 +175,8 @@ class ClassificationTask:
             run_dir, predictions=_prediction_columns(columns, predictions, transfer),
             evaluations=evaluations, transfer=transfer,
         )  # fmt: skip
+        comparison = compare_scores(scores, pool_pos, misses, seed=seed)
+        write_score_comparison(run_dir, comparison)
         split_values = np.asarray(scores.column("split").to_pylist())
         score_values = scores.column(spec.splits.score).to_numpy()
         plots = [
@@ -183,8 +204,10 @@ class ClassificationTask:
             run_dir, spec, evaluations=evaluations,
             table="\n".join([format_results_table(built, evaluations, spec.splits.score, transfer),
                              *format_training_lines(evaluations, spec.splits.score),
-                             *format_tau_matrix(transfer.get("seed_ensembles") or {"names": []})]),
-            summary=_kendall_summary(transfer), transfer=transfer, plots=plots,
+                             *format_tau_matrix(transfer.get("seed_ensembles") or {"names": []}),
+                             *format_score_comparison(comparison)]),
+            summary={**_kendall_summary(transfer), **comparison_summary(comparison)},
+            transfer=transfer, plots=plots,
         )  # fmt: skip
 
     def _evaluate_label_free(

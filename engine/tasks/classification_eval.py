@@ -25,9 +25,11 @@ from engine.evaluation.evaluate import evaluate_predictions, top1_quality, upgra
 from engine.layout import (
     BENCHMARK_DIR,
     CARD_JSON_FILE,
+    CORRECTNESS_FILE,
     EVAL_DIR,
     EVAL_EXTRA_DIR,
     EVAL_PREDICTIONS_FILE,
+    LABELS_EVAL_PREFIX,
     METRICS_FILE,
     TRANSFER_FILE,
 )
@@ -38,10 +40,6 @@ from engine.splits.display import IN_SAMPLE_POOLS
 from engine.tasks.loading import load_data
 from engine.tracking.mlflow_log import reconnect_uri
 
-LABELS_EVAL_PREFIX = "labels-"  # under eval/: labels-<version>/, the build's models re-measured
-CORRECTNESS_FILE = (
-    "correctness.parquet"  # in labels-<version>/: right/wrong per sample and label set
-)
 # in_sample_reason of a model that hardbench eval cannot tell trained on the pool or not
 MAY_HAVE_TRAINED_ON_POOL = (
     "the pool includes the run's training samples, which it may have trained on"

@@ -20,7 +20,7 @@ from engine.data.text_noise import inject_answer_noise
 from engine.data.text_tables import describe, read_seq2seq_table
 from engine.distributed.text_tasks import TextTraining
 from engine.evaluation.evaluate import MetricColumn
-from engine.evaluation.text_eval import generator_quality
+from engine.evaluation.text_eval import MISS_ROUGE_L, generator_quality
 from engine.models.text import Seq2SeqModel
 from engine.spec import BenchmarkSpec
 from engine.tasks.base import RunContext
@@ -69,7 +69,7 @@ class Seq2SeqTask(TextTask):
     measurement = TextMeasure(
         title="sequence to sequence",
         metrics=(MetricColumn("rouge_l", "ROUGE-L"), MetricColumn("nll", "NLL", percent=False)),
-        miss="reference NLL above the model's pool median",
+        miss=f"ROUGE-L F of the greedy decoding <= {MISS_ROUGE_L:g} against the best reference",
         inputs=("source", "reference"),
     )
 
@@ -114,7 +114,11 @@ class Seq2SeqTask(TextTask):
     def measure(
         self, ctx: RunContext, scores: pa.Table, pool: np.ndarray, outputs: dict
     ) -> dict[str, dict[str, np.ndarray]]:
-        """ROUGE-L of every model's greedy decoding and its reference NLL."""
+        """ROUGE-L of every model's greedy decoding, its reference NLL and its misses.
+
+        A miss is read from the decoding alone (ROUGE-L F at most
+        :data:`engine.evaluation.text_eval.MISS_ROUGE_L`), never from the NLL.
+        """
         return {
             name: generator_quality(ctx.data, pool, out["texts"], out["loss"])
             for name, out in outputs.items()

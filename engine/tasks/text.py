@@ -22,7 +22,12 @@ from engine.distributed.text_tasks import (
     run_ensemble,
 )
 from engine.evaluation.evaluate import evaluate_predictions
-from engine.evaluation.score_comparison import compare_scores, format_score_comparison
+from engine.evaluation.score_comparison import (
+    compare_scores,
+    comparison_summary,
+    format_score_comparison,
+    write_score_comparison,
+)
 from engine.evaluation.transfer import format_results_table
 from engine.layout import BENCHMARK_DIR, SPLITS_DIR
 from engine.spec import BenchmarkSpec
@@ -119,7 +124,10 @@ class TextTask:
     def evaluate(
         self, ctx: RunContext, scores: pa.Table, built: BuiltSplits, outputs: dict
     ) -> Evaluation:
-        """Per-sample quality per bin, action vs confusion, each score's AUROC for the misses.
+        """Per-sample quality per bin, and the scores compared with each other and the misses.
+
+        The comparison (:mod:`engine.evaluation.score_comparison`) is written to
+        ``eval/score_comparison.json`` and, as before, to ``eval/transfer.json``.
 
         An evaluated model's ``params`` is its trained parameter count, saved with its
         outputs; the in-sample ensemble's, and a model's saved before the count was
@@ -138,7 +146,8 @@ class TextTask:
             ), spec.splits.pool)
             for name, arrays in per_sample.items()
         ]  # fmt: skip
-        comparison = compare_scores(scores, pool, {n: a["miss"] for n, a in per_sample.items()})
+        comparison = compare_scores(scores, pool, {n: a["miss"] for n, a in per_sample.items()},
+                                    seed=spec.replicas.recipe.seed)  # fmt: skip
         preds = {"sample_id": pa.array(pool)}
         for name, arrays in per_sample.items():
             preds[f"pred_{name}"] = pa.array(list(arrays["prediction"]), pa.string())
@@ -147,14 +156,10 @@ class TextTask:
                     preds[f"{metric}_{name}"] = pa.array(values)
         eval_dir = write_eval_outputs(ctx.run_dir, predictions=preds, evaluations=evaluations,
                                       transfer=comparison)  # fmt: skip
+        write_score_comparison(ctx.run_dir, comparison)
         plots = [plot_error_by_bin(evaluations, spec.splits.score, eval_dir / "error_by_bin.png",
                                    metric=measurement.error)]  # fmt: skip
-        summary = {
-            f"spearman_action_confusion_{k}": v
-            for k, v in comparison.get("spearman_action_confusion", {}).items()
-        }
-        for name, aucs in comparison["auroc"].items():
-            summary.update({f"auroc_{name}_{k}": v for k, v in aucs.items()})
+        summary = comparison_summary(comparison)
         table = format_results_table(
             built, evaluations, spec.splits.score, error=measurement.error,
             miss=f"miss ({measurement.miss})", metrics=measurement.metrics,

@@ -30,6 +30,7 @@ from engine.layout import (
     SCORES_FILE,
     SPLITS_DIR,
 )
+from engine.splits.display import SCORER
 from engine.tracking.data_section import data_section_html, plot_leaks
 from engine.tracking.plots import (
     get_pyplot,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 SAMPLES_PER_CLASS = 6  # hardest and easiest samples shown per class
 DATA_MAP_FIELDS = ("confidence", "variability", "correctness")
+# The samples each Spearman of the score comparison is measured on, as its table heads them
+_PART_HEADS = {"all": "all samples", "train": "training samples", "heldout": "held-out samples"}
 
 
 @dataclass
@@ -295,37 +298,86 @@ def _width_table(evaluations: list[dict]) -> str:
     )
 
 
-def _comparison_section(comparison: dict, score: str, miss: str) -> str:
-    """Action vs confusion and each score's AUROC for each model's misses (HTML), if measured."""
-    from engine.scores import get_score
+def _comparison_section(run_dir: Path, card: dict, miss: str) -> str:
+    """The scores compared (:mod:`engine.evaluation.score_comparison`) as HTML tables, if measured.
 
-    aurocs = comparison.get("auroc")
-    if not aurocs:
-        return ""
+    Rank agreement (Spearman) of every pair of compared scores on all, training and
+    held-out samples, and each score's AUROC [95% interval] for each model's misses, read
+    from ``eval/score_comparison.json``; a text run written before that file: its
+    ``transfer`` record (action vs confusion and the AUROCs, no intervals); "" if neither.
+    """
+    from engine.evaluation.score_comparison import PARTS, read_score_comparison
+
+    comparison = read_score_comparison(run_dir)
+    if comparison is None:
+        comparison = card.get("transfer") or {}
+        if "auroc" not in comparison:
+            return ""
+
+    def num(x: float | None) -> str:
+        return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
+
+    parts = ["<h2>Scores compared</h2>"]
     rho = comparison.get("spearman_action_confusion")
-    parts = []
     if rho:
         parts.append(
-            "<h2>Action vs confusion</h2><p>Spearman correlation: "
-            f"all {rho['all']:.3f}, train {rho['train']:.3f}, held-out {rho['heldout']:.3f}.</p>"
+            "<p>Action vs confusion, Spearman correlation: "
+            f"all {num(rho['all'])}, train {num(rho['train'])}, held-out {num(rho['heldout'])}.</p>"
         )
-    else:
-        parts.append("<h2>Scores as predictors of misses</h2>")
-    names = next(iter(aurocs.values()), {})
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in names)
-    rows = "".join(
-        f"<tr><td>{html.escape(n)}</td>"
-        + "".join(f"<td>{v:.3f}</td>" for v in a.values())
-        + "</tr>"
-        for n, a in aurocs.items()
-    )
-    parts.append(
-        f"<table><tr><th>misses of</th>{head}</tr>{rows}</table>"
-        f"<p>AUROC of each score, read in its own direction ({html.escape(score)}: "
-        f"{get_score(score).direction}; lower-is-harder scores such as confidence, correctness "
-        f"and AUM negated), as a predictor of each model's misses ({html.escape(miss)}) on the "
-        "pool.</p>"
-    )
+    names = comparison.get("scores", [])
+    if len(names) > 1:
+        head = "".join(f"<th>{_PART_HEADS[p]}</th>" for p in PARTS)
+        rows = "".join(
+            f"<tr><td>{html.escape(a)} vs {html.escape(names[j])}</td>"
+            + "".join(f"<td>{num(comparison['spearman'][p][i][j])}</td>" for p in PARTS)
+            + "</tr>"
+            for i, a in enumerate(names)
+            for j in range(i + 1, len(names))
+        )
+        parts.append(
+            "<h3>Rank agreement of the scores (Spearman)</h3>"
+            f"<table><tr><th>scores</th>{head}</tr>{rows}</table>"
+            "<p>Each score read in its hardness direction (lower-is-harder scores negated), so "
+            "a positive rho means the two rank the same samples hard; data-map variability "
+            "measures ambiguity, not hardness.</p>"
+        )
+    aurocs = comparison.get("auroc") or {}
+    if comparison.get("no_misses_reason"):
+        parts.append(f"<p>No AUROC for misses: {html.escape(comparison['no_misses_reason'])}.</p>")
+    if aurocs:
+        scores = list(next(iter(aurocs.values())))
+        directions = comparison.get("directions", {})
+        head = "".join(
+            f"<th>{html.escape(k)}" + (f"<br><small>{html.escape(directions[k])}</small>"
+                                       if k in directions else "") + "</th>"
+            for k in scores
+        )  # fmt: skip
+        intervals, misses = comparison.get("auroc_ci95", {}), comparison.get("misses", {})
+
+        def cell(model: str, score: str) -> str:
+            ci = intervals.get(model, {}).get(score)
+            band = f" [{num(ci[0])}, {num(ci[1])}]" if ci else ""
+            return f"<td>{num(aurocs[model][score])}{band}</td>"
+
+        rows = "".join(
+            f"<tr><td>{html.escape(n)}"
+            + (" <small>(scorer, in-sample)</small>" if n == SCORER else "")
+            + "</td>"
+            + (f"<td>{misses[n]} of {comparison['pool_size']}</td>" if misses else "")
+            + "".join(cell(n, k) for k in scores)
+            + "</tr>"
+            for n in aurocs
+        )
+        count = "<th>misses</th>" if misses else ""
+        parts.append(
+            "<h3>Scores as predictors of misses (AUROC [95% interval])</h3>"
+            f"<table><tr><th>misses of</th>{count}{head}</tr>{rows}</table>"
+            "<p>AUROC of each score, read in its own direction (lower-is-harder scores such as "
+            "confidence, correctness and AUM negated), as a predictor of each model's misses "
+            f"({html.escape(miss)}) on the pool, with a seeded percentile-bootstrap 95% "
+            "interval; n/a where a model has no miss or nothing but misses. The scorer's row is "
+            "in-sample: its label-aware scores were computed from the same replicas' errors.</p>"
+        )
     return "".join(parts)
 
 
@@ -442,7 +494,7 @@ def build_report(run_dir: Path | str, task: TaskReport | None = None) -> Path:
     body += data_section_html((card.get("dataset") or {}).get("report"), sp.get("leaked"))
     if "text" in pool.column_names:
         body += _extreme_texts(pool, score_name, card["class_names"])
-    body += _comparison_section(card.get("transfer") or {}, score_name, task.miss)
+    body += _comparison_section(run_dir, card, task.miss)
     body += "".join(task.sections)
     name = html.escape(card["name"]) + (f" ({html.escape(task.title)})" if task.title else "")
     error = html.escape(task.error[:1].upper() + task.error[1:])

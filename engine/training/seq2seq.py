@@ -4,7 +4,7 @@ Each replica has its own seed, data order and AdamW state. After every epoch all
 replicas run teacher-forced on every sample, batch by batch, and the per-sample
 reductions are computed right there in torch, on the target's positions only (R x
 M x V probabilities for the M target tokens of a batch is the most ever held): the replica-mean token entropy, each
-replica's token-averaged NLL, margin and token accuracy. Full distributions are
+replica's token-averaged NLL, margin and teacher-forced exact match. Full distributions are
 never kept (for 6,500 samples, 32 positions and 7,000 words they would be 5.8 GB
 per replica and epoch). ``reduce_tokens`` equals the NumPy score functions in
 :mod:`engine.scores.seq2seq` (tested).
@@ -25,7 +25,6 @@ from engine.spec.model_recipes import TextRecipe
 from engine.training.side_by_side import Continuation, train_side_by_side
 
 PREDICT_BATCH = 64  # samples per teacher-forced pass when reducing (R x 64 x T x V floats)
-ACCURACY_CORRECT = 0.5  # a replica is "correct" on a sample when it predicts this share of tokens
 SEQ2SEQ_MODEL = "seq2seq_transformer"  # the registered model a seq2seq recipe trains
 EXTRA_POSITIONS = 2  # positions embedded beyond the longer of source and target
 
@@ -73,7 +72,12 @@ def reduce_tokens(
         ``mean_entropy`` (B,) mean token entropy of the replica mean; ``ensemble_conf``
         (B,) mean replica-mean probability of the gold token; ``loss`` (R, B)
         token-averaged NLL; ``margin`` (R, B) mean of gold log-probability minus the
-        best other; ``correct`` (R, B) token accuracy >= ACCURACY_CORRECT.
+        best other; ``correct`` (R, B) teacher-forced exact match: every target token,
+        the end token included, is the replica's most likely token given the gold
+        prefix. That is "the replica's greedy decoding reproduces the target", read
+        without decoding: a sequence-level correctness with no threshold, the one that
+        forgetting events (Toneva et al., 2019) and the data map's correctness
+        (Swayamdipta et al., 2020) count over epochs.
     """
     logp = F.log_softmax(logits.float(), dim=-1)
     mean_p = logp.exp().mean(0)  # (M, V)
@@ -96,7 +100,7 @@ def reduce_tokens(
         "ensemble_conf": mean(mean_p.gather(-1, targets[:, None])[:, 0]),
         "loss": -mean(gold),
         "margin": mean(gold - other),
-        "correct": mean(hit) >= ACCURACY_CORRECT,
+        "correct": mean(hit) == 1.0,  # every token of the sample hit
     }
 
 
