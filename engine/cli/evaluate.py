@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 from engine.cli.common import EXIT_BAD_INPUT, default_runs_dir
+
+AUDIT_ROWS_PRINTED = 5  # rows of each ranking hardbench audit prints (the page has the rest)
 
 
 def _actors(value: str | None) -> int | str | None:
@@ -110,11 +113,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     """``hardbench audit RUN``: rank samples by how suspicious their labels are."""
     from engine.layout import SPEC_FILE
-    from engine.lifecycle.audit import AUDIT_CSV, AUDIT_HTML, audit_run, write_audit
+    from engine.lifecycle.audit import audit_run, write_audit
+    from engine.lifecycle.rundir import read_run_spec
+    from engine.lifecycle.text_audit import TEXT_AUDIT_TASKS
 
     if not (args.run_dir / SPEC_FILE).exists():
         print(f"hardbench: {args.run_dir} is not a run directory", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if read_run_spec(args.run_dir).task.name in TEXT_AUDIT_TASKS:
+        return _audit_text_answers(args)
     try:
         audit = audit_run(args.run_dir, split=args.split, folds=args.folds, pool=args.pool)
     except ValueError as exc:
@@ -139,17 +146,41 @@ def cmd_audit(args: argparse.Namespace) -> int:
             f"ranking {name}: about {est['num_label_issues']} of {est['samples']} labels look "
             f"wrong (confident learning){ci}; {est['flagged']} flagged"
         )
+    _print_audit_top(
+        audit, out, "given  oof_pred  audit_score  issue",
+        lambda row: f"{data.class_names[row['label']]:>5}  "
+        f"{data.class_names[row['oof_pred']]:>8}  {row['audit_score']:>11.3f}  "
+        f"{'yes' if row['issue'] else ''}",
+    )  # fmt: skip
+    return 0
+
+
+def _print_audit_top(audit: object, out: object, header: str, cells: Callable[[dict], str]) -> None:
+    """The first rows of each ranking (``cells`` gives a row's columns after its sample id)."""
+    from engine.lifecycle.audit import AUDIT_CSV, AUDIT_HTML
+
     rows = audit.table.to_pylist()
-    print("ranking  rank  sample  given  oof_pred  audit_score  issue")
-    for name in audit.label_issues:
-        for row in [r for r in rows if r["ranking"] == name][:5]:
-            print(
-                f"{name:>7}  {row['rank']:>4}  {row['sample_id']:>6}  "
-                f"{data.class_names[row['label']]:>5}  {data.class_names[row['oof_pred']]:>8}  "
-                f"{row['audit_score']:>11.3f}  {'yes' if row['issue'] else ''}"
-            )
+    print(f"ranking  rank  sample  {header}")
+    for name in audit.rankings:
+        for row in [r for r in rows if r["ranking"] == name][:AUDIT_ROWS_PRINTED]:
+            print(f"{name:>7}  {row['rank']:>4}  {row['sample_id']:>6}  {cells(row)}")
     print(f"audit: {out / AUDIT_CSV}")
     print(f"page: {out / AUDIT_HTML}")
+
+
+def _audit_text_answers(args: argparse.Namespace) -> int:
+    """``hardbench audit`` on a QA or seq2seq run: answers ranked by training dynamics."""
+    from engine.lifecycle.text_audit import audit_text_run, write_text_audit
+
+    try:
+        audit = audit_text_run(args.run_dir, split=args.split, pool=args.pool)
+    except ValueError as exc:
+        print(f"hardbench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out = write_text_audit(args.run_dir, audit, top=args.top)
+    print(f"audited {audit.table.num_rows} answers on {', '.join(audit.scores_used)} "
+          "(training dynamics; no class probabilities, so no confident-learning estimate)")  # fmt: skip
+    _print_audit_top(audit, out, "audit_score", lambda row: f"{row['audit_score']:>11.3f}")
     return 0
 
 

@@ -137,13 +137,44 @@ class Audit:
     @property
     def rankings(self) -> list[str]:
         """The rankings of the table, in table order."""
-        return list(self.label_issues)
+        return list(dict.fromkeys(self.table.column("ranking").to_pylist()))
 
 
-def _ranking_order(names: np.ndarray) -> list[str]:
+def ranking_order(names: np.ndarray) -> list[str]:
+    """The distinct rankings of ``names``: train, held-out, pooled, then any other sorted."""
     present = set(names.tolist())
     known = [s for s in (*SPLIT_ORDER, POOLED) if s in present]
     return known + sorted(present - set(known))
+
+
+def rank_by_suspicion(
+    columns: dict[str, np.ndarray], used: list[str], ranking: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The audit score and rank of every sample within its ranking.
+
+    Args:
+        columns: ``sample_id`` (M,) and each score of ``used`` (M,).
+        used: Scores of :data:`AUDIT_SCORES` to average, each read in its direction.
+        ranking: Str (M,) the ranking each sample belongs to (a data split or
+            :data:`POOLED`).
+
+    Returns:
+        ``(audit_score (M,) in (0, 1], higher = more suspicious; rank (M,), 1 = most
+        suspicious of its ranking; one index array per ranking in
+        :func:`ranking_order`, most suspicious first, ties by sample id)``.
+    """
+    suspicion = np.zeros(len(ranking))
+    rank = np.zeros(len(ranking), dtype=np.int64)
+    parts = []
+    for name in ranking_order(ranking):
+        members = np.flatnonzero(ranking == name)
+        suspicion[members] = np.mean(
+            [suspicion_percentile(columns[s][members], AUDIT_SCORES[s]) for s in used], axis=0
+        )
+        part = members[np.lexsort((columns["sample_id"][members], -suspicion[members]))]
+        rank[part] = np.arange(1, len(part) + 1)
+        parts.append(part)
+    return suspicion, rank, parts
 
 
 def build_audit(
@@ -186,15 +217,11 @@ def build_audit(
     columns["normalized_margin_oof"] = normalized_margin(labels, oof)
     used = [s for s in AUDIT_SCORES if s in columns]
     ranking = np.full(len(idx), POOLED) if pool else split
-    suspicion = np.zeros(len(idx))
+    suspicion, rank, order_parts = rank_by_suspicion(columns, used, ranking)
     issue = np.zeros(len(idx), dtype=bool)
-    rank = np.zeros(len(idx), dtype=np.int64)
-    order_parts, label_issues = [], {}
-    for name in _ranking_order(ranking):
+    label_issues = {}
+    for name in ranking_order(ranking):
         members = np.flatnonzero(ranking == name)
-        suspicion[members] = np.mean(
-            [suspicion_percentile(columns[s][members], AUDIT_SCORES[s]) for s in used], axis=0
-        )
         issue[members] = find_label_issues(labels[members], oof[members])
         per_class = label_issues_per_class(labels[members], oof[members])
         label_issues[name] = {
@@ -203,17 +230,13 @@ def build_audit(
             "per_class": [int(c) for c in per_class],
             "flagged": int(issue[members].sum()),
         }
-        # most suspicious first, ties by sample id
-        part = members[np.lexsort((columns["sample_id"][members], -suspicion[members]))]
-        rank[part] = np.arange(1, len(part) + 1)
-        order_parts.append(part)
     columns["audit_score"] = suspicion
     columns["issue"] = issue
     if data.clean_labels is not None:  # injected noise: the ground truth is known
         columns["flipped"] = data.labels[idx] != data.clean_labels[idx]
     error_rates = {
         name: label_error_rate(labels[split == name], oof[split == name])
-        for name in _ranking_order(split)
+        for name in ranking_order(split)
     }
     order = np.concatenate(order_parts)
     table = pa.table(

@@ -145,8 +145,7 @@ def write_audit(
     Returns:
         The audit folder ``<run>/audit/<UTC stamp>/``.
     """
-    out = Path(run_dir) / AUDIT_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    out.mkdir(parents=True, exist_ok=False)
+    out = new_audit_folder(run_dir)
     cols = audit.table.column_names
     rows = audit.table.to_pylist()
     buf = io.StringIO()
@@ -177,7 +176,7 @@ tr.disagree td{{background:#fff4e0}}tr.issue td:first-child{{border-left:4px sol
 tr.cut td{{background:#eee;text-align:center;font-style:italic}}
 span.text{{display:block;text-align:left;max-width:40em}}</style></head><body>
 <h1>Label audit: {html.escape(Path(run_dir).name)}</h1>
-<p>{len(rows)} samples audited, ranked {_ranked_how(audit)}. Audit score = mean suspicion
+<p>{len(rows)} samples audited, ranked {ranked_how(audit)}. Audit score = mean suspicion
 percentile of {", ".join(audit.scores_used)} within the ranking (1 = most suspicious). Rows
 where the out-of-fold prediction disagrees with the given label are shaded; rows whose label
 confident learning flags (<code>find_label_issues</code>, pruning by noise rate) are marked
@@ -217,7 +216,15 @@ with a red edge and "yes" under <i>issue</i>. Record verdicts in a CSV with colu
     return out
 
 
-def _ranked_how(audit: Audit) -> str:
+def new_audit_folder(run_dir: Path | str) -> Path:
+    """Create ``<run>/audit/<UTC stamp>/`` (an existing one is an error: no overwrite)."""
+    out = Path(run_dir) / AUDIT_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    out.mkdir(parents=True, exist_ok=False)
+    return out
+
+
+def ranked_how(audit: Audit) -> str:
+    """How the audit ranked its samples, in words for the page."""
     names = audit.rankings
     if names == [POOLED]:
         return "together (pooled over the audited splits)"
