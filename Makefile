@@ -64,6 +64,9 @@ bench: install datasets
 	$(PY) tests/perf/bench_noise.py
 	$(PY) tests/perf/bench_noise.py --spec benchmarks/sentiment.yaml --seeds 1 --name noise_text
 	$(PY) tests/perf/bench_mitigation.py --runs-dir runs
+	$(PY) tests/perf/bench_mitigation.py --spec benchmarks/sentiment-curriculum.yaml --runs-dir runs
+	$(PY) tests/perf/bench_corrected_labels.py --runs-dir runs/labels
+	$(PY) tests/perf/bench_nlp_study.py --runs-dir runs/nlp
 	$(PY) tests/perf/bench_ingest.py
 	$(PY) tests/perf/bench_memory.py
 	$(PY) tests/perf/bench_finetune.py
