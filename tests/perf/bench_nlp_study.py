@@ -39,7 +39,9 @@ STUDY = {
     "qa": ("benchmarks/quoref-qa.yaml", []),
     "seq2seq": ("benchmarks/qasc-fusion.yaml", []),
 }
-AUDITED = ("qa", "seq2seq")  # the text tasks whose answers the study corrupts and audits
+# the text tasks whose answers the study corrupts and audits -> their extra overrides (QA
+# needs no evaluated model for the audit; a seq2seq run must evaluate one: no ensemble row)
+AUDITED = {"qa": ["evaluate.models=[]"], "seq2seq": []}
 NOISE = 0.1  # share of answers corrupted for the audit study
 AUDIT_LIMIT = 2000  # samples of each audit run (the first of the corpus)
 PAIRS = ("action", "confusion", "vog", "confidence", "variability")  # Spearman table order
@@ -109,10 +111,10 @@ def main() -> None:
                                         **comparison}  # fmt: skip
             lines += score_tables(task, comparison, seconds, spec, sets)
     if not args.skip_audit:
-        for task in AUDITED:
+        for task, extra in AUDITED.items():
             spec, _ = STUDY[task]
             sets = [f"data.label_noise={{fraction: {NOISE}, seed: 0}}",
-                    f"data.limit={AUDIT_LIMIT}", "evaluate.models=[]"]  # fmt: skip
+                    f"data.limit={AUDIT_LIMIT}", *extra]  # fmt: skip
             result = run_benchmark(load_spec(ROOT / spec, sets), runs_dir=args.runs_dir,
                                    log=print)  # fmt: skip
             detection = detection_by_ranking(audit_text_run(result.run_dir))
