@@ -162,3 +162,45 @@ def test_metrics_equal_the_golden_values(qa_run):
     from tests.golden import check_golden_metrics
 
     check_golden_metrics("tiny-qa", qa_run.run_dir)
+
+
+CURRICULUM_MODELS = (
+    "evaluate.models=[{name: reader, dim: 32, layers: 1, heads: 2, epochs: 2, batch_size: 32, "
+    "lr: 0.002, seed: 5}, {name: reader_curriculum, dim: 32, layers: 1, heads: 2, epochs: 2, "
+    "batch_size: 32, lr: 0.002, seed: 5, mitigation: {method: curriculum, score: action}}]"
+)  # the fixture's reader, and the same reader trained easy to hard by action
+
+
+def test_a_curriculum_reader_trains_after_scoring_and_its_mitigation_is_recorded(
+    qa_run, tmp_path, no_tracking_env
+):
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    spec = load_spec(SPEC, [CURRICULUM_MODELS])
+    run = run_benchmark(spec, runs_dir=tmp_path, run_id="curriculum", log=lambda line: None)
+    run_dir = run.run_dir
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    evals = {e["model"]: e for e in json.loads((run_dir / "eval" / "metrics.json").read_text())}
+    assert set(evals) == {"ensemble", "reader", "reader_curriculum"}
+    assert evals["reader_curriculum"]["mitigation"]["method"] == "curriculum"
+    assert evals["reader_curriculum"]["mitigation"]["score"] == "action"
+    assert "mitigation" not in evals["reader"]
+    # it waited for the scores it ranks the samples by
+    history = json.loads((run_dir / "models" / "reader_curriculum" / "history.json").read_text())
+    assert history[0]["started"] >= (run_dir / "scores.parquet").stat().st_mtime
+    # the erm reader is the one the erm-only run trained beside its replicas, bit for bit
+    for a, b in zip(
+        torch.load(run_dir / "models" / "reader" / "weights.pt", weights_only=True).values(),
+        torch.load(qa_run.run_dir / "models" / "reader" / "weights.pt", weights_only=True).values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("hardbench-tests")
+    params = {
+        r.data.params.get("model"): r.data.params for r in client.search_runs([exp.experiment_id])
+    }
+    assert params["reader_curriculum"]["mitigation.method"] == "curriculum"
+    assert params["reader_curriculum"]["mitigation.score"] == "action"
+    assert "mitigation.method" not in params["reader"]

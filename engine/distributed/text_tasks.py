@@ -12,7 +12,9 @@ The ensemble checkpoints after every epoch (``checkpoints/pack=0``) and never
 rewrites an epoch its manifest lists, so a resumed or repaired run continues where
 it stopped and writes the shards an uninterrupted run writes. An evaluated model's
 outputs are saved (``models/<name>/outputs.npz``, with the trained model's parameter
-count) and reused by a resumed run.
+count) and reused by a resumed run. An evaluated model with a mitigation (upsampling or
+a curriculum) ranks its training samples by the run's scores (``scores.parquet``, read
+in the score's direction), so it starts after scoring, as classification's models do.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from engine.training.model_folder import HISTORY_FILE, OUTPUTS_FILE, WEIGHTS_FIL
 ENSEMBLE_OWNER = "pack=0"  # checkpoint folder of the side-by-side ensemble
 DATA_REF = "data_ref"  # key of the data's Ray object reference in a run's scratch state
 PARAMS_KEY = "params"  # key of a trained model's parameter count in its saved outputs
+NO_CLASSES = 0  # text answers have no classes (only GroupDRO's "half" edges read K: refused)
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,10 @@ class TextTraining:
     The functions travel to Ray tasks by reference, so they must be module-level.
 
     Attributes:
-        train: ``train(data, recipe, seeds, *, on_epoch, log, device, continuation)``
-            trains one model per seed side by side and returns them; ``on_epoch``
-            (optional) gets ``(epoch, *outputs)`` after each epoch it reports.
+        train: ``train(data, recipe, seeds, *, on_epoch, log, device, continuation,
+            mitigation)`` trains one model per seed side by side and returns them;
+            ``on_epoch`` (optional) gets ``(epoch, *outputs)`` after each epoch it reports;
+            ``mitigation`` (optional) orders the training split's samples per epoch.
         reduce_epoch: ``reduce_epoch(data, *outputs)``: one epoch's replica outputs
             reduced to the shard rows: ``mean_entropy``, ``ensemble_pred``,
             ``ensemble_conf`` (N,) and ``loss``, ``margin``, ``correct`` (R, N).
@@ -237,9 +241,12 @@ def train_text_model(
 ) -> dict:
     """Train evaluated model ``spec.evaluate.models[index]`` on the training split; predict.
 
-    The weights go to ``models/<name>/weights.pt``, the learning curve to
-    ``history.json`` and the per-sample outputs (``training.model_outputs``) with the
-    model's parameter count (:data:`PARAMS_KEY`), last, to ``outputs.npz``.
+    A model with a mitigation ranks the training samples by its score in the run's
+    ``scores.parquet`` (:func:`engine.distributed.models.mitigation_for`, as for
+    classification), so it must start after scoring. The weights go to
+    ``models/<name>/weights.pt``, the learning curve to ``history.json`` and the
+    per-sample outputs (``training.model_outputs``) with the model's parameter count
+    (:data:`PARAMS_KEY`), last, to ``outputs.npz``.
 
     Args:
         run_dir: The run directory.
@@ -259,6 +266,14 @@ def train_text_model(
     model_spec = spec.evaluate.models[index]
     torch.set_num_threads(int(model_spec.cpus))
     device = task_device(model_spec.gpus)
+    mitigation = None
+    if model_spec.mitigation.method != "erm":
+        from engine.distributed.models import mitigation_for
+
+        train_idx = np.flatnonzero(np.asarray(data.split) == SPLIT_TRAIN)
+        mitigation = mitigation_for(run_dir, model_spec, train_idx, NO_CLASSES)
+        log(f"[{model_spec.name}] {model_spec.mitigation.method} by "
+            f"{model_spec.mitigation.score} over {len(train_idx)} training samples")  # fmt: skip
     history: list[dict] = []
     clock = [time.time()]  # when the epoch being trained started
 
@@ -272,6 +287,7 @@ def train_text_model(
         data, model_spec.recipe, [model_spec.recipe.seed],
         log=lambda line: log(f"[{model_spec.name}] {line}"), device=device,
         continuation=Continuation(on_checkpoint=lambda e, st: keep(e, st["losses"].tolist())),
+        mitigation=mitigation,
     )  # fmt: skip
     out_dir = Path(run_dir) / MODELS_DIR / model_spec.name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ TEXT_SCORES = (
     "correctness",
 )
 
+# How a text model may train: the side-by-side loop orders its samples (no loss weights)
+TEXT_MITIGATIONS = ("erm", "upsample", "curriculum")
 
 OTHER_TASK_FAMILIES = ("qa", "seq2seq")  # registered model families a classifier is not
 
@@ -183,11 +185,18 @@ def _validate_text(spec: BenchmarkSpec) -> None:
                          "kind uniform (wrong spans or swapped targets), no confusable")  # fmt: skip
     _check_text_splits(spec)
     for i, m in enumerate(spec.evaluate.models):
-        if m.mitigation.method != "erm":
+        if m.mitigation.method not in TEXT_MITIGATIONS:
             raise FieldError(
                 f"evaluate.models[{i}].mitigation",
                 f"reweights per-sample losses in the classification training loop; {name} "
-                "models train without one: use method erm",
+                f"models train without one: {m.mitigation.method} is refused, use method "
+                f"{', '.join(TEXT_MITIGATIONS)}",
+            )
+        if m.mitigation.method != "erm" and m.mitigation.score not in TEXT_SCORES:
+            raise FieldError(
+                f"evaluate.models[{i}].mitigation.score",
+                f"{m.mitigation.score!r} is not computable from {name}'s reduced shards; "
+                f"choose from {', '.join(TEXT_SCORES)}",
             )
         if m.cpus < 1 or m.cpus != int(m.cpus) or m.gpus > 1:
             raise FieldError(

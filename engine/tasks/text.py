@@ -2,13 +2,15 @@
 
 The replicas train side by side in one Ray task (their confusion needs every
 replica's distributions in one place) and write reduced shards; the evaluated models
-train in parallel Ray tasks from the start (they read no score). The splits carry
+train in parallel Ray tasks from the start, or after scoring when one of them has a
+mitigation (it ranks the training samples by a score). The splits carry
 the samples' texts. Subclasses say which texts a split holds and how a model's
 outputs become per-sample quality (:meth:`TextTask.measure`).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +87,27 @@ class TextTask:
         )
 
     def models_need_scores(self, spec: BenchmarkSpec) -> bool:
-        """The evaluated text models read no score: they train beside the replicas."""
-        return False
+        """Whether an evaluated model has a mitigation (it ranks samples by a score).
+
+        An erm-only run's models read no score: they train beside the replicas. With a
+        mitigation they all start after scoring, as classification's models do.
+        """
+        return any(m.mitigation.method != "erm" for m in spec.evaluate.models)
 
     def start_models(self, ctx: RunContext, scores: pa.Table | None) -> object:
-        """One Ray task per evaluated model not finished before."""
+        """One Ray task per evaluated model not finished before.
+
+        ``scores`` is None when the models start beside the replicas; a mitigated
+        model's task reads the written ``scores.parquet`` itself (as classification's do).
+
+        Raises:
+            ValueError: When a model has a mitigation and the scores do not exist yet.
+        """
+        if scores is None and self.models_need_scores(ctx.spec):
+            raise ValueError(
+                "an evaluated model with a mitigation ranks its training samples by a score: "
+                "start the models after scoring"
+            )
         if ctx.spec.evaluate.models:
             ctx.log(f"[models] {', '.join(m.name for m in ctx.spec.evaluate.models)}")
         ref = data_ref(ctx.state, ctx.data)
@@ -146,6 +164,11 @@ class TextTask:
             ), spec.splits.pool)
             for name, arrays in per_sample.items()
         ]  # fmt: skip
+        mitigations = {m.name: m.mitigation for m in spec.evaluate.models}
+        for ev in evaluations:  # recorded as classification records it (MLflow params)
+            mit = mitigations.get(ev["model"])
+            if mit is not None and mit.method != "erm":
+                ev["mitigation"] = asdict(mit)
         comparison = compare_scores(scores, pool, {n: a["miss"] for n, a in per_sample.items()},
                                     seed=spec.replicas.recipe.seed)  # fmt: skip
         preds = {"sample_id": pa.array(pool)}

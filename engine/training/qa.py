@@ -18,6 +18,7 @@ from engine.data.qa import SPLIT_TRAIN, QAData
 from engine.models import create_model
 from engine.models.text import SpanReader
 from engine.spec.model_recipes import TextRecipe
+from engine.training.mitigation import Mitigation
 from engine.training.side_by_side import Continuation, train_side_by_side
 
 PREDICT_BATCH = 256  # samples per forward pass when predicting
@@ -70,6 +71,7 @@ def train_readers(
     log: Callable[[str], None] = lambda line: None,
     device: str | torch.device = "cpu",
     continuation: Continuation | None = None,
+    mitigation: Mitigation | None = None,
 ) -> list[SpanReader]:
     """Train one reader per seed on the training split, side by side.
 
@@ -83,6 +85,9 @@ def train_readers(
         device: Torch device to train and predict on.
         continuation: Resume state, per-epoch checkpoint callback and the epochs to
             report (``on_epoch`` is called for those only); default: all, from scratch.
+        mitigation: Upsampling or a curriculum over the training split's samples (in
+            sample order), or None for a plain shuffle per epoch
+            (:func:`~engine.training.side_by_side.train_side_by_side`).
 
     Returns:
         The trained readers.
@@ -109,5 +114,5 @@ def train_readers(
     return train_side_by_side(
         models, seeds, train_idx, epochs=recipe.epochs, batch_size=recipe.batch_size,
         lr=recipe.lr, weight_decay=recipe.weight_decay, batch_loss=batch_loss,
-        after_epoch=after_epoch, continuation=continuation,
+        after_epoch=after_epoch, continuation=continuation, mitigation=mitigation,
     )  # fmt: skip

@@ -22,6 +22,7 @@ from engine.data.seq2seq import SPLIT_TRAIN, Seq2SeqData
 from engine.models import create_model
 from engine.models.text import Seq2SeqModel
 from engine.spec.model_recipes import TextRecipe
+from engine.training.mitigation import Mitigation
 from engine.training.side_by_side import Continuation, train_side_by_side
 
 PREDICT_BATCH = 64  # samples per teacher-forced pass when reducing (R x 64 x T x V floats)
@@ -163,6 +164,7 @@ def train_seq2seq(
     log: Callable[[str], None] = lambda line: None,
     device: str | torch.device = "cpu",
     continuation: Continuation | None = None,
+    mitigation: Mitigation | None = None,
 ) -> list[Seq2SeqModel]:
     """Train one encoder-decoder per seed on the training split, side by side.
 
@@ -175,6 +177,9 @@ def train_seq2seq(
         device: Torch device to train and predict on.
         continuation: Resume state, per-epoch checkpoint callback and the epochs to
             report (``on_epoch`` is called for those only); default: all, from scratch.
+        mitigation: Upsampling or a curriculum over the training split's samples (in
+            sample order), or None for a plain shuffle per epoch
+            (:func:`~engine.training.side_by_side.train_side_by_side`).
 
     Returns:
         The trained models.
@@ -198,5 +203,5 @@ def train_seq2seq(
     return train_side_by_side(
         models, seeds, train_idx, epochs=recipe.epochs, batch_size=recipe.batch_size,
         lr=recipe.lr, weight_decay=recipe.weight_decay, batch_loss=batch_loss,
-        after_epoch=after_epoch, continuation=continuation,
+        after_epoch=after_epoch, continuation=continuation, mitigation=mitigation,
     )  # fmt: skip

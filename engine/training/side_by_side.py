@@ -7,6 +7,13 @@ builds the models from their seeds), its own data order (a generator seeded by
 over all steps. The replicas take turns one epoch at a time, so after each epoch
 all of them can be evaluated together.
 
+A :class:`~engine.training.mitigation.Mitigation` (upsampling or a curriculum, for an
+evaluated model) replaces the plain shuffle: each model's epochs follow
+``Mitigation.epoch_order`` drawn, as in the classification loop, from a torch generator
+seeded by the model's seed. Every epoch's order is drawn before the first step, so the
+learning-rate decay spans the steps actually taken (an upsampled epoch's length is
+random) and a resumed run draws the same orders again from the seed.
+
 A run can stop and continue: ``on_checkpoint`` receives, after each epoch's steps,
 everything the next epochs depend on (weights, optimizer and schedule states, the
 data-order generators); ``resume`` takes such a state back, so the continued run
@@ -20,6 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from engine.training.mitigation import Mitigation
+
+MITIGATION_KEY = "mitigation"  # checkpoint key: the method a mitigated run's orders follow
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ def train_side_by_side(
     batch_loss: Callable[[torch.nn.Module, np.ndarray], torch.Tensor],
     after_epoch: Callable[[int, list[float]], None],
     continuation: Continuation | None = None,
+    mitigation: Mitigation | None = None,
 ) -> list[torch.nn.Module]:
     """Run ``epochs`` passes of minibatch AdamW over ``train_idx`` for every model.
 
@@ -69,20 +81,32 @@ def train_side_by_side(
         after_epoch: Called with ``(epoch, mean training loss of each model)`` for every
             epoch in ``continuation.report_epochs`` (all by default).
         continuation: Resume state, checkpoint callback and which epochs to report.
+        mitigation: Upsampling or a curriculum bound to the hardness of ``train_idx``'s
+            samples (in that order), or None (or ``erm``) for a plain shuffle per epoch.
 
     Returns:
         The trained models.
 
     Raises:
-        ValueError: Without training samples, or for a resume state of other models.
+        ValueError: Without training samples, for a mitigation whose scores are not one
+            per training sample or that reweights losses (GroupDRO), or for a resume
+            state of other models or another mitigation.
     """
     if len(train_idx) == 0:
         raise ValueError("no training samples")
     cont = continuation or Continuation()
+    plans = _mitigated_orders(mitigation, train_idx, seeds, epochs)
     opts = [torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=weight_decay) for m in models]
-    steps = epochs * -(-len(train_idx) // batch_size)
-    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1 - t / steps) for o in opts]
+    if plans is None:
+        steps = [epochs * -(-len(train_idx) // batch_size)] * len(models)
+    else:
+        steps = [sum(-(-len(order) // batch_size) for order in plan) for plan in plans]
+    scheds = [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda t, total=total: 1 - t / total)
+        for o, total in zip(opts, steps, strict=True)
+    ]
     gens = [np.random.default_rng([s, 1]) for s in seeds]
+    method = None if plans is None else mitigation.method
 
     def report(epoch: int, losses: list[float]) -> None:
         if cont.report_epochs is None or epoch in cont.report_epochs:
@@ -93,6 +117,11 @@ def train_side_by_side(
         state = cont.resume
         if list(state["seeds"]) != list(seeds):
             raise ValueError(f"checkpoint was written for seeds {state['seeds']}, not {seeds}")
+        if state.get(MITIGATION_KEY) != method:
+            raise ValueError(
+                f"checkpoint was written with mitigation {state.get(MITIGATION_KEY) or 'erm'}, "
+                f"not {method or 'erm'}: the data orders differ"
+            )
         for i, (model, opt, sched, gen) in enumerate(zip(models, opts, scheds, gens, strict=True)):
             model.load_state_dict(state["models"][i])
             opt.load_state_dict(state["optimizers"][i])
@@ -104,9 +133,9 @@ def train_side_by_side(
     last = epochs - 1 if cont.until_epoch is None else min(cont.until_epoch, epochs - 1)
     for epoch in range(start, last + 1):
         losses = []
-        for model, opt, sched, gen in zip(models, opts, scheds, gens, strict=True):
+        for i, (model, opt, sched, gen) in enumerate(zip(models, opts, scheds, gens, strict=True)):
             model.train()
-            order = gen.permutation(train_idx)
+            order = gen.permutation(train_idx) if plans is None else plans[i][epoch]
             total = 0.0
             for a in range(0, len(order), batch_size):
                 idx = order[a : a + batch_size]
@@ -131,10 +160,45 @@ def train_side_by_side(
                     "schedulers": [s.state_dict() for s in scheds],
                     "rngs": [_rng_tensor(g.bit_generator.state) for g in gens],
                     "torch_rng": torch.get_rng_state(),
+                    **({} if method is None else {MITIGATION_KEY: method}),
                 },
             )
         report(epoch, losses)
     return models
+
+
+def _mitigated_orders(
+    mitigation: Mitigation | None, train_idx: np.ndarray, seeds: list[int], epochs: int
+) -> list[list[np.ndarray]] | None:
+    """Every epoch's order of ``train_idx`` for each seed under ``mitigation``; None for ERM.
+
+    The one adapter between :meth:`Mitigation.epoch_order` (positions among the training
+    samples, from a torch generator) and this loop (sample indices, numpy generators):
+    a generator seeded by the model's seed draws epoch 0's order, then epoch 1's, ...
+    as the classification loop draws them; the positions map back through ``train_idx``.
+
+    Raises:
+        ValueError: For a mitigation with other than one score per training sample, or
+            one that reweights per-sample losses (GroupDRO), which this loop does not.
+    """
+    if mitigation is None or mitigation.method == "erm":
+        return None
+    if mitigation.dro is not None:
+        raise ValueError(
+            "GroupDRO reweights per-sample losses; the side-by-side loop averages each "
+            "batch's loss: use upsample or curriculum"
+        )
+    if len(mitigation.scores) != len(train_idx):
+        raise ValueError(
+            f"the mitigation ranks {len(mitigation.scores)} samples, but there are "
+            f"{len(train_idx)} training samples"
+        )
+    plans = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(seed)
+        plans.append([train_idx[mitigation.epoch_order(e, epochs, gen).numpy()]
+                      for e in range(epochs)])  # fmt: skip
+    return plans
 
 
 def _rng_tensor(state: dict) -> torch.Tensor:

@@ -29,6 +29,7 @@ from engine.spec import load_spec
 RESULTS = Path(__file__).resolve().parent / "results"
 SPEC = Path(__file__).resolve().parents[2] / "benchmarks" / "digits-mitigation.yaml"
 METRICS = ("error_all", "error_hard", "error_rest", "error_low_band", "error_high_band")
+ERROR_OF = {"qa": "1 - EM", "seq2seq": "1 - ROUGE-L"}  # what a text task's error is
 
 
 def band_errors(run_dir: Path, evaluations: list[dict], num_classes: int) -> None:
@@ -62,16 +63,18 @@ def main() -> None:
     spec = load_spec(args.spec)
     result = run_benchmark(spec, runs_dir=args.runs_dir, log=print)
     card = json.loads((result.run_dir / "benchmark" / "card.json").read_text())
-    num_classes = len(card["class_names"])
+    classes = card.get("class_names")  # None for QA and seq2seq: no ln K / 2 bands
     models = [ev for ev in result.evaluations if ev["model"] != "ensemble"]
-    band_errors(result.run_dir, models, num_classes)
+    metrics = METRICS if classes else METRICS[:3]
+    if classes:
+        band_errors(result.run_dir, models, len(classes))
     by_method: dict[str, list[dict]] = {}
     for ev in result.evaluations:
         if ev["model"] == "ensemble":
             continue
         by_method.setdefault(ev["model"].rsplit("_s", 1)[0], []).append(ev)
     table = {
-        method: {m: mean_ci([ev[m] for ev in evs]) for m in METRICS} | {"seeds": len(evs)}
+        method: {m: mean_ci([ev[m] for ev in evs]) for m in metrics} | {"seeds": len(evs)}
         for method, evs in by_method.items()
     }
     out = {"run_id": result.run_id, "mlflow": result.mlflow, "methods": table,
@@ -80,23 +83,29 @@ def main() -> None:
     stem = "mitigation" if args.spec.resolve() == SPEC else f"mitigation-{spec.metadata.name}"
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2, default=str))
     erm = table["erm"]
-    bands = models[0]["band_sizes"]
     recipe = spec.evaluate.models[0].recipe
+    what = getattr(recipe, "model", None) or f"{spec.task.name} model (dim {recipe.dim})"
     lines = [
-        f"{spec.metadata.name} ({args.spec}): {recipe.model} {recipe.model_kwargs}, "
-        f"{recipe.epochs} epochs, {erm['seeds']} seeds per method; errors on the held-out pool "
-        f"({sum(bands)} samples), its hard split (by the replicas' {spec.splits.score}), the "
-        f"rest, and the paper's two bands (confusion below / at or above ln {num_classes} / 2 = "
-        f"{np.log(num_classes) / 2:.2f} nats: {bands[0]} / {bands[1]} samples); mean ± 95% "
-        f"t-interval over seeds. Run {result.run_id}, logged to MLflow experiment "
-        f"'{spec.tracking.experiment}'.",
+        f"{spec.metadata.name} ({args.spec}): {what}, {recipe.epochs} epochs, {erm['seeds']} "
+        f"seeds per method; errors ({ERROR_OF.get(spec.task.name, 'top-1')}) on the held-out pool, "
+        f"its hard split (by the replicas' {spec.splits.score}) and the rest"
+        + (
+            f", and the paper's two bands (confusion below / at or above ln {len(classes)} / 2 "
+            f"= {np.log(len(classes)) / 2:.2f} nats: {models[0]['band_sizes'][0]} / "
+            f"{models[0]['band_sizes'][1]} samples)"
+            if classes
+            else ""
+        )
+        + f"; mean ± 95% t-interval over seeds. Run {result.run_id}, logged to MLflow "
+        f"experiment '{spec.tracking.experiment}'.",
         "",
-        "| method | error, all | error, hard split | error, rest | low band | high band "
-        "| hard vs ERM |",
-        "|---|---|---|---|---|---|---|",
+        "| method | error, all | error, hard split | error, rest |"
+        + (" low band | high band |" if classes else "")
+        + " hard vs ERM |",
+        "|---|---|---|---|" + ("---|---|" if classes else "") + "---|",
     ]
     for method, row in table.items():
-        cells = [f"{100 * row[m][0]:.2f}% ± {100 * row[m][1]:.2f}" for m in METRICS]
+        cells = [f"{100 * row[m][0]:.2f}% ± {100 * row[m][1]:.2f}" for m in metrics]
         delta = 100 * (row["error_hard"][0] - erm["error_hard"][0])
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {delta:+.2f} pts |")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
