@@ -68,6 +68,7 @@ def score_settings(
     groups: np.ndarray | None = None,
     cpus_per_actor: float = POOL_CPUS_PER_ACTOR,
     num_actors: int | str = "auto",
+    has_classes: bool = True,
 ) -> pa.Table:
     """Score ``score`` under every setting through one Ray Data actor pool pass.
 
@@ -84,6 +85,8 @@ def score_settings(
             data split), or None.
         cpus_per_actor: CPUs each actor reserves.
         num_actors: Pool size, or ``"auto"``.
+        has_classes: False for a task whose labels are no classes (QA, seq2seq): a
+            per-class whole-column step then works within ``groups`` only.
 
     Returns:
         ``sample_id``, ``label`` (where the shards hold labels) and one float64 column
@@ -113,7 +116,8 @@ def score_settings(
     group_of = None if groups is None else groups[ids]
     for name in settings:
         column = table.column(name).to_numpy()
-        final = finalize_scores({score: column}, options or {}, labels, group_of)[score]
+        final = finalize_scores({score: column}, options or {}, labels, group_of,
+                                has_classes=has_classes)[score]  # fmt: skip
         if final is not column:
             i = table.column_names.index(name)
             table = table.set_column(i, name, pa.array(final, pa.float64()))

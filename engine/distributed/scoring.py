@@ -172,6 +172,7 @@ def score_run(
     num_actors: int | str = "auto",
     options: dict[str, dict] | None = None,
     groups: np.ndarray | None = None,
+    has_classes: bool = True,
 ) -> pa.Table:
     """Score every block of a run through a Ray Data actor pool.
 
@@ -190,6 +191,8 @@ def score_run(
         options: Score name -> its options (defaults where missing).
         groups: (N,) group of each sample id for the whole-column steps (the data
             split), or None.
+        has_classes: False for a task whose labels are no classes (QA, seq2seq):
+            per-class whole-column steps then work within ``groups`` only.
 
     Returns:
         The scores table sorted by ``sample_id`` (columns as in :func:`score_block`).
@@ -213,7 +216,9 @@ def score_run(
     labels_col = table.column("label") if "label" in table.column_names else None
     labels = None if labels_col is None or labels_col.null_count else labels_col.to_numpy()
     columns = {name: table.column(name).to_numpy() for name in scores}
-    final = finalize_scores(columns, options or {}, labels, None if groups is None else groups[ids])
+    final = finalize_scores(columns, options or {}, labels,
+                            None if groups is None else groups[ids],
+                            has_classes=has_classes)  # fmt: skip
     for name in scores:
         if final[name] is not columns[name]:
             i = table.column_names.index(name)

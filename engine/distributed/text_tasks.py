@@ -6,7 +6,11 @@ them as Ray tasks. What differs per task (how its models train, how one epoch's
 replica outputs reduce to shard rows, what an evaluated model's per-sample outputs
 are) comes from its plugin as a :class:`TextTraining`. The ensemble writes reduced
 shards: per sample and epoch ``mean_entropy``, ``ensemble_pred``, ``ensemble_conf``
-and per replica ``loss``, ``margin`` and ``correct``.
+and per replica ``loss``, ``margin`` and ``correct``; on the epochs of
+``shards.grad_epochs`` (the vog score) also every replica's input gradient w.r.t. the
+embedded tokens, NaN at padding. A gradient epoch's shards are written once, like any
+epoch's, so a resumed run reads the earlier gradient epochs from disk and VoG needs no
+running state in the ensemble's checkpoint.
 
 The ensemble checkpoints after every epoch (``checkpoints/pack=0``) and never
 rewrites an epoch its manifest lists, so a resumed or repaired run continues where
@@ -52,12 +56,15 @@ class TextTraining:
 
     Attributes:
         train: ``train(data, recipe, seeds, *, on_epoch, log, device, continuation,
-            mitigation)`` trains one model per seed side by side and returns them;
-            ``on_epoch`` (optional) gets ``(epoch, *outputs)`` after each epoch it reports;
-            ``mitigation`` (optional) orders the training split's samples per epoch.
+            mitigation, grad_epochs)`` trains one model per seed side by side and returns
+            them; ``on_epoch`` (optional) gets ``(epoch, *outputs)`` after each epoch it
+            reports; ``mitigation`` (optional) orders the training split's samples per
+            epoch; on the epochs of ``grad_epochs`` the outputs also carry the replicas'
+            input gradients (VoG).
         reduce_epoch: ``reduce_epoch(data, *outputs)``: one epoch's replica outputs
             reduced to the shard rows: ``mean_entropy``, ``ensemble_pred``,
-            ``ensemble_conf`` (N,) and ``loss``, ``margin``, ``correct`` (R, N).
+            ``ensemble_conf`` (N,) and ``loss``, ``margin``, ``correct`` (R, N), and on a
+            gradient epoch ``input_grad`` (R, N, ...) with NaN at padded positions.
         shard_labels: ``shard_labels(data)``: int (N,) stored as the shards' ``label``.
         model_outputs: ``model_outputs(model, data, device)``: a trained evaluated
             model's per-sample outputs (NumPy arrays; saved as ``outputs.npz``).
@@ -109,7 +116,8 @@ def write_reduced(run_dir: Path | str, spec: BenchmarkSpec, epoch: int, red: dic
         spec: The spec (replica count and seeds, block size, file format).
         epoch: Epoch index.
         red: ``mean_entropy``, ``ensemble_pred``, ``ensemble_conf`` (N,) and ``loss``,
-            ``margin``, ``correct`` (R, N).
+            ``margin``, ``correct`` (R, N); on a gradient epoch ``input_grad`` (R, N, ...)
+            too, stored float32 with its NaN (padding).
         labels: Int (N,) stored as the shards' label column.
         split: (N,) data split of each sample (the learning-curve points).
         meta: Provenance for the files' metadata.
@@ -121,7 +129,7 @@ def write_reduced(run_dir: Path | str, spec: BenchmarkSpec, epoch: int, red: dic
         ensemble_pred=red["ensemble_pred"], ensemble_conf=red["ensemble_conf"],
         scalars={k: red[k] for k in ("loss", "margin", "correct")}, labels=labels,
         num_replicas=len(seeds), block_size=spec.shards.block_size, metadata=meta,
-        fmt=spec.shards.format, checksum=spec.shards.checksum,
+        fmt=spec.shards.format, checksum=spec.shards.checksum, input_grad=red.get("input_grad"),
     )  # fmt: skip
     train = split == SPLIT_TRAIN
     curves = {
@@ -203,8 +211,8 @@ def train_text_ensemble(
     continuation = Continuation(resume=state, on_checkpoint=save, report_epochs=set(todo),
                                 until_epoch=todo[-1])  # fmt: skip
     training.train(data, spec.replicas.recipe, spec.replicas.seeds(), on_epoch=on_epoch, log=log,
-                   device=task_device(spec.replicas.gpus_per_worker),
-                   continuation=continuation)  # fmt: skip
+                   device=task_device(spec.replicas.gpus_per_worker), continuation=continuation,
+                   grad_epochs=frozenset(spec.shards.grad_epochs))  # fmt: skip
     return {**outcome, "seconds": round(time.perf_counter() - t0, 1)}
 
 

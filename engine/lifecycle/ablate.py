@@ -42,6 +42,7 @@ from engine.layout import (
 )
 from engine.lifecycle.rundir import RunSetupError, read_run_spec, require_complete
 from engine.shards import MANIFEST_NAME, atomic_write_bytes, atomic_write_table, preds_dir
+from engine.tasks import get_task, load_data
 
 ABLATION_FILE = "ablation.json"  # under eval/: one entry per setting
 ABLATION_TABLE_FILE = "ablation.md"  # under eval/: the same as a Markdown table
@@ -167,13 +168,17 @@ def ablate_run(
     split_values = np.asarray(scores_table.column("split").to_pylist())
     groups = np.empty(int(ids_all.max()) + 1, dtype=split_values.dtype)
     groups[ids_all] = split_values
+    # a QA or seq2seq label is a span code or 0, no class: per-class steps work per split
+    has_classes = (
+        get_task(spec.task.name).runtime().class_names(load_data(spec, run_dir)) is not None
+    )
     with ray_session(num_cpus):
         table = score_settings(
             run_dir, {s.name: {"replicas": list(s.replicas), "epochs": list(s.epochs)}
                       for s in settings},
             score=score, num_blocks=int(manifest["blocks"]), options=spec.score_options,
             groups=groups, cpus_per_actor=spec.scoring.cpus_per_actor,
-            num_actors=spec.scoring.num_actors,
+            num_actors=spec.scoring.num_actors, has_classes=has_classes,
         )  # fmt: skip
     pool = pq.read_table(
         run_dir / BENCHMARK_DIR / SPLITS_DIR / "pool.parquet", columns=["sample_id", "is_hard"]

@@ -13,7 +13,7 @@ from engine.layout import SCORES_FILE
 from engine.lifecycle.rundir import RunSetupError, read_run_spec
 from engine.shards import atomic_write_table, consolidate_manifest, num_blocks
 from engine.spec import BenchmarkSpec
-from engine.tasks import load_data
+from engine.tasks import get_task, load_data
 
 
 def score_stage(
@@ -56,6 +56,7 @@ def score_stage(
         num_actors=spec.scoring.num_actors,
         options=spec.score_options,
         groups=data.split,
+        has_classes=get_task(spec.task.name).runtime().class_names(data) is not None,
     )
     if table.num_rows != n:
         raise RuntimeError(f"scores table has {table.num_rows} rows for {n} samples")

@@ -11,8 +11,9 @@ trainers build them with ``create_model`` (:mod:`engine.training.qa`,
 :mod:`engine.training.seq2seq`); they read more than token ids, so the classification
 task refuses them.
 
-The classifiers expose their token-embedding layer (:func:`token_embedding`): VoG on
-text differentiates the log-likelihood of the label w.r.t. its outputs.
+Every text model exposes its token-embedding layer (:func:`token_embedding`; the
+encoder-decoder's is the encoder's, of the source): VoG on text differentiates the
+log-likelihood of the label, gold span or reference w.r.t. its outputs.
 """
 
 from __future__ import annotations
@@ -92,11 +93,11 @@ def text_transformer(*, num_classes: int, input_shape: tuple[int, ...], vocab: i
 
 
 def token_embedding(model: nn.Module) -> nn.Embedding | None:
-    """The token-embedding layer of a text classifier, or None when it exposes none.
+    """The token-embedding layer of a text model, or None when it exposes none.
 
-    A classifier over token ids exposes it with a ``token_embedding()`` method
-    returning an ``nn.Embedding`` whose ``padding_idx`` is the padding id; VoG on text
-    (:func:`engine.training.classification.input_gradients`) differentiates its outputs.
+    A model over token ids exposes it with a ``token_embedding()`` method returning an
+    ``nn.Embedding`` whose ``padding_idx`` is the padding id; VoG on text
+    (:mod:`engine.training.embedding_gradients`) differentiates its outputs.
     """
     get = getattr(model, "token_embedding", None)
     layer = get() if callable(get) else None
@@ -149,6 +150,13 @@ class SpanReader(nn.Module):
             out.end_logits.masked_fill(outside, float("-inf")),
         )
 
+    def token_embedding(self) -> nn.Embedding:
+        """The word embeddings of the question and passage ids: what VoG differentiates.
+
+        Their outputs come before positions, token types and LayerNorm are added.
+        """
+        return self.model.get_input_embeddings()
+
 
 @register_model(
     ModelConfig("span_reader", "qa", "extractive-QA reader: BERT encoder, start/end span heads",
@@ -200,6 +208,14 @@ class Seq2SeqModel(nn.Module):
         return self.model.model(
             input_ids=source, attention_mask=(source != 0).long(), decoder_input_ids=decoder
         ).last_hidden_state
+
+    def token_embedding(self) -> nn.Embedding:
+        """The encoder's token embedding, of the source ids: what VoG differentiates.
+
+        The decoder embeds its inputs (the reference shifted right) with its own layer
+        (weights tied to this one), so hooking this layer sees the source only.
+        """
+        return self.model.get_encoder().embed_tokens
 
     def logits_of(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits (..., V) of decoder hidden states (..., D).

@@ -233,6 +233,8 @@ def finalize_scores(
     options: Mapping[str, Mapping[str, object]],
     labels: np.ndarray | None,
     groups: np.ndarray | None = None,
+    *,
+    has_classes: bool = True,
 ) -> dict[str, np.ndarray]:
     """Apply each score's whole-column step (e.g. VoG's per-class normalisation).
 
@@ -241,6 +243,9 @@ def finalize_scores(
         options: Score name -> its options (defaults where missing).
         labels: Int (N,), or None for an unlabelled pool (label-aware steps are skipped).
         groups: Int or str (N,) group of each sample (the data split), or None.
+        has_classes: False for a task whose labels are no classes (QA's gold span codes,
+            seq2seq's zeros): every sample is then in one class, so a per-class step
+            works within ``groups`` only.
 
     Returns:
         The same mapping with finalised columns.
@@ -250,7 +255,8 @@ def finalize_scores(
         info = _SCORES.get(name)
         if info is None or info.finalize is None or labels is None:
             continue
-        out[name] = info.finalize(values, labels, groups, info.resolve_options(options.get(name)))
+        classes = labels if has_classes else np.zeros(len(labels), np.int64)
+        out[name] = info.finalize(values, classes, groups, info.resolve_options(options.get(name)))
     return out
 
 
@@ -377,14 +383,16 @@ register_score(
         needs_labels=True,
         needs=("input_grad",),
         description="std over checkpoints of the input gradient (images: true-class logit; "
-        "text: true-class log-likelihood w.r.t. the embedded tokens), z-scored per class",
+        "text: log-likelihood of the label, gold span or reference w.r.t. the embedded "
+        "tokens), z-scored per class",
         options={
             "normalize": ScoreOption(
                 "class",
                 str,
                 ("class", "none"),
                 "class: z-score within each (data split, class) as Agarwal et al. (2022) "
-                "normalise within class; none: the raw mean per-element std",
+                "normalise within class (within each data split for QA and seq2seq, which "
+                "have no classes); none: the raw mean per-element std",
             )
         },
         finalize=lambda values, labels, groups, o: (

@@ -118,7 +118,10 @@ def _expected_schema(table_schema: pa.Schema, packed: bool) -> pa.Schema | None:
     """The schema the writer would have produced for a file with this K (and R, D)."""
     try:
         if packed and "mean_entropy" in table_schema.names:
-            return reduced_schema(table_schema.field("correct").type.list_size)
+            width = table_schema.field("correct").type.list_size
+            grad = table_schema.get_field_index("input_grad")
+            grad_dim = table_schema.field(grad).type.list_size // width if grad >= 0 else None
+            return reduced_schema(width, grad_dim=grad_dim)
         if not packed and "topk_probs" in table_schema.names:
             top = table_schema.field("topk_probs").type
             dtype = next(k for k, v in PROBS_DTYPES.items() if v == top.value_type)

@@ -490,12 +490,16 @@ class BlockReader:
             labels,
             {k: v.T for k, v in per_replica.items() if v is not None and k != "correct"},
         )
+        grads = _optional(table, "input_grad")  # (N_b, R * D), replica-major
         return EpochBlock(
             epoch,
             ids,
             None if labels is None else labels.astype(np.int64),
             per_replica=per_replica,
             reduced=reduced,
+            input_grad=None
+            if grads is None
+            else grads.reshape(len(ids), width, -1).transpose(1, 0, 2),
         )
 
     def _read_packed(self, epoch: int) -> EpochBlock:

@@ -114,14 +114,19 @@ def packed_schema(
 REDUCED_SCALARS = ("loss", "margin")  # per-replica float16 columns of a reduced shard
 
 
-def reduced_schema(num_replicas: int, metadata: dict | None = None) -> pa.Schema:
+def reduced_schema(
+    num_replicas: int, metadata: dict | None = None, *, grad_dim: int | None = None
+) -> pa.Schema:
     """Schema of one reduced-form shard: what the scores need, reduced in the worker.
 
     Columns: ``sample_id``, ``label`` (nullable), ``mean_entropy`` (entropy of the
     replica-mean distribution, float32), ``ensemble_pred`` (int16 argmax of that mean:
     K <= 32,767) and ``ensemble_conf`` (its max, float16), and per replica ``loss`` and ``margin`` (float16
     lists of length R) and ``correct`` (int8 list). ``p_true`` is ``exp(-loss)``.
-    Storage is O(N*(1 + 5R)) bytes per epoch whatever K is.
+    Storage is O(N*(1 + 5R)) bytes per epoch whatever K is. On an epoch of
+    ``shards.grad_epochs`` (text VoG) also ``input_grad``: every replica's D input
+    gradients (float32, replica-major: replica r's at ``[r*D, (r+1)*D)``; NaN at
+    padded tokens), O(N*R*D*4) bytes more.
     """
     fields = [
         pa.field("sample_id", pa.int64(), nullable=False),
@@ -132,6 +137,8 @@ def reduced_schema(num_replicas: int, metadata: dict | None = None) -> pa.Schema
         *[pa.field(name, pa.list_(pa.float16(), num_replicas)) for name in REDUCED_SCALARS],
         pa.field("correct", pa.list_(pa.int8(), num_replicas)),
     ]
+    if grad_dim is not None:
+        fields.append(pa.field("input_grad", pa.list_(pa.float32(), num_replicas * grad_dim)))
     return pa.schema(fields, metadata=_meta(metadata))
 
 

@@ -365,6 +365,7 @@ def write_reduced_epoch_shards(
     metadata: dict | None = None,
     fmt: str = DEFAULT_FORMAT,
     checksum: str = DEFAULT_CHECKSUM,
+    input_grad: np.ndarray | None = None,
 ) -> list[dict]:
     """Write one epoch of a packed ensemble in the reduced form (no probabilities).
 
@@ -382,6 +383,8 @@ def write_reduced_epoch_shards(
         metadata: Provenance stored in each file's schema metadata.
         fmt: File format, ``parquet`` or ``arrow``.
         checksum: The algorithm of each block's recorded checksum (``shards.checksum``).
+        input_grad: Float (R, N, ...) every replica's input gradients on a gradient
+            epoch (NaN at padding), stored float32; None on other epochs.
 
     Returns:
         One manifest entry per block: ``{"block", "rows", <checksum>: hex, "format"}``.
@@ -389,7 +392,18 @@ def write_reduced_epoch_shards(
     n = len(mean_entropy)
     if len(ensemble_pred) and int(np.max(ensemble_pred)) > np.iinfo(np.int16).max:
         raise ValueError("reduced shards store class ids as int16: K must be <= 32,767")
-    schema = reduced_schema(num_replicas, {**(metadata or {}), "epoch": epoch})
+    grads = None
+    if input_grad is not None:
+        grads = np.asarray(input_grad)
+        if grads.shape[:2] != (num_replicas, n):
+            raise ValueError(
+                f"input_grad must have shape ({num_replicas}, {n}, ...), got {grads.shape}"
+            )
+        grads = grads.reshape(num_replicas, n, -1)
+    schema = reduced_schema(
+        num_replicas, {**(metadata or {}), "epoch": epoch},
+        grad_dim=None if grads is None else grads.shape[2],
+    )  # fmt: skip
     entries = []
     for block, start, stop in _blocks(n, block_size):
         m = stop - start
@@ -401,6 +415,9 @@ def write_reduced_epoch_shards(
             pa.array(np.asarray(ensemble_conf[start:stop], dtype=np.float16)),
         ]
         columns += _replica_lists(schema, scalars, REDUCED_SCALARS, pa.float16(), start, stop)
+        if grads is not None:  # (R, m, D) -> (m, R * D), replica-major per sample
+            columns.append(fixed_list(grads[:, start:stop].transpose(1, 0, 2).reshape(m, -1),
+                                      pa.float32()))  # fmt: skip
         path = packed_block_path(run_dir, epoch, block, fmt)
         entries.append(_write_block(path, columns, schema, checksum))
     return entries

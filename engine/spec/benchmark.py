@@ -112,7 +112,6 @@ class BenchmarkSpec:
                 "shards.grad_epochs",
                 f"must be epoch indices below replicas.epochs={epochs}, got {self.shards.grad_epochs}",
             )
-        self._check_vog_recipe()
         packed = len(self.replicas.packs()) < self.replicas.count
         if self.shards.mode != "full" and len(self.replicas.packs()) != 1:
             raise FieldError(
@@ -120,7 +119,9 @@ class BenchmarkSpec:
                 f"{self.shards.mode!r} reduces over all replicas in the worker: it needs "
                 "replicas.pack_size: all (one pack)",
             )
-        if packed and self.shards.grad_epochs:
+        # a pack shares one vmapped model; side-by-side text replicas (TextRecipe) are
+        # R whole models, each recording its own gradients
+        if packed and self.shards.grad_epochs and isinstance(self.replicas.recipe, TrainRecipe):
             raise FieldError(
                 "shards.grad_epochs",
                 "input gradients are recorded by unpacked replicas only: set "
@@ -142,15 +143,6 @@ class BenchmarkSpec:
                 f"samples are never presented); cut it from pool: train, not {self.splits.pool!r}",
             )
         check_registered(self)  # task, sources, scores and options, models; the task's checks
-
-    def _check_vog_recipe(self) -> None:
-        """VoG is recorded by the classification train loop only (its ``TrainRecipe``)."""
-        if "vog" in self.scores and not isinstance(self.replicas.recipe, TrainRecipe):
-            raise FieldError(
-                f"scores[{self.scores.index('vog')}]",
-                f"vog is not recorded for {self.task.name}: its replicas train side by side "
-                "and record no input-embedding gradients (VoG is computed for classification)",
-            )
 
     def _check_score_options(self) -> None:
         """The shape of ``score_options``; each score's own options are checked in its registry."""

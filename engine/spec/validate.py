@@ -132,9 +132,8 @@ def check_registered(spec: BenchmarkSpec) -> None:
                 f"must be one of the computed scores ({', '.join(spec.scores)}), got {name!r}",
             )
     if spec.shards.mode == "reduced":
-        unsupported = [
-            n for n, info in infos.items() if set(info.inputs(options[n])) - REDUCED_INPUTS
-        ]
+        stored = REDUCED_INPUTS | ({"input_grad"} if task.reduced_gradients else set())
+        unsupported = [n for n, info in infos.items() if set(info.inputs(options[n])) - stored]
         if unsupported:
             raise FieldError(
                 "scores",

@@ -18,6 +18,9 @@ TEXT_SCORES = (
     "correctness",
 )
 
+# Scores of the text tasks read from input gradients, recorded on shards.grad_epochs only
+TEXT_GRADIENT_SCORES = ("vog",)
+
 # How a text model may train: the side-by-side loop orders its samples (no loss weights)
 TEXT_MITIGATIONS = ("erm", "upsample", "curriculum")
 
@@ -164,17 +167,23 @@ def _validate_text(spec: BenchmarkSpec) -> None:
         )
     if spec.shards.predict != "inline":
         raise FieldError("shards.predict", f"{name} replicas predict inline (side by side)")
-    if spec.shards.mode != "reduced" or spec.shards.top_k is not None or spec.shards.grad_epochs:
+    if spec.shards.mode != "reduced" or spec.shards.top_k is not None:
         raise FieldError(
-            "shards",
-            f"{name} replicas write reduced shards only: mode: reduced, no top_k, no grad_epochs",
+            "shards", f"{name} replicas write reduced shards only: mode: reduced, no top_k"
+        )
+    computable = (*TEXT_SCORES, *TEXT_GRADIENT_SCORES)
+    if spec.shards.grad_epochs and not set(TEXT_GRADIENT_SCORES) & set(spec.scores):
+        raise FieldError(
+            "shards.grad_epochs",
+            f"{name} replicas record input gradients for {', '.join(TEXT_GRADIENT_SCORES)} "
+            "only: add it to scores or drop grad_epochs",
         )
     for i, score in enumerate(spec.scores):
-        if score not in TEXT_SCORES:
+        if score not in computable:
             raise FieldError(
                 f"scores[{i}]",
                 f"{score!r} is not computable from {name}'s reduced shards; choose from "
-                f"{', '.join(TEXT_SCORES)}",
+                f"{', '.join(computable)}",
             )
     for need in ("confusion", "action"):
         if need not in spec.scores:
@@ -192,11 +201,11 @@ def _validate_text(spec: BenchmarkSpec) -> None:
                 f"models train without one: {m.mitigation.method} is refused, use method "
                 f"{', '.join(TEXT_MITIGATIONS)}",
             )
-        if m.mitigation.method != "erm" and m.mitigation.score not in TEXT_SCORES:
+        if m.mitigation.method != "erm" and m.mitigation.score not in computable:
             raise FieldError(
                 f"evaluate.models[{i}].mitigation.score",
                 f"{m.mitigation.score!r} is not computable from {name}'s reduced shards; "
-                f"choose from {', '.join(TEXT_SCORES)}",
+                f"choose from {', '.join(computable)}",
             )
         if m.cpus < 1 or m.cpus != int(m.cpus) or m.gpus > 1:
             raise FieldError(
@@ -314,6 +323,7 @@ register_task(
         defaults=_text_defaults("quoref", ensemble=True),
         validate=_validate_text,
         nothing_to_ingest=_text_ingest,
+        reduced_gradients=True,
     )
 )
 register_task(
@@ -326,5 +336,6 @@ register_task(
         defaults=_text_defaults("qasc_fusion", ensemble=False),
         validate=_validate_text,
         nothing_to_ingest=_text_ingest,
+        reduced_gradients=True,
     )
 )

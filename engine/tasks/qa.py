@@ -33,15 +33,26 @@ from engine.training.qa import span_log_probs, train_readers
 
 
 def reduce_reader_epoch(
-    data: QAData, start_log_probs: np.ndarray, end_log_probs: np.ndarray
+    data: QAData,
+    start_log_probs: np.ndarray,
+    end_log_probs: np.ndarray,
+    input_grad: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-sample reductions of one epoch's R replica predictions (each (R, N, L) float32).
+
+    Args:
+        data: The QA samples.
+        start_log_probs: Float32 (R, N, L).
+        end_log_probs: Float32 (R, N, L).
+        input_grad: On an epoch of ``shards.grad_epochs``, the replicas' gradients of the
+            gold span's log-likelihood w.r.t. the embedded tokens, (R, N, L, D) with NaN
+            at padding (:func:`engine.training.qa.span_input_gradients`); else None.
 
     Returns:
         ``mean_entropy`` (N,) span entropy of the replica means; ``ensemble_pred`` (N,)
         best span of the means coded ``start * L + end``; ``ensemble_conf`` (N,) its
         probability; ``loss``, ``margin`` (R, N) and ``correct`` (R, N) bool (both
-        argmaxes on the gold positions).
+        argmaxes on the gold positions); ``input_grad`` as given, when given.
     """
     ps, pe = np.exp(start_log_probs), np.exp(end_log_probs)
     length = ps.shape[-1]
@@ -54,6 +65,7 @@ def reduce_reader_epoch(
         "margin": span_margins(start_log_probs, end_log_probs, data.start, data.end),
         "correct": (start_log_probs.argmax(-1) == data.start)
         & (end_log_probs.argmax(-1) == data.end),
+        **({} if input_grad is None else {"input_grad": input_grad}),
     }
 
 

@@ -34,6 +34,9 @@ class TaskInfo:
         nothing_to_ingest: ``nothing_to_ingest(spec)``: why ``hardbench ingest`` has no
             dataset cache to build for the spec (what its first run reads instead), or
             None when it builds one.
+        reduced_gradients: Whether the task's reduced shards (``shards.mode: reduced``)
+            carry input gradients on ``shards.grad_epochs`` (the text tasks' side-by-side
+            replicas record them; a classification pack does not).
     """
 
     name: str
@@ -44,6 +47,7 @@ class TaskInfo:
     defaults: Mapping = field(default_factory=dict)
     validate: Callable[[BenchmarkSpec], None] = lambda spec: None
     nothing_to_ingest: Callable[[BenchmarkSpec], str | None] = lambda spec: None
+    reduced_gradients: bool = False
 
     def runtime(self) -> object:
         """The plugin instance (imported on first use)."""

@@ -20,6 +20,7 @@ from engine.models.text import token_embedding
 from engine.scores.dynamics import NOT_PRESENTED
 from engine.spec.model_recipes import TrainRecipe
 from engine.training.augment import AUGMENT_SEED_OFFSET, augment_batch
+from engine.training.embedding_gradients import embedding_gradients
 from engine.training.objectives import SINGLE_LABEL, Objective
 
 if TYPE_CHECKING:
@@ -390,29 +391,9 @@ def input_gradients(
 
 def _embedding_gradients(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, L, D) gradient of log p(label) w.r.t. the embedded tokens; NaN at padding."""
-    layer = token_embedding(model)
-    if layer is None or layer.padding_idx is None:
-        raise ValueError(
-            f"input gradients of token ids differentiate the token embeddings: "
-            f"{type(model).__name__} exposes no token_embedding() layer with a padding id"
-        )
-    embedded: list[torch.Tensor] = []
-
-    def capture(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        leaf = output.detach().requires_grad_(True)  # the embedded tokens, as a leaf
-        embedded.append(leaf)
-        return leaf
-
-    handle = layer.register_forward_hook(capture)
-    try:
-        logits = model(ids)
-    finally:
-        handle.remove()
-    if len(embedded) != 1:
-        raise ValueError(
-            f"{type(model).__name__} called its token embedding {len(embedded)} times in one "
-            "forward pass; VoG needs exactly one embedding of the tokens"
-        )
-    log_likelihood = torch.log_softmax(logits, dim=1).gather(1, labels[:, None]).sum()
-    (grad,) = torch.autograd.grad(log_likelihood, embedded[0])
-    return grad.masked_fill((ids == layer.padding_idx)[..., None], float("nan"))
+    return embedding_gradients(
+        token_embedding(model),
+        ids,
+        lambda: torch.log_softmax(model(ids), dim=1).gather(1, labels[:, None])[:, 0],
+        owner=type(model).__name__,
+    )

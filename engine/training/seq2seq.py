@@ -12,7 +12,7 @@ per replica and epoch). ``reduce_tokens`` equals the NumPy score functions in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 import torch
@@ -20,14 +20,16 @@ import torch.nn.functional as F
 
 from engine.data.seq2seq import SPLIT_TRAIN, Seq2SeqData
 from engine.models import create_model
-from engine.models.text import Seq2SeqModel
+from engine.models.text import Seq2SeqModel, token_embedding
 from engine.spec.model_recipes import TextRecipe
+from engine.training.embedding_gradients import embedding_gradients
 from engine.training.mitigation import Mitigation
 from engine.training.side_by_side import Continuation, train_side_by_side
 
 PREDICT_BATCH = 64  # samples per teacher-forced pass when reducing (R x 64 x T x V floats)
 SEQ2SEQ_MODEL = "seq2seq_transformer"  # the registered model a seq2seq recipe trains
 EXTRA_POSITIONS = 2  # positions embedded beyond the longer of source and target
+GRAD_BATCH = 64  # samples per forward and backward pass when recording input gradients
 
 
 def make_model(recipe: TextRecipe, data: Seq2SeqData, seed: int) -> Seq2SeqModel:
@@ -137,6 +139,43 @@ def reduce_epoch(
     return out
 
 
+def source_input_gradients(
+    model: Seq2SeqModel, data: Seq2SeqData, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Every sample's gradient of its reference's log-likelihood w.r.t. its embedded source.
+
+    The log-likelihood is the sum over the target's positions (end token included) of
+    ``log p(target token | source, gold prefix)`` under teacher forcing, i.e.
+    ``log p(reference | source)``. It is differentiated w.r.t. the source tokens as the
+    encoder embeds them (:meth:`~engine.models.text.Seq2SeqModel.token_embedding`):
+    the source is the model's input, as the image is the classifier's. The decoder's
+    inputs (the reference shifted right) are not included: they are the label itself,
+    and a gradient w.r.t. them would mix how the answer's own prefix drives its
+    likelihood into the input's variance. In eval mode; the model's mode is restored.
+
+    Returns:
+        (N, S, D) gradients, float32 (float64 for a float64 model); NaN at every
+        padded source position (id 0), which VoG never counts.
+    """
+    was_training = model.training
+    model.eval()
+    dev = torch.device(device)
+    out = []
+    for a in range(0, len(data), GRAD_BATCH):
+        src, dec, mask, targets, sample = _batch_tokens(data, slice(a, a + GRAD_BATCH), dev)
+
+        def log_likelihood(src=src, dec=dec, mask=mask, targets=targets, sample=sample):
+            logp = F.log_softmax(model.logits_of(model.hidden(src, dec)[mask]), dim=-1)
+            gold = logp.gather(1, targets[:, None])[:, 0]  # (M,) one per target token
+            return torch.zeros(len(src), dtype=gold.dtype, device=dev).index_add(0, sample, gold)
+
+        grad = embedding_gradients(token_embedding(model), src, log_likelihood,
+                                   owner=type(model).__name__)  # fmt: skip
+        out.append(grad.to(torch.promote_types(grad.dtype, torch.float32)).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
 @torch.no_grad()
 def predict_loss_and_text(
     model: Seq2SeqModel, data: Seq2SeqData, device: str | torch.device = "cpu"
@@ -165,6 +204,7 @@ def train_seq2seq(
     device: str | torch.device = "cpu",
     continuation: Continuation | None = None,
     mitigation: Mitigation | None = None,
+    grad_epochs: Collection[int] = (),
 ) -> list[Seq2SeqModel]:
     """Train one encoder-decoder per seed on the training split, side by side.
 
@@ -172,7 +212,9 @@ def train_seq2seq(
         data: The pairs.
         recipe: Model size and optimizer settings.
         seeds: One seed per replica (initialization and data order).
-        on_epoch: Called after each epoch with ``(epoch, reduce_epoch(...))``.
+        on_epoch: Called after each epoch with ``(epoch, reduce_epoch(...))``; on an
+            epoch of ``grad_epochs`` the dict also holds ``input_grad``, the replicas'
+            source gradients, float32 (R, N, S, D) (:func:`source_input_gradients`).
         log: Progress lines.
         device: Torch device to train and predict on.
         continuation: Resume state, per-epoch checkpoint callback and the epochs to
@@ -180,6 +222,7 @@ def train_seq2seq(
         mitigation: Upsampling or a curriculum over the training split's samples (in
             sample order), or None for a plain shuffle per epoch
             (:func:`~engine.training.side_by_side.train_side_by_side`).
+        grad_epochs: Epochs after which ``on_epoch`` also gets the input gradients (VoG).
 
     Returns:
         The trained models.
@@ -198,7 +241,12 @@ def train_seq2seq(
         log(f"[seq2seq] epoch {epoch + 1}/{recipe.epochs}: train token NLL "
             + ", ".join(f"{x:.3f}" for x in losses))  # fmt: skip
         if on_epoch is not None:
-            on_epoch(epoch, reduce_epoch(models, data, device))
+            reduced = reduce_epoch(models, data, device)
+            if epoch in grad_epochs:
+                reduced["input_grad"] = np.stack(
+                    [source_input_gradients(m, data, device) for m in models]
+                )
+            on_epoch(epoch, reduced)
 
     return train_side_by_side(
         models, seeds, train_idx, epochs=recipe.epochs, batch_size=recipe.batch_size,

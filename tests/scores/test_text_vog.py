@@ -169,9 +169,3 @@ def test_vog_on_text_classification_validates():
 def test_vog_on_text_refuses_what_it_cannot_compute(sets, message):
     with pytest.raises(SpecError, match=message):
         load_spec(TINY_TEXT, [*VOG, *sets])
-
-
-@pytest.mark.parametrize(("spec", "task"), [("quoref-qa", "qa"), ("qasc-fusion", "seq2seq")])
-def test_vog_is_refused_for_qa_and_seq2seq_naming_the_score(spec, task):
-    with pytest.raises(SpecError, match=rf"scores\[2\]: vog is not recorded for {task}"):
-        load_spec(spec, ["scores=[confusion,action,vog]"])
