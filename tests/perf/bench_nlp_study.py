@@ -29,15 +29,20 @@ from engine.spec import load_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[2]
-# task -> (spec, overrides): the shipped specs; sentiment adds VoG on 3 checkpoints
 SENTIMENT_SCORES = "confusion,action,aum,forgetting,el2n,confidence,variability,correctness,vog"
+TEXT_SCORES = "confusion,action,aum,forgetting,confidence,variability,correctness,vog"
+# task -> (spec, overrides): the shipped specs with VoG added (3 checkpoints of 6 epochs
+# for sentiment, 2 of 4 for QA and seq2seq)
 STUDY = {
     "sentiment": (
         "benchmarks/sentiment.yaml",
         [f"scores=[{SENTIMENT_SCORES}]", "shards.grad_epochs=[1,3,5]"],
     ),
-    "qa": ("benchmarks/quoref-qa.yaml", []),
-    "seq2seq": ("benchmarks/qasc-fusion.yaml", []),
+    "qa": ("benchmarks/quoref-qa.yaml", [f"scores=[{TEXT_SCORES}]", "shards.grad_epochs=[1,3]"]),
+    "seq2seq": (
+        "benchmarks/qasc-fusion.yaml",
+        [f"scores=[{TEXT_SCORES}]", "shards.grad_epochs=[1,3]"],
+    ),
 }
 # the text tasks whose answers the study corrupts and audits -> their extra overrides (QA
 # needs no evaluated model for the audit; a seq2seq run must evaluate one: no ensemble row)
