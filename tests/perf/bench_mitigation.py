@@ -10,7 +10,7 @@ confusion bands (below and at or above ln K / 2 nats, the groups of
 ``groupdro_bands``). Writes ``results/mitigation.{json,md}`` for the digits spec and
 ``results/mitigation-<spec name>.{json,md}`` for any other. Not a test:
 
-    python tests/perf/bench_mitigation.py [--spec SPEC] [--runs-dir runs]
+    python tests/perf/bench_mitigation.py [--spec SPEC] [--set KEY=VALUE ...] [--runs-dir runs]
 """
 
 from __future__ import annotations
@@ -59,8 +59,11 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=SPEC, help="a spec whose evaluated "
                         "models are named <method>_s<seed> (default: %(default)s)")  # fmt: skip
     parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a spec field, as hardbench run "
+                        "--set (e.g. data.limit=2000 for a quicker text study)")  # fmt: skip
     args = parser.parse_args()
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.overrides)
     result = run_benchmark(spec, runs_dir=args.runs_dir, log=print)
     card = json.loads((result.run_dir / "benchmark" / "card.json").read_text())
     classes = card.get("class_names")  # None for QA and seq2seq: no ln K / 2 bands
@@ -86,7 +89,9 @@ def main() -> None:
     recipe = spec.evaluate.models[0].recipe
     what = getattr(recipe, "model", None) or f"{spec.task.name} model (dim {recipe.dim})"
     lines = [
-        f"{spec.metadata.name} ({args.spec}): {what}, {recipe.epochs} epochs, {erm['seeds']} "
+        f"{spec.metadata.name} ({args.spec}"
+        + "".join(f" --set {o}" for o in args.overrides)
+        + f"): {what}, {recipe.epochs} epochs, {erm['seeds']} "
         f"seeds per method; errors ({ERROR_OF.get(spec.task.name, 'top-1')}) on the held-out pool, "
         f"its hard split (by the replicas' {spec.splits.score}) and the rest"
         + (
