@@ -100,7 +100,10 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path):
             info = json.loads((folder / PROGRESS_FILE.format(rank=0)).read_text())
         except (OSError, ValueError, KeyError):
             info = None
-        if info and info["epoch"] >= 2:
+        # Kill after epoch 3's progress: Ray Train's controller polls the workers' reports,
+        # so at epoch 2 epoch 1's checkpoint may not be registered yet and the retry starts
+        # from scratch (none resumed: seen once in three suite runs on 2026-12-05).
+        if info and info["epoch"] >= 3:
             victim = info
             os.kill(info["pid"], signal.SIGKILL)
             break
