@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.evaluation.evaluate import BOOTSTRAP_RESAMPLES
 from engine.evaluation.metrics import percentile_interval
 
 # Tolerance of the "p_j >= t_j" comparison, as cleanlab's FLOATING_POINT_COMPARISON.
@@ -36,8 +37,6 @@ TINY = 1e-100
 ROW_SUM_TOLERANCE = 1e-3
 # Methods of :func:`num_label_issues`, named as cleanlab's ``estimation_method``.
 ESTIMATION_METHODS = ("off_diagonal_calibrated", "off_diagonal")
-# Bootstrap resamples of :func:`label_error_rate`.
-BOOTSTRAP_RESAMPLES = 1000
 
 
 def _check(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
